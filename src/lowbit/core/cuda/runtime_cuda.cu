@@ -1,0 +1,58 @@
+#include <cuda_runtime.h>
+
+#include "core/cuda_runtime.h"
+#include "lowbit/core/cuda_check.h"
+#include "lowbit/core/error.h"
+#include <string>
+
+namespace lowbit::detail {
+
+int cuda_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no device" error
+    return 0;
+  }
+  return n;
+}
+
+void* cuda_malloc(size_t bytes, int device) {
+  LOWBIT_CUDA_CHECK(cudaSetDevice(device));
+  void* p = nullptr;
+  const cudaError_t err = cudaMalloc(&p, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    throw_error("out of GPU memory on cuda:" + std::to_string(device) + ": asked for " + std::to_string(bytes) +
+                " bytes, " + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free (" +
+                cudaGetErrorString(err) + ")");
+  }
+  return p;
+}
+
+void cuda_free(void* ptr, int device) {
+  cudaSetDevice(device);
+  cudaFree(ptr);
+}
+
+void* cuda_malloc_host(size_t bytes) {
+  void* p = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMallocHost(&p, bytes));
+  return p;
+}
+
+void cuda_free_host(void* ptr) { cudaFreeHost(ptr); }
+
+void cuda_copy(void* dst, const void* src, size_t bytes, int kind) {
+  static constexpr cudaMemcpyKind kinds[] = {cudaMemcpyHostToHost, cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost,
+                                             cudaMemcpyDeviceToDevice};
+  LOWBIT_CUDA_CHECK(cudaMemcpy(dst, src, bytes, kinds[kind]));
+}
+
+void cuda_memset(void* dst, int value, size_t bytes, int device) {
+  LOWBIT_CUDA_CHECK(cudaSetDevice(device));
+  LOWBIT_CUDA_CHECK(cudaMemset(dst, value, bytes));
+}
+
+}  // namespace lowbit::detail

@@ -1,0 +1,19 @@
+// Internal bridge to the CUDA runtime, so that core's .cc files need no CUDA
+// headers. Implemented in cuda/runtime_cuda.cu, or by stubs that throw when
+// lowbit is built without CUDA.
+#pragma once
+
+#include <cstddef>
+
+namespace lowbit::detail {
+
+int cuda_count();
+void* cuda_malloc(size_t bytes, int device);
+void cuda_free(void* ptr, int device);
+void* cuda_malloc_host(size_t bytes);
+void cuda_free_host(void* ptr);
+// kind: 0 host->host, 1 host->device, 2 device->host, 3 device->device
+void cuda_copy(void* dst, const void* src, size_t bytes, int kind);
+void cuda_memset(void* dst, int value, size_t bytes, int device);
+
+}  // namespace lowbit::detail

@@ -1,0 +1,38 @@
+#include "support/test_support.h"
+
+#include <cstdlib>
+#include <unistd.h>
+
+#include "lowbit/core/half.h"
+
+namespace lowbit::testing {
+
+std::filesystem::path shared_dir() {
+  if (const char* env = std::getenv("LOWBIT_SHARED")) return env;
+  return std::filesystem::path(LOWBIT_SHARED_DIR).lexically_normal();
+}
+
+std::filesystem::path golden_dir() { return shared_dir() / "golden"; }
+std::filesystem::path models_dir() { return shared_dir() / "models"; }
+
+std::filesystem::path temp_dir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("lowbit-test-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+std::vector<float> to_floats(const Tensor& t) {
+  const Tensor h = t.to(Device::cpu());
+  std::vector<float> out(size_t(h.numel()));
+  switch (h.dtype()) {
+    case DType::F32: std::copy_n(h.data<float>(), out.size(), out.begin()); break;
+    case DType::F16: for (size_t i = 0; i < out.size(); ++i) out[i] = f16_to_f32(h.data<f16>()[i]); break;
+    case DType::BF16: for (size_t i = 0; i < out.size(); ++i) out[i] = bf16_to_f32(h.data<bf16>()[i]); break;
+    default: fail("to_floats: {} is not a floating tensor", h.describe());
+  }
+  return out;
+}
+
+}  // namespace lowbit::testing

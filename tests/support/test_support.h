@@ -1,0 +1,33 @@
+// Shared helpers for lowbit's tests: where the reference data lives, loading
+// golden tensors, and skipping GPU tests on machines without a GPU.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "lowbit/core/device.h"
+#include "lowbit/core/tensor.h"
+#include "lowbit/io/safetensors.h"
+
+namespace lowbit::testing {
+
+// ../shared beside the checkout, or $LOWBIT_SHARED.
+std::filesystem::path shared_dir();
+std::filesystem::path golden_dir();   // shared_dir()/golden
+std::filesystem::path models_dir();   // shared_dir()/models
+// A fresh, empty temporary directory for one test (removed at exit).
+std::filesystem::path temp_dir(const std::string& name);
+
+// Host copy of a tensor as f32 (from f32, f16 or bf16).
+std::vector<float> to_floats(const Tensor& t);
+
+}  // namespace lowbit::testing
+
+// Skips the current test (reported as skipped by ctest) when no GPU is present.
+#define LOWBIT_REQUIRE_CUDA()                                          \
+  do {                                                                 \
+    if (!::lowbit::cuda_available()) GTEST_SKIP() << "no CUDA device"; \
+  } while (0)
