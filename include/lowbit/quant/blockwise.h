@@ -1,0 +1,25 @@
+// Blockwise quantization ops: 4-bit NF4/FP4 and dynamic 8-bit, with optional
+// double quantization of the absmax. Inputs f32/f16/bf16 of any length;
+// computed on the tensor's device (CPU or CUDA).
+//
+// NaN/Inf: see docs/quantization.md for the defined behaviour.
+#pragma once
+
+#include <optional>
+
+#include "lowbit/core/tensor.h"
+#include "lowbit/quant/quant_state.h"
+
+namespace lowbit::quant {
+
+// Packs two codes a byte (first element in the high nibble); returns u8
+// [ceil(n/2), 1] as bitsandbytes stores it. `type` is NF4 or FP4.
+Tensor quantize_4bit(const Tensor& x, QuantType type, int blocksize, bool double_quant, QuantState& state);
+// Returns `out_dtype` (default: the state's dtype) with the state's shape.
+Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optional<DType> out_dtype = {});
+
+// Dynamic 8-bit blockwise (bitsandbytes' quantize_blockwise): u8 codes [n].
+Tensor quantize_blockwise(const Tensor& x, int blocksize, bool nested, QuantState& state);
+Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::optional<DType> out_dtype = {});
+
+}  // namespace lowbit::quant
