@@ -13,13 +13,19 @@
 namespace lowbit::quant {
 
 // Packs two codes a byte (first element in the high nibble); returns u8
-// [ceil(n/2), 1] as bitsandbytes stores it. `type` is NF4 or FP4.
+// [ceil(n/2), 1] as bitsandbytes stores it. `type` is NF4 or FP4; block sizes
+// 32..4096 (powers of two); `double_quant` codes absmax in 256-value blocks.
 Tensor quantize_4bit(const Tensor& x, QuantType type, int blocksize, bool double_quant, QuantState& state);
 // Returns `out_dtype` (default: the state's dtype) with the state's shape.
 Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optional<DType> out_dtype = {});
 
-// Dynamic 8-bit blockwise (bitsandbytes' quantize_blockwise): u8 codes [n].
+// Dynamic 8-bit blockwise (bitsandbytes' quantize_blockwise): u8 codes with
+// the input's shape; `nested` double-quantizes absmax in blocks of `blocksize`.
 Tensor quantize_blockwise(const Tensor& x, int blocksize, bool nested, QuantState& state);
 Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::optional<DType> out_dtype = {});
+
+// The f32 absmax [blocks] of a state, on the state's device: undoes the
+// double quantization (code[q] * nested_absmax + offset) or returns absmax.
+Tensor dequantize_nested_absmax(const QuantState& state);
 
 }  // namespace lowbit::quant

@@ -40,4 +40,9 @@ const std::array<float, 256>& dynamic_map_unsigned();
 const std::array<float, 16>& nf4_code();
 const std::array<float, 16>& fp4_code();
 
+// Block sizes: powers of two from min_blocksize to max_blocksize (4-bit
+// 32..4096, dynamic 8-bit 64..4096). Throws an Error listing the valid sizes.
+bool is_valid_blocksize(QuantType type, int blocksize);
+void check_blocksize(QuantType type, int blocksize);
+
 }  // namespace lowbit::quant
