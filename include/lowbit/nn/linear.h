@@ -1,0 +1,50 @@
+// A linear layer whose weight may be in any format lowbit runs, behind one
+// interface: dense (f32/bf16/f16), LLM.int8 (int8 rows + SCB) or blockwise
+// 4-bit (NF4/FP4). Callers see forward(); the format picks the kernel.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <variant>
+
+#include "lowbit/core/tensor.h"
+#include "lowbit/ops/linear.h"
+
+namespace lowbit::nn {
+
+enum class WeightFormat : uint8_t { Dense, Int8Rowwise, Blockwise4bit };
+std::string_view format_name(WeightFormat format);  // "dense", "int8", "nf4"/"fp4" via describe()
+
+class Linear {
+ public:
+  Linear() = default;
+  // weight [out, in]; bias [out] or undefined.
+  static Linear dense(Tensor weight, Tensor bias = {});
+  // codes i8 [out, in], scb f32 [out]; threshold as in bitsandbytes (0: pure int8).
+  static Linear int8(Tensor codes, Tensor scb, float threshold, Tensor bias = {});
+  static Linear blockwise_4bit(ops::Blockwise4bitWeight weight, Tensor bias = {});
+
+  bool defined() const { return out_features_ > 0; }
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+  WeightFormat format() const { return format_; }
+  // Bytes the weight (and its scales) occupy.
+  size_t weight_bytes() const;
+  std::string describe() const;  // "nf4 [688, 256]"
+
+  // x [tokens, in] in the compute dtype -> [tokens, out] in the same dtype.
+  Tensor forward(const Tensor& x) const;
+  void forward(const Tensor& x, Tensor& out) const;
+
+ private:
+  struct Int8Weight {
+    Tensor codes, scb;
+    float threshold = 0.0f;
+  };
+  WeightFormat format_ = WeightFormat::Dense;
+  int64_t in_features_ = 0, out_features_ = 0;
+  std::variant<Tensor, Int8Weight, ops::Blockwise4bitWeight> weight_;
+  Tensor bias_;
+};
+
+}  // namespace lowbit::nn

@@ -1,0 +1,48 @@
+// Linear layers y = x W^T + b for every weight format lowbit runs: dense
+// (f32/bf16/f16), LLM.int8 (int8 rows + SCB) and blockwise 4-bit (NF4/FP4).
+//
+// x: [tokens, in] in the compute dtype (f32, bf16 or f16); out: [tokens, out]
+// in the same dtype. Products accumulate in f32 and the output is rounded once
+// to the compute dtype. One token takes a GEMV path, more take a tiled GEMM.
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/core/tensor.h"
+#include "lowbit/quant/formats.h"
+
+namespace lowbit::ops {
+
+// Dense: weight [out, in] f32/bf16/f16 (converted to the compute dtype first,
+// as PyTorch does when the weight dtype differs); bias [out] or undefined.
+void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
+
+// A blockwise 4-bit weight [out_features, in_features], the form the fused
+// kernels read: packed codes (two a byte, high nibble first), one f32 absmax per
+// block (double quantization already undone), the 16-entry code table, and the
+// dtype the weight dequantizes to (bitsandbytes' quant_state.dtype).
+struct Blockwise4bitWeight {
+  quant::QuantType type = quant::QuantType::NF4;  // NF4 or FP4 (the code table says the values)
+  Tensor packed;  // u8 [ceil(out * in / 2)] (any shape with that many bytes)
+  Tensor absmax;  // f32 [ceil(out * in / blocksize)]
+  Tensor code;    // f32 [16]
+  int blocksize = 64;
+  int64_t out_features = 0;
+  int64_t in_features = 0;
+  DType dtype = DType::BF16;
+};
+
+// As bitsandbytes' Linear4bit: each weight is code[q] * absmax rounded to
+// w.dtype, then to x's dtype (the compute dtype); f32 accumulation.
+void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
+
+// LLM.int8 (bitsandbytes' MatMul8bitLt, f16 compute): x is quantized row-wise
+// to int8 ignoring |x| >= threshold; the int8 product accumulates in int32 and
+// is scaled by row_stat * SCB / 127^2 (+ bias) and rounded to the output dtype;
+// the outlier columns (threshold > 0) go through a 16-bit product with those
+// weight columns dequantized, added in f32 and rounded once more.
+// codes: i8 [out, in]; scb: f32 [out].
+void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
+                 Tensor& out);
+
+}  // namespace lowbit::ops

@@ -1,0 +1,124 @@
+#include "engine/checkpoint_source.h"
+
+#include <fmt/format.h>
+
+#include "lowbit/core/half.h"
+
+namespace lowbit::engine {
+
+namespace fs = std::filesystem;
+
+CheckpointSource::CheckpointSource(const fs::path& dir, const nlohmann::json& config, DType dtype)
+    : dir_(dir), dtype_(dtype) {
+  std::vector<fs::path> shards;
+  if (fs::exists(dir / "model.safetensors")) {
+    shards.push_back(dir / "model.safetensors");
+  } else if (fs::exists(dir / "model.safetensors.index.json")) {
+    const auto index = read_json_file(dir / "model.safetensors.index.json");
+    std::map<std::string, bool> seen;
+    for (const auto& [name, file] : index.at("weight_map").items()) {
+      const std::string f = file.get<std::string>();
+      if (!seen[f]) shards.push_back(dir / f);
+      seen[f] = true;
+    }
+  } else {
+    throw Error(fmt::format("no weights in {}: expected model.safetensors or model.safetensors.index.json",
+                            dir.string()))
+        .with_file(dir.string());
+  }
+  for (const auto& path : shards) {
+    files_.push_back(std::make_shared<io::SafetensorsReader>(io::SafetensorsReader::open(path)));
+    for (const auto& e : files_.back()->entries()) where_[e.name] = files_.back().get();
+  }
+  if (auto q = config.find("quantization_config"); q != config.end() && q->is_object())
+    int8_threshold_ = float(q->value("llm_int8_threshold", 6.0));
+}
+
+bool CheckpointSource::contains(const std::string& name) const { return where_.count(name) != 0; }
+
+Tensor CheckpointSource::raw(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it == where_.end())
+    throw Error(fmt::format("tensor {} is missing from the checkpoint", name)).with_file(dir_.string()).with_tensor(name);
+  return it->second->tensor(name);
+}
+
+Tensor CheckpointSource::dense(const std::string& name, const Shape& shape) const {
+  Tensor t = raw(name);
+  if (t.shape() != shape)
+    throw Error(fmt::format("tensor {} has shape {}, the config implies {}", name, shape_str(t.shape()),
+                            shape_str(shape)))
+        .with_tensor(name);
+  LOWBIT_CHECK(is_floating(t.dtype()), "tensor {} is {}, expected a floating dtype", name, t.describe());
+  return t.dtype() == dtype_ ? t : t.cast(dtype_);
+}
+
+nn::Linear CheckpointSource::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) const {
+  const std::string weight_name = prefix + ".weight";
+  Tensor b = bias ? dense(prefix + ".bias", {out}) : Tensor{};
+  for (const char* kind : {"nf4", "fp4"}) {
+    const std::string state_key = weight_name + ".quant_state.bitsandbytes__" + kind;
+    if (contains(state_key)) return load_4bit(prefix, state_key, out, in, b);
+  }
+  const Tensor w = raw(weight_name);
+  if (w.dtype() == DType::I8) {
+    if (w.shape() != Shape{out, in})
+      throw Error(fmt::format("tensor {} has shape {}, the config implies [{}, {}]", weight_name,
+                              shape_str(w.shape()), out, in))
+          .with_tensor(weight_name);
+    const Tensor scb = raw(prefix + ".SCB");
+    LOWBIT_CHECK(scb.numel() == out && scb.dtype() == DType::F32, "tensor {}.SCB must be f32 [{}], got {}", prefix, out,
+                 scb.describe());
+    return nn::Linear::int8(w, scb, int8_threshold_, b);
+  }
+  return nn::Linear::dense(dense(weight_name, {out, in}), b);
+}
+
+nn::Linear CheckpointSource::load_4bit(const std::string& prefix, const std::string& state_key, int64_t out,
+                                       int64_t in, Tensor bias) const {
+  const std::string w = prefix + ".weight";
+  const Tensor state_bytes = raw(state_key);
+  nlohmann::json state;
+  try {
+    state = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(state_bytes.raw_data()),
+                                              size_t(state_bytes.numel())));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(fmt::format("{}: invalid quant_state JSON ({})", state_key, e.what())).with_tensor(state_key);
+  }
+  const auto shape = state.at("shape").get<std::vector<int64_t>>();
+  if (shape != std::vector<int64_t>{out, in})
+    throw Error(fmt::format("tensor {} has shape {}, the config implies [{}, {}]", w, shape_str(shape), out, in))
+        .with_tensor(w);
+  ops::Blockwise4bitWeight q;
+  q.type = state.at("quant_type").get<std::string>() == "fp4" ? quant::QuantType::FP4 : quant::QuantType::NF4;
+  q.blocksize = state.at("blocksize").get<int>();
+  q.dtype = parse_dtype(state.at("dtype").get<std::string>());
+  q.out_features = out;
+  q.in_features = in;
+  q.packed = raw(w);
+  q.code = raw(w + ".quant_map");
+  const int64_t blocks = (out * in + q.blocksize - 1) / q.blocksize;
+  const Tensor absmax = raw(w + ".absmax");
+  LOWBIT_CHECK(absmax.numel() == blocks, "tensor {}.absmax must hold {} values, got {}", w, blocks, absmax.describe());
+  if (absmax.dtype() == DType::F32) {
+    q.absmax = absmax;
+  } else {
+    // Double quantization: absmax = nested_code[q] * nested_absmax[i / nested_blocksize] + offset, in f32
+    // (the order bitsandbytes dequantizes in).
+    LOWBIT_CHECK(absmax.dtype() == DType::U8, "tensor {}.absmax must be f32 or u8, got {}", w, absmax.describe());
+    const Tensor nested = raw(w + ".nested_absmax");
+    const Tensor nested_code = raw(w + ".nested_quant_map");
+    const int nested_blocksize = state.value("nested_blocksize", 256);
+    const float offset = state.value("nested_offset", 0.0f);
+    LOWBIT_CHECK(nested.numel() == (blocks + nested_blocksize - 1) / nested_blocksize && nested_code.numel() == 256,
+                 "tensor {}: nested_absmax / nested_quant_map have the wrong size", w);
+    q.absmax = Tensor::empty({blocks}, DType::F32);
+    const uint8_t* codes = absmax.data<uint8_t>();
+    for (int64_t i = 0; i < blocks; ++i)
+      q.absmax.data<float>()[i] =
+          nested_code.data<float>()[codes[i]] * nested.data<float>()[i / nested_blocksize] + offset;
+  }
+  return nn::Linear::blockwise_4bit(std::move(q), std::move(bias));
+}
+
+}  // namespace lowbit::engine

@@ -1,0 +1,58 @@
+#include "ops/cpu/gemm_f32.h"
+
+#include <algorithm>
+#include <cblas.h>
+
+#include "lowbit/core/thread_pool.h"
+#include "ops/dispatch.h"
+
+namespace lowbit::ops::cpu {
+
+void gemm_f32(const float* x, int64_t tokens, int64_t k, int64_t n, const float* w, float* out) {
+  if (tokens == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, w, int(k), x, 1, 0.0f, out, 1);
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(n), int(k), 1.0f, x, int(k), w, int(k), 0.0f,
+              out, int(n));
+}
+
+void gemm_tiled(const float* x, int64_t tokens, int64_t k, int64_t n, const WeightRowFill& fill, float* out) {
+  // About 4 MiB of f32 weight a tile: large enough for OpenBLAS to run at full
+  // speed, small enough to stay in the last-level cache.
+  const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(n, (int64_t(1) << 20) / std::max<int64_t>(k, 1)));
+  std::vector<float> buffer(static_cast<size_t>(tile * k));
+  for (int64_t n0 = 0; n0 < n; n0 += tile) {
+    const int64_t rows = std::min(tile, n - n0);
+    parallel_for(0, size_t(rows), 16, [&](size_t lo, size_t hi) {
+      fill(n0 + int64_t(lo), n0 + int64_t(hi), buffer.data() + lo * size_t(k));
+    });
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(k), 1.0f, x, int(k),
+                buffer.data(), int(k), 0.0f, out + n0, int(n));
+  }
+}
+
+std::vector<float> to_f32_vector(const Tensor& x) {
+  std::vector<float> v(static_cast<size_t>(x.numel()));
+  detail::dispatch_float("linear", x.dtype(), [&]<typename T>(T) {
+    const T* p = x.data<T>();
+    for (size_t i = 0; i < v.size(); ++i) v[i] = to_f32(p[i]);
+  });
+  return v;
+}
+
+void store_output(const float* acc, const Tensor& bias, Tensor& out) {
+  const int64_t tokens = out.dim(0), n = out.dim(1);
+  std::vector<float> b;
+  if (bias.defined()) b = to_f32_vector(bias);
+  detail::dispatch_float("linear", out.dtype(), [&]<typename T>(T) {
+    T* o = out.data<T>();
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t j = 0; j < n; ++j) {
+        const float v = acc[t * n + j] + (b.empty() ? 0.0f : b[size_t(j)]);
+        o[t * n + j] = from_f32<T>(v);
+      }
+  });
+}
+
+}  // namespace lowbit::ops::cpu

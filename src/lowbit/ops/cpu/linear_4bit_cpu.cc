@@ -1,0 +1,94 @@
+// Blockwise 4-bit (NF4/FP4) linear on the CPU, dequantization fused into the
+// product.
+//
+// Each block of `blocksize` weights shares one absmax, so a block's 16 possible
+// weight values are computed once (code[q] * absmax, rounded to the weight's
+// dtype, then to the compute dtype: what bitsandbytes' dequantize + cast
+// produce) and the block's nibbles only index that table.
+// - One token (GEMV): rows are split over the threads; each row streams its
+//   packed bytes once, half a byte per weight (8x fewer bytes than f32).
+// - Several tokens: weight tiles are dequantized to f32 and multiplied by
+//   OpenBLAS (gemm_tiled), so prompts run at GEMM speed.
+#include "lowbit/core/thread_pool.h"
+#include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/nf4_gemv.h"
+#include "ops/dispatch.h"
+
+namespace lowbit::ops::cpu {
+namespace {
+
+template <typename W, typename C>
+inline void block_table(const float* code, float absmax, float* table) {
+  for (int i = 0; i < 16; ++i) table[i] = detail::round_to<C>(detail::round_to<W>(code[i] * absmax));
+}
+
+inline int nibble(const uint8_t* packed, int64_t e) {
+  const uint8_t b = packed[e >> 1];
+  return (e & 1) ? (b & 0x0f) : (b >> 4);
+}
+
+// Dequantizes weight elements [first, first + count) to f32.
+template <typename W, typename C>
+void dequantize_range(const Blockwise4bitWeight& w, int64_t first, int64_t count, float* out) {
+  const uint8_t* packed = w.packed.data<uint8_t>();
+  const float* absmax = w.absmax.data<float>();
+  const float* code = w.code.data<float>();
+  float table[16];
+  int64_t e = first;
+  const int64_t end = first + count;
+  while (e < end) {
+    const int64_t block = e / w.blocksize;
+    const int64_t block_end = std::min(end, (block + 1) * w.blocksize);
+    block_table<W, C>(code, absmax[block], table);
+    for (; e < block_end; ++e) out[e - first] = table[nibble(packed, e)];
+  }
+}
+
+template <typename W, typename C>
+void gemv(const Blockwise4bitWeight& w, const float* x, float* out) {
+  const int64_t k = w.in_features;
+  const bool aligned = k % w.blocksize == 0 && w.blocksize % 4 == 0;
+  std::vector<float> x_even, x_odd;
+  if (aligned) split_even_odd(x, k, x_even, x_odd);
+  parallel_for(0, size_t(w.out_features), 16, [&](size_t lo, size_t hi) {
+    std::vector<float> row;
+    for (size_t r = lo; r < hi; ++r) {
+      if (aligned) {
+        out[r] = gemv_row_4bit(w.packed.data<uint8_t>() + r * size_t(k) / 2, w.absmax.data<float>() + r * k / w.blocksize,
+                               w.code.data<float>(), w.blocksize, k, x_even.data(), x_odd.data(),
+                               [](const float* code, float absmax, float* table) { block_table<W, C>(code, absmax, table); });
+        continue;
+      }
+      row.resize(size_t(k));
+      dequantize_range<W, C>(w, int64_t(r) * k, k, row.data());
+      float sum = 0.0f;
+      for (int64_t i = 0; i < k; ++i) sum += x[i] * row[size_t(i)];
+      out[r] = sum;
+    }
+  });
+}
+
+}  // namespace
+
+void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
+  const int64_t tokens = x.dim(0), k = w.in_features, n = w.out_features;
+  const std::vector<float> xf = to_f32_vector(x);
+  std::vector<float> acc(static_cast<size_t>(tokens * n));
+  detail::dispatch_float("linear_4bit", w.dtype, [&]<typename W>(W) {
+    detail::dispatch_float("linear_4bit", x.dtype(), [&]<typename C>(C) {
+      if (tokens == 1) {
+        gemv<W, C>(w, xf.data(), acc.data());
+      } else {
+        gemm_tiled(xf.data(), tokens, k, n,
+                   [&](int64_t first, int64_t last, float* dst) {
+                     dequantize_range<W, C>(w, first * k, (last - first) * k, dst);
+                   },
+                   acc.data());
+      }
+    });
+  });
+  store_output(acc.data(), bias, out);
+}
+
+}  // namespace lowbit::ops::cpu

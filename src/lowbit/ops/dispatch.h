@@ -1,0 +1,62 @@
+// Device and dtype dispatch shared by the op front ends (op.cc files).
+//
+// An op front end validates its tensors, then calls `on_device` with the CPU
+// body; until a device has its implementation, a tensor there gets an Error
+// naming the op. `dispatch_float` turns a runtime float dtype into one
+// template instantiation, so kernels are written once, generic in T.
+#pragma once
+
+#include <initializer_list>
+#include <string_view>
+
+#include "lowbit/core/error.h"
+#include "lowbit/core/half.h"
+#include "lowbit/core/tensor.h"
+
+namespace lowbit::ops::detail {
+
+// All tensors on one device; returns it.
+inline Device common_device(std::string_view op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (!t || !t->defined()) continue;
+    if (!first) first = t;
+    else if (!(t->device() == first->device()))
+      fail("ops::{}: tensors on different devices ({} and {})", op, first->describe(), t->describe());
+  }
+  return first ? first->device() : Device::cpu();
+}
+
+// Runs `cpu` for host tensors; a CUDA tensor throws until the op's CUDA
+// implementation (op_cuda.cu) is added here.
+template <typename CpuFn>
+void on_device(std::string_view op, Device device, CpuFn&& cpu) {
+  if (device.is_cpu()) return cpu();
+  fail("ops::{}: no CUDA implementation yet (got a tensor on {}); move the tensors to the CPU", op, device.str());
+}
+
+template <typename Fn>
+decltype(auto) dispatch_float(std::string_view op, DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32: return fn(float{});
+    case DType::BF16: return fn(bf16{});
+    case DType::F16: return fn(f16{});
+    default: fail("ops::{}: expected an f32, bf16 or f16 tensor, got {}", op, dtype_name(dtype));
+  }
+}
+
+inline void expect_shape(std::string_view op, const char* what, const Tensor& t, const Shape& shape) {
+  if (t.shape() != shape) fail("ops::{}: {} must be {}, got {}", op, what, shape_str(shape), t.describe());
+}
+
+inline void expect_dtype(std::string_view op, const char* what, const Tensor& t, DType dtype) {
+  if (t.dtype() != dtype)
+    fail("ops::{}: {} must be {}, got {}", op, what, dtype_name(dtype), t.describe());
+}
+
+// Rounds an f32 value to T's precision and back (the identity for float):
+// what storing an intermediate result in a T tensor does.
+template <typename T> inline float round_to(float v) { return to_f32(from_f32<T>(v)); }
+template <> inline float round_to<float>(float v) { return v; }
+
+}  // namespace lowbit::ops::detail

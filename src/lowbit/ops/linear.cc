@@ -1,0 +1,60 @@
+#include "lowbit/ops/linear.h"
+
+#include "ops/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace lowbit::ops {
+namespace {
+
+void check_io(std::string_view op, const Tensor& x, int64_t in, int64_t out_features, const Tensor& bias,
+              const Tensor& out) {
+  LOWBIT_CHECK(x.ndim() == 2, "ops::{}: x must be [tokens, in_features], got {}", op, x.describe());
+  LOWBIT_CHECK(x.dim(1) == in, "ops::{}: x has {} features, the weight expects {}", op, x.dim(1), in);
+  if (bias.defined()) detail::expect_shape(op, "bias", bias, {out_features});
+  detail::expect_shape(op, "out", out, {x.dim(0), out_features});
+  detail::expect_dtype(op, "out", out, x.dtype());
+}
+
+}  // namespace
+
+void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
+  constexpr std::string_view op = "linear";
+  LOWBIT_CHECK(weight.ndim() == 2, "ops::linear: weight must be [out, in], got {}", weight.describe());
+  check_io(op, x, weight.dim(1), weight.dim(0), bias, out);
+  detail::on_device(op, detail::common_device(op, {&x, &weight, &bias, &out}),
+                    [&] { cpu::linear(x, weight, bias, out); });
+}
+
+void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
+  constexpr std::string_view op = "linear_4bit";
+  const int64_t n = w.out_features * w.in_features;
+  LOWBIT_CHECK(w.out_features > 0 && w.in_features > 0, "ops::linear_4bit: empty weight shape [{}, {}]",
+               w.out_features, w.in_features);
+  LOWBIT_CHECK(w.blocksize > 0, "ops::linear_4bit: blocksize must be positive, got {}", w.blocksize);
+  LOWBIT_CHECK(w.packed.dtype() == DType::U8 && w.packed.numel() == (n + 1) / 2,
+               "ops::linear_4bit: packed must hold {} u8 values for a [{}, {}] weight, got {}", (n + 1) / 2,
+               w.out_features, w.in_features, w.packed.describe());
+  LOWBIT_CHECK(w.absmax.dtype() == DType::F32 && w.absmax.numel() == (n + w.blocksize - 1) / w.blocksize,
+               "ops::linear_4bit: absmax must be f32 [{}], got {}", (n + w.blocksize - 1) / w.blocksize,
+               w.absmax.describe());
+  LOWBIT_CHECK(w.code.dtype() == DType::F32 && w.code.numel() == 16, "ops::linear_4bit: code must be f32 [16], got {}",
+               w.code.describe());
+  check_io(op, x, w.in_features, w.out_features, bias, out);
+  detail::on_device(op, detail::common_device(op, {&x, &w.packed, &w.absmax, &bias, &out}),
+                    [&] { cpu::linear_4bit(x, w, bias, out); });
+}
+
+void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
+                 Tensor& out) {
+  constexpr std::string_view op = "linear_int8";
+  LOWBIT_CHECK(codes.ndim() == 2 && codes.dtype() == DType::I8, "ops::linear_int8: codes must be i8 [out, in], got {}",
+               codes.describe());
+  detail::expect_shape(op, "SCB", scb, {codes.dim(0)});
+  detail::expect_dtype(op, "SCB", scb, DType::F32);
+  LOWBIT_CHECK(threshold >= 0.0f, "ops::linear_int8: threshold must be >= 0, got {}", threshold);
+  check_io(op, x, codes.dim(1), codes.dim(0), bias, out);
+  detail::on_device(op, detail::common_device(op, {&x, &codes, &scb, &bias, &out}),
+                    [&] { cpu::linear_int8(x, codes, scb, bias, threshold, out); });
+}
+
+}  // namespace lowbit::ops

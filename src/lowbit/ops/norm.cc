@@ -1,0 +1,17 @@
+#include "lowbit/ops/norm.h"
+
+#include "ops/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace lowbit::ops {
+
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
+  constexpr std::string_view op = "rms_norm";
+  LOWBIT_CHECK(x.ndim() == 2, "ops::rms_norm: x must be [rows, dim], got {}", x.describe());
+  detail::expect_shape(op, "weight", weight, {x.dim(1)});
+  detail::expect_shape(op, "out", out, x.shape());
+  detail::expect_dtype(op, "out", out, x.dtype());
+  detail::on_device(op, detail::common_device(op, {&x, &weight, &out}), [&] { cpu::rms_norm(x, weight, eps, out); });
+}
+
+}  // namespace lowbit::ops

@@ -1,0 +1,69 @@
+#include "lowbit/ops/rope.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "ops/cpu/cpu_ops.h"
+#include "ops/dispatch.h"
+
+namespace lowbit::ops {
+
+Tensor rope_inverse_frequencies(const RopeConfig& c) {
+  LOWBIT_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "RoPE: head_dim must be even and positive, got {}", c.head_dim);
+  const int half = c.head_dim / 2;
+  std::vector<float> inv(static_cast<size_t>(half));
+  // 1 / theta^(2i / dim), each step in f32 as torch computes it.
+  for (int i = 0; i < half; ++i) {
+    const float exponent = float(2 * i) / float(c.head_dim);
+    inv[size_t(i)] = 1.0f / std::pow(c.theta, exponent);
+  }
+  if (c.type == "llama3") {
+    const float old_len = float(c.original_max_position);
+    const float low_freq_wavelen = old_len / c.low_freq_factor;
+    const float high_freq_wavelen = old_len / c.high_freq_factor;
+    for (float& f : inv) {
+      const float wavelen = 2.0f * float(std::numbers::pi) / f;
+      const float scaled = wavelen > low_freq_wavelen ? f / c.factor : f;
+      const bool medium = !(wavelen < high_freq_wavelen) && !(wavelen > low_freq_wavelen);
+      if (medium) {
+        const float smooth = (old_len / wavelen - c.low_freq_factor) / (c.high_freq_factor - c.low_freq_factor);
+        f = (1.0f - smooth) * scaled / c.factor + smooth * scaled;
+      } else {
+        f = scaled;
+      }
+    }
+  } else if (c.type == "linear") {
+    for (float& f : inv) f /= c.factor;
+  } else if (c.type != "default") {
+    fail("RoPE: unsupported rope_type '{}' (supported: default, linear, llama3)", c.type);
+  }
+  return Tensor::from_vector(inv);
+}
+
+RopeTables rope_tables(const RopeConfig& config, int64_t positions) {
+  const Tensor inv = rope_inverse_frequencies(config);
+  const int64_t half = inv.numel();
+  RopeTables t{Tensor::empty({positions, half}, DType::F32), Tensor::empty({positions, half}, DType::F32)};
+  const float* f = inv.data<float>();
+  for (int64_t p = 0; p < positions; ++p)
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = float(p) * f[i];
+      t.cos.data<float>()[p * half + i] = float(std::cos(double(angle)));
+      t.sin.data<float>()[p * half + i] = float(std::sin(double(angle)));
+    }
+  return t;
+}
+
+void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
+  constexpr std::string_view op = "apply_rope";
+  LOWBIT_CHECK(x.ndim() == 3, "ops::apply_rope: x must be [tokens, heads, head_dim], got {}", x.describe());
+  LOWBIT_CHECK(tables.cos.ndim() == 2 && tables.cos.dim(1) * 2 == x.dim(2),
+               "ops::apply_rope: tables must be [positions, {}], got {}", x.dim(2) / 2, tables.cos.describe());
+  LOWBIT_CHECK(first_position >= 0 && first_position + x.dim(0) <= tables.cos.dim(0),
+               "ops::apply_rope: positions [{}, {}) exceed the table's {} positions", first_position,
+               first_position + x.dim(0), tables.cos.dim(0));
+  detail::on_device(op, detail::common_device(op, {&x, &tables.cos, &tables.sin}),
+                    [&] { cpu::apply_rope(x, tables, first_position); });
+}
+
+}  // namespace lowbit::ops
