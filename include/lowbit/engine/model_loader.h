@@ -5,15 +5,32 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "lowbit/models/causal_lm.h"
 
 namespace lowbit::engine {
 
+// Quantization applied while loading a dense checkpoint, as transformers'
+// BitsAndBytesConfig does (load_in_8bit / load_in_4bit). Modules whose name
+// ends with an entry of skip_modules stay in the compute dtype.
+struct QuantizeOnLoad {
+  enum class Kind : uint8_t { Int8, NF4, FP4 };
+  Kind kind = Kind::NF4;
+  float int8_threshold = 6.0f;
+  int blocksize = 64;
+  bool double_quant = false;
+  std::vector<std::string> skip_modules = {"lm_head"};
+};
+
 struct LoadOptions {
   // Compute dtype of activations and of the dense weights (default: the
   // config's dtype; f32 when it has none).
   std::optional<DType> dtype;
+  // Quantize the linear layers of a dense checkpoint (ignored for layers the
+  // checkpoint already stores quantized).
+  std::optional<QuantizeOnLoad> quantize;
 };
 
 // Throws an Error naming the file (or tensor) for a missing config, an

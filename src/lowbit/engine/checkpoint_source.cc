@@ -3,13 +3,17 @@
 #include <fmt/format.h>
 
 #include "lowbit/core/half.h"
+#include "lowbit/quant/blockwise.h"
+#include "lowbit/quant/int8.h"
+#include "lowbit/quant/kernels.h"
 
 namespace lowbit::engine {
 
 namespace fs = std::filesystem;
 
-CheckpointSource::CheckpointSource(const fs::path& dir, const nlohmann::json& config, DType dtype)
-    : dir_(dir), dtype_(dtype) {
+CheckpointSource::CheckpointSource(const fs::path& dir, const nlohmann::json& config, DType dtype,
+                                   std::optional<QuantizeOnLoad> quantize)
+    : dir_(dir), quantize_(std::move(quantize)), dtype_(dtype) {
   std::vector<fs::path> shards;
   if (fs::exists(dir / "model.safetensors")) {
     shards.push_back(dir / "model.safetensors");
@@ -71,7 +75,33 @@ nn::Linear CheckpointSource::linear(const std::string& prefix, int64_t out, int6
                  scb.describe());
     return nn::Linear::int8(w, scb, int8_threshold_, b);
   }
-  return nn::Linear::dense(dense(weight_name, {out, in}), b);
+  return quantize(prefix, dense(weight_name, {out, in}), b);
+}
+
+nn::Linear CheckpointSource::quantize(const std::string& prefix, Tensor weight, Tensor bias) const {
+  if (!quantize_) return nn::Linear::dense(std::move(weight), std::move(bias));
+  for (const auto& skip : quantize_->skip_modules)
+    if (prefix.size() >= skip.size() && prefix.compare(prefix.size() - skip.size(), skip.size(), skip) == 0)
+      return nn::Linear::dense(std::move(weight), std::move(bias));
+  if (quantize_->kind == QuantizeOnLoad::Kind::Int8) {
+    // bitsandbytes quantizes the f16 weight (Int8Params casts it first).
+    const Tensor w16 = weight.dtype() == DType::F16 ? weight : weight.cast(DType::F16);
+    quant::Int8RowwiseWeight q = quant::quantize_int8_rowwise(w16);
+    return nn::Linear::int8(q.codes, q.scb, quantize_->int8_threshold, std::move(bias));
+  }
+  quant::QuantState state;
+  const quant::QuantType type = quantize_->kind == QuantizeOnLoad::Kind::FP4 ? quant::QuantType::FP4
+                                                                              : quant::QuantType::NF4;
+  ops::Blockwise4bitWeight q;
+  q.type = type;
+  q.packed = quant::quantize_4bit(weight, type, quantize_->blocksize, quantize_->double_quant, state);
+  q.absmax = quant::dequantize_nested_absmax(state);
+  q.code = state.code;
+  q.blocksize = state.blocksize;
+  q.dtype = weight.dtype();
+  q.out_features = weight.dim(0);
+  q.in_features = weight.dim(1);
+  return nn::Linear::blockwise_4bit(std::move(q), std::move(bias));
 }
 
 nn::Linear CheckpointSource::load_4bit(const std::string& prefix, const std::string& state_key, int64_t out,
@@ -113,10 +143,8 @@ nn::Linear CheckpointSource::load_4bit(const std::string& prefix, const std::str
     LOWBIT_CHECK(nested.numel() == (blocks + nested_blocksize - 1) / nested_blocksize && nested_code.numel() == 256,
                  "tensor {}: nested_absmax / nested_quant_map have the wrong size", w);
     q.absmax = Tensor::empty({blocks}, DType::F32);
-    const uint8_t* codes = absmax.data<uint8_t>();
-    for (int64_t i = 0; i < blocks; ++i)
-      q.absmax.data<float>()[i] =
-          nested_code.data<float>()[codes[i]] * nested.data<float>()[i / nested_blocksize] + offset;
+    quant::cpu::dequantize_nested_absmax(absmax.data<uint8_t>(), nested.data<float>(), nested_code.data<float>(),
+                                         blocks, nested_blocksize, offset, q.absmax.data<float>());
   }
   return nn::Linear::blockwise_4bit(std::move(q), std::move(bias));
 }

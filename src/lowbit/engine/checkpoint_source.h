@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lowbit/engine/model_loader.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/models/causal_lm.h"
 
@@ -20,7 +21,8 @@ nlohmann::json read_json_file(const std::filesystem::path& path);
 
 class CheckpointSource final : public models::WeightSource {
  public:
-  CheckpointSource(const std::filesystem::path& dir, const nlohmann::json& config, DType dtype);
+  CheckpointSource(const std::filesystem::path& dir, const nlohmann::json& config, DType dtype,
+                   std::optional<QuantizeOnLoad> quantize = {});
 
   bool contains(const std::string& name) const override;
   Tensor dense(const std::string& name, const Shape& shape) const override;
@@ -31,7 +33,10 @@ class CheckpointSource final : public models::WeightSource {
   nn::Linear load_4bit(const std::string& prefix, const std::string& state_key, int64_t out, int64_t in,
                        Tensor bias) const;
 
+  nn::Linear quantize(const std::string& prefix, Tensor weight, Tensor bias) const;
+
   std::filesystem::path dir_;
+  std::optional<QuantizeOnLoad> quantize_;
   DType dtype_;
   float int8_threshold_ = 6.0f;
   std::vector<std::shared_ptr<io::SafetensorsReader>> files_;

@@ -41,7 +41,7 @@ std::unique_ptr<models::CausalLM> load_model(const fs::path& dir, const LoadOpti
   else if (!config.torch_dtype.empty()) dtype = parse_dtype(config.torch_dtype);
   LOWBIT_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
                "--dtype must be f32, bf16 or f16, got {}", dtype_name(dtype));
-  const CheckpointSource source(dir, config_json, dtype);
+  const CheckpointSource source(dir, config_json, dtype, options.quantize);
   return arch->build(config, source, dtype);
 }
 

@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "lowbit/core/thread_pool.h"
+#include "lowbit/quant/kernels.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/int8_dot.h"
 #include "ops/dispatch.h"
@@ -29,34 +30,21 @@ struct QuantizedRows {
   std::vector<int64_t> outliers;   // column indices, ascending
 };
 
-QuantizedRows quantize_rows(const std::vector<float>& xh, int64_t tokens, int64_t k, float threshold) {
+// Row-wise int8 codes of the f16 input (quant's bit-exact kernel), then the
+// outlier columns zeroed in every row.
+QuantizedRows quantize_rows(const std::vector<f16>& xh, int64_t tokens, int64_t k, float threshold) {
   QuantizedRows q;
   q.codes.resize(size_t(tokens * k));
   q.row_stats.resize(size_t(tokens));
+  quant::cpu::int8_vectorwise_quant<f16>(xh.data(), tokens, k, threshold, q.codes.data(), q.row_stats.data());
   if (threshold > 0.0f) {
-    std::vector<char> is_outlier(size_t(k), 0);
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t i = 0; i < k; ++i)
-        if (std::fabs(xh[size_t(t * k + i)]) >= threshold) is_outlier[size_t(i)] = 1;
+    std::vector<char> is_outlier(static_cast<size_t>(k), 0);
+    for (int64_t i = 0; i < tokens * k; ++i)
+      if (std::fabs(f16_to_f32(xh[size_t(i)])) >= threshold) is_outlier[size_t(i % k)] = 1;
     for (int64_t i = 0; i < k; ++i)
       if (is_outlier[size_t(i)]) q.outliers.push_back(i);
-  }
-  for (int64_t t = 0; t < tokens; ++t) {
-    const float* row = xh.data() + t * k;
-    float absmax = 0.0f;
-    for (int64_t i = 0; i < k; ++i) {
-      const float a = std::fabs(row[i]);
-      if (threshold == 0.0f || a < threshold) absmax = std::max(absmax, a);
-    }
-    q.row_stats[size_t(t)] = absmax;
-    // An all-zero row has absmax 0; its codes are 0 (the GPU's rint(NaN)).
-    const float scale = absmax > 0.0f ? 127.0f / absmax : 0.0f;
-    int8_t* codes = q.codes.data() + t * k;
-    for (int64_t i = 0; i < k; ++i) {
-      const bool keep = threshold == 0.0f || std::fabs(row[i]) < threshold;
-      codes[i] = keep ? int8_t(std::nearbyint(row[i] * scale)) : int8_t(0);
-    }
-    for (int64_t c : q.outliers) codes[c] = 0;
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t c : q.outliers) q.codes[size_t(t * k + c)] = 0;
   }
   return q;
 }
@@ -67,12 +55,16 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
                  Tensor& out) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = codes.dim(0);
   // Step 1: f16 input and its row-wise int8 codes.
-  std::vector<float> xh(static_cast<size_t>(tokens * k));
+  std::vector<f16> xh16(static_cast<size_t>(tokens * k));
+  std::vector<float> xh(xh16.size());
   detail::dispatch_float("linear_int8", x.dtype(), [&]<typename T>(T) {
     const T* p = x.data<T>();
-    for (size_t i = 0; i < xh.size(); ++i) xh[i] = detail::round_to<f16>(to_f32(p[i]));
+    for (size_t i = 0; i < xh.size(); ++i) {
+      xh16[i] = from_f32<f16>(to_f32(p[i]));
+      xh[i] = f16_to_f32(xh16[i]);
+    }
   });
-  const QuantizedRows q = quantize_rows(xh, tokens, k, threshold);
+  const QuantizedRows q = quantize_rows(xh16, tokens, k, threshold);
 
   std::vector<float> b(size_t(n), 0.0f);
   if (bias.defined())

@@ -1,0 +1,73 @@
+#include "lowbit/engine/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "lowbit/core/half.h"
+
+namespace lowbit::engine {
+namespace {
+
+std::vector<float> last_row_f32(const Tensor& logits) {
+  const int64_t vocab = logits.dim(-1);
+  const Tensor row = logits.reshape({-1, vocab}).rows(logits.numel() / vocab - 1, logits.numel() / vocab);
+  const Tensor f = row.dtype() == DType::F32 ? row : row.cast(DType::F32);
+  return {f.data<float>(), f.data<float>() + vocab};
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+int32_t argmax(std::span<const float> logits) {
+  return int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+}
+
+GenerationResult generate(const models::CausalLM& model, std::span<const int32_t> prompt,
+                          const GenerationOptions& options, const std::function<bool(int32_t)>& on_token) {
+  const int64_t context = options.context > 0 ? options.context : model.config().max_position_embeddings;
+  LOWBIT_CHECK(!prompt.empty(), "generate: the prompt is empty");
+  LOWBIT_CHECK(int64_t(prompt.size()) < context,
+               "generate: the prompt has {} tokens but the context holds {} (max_position_embeddings or --context); "
+               "shorten the prompt",
+               prompt.size(), context);
+  GenerationResult result;
+  std::vector<int32_t> history(prompt.begin(), prompt.end());
+  models::KVCache cache = model.make_cache(context);
+
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<float> logits = last_row_f32(model.forward(prompt, cache, false));
+  result.prompt_seconds = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+    const int32_t next = options.next_token ? options.next_token(logits, history) : argmax(logits);
+    result.tokens.push_back(next);
+    history.push_back(next);
+    const bool keep_going = !on_token || on_token(next);
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), next) != options.stop_tokens.end()) {
+      result.stop_reason = "stop token";
+      break;
+    }
+    if (!keep_going) {
+      result.stop_reason = "stopped";
+      break;
+    }
+    if (i + 1 == options.max_new_tokens) {
+      result.stop_reason = "max new tokens";
+      break;
+    }
+    if (cache.length >= context) {
+      result.stop_reason = "context full";
+      break;
+    }
+    const int32_t token[1] = {next};
+    logits = last_row_f32(model.forward(token, cache, false));
+  }
+  if (options.max_new_tokens <= 0) result.stop_reason = "max new tokens";
+  result.decode_seconds = seconds_since(t0);
+  return result;
+}
+
+}  // namespace lowbit::engine
