@@ -6,6 +6,8 @@
 // template instantiation, so kernels are written once, generic in T.
 #pragma once
 
+#include <bit>
+#include <cmath>
 #include <initializer_list>
 #include <string_view>
 
@@ -58,5 +60,34 @@ inline void expect_dtype(std::string_view op, const char* what, const Tensor& t,
 // what storing an intermediate result in a T tensor does.
 template <typename T> inline float round_to(float v) { return to_f32(from_f32<T>(v)); }
 template <> inline float round_to<float>(float v) { return v; }
+// bf16 and f16 in f32 arithmetic: round the mantissa to 7 or 10 bits, nearest
+// even. Exact for f16's normal range; subnormals, overflow and NaN take the
+// bit-exact conversion of core/half.h.
+template <> inline float round_to<bf16>(float v) {
+  uint32_t u = std::bit_cast<uint32_t>(v);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return v;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return std::bit_cast<float>(u & 0xffff0000u);
+}
+template <> inline float round_to<f16>(float v) {
+  uint32_t u = std::bit_cast<uint32_t>(v);
+  const uint32_t abs = u & 0x7fffffffu;
+  if (abs < 0x38800000u || abs >= 0x477ff000u) return f16_to_f32(f32_to_f16(v));
+  u += 0xfffu + ((u >> 13) & 1u);
+  return std::bit_cast<float>(u & 0xffffe000u);
+}
+
+// from_f32<T> with the fast rounding above (bit-identical results).
+template <typename T> inline T store(float v) { return from_f32<T>(v); }
+template <> inline bf16 store<bf16>(float v) {
+  if (std::isnan(v)) return f32_to_bf16(v);
+  return bf16::from_bits(uint16_t(std::bit_cast<uint32_t>(round_to<bf16>(v)) >> 16));
+}
+template <> inline f16 store<f16>(float v) {
+  const uint32_t u = std::bit_cast<uint32_t>(v), abs = u & 0x7fffffffu;
+  if (abs < 0x38800000u || abs >= 0x477ff000u) return f32_to_f16(v);
+  const uint32_t r = std::bit_cast<uint32_t>(round_to<f16>(v)) & 0x7fffffffu;
+  return f16::from_bits(uint16_t(((u >> 16) & 0x8000u) | (((r >> 23) - 112u) << 10) | ((r >> 13) & 0x3ffu)));
+}
 
 }  // namespace lowbit::ops::detail

@@ -29,7 +29,7 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
         }
         const float inv = 1.0f / std::sqrt(sum / float(dim) + eps);
         for (int64_t i = 0; i < dim; ++i)
-          orow[i] = from_f32<T>(wp[i] * round_to<T>(to_f32(xr[i]) * inv));
+          orow[i] = detail::store<T>(wp[i] * round_to<T>(to_f32(xr[i]) * inv));
       }
     });
   });
@@ -41,7 +41,7 @@ void add(const Tensor& a, const Tensor& b, Tensor& out) {
     const T* ap = a.data<T>();
     const T* bp = b.data<T>();
     T* op = out.data<T>();
-    for (size_t i = 0; i < n; ++i) op[i] = from_f32<T>(to_f32(ap[i]) + to_f32(bp[i]));
+    for (size_t i = 0; i < n; ++i) op[i] = detail::store<T>(to_f32(ap[i]) + to_f32(bp[i]));
   });
 }
 
@@ -55,7 +55,7 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
       for (size_t i = lo; i < hi; ++i) {
         const float g = to_f32(gp[i]);
         const float act = round_to<T>(g / (1.0f + std::exp(-g)));
-        op[i] = from_f32<T>(act * to_f32(up_[i]));
+        op[i] = detail::store<T>(act * to_f32(up_[i]));
       }
     });
   });
@@ -70,7 +70,7 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
       dispatch_float("embedding", out.dtype(), [&]<typename D>(D) {
         const S* src = table.data<S>() + id * dim;
         D* dst = out.data<D>() + i * dim;
-        for (int64_t j = 0; j < dim; ++j) dst[j] = from_f32<D>(to_f32(src[j]));
+        for (int64_t j = 0; j < dim; ++j) dst[j] = detail::store<D>(to_f32(src[j]));
       });
     });
   }

@@ -8,13 +8,34 @@
 
 namespace lowbit::ops::cpu {
 
+namespace {
+
+// OpenBLAS runs single-threaded inside lowbit: lowbit's pool splits the work,
+// so the two thread pools never spin against each other on the same cores.
+const bool openblas_single_threaded = [] {
+  openblas_set_num_threads(1);
+  return true;
+}();
+
+// Output columns a work item takes: enough for sgemm to run at full speed.
+int64_t column_grain(int64_t tokens, int64_t k) {
+  return std::max<int64_t>(16, (int64_t(1) << 16) / std::max<int64_t>(1, k) / std::max<int64_t>(1, tokens / 16));
+}
+
+}  // namespace
+
 void gemm_f32(const float* x, int64_t tokens, int64_t k, int64_t n, const float* w, float* out) {
-  if (tokens == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, int(n), int(k), 1.0f, w, int(k), x, 1, 0.0f, out, 1);
-    return;
-  }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(n), int(k), 1.0f, x, int(k), w, int(k), 0.0f,
-              out, int(n));
+  (void)openblas_single_threaded;
+  parallel_for(0, size_t(n), size_t(column_grain(tokens, k)), [&](size_t lo, size_t hi) {
+    const int64_t cols = int64_t(hi - lo);
+    if (tokens == 1) {
+      cblas_sgemv(CblasRowMajor, CblasNoTrans, int(cols), int(k), 1.0f, w + lo * size_t(k), int(k), x, 1, 0.0f,
+                  out + lo, 1);
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(cols), int(k), 1.0f, x, int(k),
+                  w + lo * size_t(k), int(k), 0.0f, out + lo, int(n));
+    }
+  });
 }
 
 void gemm_tiled(const float* x, int64_t tokens, int64_t k, int64_t n, const WeightRowFill& fill, float* out) {
@@ -24,11 +45,14 @@ void gemm_tiled(const float* x, int64_t tokens, int64_t k, int64_t n, const Weig
   std::vector<float> buffer(static_cast<size_t>(tile * k));
   for (int64_t n0 = 0; n0 < n; n0 += tile) {
     const int64_t rows = std::min(tile, n - n0);
-    parallel_for(0, size_t(rows), 16, [&](size_t lo, size_t hi) {
-      fill(n0 + int64_t(lo), n0 + int64_t(hi), buffer.data() + lo * size_t(k));
+    // Each work item dequantizes its rows and multiplies them at once, while
+    // they are still in its core's cache.
+    parallel_for(0, size_t(rows), size_t(column_grain(tokens, k)), [&](size_t lo, size_t hi) {
+      float* rows_f32 = buffer.data() + lo * size_t(k);
+      fill(n0 + int64_t(lo), n0 + int64_t(hi), rows_f32);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(hi - lo), int(k), 1.0f, x, int(k),
+                  rows_f32, int(k), 0.0f, out + n0 + int64_t(lo), int(n));
     });
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(tokens), int(rows), int(k), 1.0f, x, int(k),
-                buffer.data(), int(k), 0.0f, out + n0, int(n));
   }
 }
 
@@ -50,7 +74,7 @@ void store_output(const float* acc, const Tensor& bias, Tensor& out) {
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t j = 0; j < n; ++j) {
         const float v = acc[t * n + j] + (b.empty() ? 0.0f : b[size_t(j)]);
-        o[t * n + j] = from_f32<T>(v);
+        o[t * n + j] = detail::store<T>(v);
       }
   });
 }

@@ -3,7 +3,7 @@
 //  1. x is cast to f16 and quantized row-wise: codes = rint(x * 127 / absmax),
 //     absmax over the row's |x| < threshold; columns holding any |x| >=
 //     threshold (the outliers) get code 0 in every row.
-//  2. int8 x int8 products accumulate in int32; each output is
+//  2. int8 x int8 products accumulate exactly (int32); each output is
 //     f16(fma(acc * row_stat * SCB, 1/127^2, bias)).
 //  3. With outliers, the f16 outlier columns of x times the dequantized f16
 //     weight columns (code * SCB / 127) are added to that in f32 and rounded
@@ -13,6 +13,7 @@
 #include "lowbit/core/thread_pool.h"
 #include "lowbit/quant/kernels.h"
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cpu/gemm_f32.h"
 #include "ops/cpu/int8_dot.h"
 #include "ops/dispatch.h"
 
@@ -31,16 +32,17 @@ struct QuantizedRows {
 };
 
 // Row-wise int8 codes of the f16 input (quant's bit-exact kernel), then the
-// outlier columns zeroed in every row.
-QuantizedRows quantize_rows(const std::vector<f16>& xh, int64_t tokens, int64_t k, float threshold) {
+// outlier columns zeroed in every row. xh holds the f16 values widened to f32:
+// bitsandbytes computes in f32 after loading the halves, so the codes agree.
+QuantizedRows quantize_rows(const std::vector<float>& xh, int64_t tokens, int64_t k, float threshold) {
   QuantizedRows q;
   q.codes.resize(size_t(tokens * k));
   q.row_stats.resize(size_t(tokens));
-  quant::cpu::int8_vectorwise_quant<f16>(xh.data(), tokens, k, threshold, q.codes.data(), q.row_stats.data());
+  quant::cpu::int8_vectorwise_quant<float>(xh.data(), tokens, k, threshold, q.codes.data(), q.row_stats.data());
   if (threshold > 0.0f) {
     std::vector<char> is_outlier(static_cast<size_t>(k), 0);
     for (int64_t i = 0; i < tokens * k; ++i)
-      if (std::fabs(f16_to_f32(xh[size_t(i)])) >= threshold) is_outlier[size_t(i % k)] = 1;
+      if (std::fabs(xh[size_t(i)]) >= threshold) is_outlier[size_t(i % k)] = 1;
     for (int64_t i = 0; i < k; ++i)
       if (is_outlier[size_t(i)]) q.outliers.push_back(i);
     for (int64_t t = 0; t < tokens; ++t)
@@ -55,16 +57,12 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
                  Tensor& out) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = codes.dim(0);
   // Step 1: f16 input and its row-wise int8 codes.
-  std::vector<f16> xh16(static_cast<size_t>(tokens * k));
-  std::vector<float> xh(xh16.size());
+  std::vector<float> xh(static_cast<size_t>(tokens * k));
   detail::dispatch_float("linear_int8", x.dtype(), [&]<typename T>(T) {
     const T* p = x.data<T>();
-    for (size_t i = 0; i < xh.size(); ++i) {
-      xh16[i] = from_f32<f16>(to_f32(p[i]));
-      xh[i] = f16_to_f32(xh16[i]);
-    }
+    for (size_t i = 0; i < xh.size(); ++i) xh[i] = detail::round_to<f16>(to_f32(p[i]));
   });
-  const QuantizedRows q = quantize_rows(xh16, tokens, k, threshold);
+  const QuantizedRows q = quantize_rows(xh, tokens, k, threshold);
 
   std::vector<float> b(size_t(n), 0.0f);
   if (bias.defined())
@@ -81,15 +79,39 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
     for (size_t c = 0; c < n_out; ++c)
       sub_w[size_t(j) * n_out + c] = detail::round_to<f16>(float(w[j * k + q.outliers[c]]) * s[j] * kInv127);
 
+  // int32 products, computed exactly: one token by an int8 dot product, more
+  // tokens by f32 GEMMs over chunks of at most 1024 columns, where every
+  // partial sum of int8 x int8 products stays below 2^24 and is exact in f32.
+  std::vector<int32_t> acc(static_cast<size_t>(tokens * n), 0);
+  if (tokens == 1) {
+    parallel_for(0, size_t(n), 64, [&](size_t lo, size_t hi) {
+      for (size_t j = lo; j < hi; ++j) acc[j] = dot_i8(q.codes.data(), w + j * size_t(k), k);
+    });
+  } else {
+    constexpr int64_t kExactChunk = 1024;  // 1024 * 127 * 127 < 2^24
+    std::vector<float> a_chunk, partial(static_cast<size_t>(tokens * n));
+    for (int64_t c0 = 0; c0 < k; c0 += kExactChunk) {
+      const int64_t width = std::min(kExactChunk, k - c0);
+      a_chunk.resize(size_t(tokens * width));
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t i = 0; i < width; ++i) a_chunk[size_t(t * width + i)] = float(q.codes[size_t(t * k + c0 + i)]);
+      gemm_tiled(a_chunk.data(), tokens, width, n,
+                 [&](int64_t first, int64_t last, float* dst) {
+                   for (int64_t r = first; r < last; ++r)
+                     for (int64_t i = 0; i < width; ++i) dst[(r - first) * width + i] = float(w[r * k + c0 + i]);
+                 },
+                 partial.data());
+      for (size_t i = 0; i < acc.size(); ++i) acc[i] += int32_t(partial[i]);
+    }
+  }
+
   std::vector<float> result(static_cast<size_t>(tokens * n));
-  // Steps 2 and 3, one output row block per work item.
-  parallel_for(0, size_t(n), 32, [&](size_t lo, size_t hi) {
+  parallel_for(0, size_t(n), 64, [&](size_t lo, size_t hi) {
     for (int64_t t = 0; t < tokens; ++t) {
-      const int8_t* a = q.codes.data() + t * k;
       const float* xrow = xh.data() + t * k;
       for (size_t j = lo; j < hi; ++j) {
-        const int32_t acc = dot_i8(a, w + j * size_t(k), k);
-        float v = detail::round_to<f16>(std::fma(float(acc) * q.row_stats[size_t(t)] * s[j], kDequantScale, b[j]));
+        const float scaled = float(acc[size_t(t * n) + j]) * q.row_stats[size_t(t)] * s[j];
+        float v = detail::round_to<f16>(std::fma(scaled, kDequantScale, b[j]));
         if (n_out) {
           float extra = 0.0f;
           for (size_t c = 0; c < n_out; ++c) extra += xrow[q.outliers[c]] * sub_w[j * n_out + c];
@@ -101,7 +123,7 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   });
   detail::dispatch_float("linear_int8", out.dtype(), [&]<typename T>(T) {
     T* o = out.data<T>();
-    for (size_t i = 0; i < result.size(); ++i) o[i] = from_f32<T>(result[i]);
+    for (size_t i = 0; i < result.size(); ++i) o[i] = detail::store<T>(result[i]);
   });
 }
 

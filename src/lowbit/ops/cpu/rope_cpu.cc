@@ -20,8 +20,8 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
             const float c = round_to<T>(cs[i]), s = round_to<T>(sn[i]);
             const float a = to_f32(v[i]), b = to_f32(v[i + half]);
             // q * cos + rotate_half(q) * sin, where rotate_half(q) = [-b, a].
-            v[i] = from_f32<T>(round_to<T>(a * c) + round_to<T>(-b * s));
-            v[i + half] = from_f32<T>(round_to<T>(b * c) + round_to<T>(a * s));
+            v[i] = detail::store<T>(round_to<T>(a * c) + round_to<T>(-b * s));
+            v[i + half] = detail::store<T>(round_to<T>(b * c) + round_to<T>(a * s));
           }
         }
       }
