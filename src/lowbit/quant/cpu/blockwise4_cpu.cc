@@ -3,6 +3,7 @@
 
 #include "lowbit/quant/kernels.h"
 #include "quant/cpu/block_parallel.h"
+#include "quant/cpu/blockwise4_highway.h"
 #include "quant/cpu/reference.h"
 #include "quant/cpu/scalar.h"
 
@@ -30,25 +31,20 @@ uint8_t quantize_fp4_scaled(float x) { return scalar::quantize_fp4(x); }
 template <typename T>
 void quantize_4bit(const T* x, int64_t n, QuantType type, int blocksize, uint8_t* packed, float* absmax) {
   for_block_runs(n, blocksize, [&](int64_t lo, int64_t hi, int64_t b) {
-    ref::quantize_4bit(x + lo, hi - lo, type, blocksize, packed + lo / 2, absmax + b);
+    quantize_4bit_run(x + lo, hi - lo, type, blocksize, packed + lo / 2, absmax + b);
   });
 }
 
 template <typename T>
 void dequantize_4bit(const uint8_t* packed, const float* absmax, int64_t n, QuantType type, int blocksize, T* out) {
   for_block_runs(n, blocksize, [&](int64_t lo, int64_t hi, int64_t b) {
-    ref::dequantize_4bit(packed + lo / 2, absmax + b, hi - lo, type, blocksize, out + lo);
+    dequantize_4bit_range(packed, absmax, type, blocksize, lo, hi - lo, out + lo);
   });
 }
 
 void dequantize_4bit_range_f32(const uint8_t* packed, const float* absmax, QuantType type, int blocksize,
                                int64_t first, int64_t count, float* out) {
-  const float* lut = lut_4bit(type);
-  for (int64_t k = 0; k < count; ++k) {
-    const int64_t i = first + k;
-    const uint8_t byte = packed[i / 2];
-    out[k] = lut[(i & 1) ? (byte & 0x0f) : (byte >> 4)] * absmax[i / blocksize];
-  }
+  dequantize_4bit_range(packed, absmax, type, blocksize, first, count, out);
 }
 
 #define INSTANTIATE(T)                                                                             \
