@@ -70,28 +70,36 @@ INSTANTIATE_TEST_SUITE_P(Formats, Linear4bitGolden,
 // The fused GEMV / tiled kernels equal a plain product with the dequantized
 // weight (same rounding of each weight), on shapes that are not multiples of
 // anything, with and without double quantization.
-TEST(Linear4bit, FusedEqualsDequantizedProduct) {
+class Linear4bitFused : public ::testing::TestWithParam<std::pair<DType, quant::QuantType>> {};
+
+TEST_P(Linear4bitFused, EqualsDequantizedProduct) {
+  const auto [dtype, type] = GetParam();
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (const auto [out_f, in_f, tokens, blocksize] :
-       {std::tuple{33, 64, 1, 64}, {17, 96, 3, 32}, {5, 50, 1, 64}, {7, 130, 4, 128}, {64, 256, 1, 256}}) {
+  for (const auto [out_f, in_f, tokens, blocksize] : {std::tuple{33, 64, 1, 64}, {17, 96, 3, 32}, {5, 50, 1, 64},
+                                                       {7, 130, 4, 128}, {64, 256, 1, 256}, {9, 4096, 1, 4096}}) {
     std::vector<float> wv(size_t(out_f * in_f)), xv(size_t(tokens * in_f));
     for (auto& v : wv) v = dist(rng);
     for (auto& v : xv) v = dist(rng);
-    const Tensor w = Tensor::from_vector(wv, {out_f, in_f}).cast(DType::BF16);
-    const Tensor x = Tensor::from_vector(xv, {tokens, in_f}).cast(DType::BF16);
-    const auto q = quantize(w, quant::QuantType::NF4, blocksize, out_f % 2 == 1);
+    const Tensor w = Tensor::from_vector(wv, {out_f, in_f}).cast(dtype);
+    const Tensor x = Tensor::from_vector(xv, {tokens, in_f}).cast(dtype);
+    const auto q = quantize(w, type, blocksize, out_f % 2 == 1);
     quant::QuantState state;
-    const Tensor packed = quant::quantize_4bit(w, quant::QuantType::NF4, blocksize, out_f % 2 == 1, state);
-    const Tensor dense = quant::dequantize_4bit(packed, state);  // bf16 [out, in]
-    Tensor want = Tensor::empty({tokens, out_f}, DType::BF16), got = Tensor::empty({tokens, out_f}, DType::BF16);
+    const Tensor packed = quant::quantize_4bit(w, type, blocksize, out_f % 2 == 1, state);
+    const Tensor dense = quant::dequantize_4bit(packed, state);  // [out, in] in dtype
+    Tensor want = Tensor::empty({tokens, out_f}, dtype), got = Tensor::empty({tokens, out_f}, dtype);
     ops::linear(x, dense, Tensor{}, want);
     ops::linear_4bit(x, q, Tensor{}, got);
     const auto a = testing::to_floats(want), b = testing::to_floats(got);
     for (size_t i = 0; i < a.size(); ++i)
-      EXPECT_NEAR(a[i], b[i], std::fabs(a[i]) / 128 + 1e-6) << out_f << "x" << in_f << " tokens " << tokens;
+      EXPECT_NEAR(a[i], b[i], std::fabs(a[i]) / 128 + 1e-5) << out_f << "x" << in_f << " tokens " << tokens;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, Linear4bitFused,
+                         ::testing::Values(std::pair{DType::BF16, quant::QuantType::NF4},
+                                           std::pair{DType::F16, quant::QuantType::FP4},
+                                           std::pair{DType::F32, quant::QuantType::NF4}));
 
 }  // namespace
 }  // namespace lowbit

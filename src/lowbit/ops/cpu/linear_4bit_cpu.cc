@@ -12,7 +12,7 @@
 #include "lowbit/core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/gemm_f32.h"
-#include "ops/cpu/nf4_gemv.h"
+#include "ops/cpu/gemv_kernels.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops::cpu {
@@ -45,19 +45,37 @@ void dequantize_range(const Blockwise4bitWeight& w, int64_t first, int64_t count
   }
 }
 
+// The rounding the vector GEMV applies to each block's values for weight
+// dtype W and compute dtype C, when one rounding stands for both (nested
+// formats: f32 > bf16, f32 > f16); otherwise the scalar path runs.
+template <typename W, typename C>
+constexpr bool vector_rounding(TableRounding& r) {
+  constexpr bool w16 = !std::is_same_v<W, float>, c16 = !std::is_same_v<C, float>;
+  if constexpr (w16 && c16 && !std::is_same_v<W, C>) {
+    return false;
+  } else if constexpr (std::is_same_v<W, bf16> || std::is_same_v<C, bf16>) {
+    r = TableRounding::BF16;
+  } else if constexpr (std::is_same_v<W, f16> || std::is_same_v<C, f16>) {
+    r = TableRounding::F16;
+  } else {
+    r = TableRounding::None;
+  }
+  return true;
+}
+
 template <typename W, typename C>
 void gemv(const Blockwise4bitWeight& w, const float* x, float* out) {
   const int64_t k = w.in_features;
-  const bool aligned = k % w.blocksize == 0 && w.blocksize % 4 == 0;
+  TableRounding rounding = TableRounding::None;
+  const bool vector = vector_rounding<W, C>(rounding) && k % w.blocksize == 0 && w.blocksize % 4 == 0;
   std::vector<float> x_even, x_odd;
-  if (aligned) split_even_odd(x, k, x_even, x_odd);
+  if (vector) split_even_odd(x, k, x_even, x_odd);
   parallel_for(0, size_t(w.out_features), 16, [&](size_t lo, size_t hi) {
     std::vector<float> row;
     for (size_t r = lo; r < hi; ++r) {
-      if (aligned) {
-        out[r] = gemv_row_4bit(w.packed.data<uint8_t>() + r * size_t(k) / 2, w.absmax.data<float>() + r * k / w.blocksize,
-                               w.code.data<float>(), w.blocksize, k, x_even.data(), x_odd.data(),
-                               [](const float* code, float absmax, float* table) { block_table<W, C>(code, absmax, table); });
+      if (vector) {
+        out[r] = dot_4bit(w.packed.data<uint8_t>() + r * size_t(k) / 2, w.absmax.data<float>() + r * k / w.blocksize,
+                          w.code.data<float>(), w.blocksize, k, x_even.data(), x_odd.data(), rounding);
         continue;
       }
       row.resize(size_t(k));

@@ -4,6 +4,7 @@
 #include "lowbit/core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/gemm_f32.h"
+#include "ops/cpu/gemv_kernels.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops::cpu {
@@ -22,6 +23,14 @@ void gemv_rows(const W* w, const float* x, int64_t k, int64_t n, float* out) {
   parallel_for(0, size_t(n), 64, [&](size_t lo, size_t hi) {
     for (size_t r = lo; r < hi; ++r) {
       const W* row = w + r * size_t(k);
+      // Widening without rounding: the vector kernels.
+      if constexpr (std::is_same_v<C, float> && std::is_same_v<W, bf16>) {
+        out[r] = dot_bf16(row, x, k);
+        continue;
+      } else if constexpr (std::is_same_v<C, float> && std::is_same_v<W, f16>) {
+        out[r] = dot_f16(row, x, k);
+        continue;
+      }
       float acc[8] = {};
       int64_t i = 0;
       for (; i + 8 <= k; i += 8)

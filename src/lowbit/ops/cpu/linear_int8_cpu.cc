@@ -14,7 +14,7 @@
 #include "lowbit/quant/kernels.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/cpu/gemm_f32.h"
-#include "ops/cpu/int8_dot.h"
+#include "ops/cpu/gemv_kernels.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops::cpu {
