@@ -80,9 +80,9 @@ void BM_DequantizeNF4DoubleQuant(benchmark::State& state) {
       [&] { benchmark::DoNotOptimize(dequantize_4bit(packed, qs)); });
 }
 
-// The same work through the raw kernels into buffers allocated once: what a
-// loader or GEMV that reuses its buffers sees (the ops above also pay for
-// fresh output pages).
+// The same work into buffers allocated once (raw kernels for quantize, the
+// *_into ops for dequantize): what a loader or GEMV that reuses its buffers
+// sees; the allocating ops above also pay for fresh output pages.
 void BM_QuantizeNF4DoubleQuantKernel(benchmark::State& state) {
   const Tensor& w = weight();
   std::vector<uint8_t> packed(kN / 2), qabsmax(kN / 64);
@@ -94,17 +94,12 @@ void BM_QuantizeNF4DoubleQuantKernel(benchmark::State& state) {
   });
 }
 
-void BM_DequantizeNF4DoubleQuantKernel(benchmark::State& state) {
+void BM_DequantizeNF4DoubleQuantInto(benchmark::State& state) {
   const Tensor& w = weight();
   QuantState qs;
   const Tensor packed = quantize_4bit(w, QuantType::NF4, 64, true, qs);
   Tensor out = Tensor::empty(w.shape(), DType::BF16);
-  std::vector<float> absmax(kN / 64);
-  run(state, double(kN / 2) + double(kN / 64) + double(w.nbytes()), [&] {
-    cpu::dequantize_nested_absmax(qs.absmax.data<uint8_t>(), qs.nested->nested_absmax.data<float>(),
-                                  qs.nested->nested_code.data<float>(), kN / 64, 256, qs.nested->offset, absmax.data());
-    cpu::dequantize_4bit(packed.data<uint8_t>(), absmax.data(), kN, QuantType::NF4, 64, out.data<bf16>());
-  });
+  run(state, double(kN / 2) + double(kN / 64) + double(w.nbytes()), [&] { dequantize_4bit_into(packed, qs, out); });
 }
 
 void BM_QuantizeDynamic8Kernel(benchmark::State& state) {
@@ -116,15 +111,12 @@ void BM_QuantizeDynamic8Kernel(benchmark::State& state) {
   });
 }
 
-void BM_DequantizeDynamic8Kernel(benchmark::State& state) {
+void BM_DequantizeDynamic8Into(benchmark::State& state) {
   const Tensor& w = weight();
   QuantState qs;
   const Tensor codes = quantize_blockwise(w, 4096, false, qs);
   Tensor out = Tensor::empty(w.shape(), DType::BF16);
-  run(state, double(kN) + double(kN / 4096 * 4) + double(w.nbytes()), [&] {
-    cpu::dequantize_dynamic8(codes.data<uint8_t>(), qs.absmax.data<float>(), qs.code.data<float>(), kN, 4096,
-                             out.data<bf16>());
-  });
+  run(state, double(kN) + double(kN / 4096 * 4) + double(w.nbytes()), [&] { dequantize_blockwise_into(codes, qs, out); });
 }
 
 void BM_QuantizeDynamic8(benchmark::State& state) {
@@ -146,9 +138,9 @@ BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0)
 BENCHMARK(BM_QuantizeNF4DoubleQuant)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_DequantizeNF4DoubleQuant)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_QuantizeNF4DoubleQuantKernel)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-BENCHMARK(BM_DequantizeNF4DoubleQuantKernel)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_DequantizeNF4DoubleQuantInto)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_QuantizeDynamic8Kernel)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
-BENCHMARK(BM_DequantizeDynamic8Kernel)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_DequantizeDynamic8Into)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_QuantizeDynamic8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_DequantizeDynamic8)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 

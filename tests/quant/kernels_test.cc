@@ -193,18 +193,31 @@ TEST(QuantKernels, Dynamic8SearchTables) {
   EXPECT_TRUE(same_bits(c_ref, c_opt));
 }
 
+template <typename T>
+void check_int8(int64_t rows, int64_t cols, float threshold) {
+  const std::vector<T> a = awkward_values<T>(rows * cols, uint32_t(rows * 131 + cols));
+  std::vector<int8_t> c_ref(static_cast<size_t>(rows * cols)), c_opt(c_ref.size());
+  std::vector<float> s_ref(static_cast<size_t>(rows)), s_opt(static_cast<size_t>(rows));
+  ref::int8_vectorwise_quant(a.data(), rows, cols, threshold, c_ref.data(), s_ref.data());
+  cpu::int8_vectorwise_quant(a.data(), rows, cols, threshold, c_opt.data(), s_opt.data());
+  ASSERT_TRUE(same_bits(c_ref, c_opt)) << sizeof(T) << " " << rows << "x" << cols << " thr " << threshold;
+  ASSERT_TRUE(same_bits(s_ref, s_opt)) << sizeof(T) << " " << rows << "x" << cols << " thr " << threshold;
+  std::vector<T> d_ref(c_ref.size()), d_opt(c_ref.size());
+  ref::int8_vectorwise_dequant(c_ref.data(), s_ref.data(), rows, cols, d_ref.data());
+  cpu::int8_vectorwise_dequant(c_ref.data(), s_ref.data(), rows, cols, d_opt.data());
+  ASSERT_TRUE(same_bits(d_ref, d_opt)) << sizeof(T) << " " << rows << "x" << cols;
+}
+
 TEST(QuantKernels, Int8MatchesReference) {
-  for (int64_t rows : {1, 2, 7, 33})
-    for (int64_t cols : {1, 5, 16, 63, 64, 100, 1030})
-      for (float threshold : {0.0f, 1.5f}) {
-        const std::vector<float> a = awkward_values<float>(rows * cols, uint32_t(rows * 131 + cols));
-        std::vector<int8_t> c_ref(static_cast<size_t>(rows * cols)), c_opt(c_ref.size());
-        std::vector<float> s_ref(static_cast<size_t>(rows)), s_opt(static_cast<size_t>(rows));
-        ref::int8_vectorwise_quant(a.data(), rows, cols, threshold, c_ref.data(), s_ref.data());
-        cpu::int8_vectorwise_quant(a.data(), rows, cols, threshold, c_opt.data(), s_opt.data());
-        ASSERT_TRUE(same_bits(c_ref, c_opt)) << rows << "x" << cols << " thr " << threshold;
-        ASSERT_TRUE(same_bits(s_ref, s_opt)) << rows << "x" << cols << " thr " << threshold;
-      }
+  for_each_target([] {
+    for (int64_t rows : {1, 2, 7, 33})
+      for (int64_t cols : {1, 5, 16, 63, 64, 100, 1030})
+        for (float threshold : {0.0f, 1.5f}) {
+          check_int8<float>(rows, cols, threshold);
+          check_int8<f16>(rows, cols, threshold);
+          check_int8<bf16>(rows, cols, threshold);
+        }
+  });
 }
 
 }  // namespace

@@ -18,11 +18,15 @@ namespace lowbit::quant {
 Tensor quantize_4bit(const Tensor& x, QuantType type, int blocksize, bool double_quant, QuantState& state);
 // Returns `out_dtype` (default: the state's dtype) with the state's shape.
 Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optional<DType> out_dtype = {});
+// The same into an existing f32/f16/bf16 tensor of numel() elements on the
+// packed data's device (callers that reuse buffers skip fresh pages).
+void dequantize_4bit_into(const Tensor& packed, const QuantState& state, Tensor& out);
 
 // Dynamic 8-bit blockwise (bitsandbytes' quantize_blockwise): u8 codes with
 // the input's shape; `nested` double-quantizes absmax in blocks of `blocksize`.
 Tensor quantize_blockwise(const Tensor& x, int blocksize, bool nested, QuantState& state);
 Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::optional<DType> out_dtype = {});
+void dequantize_blockwise_into(const Tensor& codes, const QuantState& state, Tensor& out);
 
 // The f32 absmax [blocks] of a state, on the state's device: undoes the
 // double quantization (code[q] * nested_absmax + offset) or returns absmax.

@@ -147,7 +147,7 @@ Tensor quantize_4bit(const Tensor& x, QuantType type, int blocksize, bool double
   return packed;
 }
 
-Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optional<DType> out_dtype) {
+void dequantize_4bit_into(const Tensor& packed, const QuantState& state, Tensor& out) {
   constexpr std::string_view op = "dequantize_4bit";
   LOWBIT_CHECK(state.type == QuantType::NF4 || state.type == QuantType::FP4,
                "{}: the state's quant type must be nf4 or fp4, got {}", op, traits(state.type).name);
@@ -156,10 +156,12 @@ Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optio
   LOWBIT_CHECK(packed.defined() && packed.dtype() == DType::U8 && packed.numel() == ceil_div(n, 2),
                "{}: expected packed u8 data of {} bytes for shape {}, got {}", op, ceil_div(n, 2),
                shape_str(state.shape), packed.defined() ? packed.describe() : "undefined");
-  const DType dtype = out_dtype.value_or(state.dtype);
   const Device device = packed.device();
+  LOWBIT_CHECK(out.defined() && out.numel() == n && out.device() == device,
+               "{}: the output must hold {} elements on {}, got {}", op, n, device.str(),
+               out.defined() ? out.describe() : "undefined");
+  const DType dtype = out.dtype();
   const Tensor absmax = resolve_absmax(state, device, op);
-  Tensor out = Tensor::empty(state.shape, dtype, device);
   if (device.is_cpu()) {
     dispatch_float(dtype, op, [&](auto tag) {
       using T = decltype(tag);
@@ -175,6 +177,13 @@ Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optio
     no_cuda(op);
 #endif
   }
+}
+
+Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optional<DType> out_dtype) {
+  const DType dtype = out_dtype.value_or(state.dtype);
+  dispatch_float(dtype, "dequantize_4bit", [](auto) {});
+  Tensor out = Tensor::empty(state.shape, dtype, packed.defined() ? packed.device() : Device::cpu());
+  dequantize_4bit_into(packed, state, out);
   return out;
 }
 
@@ -218,7 +227,7 @@ Tensor quantize_blockwise(const Tensor& x, int blocksize, bool nested, QuantStat
   return codes;
 }
 
-Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::optional<DType> out_dtype) {
+void dequantize_blockwise_into(const Tensor& codes, const QuantState& state, Tensor& out) {
   constexpr std::string_view op = "dequantize_blockwise";
   LOWBIT_CHECK(state.type == QuantType::Dynamic8, "{}: the state's quant type must be dynamic8, got {}", op,
                traits(state.type).name);
@@ -230,11 +239,13 @@ Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::o
   LOWBIT_CHECK(state.code.defined() && state.code.dtype() == DType::F32 && state.code.numel() == 256,
                "{}: the state's code must be f32 [256], got {}", op,
                state.code.defined() ? state.code.describe() : "undefined");
-  const DType dtype = out_dtype.value_or(state.dtype);
   const Device device = codes.device();
+  LOWBIT_CHECK(out.defined() && out.numel() == n && out.device() == device,
+               "{}: the output must hold {} elements on {}, got {}", op, n, device.str(),
+               out.defined() ? out.describe() : "undefined");
+  const DType dtype = out.dtype();
   const Tensor absmax = resolve_absmax(state, device, op);
   const Tensor code = state.code.to(device);
-  Tensor out = Tensor::empty(state.shape, dtype, device);
   if (device.is_cpu()) {
     dispatch_float(dtype, op, [&](auto tag) {
       using T = decltype(tag);
@@ -250,6 +261,13 @@ Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::o
     no_cuda(op);
 #endif
   }
+}
+
+Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::optional<DType> out_dtype) {
+  const DType dtype = out_dtype.value_or(state.dtype);
+  dispatch_float(dtype, "dequantize_blockwise", [](auto) {});
+  Tensor out = Tensor::empty(state.shape, dtype, codes.defined() ? codes.device() : Device::cpu());
+  dequantize_blockwise_into(codes, state, out);
   return out;
 }
 
