@@ -169,6 +169,39 @@ TEST(Blockwise4Bit, NaNAndInfFollowBitsandbytes) {
   EXPECT_EQ(std::bit_cast<uint32_t>(testing::to_floats(dequantize_4bit(zp, state))[0]), 0x80000000u);
 }
 
+TEST(Blockwise8Bit, NaNAndInfFollowBitsandbytes) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<float> v(128, 0.25f);
+  v[1] = nan;
+  v[2] = -1.0f;
+  v[100] = -inf;
+  QuantState state;
+  const Tensor codes = quantize_blockwise(tensor_of(v, DType::F32), 64, false, state);
+  EXPECT_EQ(state.absmax.data<float>()[0], 1.0f);
+  EXPECT_EQ(codes.data<uint8_t>()[1], 0);  // NaN -> code 0 (-0.99297)
+  EXPECT_TRUE(std::isinf(state.absmax.data<float>()[1]));
+  const std::vector<float> back = testing::to_floats(dequantize_blockwise(codes, state));
+  EXPECT_EQ(back[1], dynamic_map_signed()[0]);
+  EXPECT_TRUE(std::isnan(back[64]));  // 0.25 * (1/Inf) = 0 -> code 127 (0.0), 0 * Inf
+}
+
+TEST(Blockwise, DequantizeIntoReusesTheOutput) {
+  const std::vector<float> v = normal_values(1000, 3);
+  QuantState s4, s8;
+  const Tensor packed = quantize_4bit(tensor_of(v, DType::F32), QuantType::NF4, 64, true, s4);
+  Tensor out = Tensor::empty({1000}, DType::BF16);
+  dequantize_4bit_into(packed, s4, out);
+  const std::vector<float> a = testing::to_floats(out), b = testing::to_floats(dequantize_4bit(packed, s4, DType::BF16));
+  EXPECT_EQ(a, b);
+  const Tensor codes = quantize_blockwise(tensor_of(v, DType::F32), 256, true, s8);
+  dequantize_blockwise_into(codes, s8, out);
+  EXPECT_EQ(testing::to_floats(out), testing::to_floats(dequantize_blockwise(codes, s8, DType::BF16)));
+  Tensor small = Tensor::empty({999}, DType::F32);
+  EXPECT_THROW(dequantize_4bit_into(packed, s4, small), Error);
+  Tensor ints = Tensor::empty({1000}, DType::I32);
+  EXPECT_THROW(dequantize_blockwise_into(codes, s8, ints), Error);
+}
+
 TEST(Blockwise, InvalidArgumentsGiveClearErrors) {
   const Tensor x = Tensor::from_vector(std::vector<float>(100, 1.0f));
   QuantState state;
