@@ -27,3 +27,17 @@ TEST(FastRounding, MatchesCoreConversions) {
 
 }  // namespace
 }  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(FastRounding, F16LoadMatchesCore) {
+  for (uint32_t bits = 0; bits < 65536; ++bits) {
+    const f16 h = f16::from_bits(uint16_t(bits));
+    const float a = ops::detail::load(h), b = f16_to_f32(h);
+    ASSERT_EQ(std::bit_cast<uint32_t>(a), std::bit_cast<uint32_t>(b)) << bits;
+  }
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -37,7 +37,7 @@ const float* as_f32(const T* p, int64_t n, std::vector<float>& buffer) {
     return p;
   } else {
     buffer.resize(size_t(n));
-    for (int64_t i = 0; i < n; ++i) buffer[size_t(i)] = to_f32(p[i]);
+    for (int64_t i = 0; i < n; ++i) buffer[size_t(i)] = detail::load(p[i]);
     return buffer.data();
   }
 }

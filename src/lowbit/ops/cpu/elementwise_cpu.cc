@@ -24,12 +24,12 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
         T* orow = op + r * dim;
         float sum = 0.0f;
         for (int64_t i = 0; i < dim; ++i) {
-          const float v = to_f32(xr[i]);
+          const float v = detail::load(xr[i]);
           sum += v * v;
         }
         const float inv = 1.0f / std::sqrt(sum / float(dim) + eps);
         for (int64_t i = 0; i < dim; ++i)
-          orow[i] = detail::store<T>(wp[i] * round_to<T>(to_f32(xr[i]) * inv));
+          orow[i] = detail::store<T>(wp[i] * round_to<T>(detail::load(xr[i]) * inv));
       }
     });
   });
@@ -41,7 +41,9 @@ void add(const Tensor& a, const Tensor& b, Tensor& out) {
     const T* ap = a.data<T>();
     const T* bp = b.data<T>();
     T* op = out.data<T>();
-    for (size_t i = 0; i < n; ++i) op[i] = detail::store<T>(to_f32(ap[i]) + to_f32(bp[i]));
+    parallel_for(0, n, 1 << 14, [&](size_t lo, size_t hi) {
+      for (size_t i = lo; i < hi; ++i) op[i] = detail::store<T>(detail::load(ap[i]) + detail::load(bp[i]));
+    });
   });
 }
 
@@ -53,9 +55,9 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
     T* op = out.data<T>();
     parallel_for(0, n, 4096, [&](size_t lo, size_t hi) {
       for (size_t i = lo; i < hi; ++i) {
-        const float g = to_f32(gp[i]);
+        const float g = detail::load(gp[i]);
         const float act = round_to<T>(g / (1.0f + std::exp(-g)));
-        op[i] = detail::store<T>(act * to_f32(up_[i]));
+        op[i] = detail::store<T>(act * detail::load(up_[i]));
       }
     });
   });
@@ -70,7 +72,7 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
       dispatch_float("embedding", out.dtype(), [&]<typename D>(D) {
         const S* src = table.data<S>() + id * dim;
         D* dst = out.data<D>() + i * dim;
-        for (int64_t j = 0; j < dim; ++j) dst[j] = detail::store<D>(to_f32(src[j]));
+        for (int64_t j = 0; j < dim; ++j) dst[j] = detail::store<D>(detail::load(src[j]));
       });
     });
   }
@@ -86,15 +88,15 @@ void softmax(const Tensor& x, Tensor& out, bool log) {
         const T* xr = xp + r * cols;
         float* orow = op + r * cols;
         float mx = -INFINITY;
-        for (int64_t i = 0; i < cols; ++i) mx = std::max(mx, to_f32(xr[i]));
+        for (int64_t i = 0; i < cols; ++i) mx = std::max(mx, detail::load(xr[i]));
         double sum = 0.0;
-        for (int64_t i = 0; i < cols; ++i) sum += std::exp(double(to_f32(xr[i]) - mx));
+        for (int64_t i = 0; i < cols; ++i) sum += std::exp(double(detail::load(xr[i]) - mx));
         if (log) {
           const float lse = float(std::log(sum));
-          for (int64_t i = 0; i < cols; ++i) orow[i] = (to_f32(xr[i]) - mx) - lse;
+          for (int64_t i = 0; i < cols; ++i) orow[i] = (detail::load(xr[i]) - mx) - lse;
         } else {
           const double inv = 1.0 / sum;
-          for (int64_t i = 0; i < cols; ++i) orow[i] = float(std::exp(double(to_f32(xr[i]) - mx)) * inv);
+          for (int64_t i = 0; i < cols; ++i) orow[i] = float(std::exp(double(detail::load(xr[i]) - mx)) * inv);
         }
       }
     });

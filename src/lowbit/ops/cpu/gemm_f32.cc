@@ -60,7 +60,9 @@ std::vector<float> to_f32_vector(const Tensor& x) {
   std::vector<float> v(static_cast<size_t>(x.numel()));
   detail::dispatch_float("linear", x.dtype(), [&]<typename T>(T) {
     const T* p = x.data<T>();
-    for (size_t i = 0; i < v.size(); ++i) v[i] = to_f32(p[i]);
+    parallel_for(0, v.size(), 1 << 14, [&](size_t lo, size_t hi) {
+      for (size_t i = lo; i < hi; ++i) v[i] = detail::load(p[i]);
+    });
   });
   return v;
 }
@@ -71,11 +73,14 @@ void store_output(const float* acc, const Tensor& bias, Tensor& out) {
   if (bias.defined()) b = to_f32_vector(bias);
   detail::dispatch_float("linear", out.dtype(), [&]<typename T>(T) {
     T* o = out.data<T>();
-    for (int64_t t = 0; t < tokens; ++t)
-      for (int64_t j = 0; j < n; ++j) {
-        const float v = acc[t * n + j] + (b.empty() ? 0.0f : b[size_t(j)]);
-        o[t * n + j] = detail::store<T>(v);
-      }
+    parallel_for(0, size_t(tokens), size_t(std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(n, 1))),
+                 [&](size_t lo, size_t hi) {
+                   for (size_t t = lo; t < hi; ++t)
+                     for (int64_t j = 0; j < n; ++j) {
+                       const float v = acc[t * n + j] + (b.empty() ? 0.0f : b[size_t(j)]);
+                       o[t * n + j] = detail::store<T>(v);
+                     }
+                 });
   });
 }
 

@@ -15,7 +15,7 @@ namespace {
 template <typename W, typename C>
 void widen_rows(const W* w, int64_t k, int64_t first, int64_t last, float* dst) {
   for (int64_t r = first; r < last; ++r)
-    for (int64_t i = 0; i < k; ++i) dst[(r - first) * k + i] = detail::round_to<C>(to_f32(w[r * k + i]));
+    for (int64_t i = 0; i < k; ++i) dst[(r - first) * k + i] = detail::round_to<C>(detail::load(w[r * k + i]));
 }
 
 template <typename W, typename C>
@@ -34,9 +34,9 @@ void gemv_rows(const W* w, const float* x, int64_t k, int64_t n, float* out) {
       float acc[8] = {};
       int64_t i = 0;
       for (; i + 8 <= k; i += 8)
-        for (int j = 0; j < 8; ++j) acc[j] += x[i + j] * detail::round_to<C>(to_f32(row[i + j]));
+        for (int j = 0; j < 8; ++j) acc[j] += x[i + j] * detail::round_to<C>(detail::load(row[i + j]));
       float sum = 0.0f;
-      for (; i < k; ++i) sum += x[i] * detail::round_to<C>(to_f32(row[i]));
+      for (; i < k; ++i) sum += x[i] * detail::round_to<C>(detail::load(row[i]));
       for (float a : acc) sum += a;
       out[r] = sum;
     }

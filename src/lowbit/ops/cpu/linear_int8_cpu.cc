@@ -60,14 +60,14 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   std::vector<float> xh(static_cast<size_t>(tokens * k));
   detail::dispatch_float("linear_int8", x.dtype(), [&]<typename T>(T) {
     const T* p = x.data<T>();
-    for (size_t i = 0; i < xh.size(); ++i) xh[i] = detail::round_to<f16>(to_f32(p[i]));
+    for (size_t i = 0; i < xh.size(); ++i) xh[i] = detail::round_to<f16>(detail::load(p[i]));
   });
   const QuantizedRows q = quantize_rows(xh, tokens, k, threshold);
 
   std::vector<float> b(size_t(n), 0.0f);
   if (bias.defined())
     detail::dispatch_float("linear_int8", bias.dtype(), [&]<typename T>(T) {
-      for (int64_t j = 0; j < n; ++j) b[size_t(j)] = detail::round_to<f16>(to_f32(bias.data<T>()[j]));
+      for (int64_t j = 0; j < n; ++j) b[size_t(j)] = detail::round_to<f16>(detail::load(bias.data<T>()[j]));
     });
   const int8_t* w = codes.data<int8_t>();
   const float* s = scb.data<float>();

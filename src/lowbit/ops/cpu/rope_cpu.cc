@@ -18,7 +18,7 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
           T* v = xp + (int64_t(t) * heads + h) * dim;
           for (int64_t i = 0; i < half; ++i) {
             const float c = round_to<T>(cs[i]), s = round_to<T>(sn[i]);
-            const float a = to_f32(v[i]), b = to_f32(v[i + half]);
+            const float a = detail::load(v[i]), b = detail::load(v[i + half]);
             // q * cos + rotate_half(q) * sin, where rotate_half(q) = [-b, a].
             v[i] = detail::store<T>(round_to<T>(a * c) + round_to<T>(-b * s));
             v[i + half] = detail::store<T>(round_to<T>(b * c) + round_to<T>(a * s));
