@@ -1,0 +1,84 @@
+// Attention (GQA, causal, sliding window, KV cache offsets) and RoPE against
+// direct double-precision formulas.
+#include <cmath>
+#include <random>
+
+#include "lowbit/ops/attention.h"
+#include "lowbit/ops/rope.h"
+#include "support/test_support.h"
+
+namespace lowbit {
+namespace {
+
+Tensor random_f32(Shape shape, std::mt19937& rng) {
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (auto& x : v) x = dist(rng);
+  return Tensor::from_vector(v, shape);
+}
+
+TEST(Attention, MatchesDirectFormulaWithGqaWindowAndPast) {
+  std::mt19937 rng(5);
+  const int64_t tokens = 5, past = 7, heads = 6, kv_heads = 2, dim = 8, capacity = 16;
+  for (int64_t window : {0, 3}) {
+    const Tensor q = random_f32({tokens, heads, dim}, rng);
+    const Tensor k = random_f32({capacity, kv_heads, dim}, rng), v = random_f32({capacity, kv_heads, dim}, rng);
+    Tensor out = Tensor::empty({tokens, heads * dim}, DType::F32);
+    ops::attention(q, k, v, past, out, window);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t h = 0; h < heads; ++h) {
+        const int64_t kvh = h / (heads / kv_heads), last = past + t;
+        const int64_t first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
+        std::vector<double> w;
+        double mx = -1e300, sum = 0.0;
+        for (int64_t s = first; s <= last; ++s) {
+          double dot = 0.0;
+          for (int64_t i = 0; i < dim; ++i)
+            dot += double(q.data<float>()[(t * heads + h) * dim + i]) * k.data<float>()[(s * kv_heads + kvh) * dim + i];
+          w.push_back(dot / std::sqrt(double(dim)));
+          mx = std::max(mx, w.back());
+        }
+        for (auto& x : w) sum += x = std::exp(x - mx);
+        for (int64_t i = 0; i < dim; ++i) {
+          double want = 0.0;
+          for (int64_t s = first; s <= last; ++s)
+            want += w[size_t(s - first)] / sum * v.data<float>()[(s * kv_heads + kvh) * dim + i];
+          EXPECT_NEAR(out.data<float>()[t * heads * dim + h * dim + i], want, 1e-5) << "window " << window;
+        }
+      }
+  }
+}
+
+TEST(Rope, Llama3FrequenciesAndRotation) {
+  ops::RopeConfig c{.head_dim = 16, .theta = 500000.0f, .type = "llama3", .factor = 8.0f, .low_freq_factor = 1.0f,
+                    .high_freq_factor = 4.0f, .original_max_position = 64};
+  const Tensor inv = ops::rope_inverse_frequencies(c);
+  for (int i = 0; i < 8; ++i) {
+    const double base = 1.0 / std::pow(500000.0, 2.0 * i / 16);
+    const double wavelen = 2 * M_PI / base;
+    double want = base;
+    if (wavelen > 64.0) want = base / 8;  // low frequencies: divided by factor
+    else if (wavelen >= 16.0) {            // medium: interpolated
+      const double smooth = (64.0 / wavelen - 1.0) / (4.0 - 1.0);
+      want = (1 - smooth) * base / 8 + smooth * base;
+    }
+    EXPECT_NEAR(inv.data<float>()[i], want, 1e-6 * want) << i;
+  }
+  const auto tables = ops::rope_tables(c, 32);
+  std::mt19937 rng(9);
+  Tensor x = random_f32({2, 3, 16}, rng);
+  const Tensor original = x.clone();
+  ops::apply_rope(x, tables, 20);
+  for (int64_t t = 0; t < 2; ++t)
+    for (int64_t h = 0; h < 3; ++h)
+      for (int64_t i = 0; i < 8; ++i) {
+        const double angle = double(float(20 + t) * inv.data<float>()[i]);
+        const float* a = original.data<float>() + (t * 3 + h) * 16;
+        EXPECT_NEAR(x.data<float>()[(t * 3 + h) * 16 + i], a[i] * std::cos(angle) - a[i + 8] * std::sin(angle), 1e-5);
+        EXPECT_NEAR(x.data<float>()[(t * 3 + h) * 16 + i + 8], a[i + 8] * std::cos(angle) + a[i] * std::sin(angle),
+                    1e-5);
+      }
+}
+
+}  // namespace
+}  // namespace lowbit
