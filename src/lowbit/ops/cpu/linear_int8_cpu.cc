@@ -60,7 +60,9 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   std::vector<float> xh(static_cast<size_t>(tokens * k));
   detail::dispatch_float("linear_int8", x.dtype(), [&]<typename T>(T) {
     const T* p = x.data<T>();
-    for (size_t i = 0; i < xh.size(); ++i) xh[i] = detail::round_to<f16>(detail::load(p[i]));
+    parallel_for(0, xh.size(), 1 << 14, [&](size_t lo, size_t hi) {
+      for (size_t i = lo; i < hi; ++i) xh[i] = detail::round_to<f16>(detail::load(p[i]));
+    });
   });
   const QuantizedRows q = quantize_rows(xh, tokens, k, threshold);
 
@@ -93,15 +95,19 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
     for (int64_t c0 = 0; c0 < k; c0 += kExactChunk) {
       const int64_t width = std::min(kExactChunk, k - c0);
       a_chunk.resize(size_t(tokens * width));
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t i = 0; i < width; ++i) a_chunk[size_t(t * width + i)] = float(q.codes[size_t(t * k + c0 + i)]);
+      parallel_for(0, size_t(tokens), 16, [&](size_t lo, size_t hi) {
+        for (size_t t = lo; t < hi; ++t)
+          for (int64_t i = 0; i < width; ++i) a_chunk[t * width + i] = float(q.codes[t * k + c0 + i]);
+      });
       gemm_tiled(a_chunk.data(), tokens, width, n,
                  [&](int64_t first, int64_t last, float* dst) {
                    for (int64_t r = first; r < last; ++r)
                      for (int64_t i = 0; i < width; ++i) dst[(r - first) * width + i] = float(w[r * k + c0 + i]);
                  },
                  partial.data());
-      for (size_t i = 0; i < acc.size(); ++i) acc[i] += int32_t(partial[i]);
+      parallel_for(0, acc.size(), 1 << 14, [&](size_t lo, size_t hi) {
+        for (size_t i = lo; i < hi; ++i) acc[i] += int32_t(partial[i]);
+      });
     }
   }
 
@@ -123,7 +129,9 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   });
   detail::dispatch_float("linear_int8", out.dtype(), [&]<typename T>(T) {
     T* o = out.data<T>();
-    for (size_t i = 0; i < result.size(); ++i) o[i] = detail::store<T>(result[i]);
+    parallel_for(0, result.size(), 1 << 14, [&](size_t lo, size_t hi) {
+      for (size_t i = lo; i < hi; ++i) o[i] = detail::store<T>(result[i]);
+    });
   });
 }
 
