@@ -5,7 +5,7 @@
 #include "lowbit/core/half.h"
 #include "lowbit/quant/blockwise.h"
 #include "lowbit/quant/int8.h"
-#include "lowbit/quant/kernels.h"
+#include "lowbit/quant/quant_state.h"
 
 namespace lowbit::engine {
 
@@ -60,10 +60,8 @@ Tensor CheckpointSource::dense(const std::string& name, const Shape& shape) cons
 nn::Linear CheckpointSource::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) const {
   const std::string weight_name = prefix + ".weight";
   Tensor b = bias ? dense(prefix + ".bias", {out}) : Tensor{};
-  for (const char* kind : {"nf4", "fp4"}) {
-    const std::string state_key = weight_name + ".quant_state.bitsandbytes__" + kind;
-    if (contains(state_key)) return load_4bit(prefix, state_key, out, in, b);
-  }
+  for (const char* kind : {"nf4", "fp4"})
+    if (contains(weight_name + ".quant_state.bitsandbytes__" + kind)) return load_4bit(prefix, out, in, b);
   const Tensor w = raw(weight_name);
   if (w.dtype() == DType::I8) {
     if (w.shape() != Shape{out, in})
@@ -104,48 +102,24 @@ nn::Linear CheckpointSource::quantize(const std::string& prefix, Tensor weight, 
   return nn::Linear::blockwise_4bit(std::move(q), std::move(bias));
 }
 
-nn::Linear CheckpointSource::load_4bit(const std::string& prefix, const std::string& state_key, int64_t out,
-                                       int64_t in, Tensor bias) const {
+nn::Linear CheckpointSource::load_4bit(const std::string& prefix, int64_t out, int64_t in, Tensor bias) const {
   const std::string w = prefix + ".weight";
-  const Tensor state_bytes = raw(state_key);
-  nlohmann::json state;
-  try {
-    state = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(state_bytes.raw_data()),
-                                              size_t(state_bytes.numel())));
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("{}: invalid quant_state JSON ({})", state_key, e.what())).with_tensor(state_key);
-  }
-  const auto shape = state.at("shape").get<std::vector<int64_t>>();
-  if (shape != std::vector<int64_t>{out, in})
-    throw Error(fmt::format("tensor {} has shape {}, the config implies [{}, {}]", w, shape_str(shape), out, in))
+  const quant::QuantState state = quant::QuantState::from_state_dict(
+      w + ".", [&](const std::string& name) { return contains(name) ? raw(name) : Tensor{}; });
+  if (state.shape != Shape{out, in})
+    throw Error(fmt::format("tensor {} has shape {}, the config implies [{}, {}]", w, shape_str(state.shape), out, in))
         .with_tensor(w);
   ops::Blockwise4bitWeight q;
-  q.type = state.at("quant_type").get<std::string>() == "fp4" ? quant::QuantType::FP4 : quant::QuantType::NF4;
-  q.blocksize = state.at("blocksize").get<int>();
-  q.dtype = parse_dtype(state.at("dtype").get<std::string>());
+  q.type = state.type;
+  q.blocksize = state.blocksize;
+  q.dtype = state.dtype;
   q.out_features = out;
   q.in_features = in;
   q.packed = raw(w);
-  q.code = raw(w + ".quant_map");
-  const int64_t blocks = (out * in + q.blocksize - 1) / q.blocksize;
-  const Tensor absmax = raw(w + ".absmax");
-  LOWBIT_CHECK(absmax.numel() == blocks, "tensor {}.absmax must hold {} values, got {}", w, blocks, absmax.describe());
-  if (absmax.dtype() == DType::F32) {
-    q.absmax = absmax;
-  } else {
-    // Double quantization: absmax = nested_code[q] * nested_absmax[i / nested_blocksize] + offset, in f32
-    // (the order bitsandbytes dequantizes in).
-    LOWBIT_CHECK(absmax.dtype() == DType::U8, "tensor {}.absmax must be f32 or u8, got {}", w, absmax.describe());
-    const Tensor nested = raw(w + ".nested_absmax");
-    const Tensor nested_code = raw(w + ".nested_quant_map");
-    const int nested_blocksize = state.value("nested_blocksize", 256);
-    const float offset = state.value("nested_offset", 0.0f);
-    LOWBIT_CHECK(nested.numel() == (blocks + nested_blocksize - 1) / nested_blocksize && nested_code.numel() == 256,
-                 "tensor {}: nested_absmax / nested_quant_map have the wrong size", w);
-    q.absmax = Tensor::empty({blocks}, DType::F32);
-    quant::cpu::dequantize_nested_absmax(absmax.data<uint8_t>(), nested.data<float>(), nested_code.data<float>(),
-                                         blocks, nested_blocksize, offset, q.absmax.data<float>());
-  }
+  q.code = state.code;
+  // Double quantization is undone once here, in f32, as bitsandbytes does
+  // before each dequantization.
+  q.absmax = quant::dequantize_nested_absmax(state);
   return nn::Linear::blockwise_4bit(std::move(q), std::move(bias));
 }
 

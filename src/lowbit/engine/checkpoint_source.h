@@ -30,8 +30,7 @@ class CheckpointSource final : public models::WeightSource {
 
  private:
   Tensor raw(const std::string& name) const;  // as stored; Error when missing
-  nn::Linear load_4bit(const std::string& prefix, const std::string& state_key, int64_t out, int64_t in,
-                       Tensor bias) const;
+  nn::Linear load_4bit(const std::string& prefix, int64_t out, int64_t in, Tensor bias) const;
 
   nn::Linear quantize(const std::string& prefix, Tensor weight, Tensor bias) const;
 
