@@ -43,8 +43,10 @@ class ThreadPool {
     in_worker = true;
     work();
     in_worker = false;
+    // Wait for the chunks and for every worker to leave work(): a worker still
+    // inside it would otherwise take indices from the next job's counter.
     std::unique_lock lk(mutex_);
-    done_cv_.wait(lk, [&] { return pending_ == 0; });
+    done_cv_.wait(lk, [&] { return pending_ == 0 && active_ == 0; });
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
   }
@@ -76,8 +78,11 @@ class ThreadPool {
         cv_.wait(lk, [&] { return stopping_ || (generation_ != seen && job_ != nullptr); });
         if (stopping_) return;
         seen = generation_;
+        ++active_;
       }
       work();
+      std::lock_guard lk(mutex_);
+      if (--active_ == 0) done_cv_.notify_all();
     }
   }
 
@@ -99,6 +104,7 @@ class ThreadPool {
   size_t chunks_ = 0;
   std::atomic<size_t> next_{0};
   size_t pending_ = 0;
+  int active_ = 0;  // workers inside work() for the current job
   uint64_t generation_ = 0;
   bool stopping_ = false;
   std::exception_ptr error_;
