@@ -55,7 +55,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, in
     const float* kf = as_f32(k_cache.data<T>(), keys * kv_heads * dim, kbuf);
     const float* vf = as_f32(v_cache.data<T>(), keys * kv_heads * dim, vbuf);
     T* op = out.data<T>();
-    parallel_for(0, size_t(heads), 1, [&](size_t lo, size_t hi) {
+    // Heads in parallel only when there is enough work to pay for it.
+    const size_t grain = tokens * keys * dim * heads < (int64_t(1) << 18) ? size_t(heads) : 1;
+    parallel_for(0, size_t(heads), grain, [&](size_t lo, size_t hi) {
       std::vector<float> scores(static_cast<size_t>(tokens * keys)), acc(static_cast<size_t>(tokens * dim));
       for (size_t h = lo; h < hi; ++h) {
         const int64_t kvh = int64_t(h) / group;

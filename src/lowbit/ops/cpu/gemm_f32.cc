@@ -4,11 +4,14 @@
 #include <cblas.h>
 
 #include "lowbit/core/thread_pool.h"
+#include "ops/cpu/gemv_kernels.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops::cpu {
 
 namespace {
+
+constexpr int64_t kMinParallelWork = int64_t(1) << 18;
 
 // OpenBLAS runs single-threaded inside lowbit: lowbit's pool splits the work,
 // so the two thread pools never spin against each other on the same cores.
@@ -17,9 +20,11 @@ const bool openblas_single_threaded = [] {
   return true;
 }();
 
-// Output columns a work item takes: enough for sgemm to run at full speed.
+// Output columns a work item takes: at least 2^18 multiply-adds (a waking
+// worker costs more than that on small layers) and enough for sgemm to run at
+// full speed.
 int64_t column_grain(int64_t tokens, int64_t k) {
-  return std::max<int64_t>(16, (int64_t(1) << 16) / std::max<int64_t>(1, k) / std::max<int64_t>(1, tokens / 16));
+  return std::max<int64_t>(16, kMinParallelWork / std::max<int64_t>(1, k * tokens));
 }
 
 }  // namespace
@@ -28,7 +33,11 @@ void gemm_f32(const float* x, int64_t tokens, int64_t k, int64_t n, const float*
   (void)openblas_single_threaded;
   parallel_for(0, size_t(n), size_t(column_grain(tokens, k)), [&](size_t lo, size_t hi) {
     const int64_t cols = int64_t(hi - lo);
-    if (tokens == 1) {
+    if (tokens == 1 && n * k < (int64_t(1) << 22)) {
+      // Small layers: a Highway dot per row (OpenBLAS' sgemv costs more on
+      // these); large ones stream at memory speed with sgemv.
+      for (size_t r = lo; r < hi; ++r) out[r] = dot_f32(w + r * size_t(k), x, k);
+    } else if (tokens == 1) {
       cblas_sgemv(CblasRowMajor, CblasNoTrans, int(cols), int(k), 1.0f, w + lo * size_t(k), int(k), x, 1, 0.0f,
                   out + lo, 1);
     } else {

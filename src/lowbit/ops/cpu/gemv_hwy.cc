@@ -164,6 +164,23 @@ float Dot16(const L* wl, const float* x, int64_t n) {
   return total;
 }
 
+float DotF32(const float* w, const float* x, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t lanes = int64_t(hn::Lanes(d));
+  auto acc0 = hn::Zero(d), acc1 = hn::Zero(d), acc2 = hn::Zero(d), acc3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * lanes <= n; i += 4 * lanes) {
+    acc0 = hn::MulAdd(hn::LoadU(d, w + i), hn::LoadU(d, x + i), acc0);
+    acc1 = hn::MulAdd(hn::LoadU(d, w + i + lanes), hn::LoadU(d, x + i + lanes), acc1);
+    acc2 = hn::MulAdd(hn::LoadU(d, w + i + 2 * lanes), hn::LoadU(d, x + i + 2 * lanes), acc2);
+    acc3 = hn::MulAdd(hn::LoadU(d, w + i + 3 * lanes), hn::LoadU(d, x + i + 3 * lanes), acc3);
+  }
+  for (; i + lanes <= n; i += lanes) acc0 = hn::MulAdd(hn::LoadU(d, w + i), hn::LoadU(d, x + i), acc0);
+  float total = hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(acc0, acc1), hn::Add(acc2, acc3))));
+  for (; i < n; ++i) total += w[i] * x[i];
+  return total;
+}
+
 float DotBf16(const bf16* w, const float* x, int64_t n) { return Dot16<hwy::bfloat16_t>(w, x, n); }
 float DotF16(const f16* w, const float* x, int64_t n) { return Dot16<hwy::float16_t>(w, x, n); }
 
@@ -175,6 +192,7 @@ namespace lowbit::ops::cpu {
 
 HWY_EXPORT(Dot4bit);
 HWY_EXPORT(DotI8);
+HWY_EXPORT(DotF32);
 HWY_EXPORT(DotBf16);
 HWY_EXPORT(DotF16);
 
@@ -189,6 +207,7 @@ float dot_4bit(const uint8_t* packed, const float* absmax, const float* code, in
   return HWY_DYNAMIC_DISPATCH(Dot4bit)(packed, absmax, code, blocksize, k, x_even, x_odd, rounding);
 }
 int32_t dot_i8(const int8_t* a, const int8_t* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotI8)(a, b, n); }
+float dot_f32(const float* w, const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(w, x, n); }
 float dot_bf16(const bf16* w, const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBf16)(w, x, n); }
 float dot_f16(const f16* w, const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF16)(w, x, n); }
 

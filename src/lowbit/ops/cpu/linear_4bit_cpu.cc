@@ -70,7 +70,7 @@ void gemv(const Blockwise4bitWeight& w, const float* x, float* out) {
   const bool vector = vector_rounding<W, C>(rounding) && k % w.blocksize == 0 && w.blocksize % 4 == 0;
   std::vector<float> x_even, x_odd;
   if (vector) split_even_odd(x, k, x_even, x_odd);
-  parallel_for(0, size_t(w.out_features), 16, [&](size_t lo, size_t hi) {
+  parallel_for(0, size_t(w.out_features), gemv_row_grain(k), [&](size_t lo, size_t hi) {
     std::vector<float> row;
     for (size_t r = lo; r < hi; ++r) {
       if (vector) {

@@ -20,7 +20,7 @@ void widen_rows(const W* w, int64_t k, int64_t first, int64_t last, float* dst) 
 
 template <typename W, typename C>
 void gemv_rows(const W* w, const float* x, int64_t k, int64_t n, float* out) {
-  parallel_for(0, size_t(n), 64, [&](size_t lo, size_t hi) {
+  parallel_for(0, size_t(n), gemv_row_grain(k), [&](size_t lo, size_t hi) {
     for (size_t r = lo; r < hi; ++r) {
       const W* row = w + r * size_t(k);
       // Widening without rounding: the vector kernels.

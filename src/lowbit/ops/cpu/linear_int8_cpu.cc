@@ -86,7 +86,7 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   // partial sum of int8 x int8 products stays below 2^24 and is exact in f32.
   std::vector<int32_t> acc(static_cast<size_t>(tokens * n), 0);
   if (tokens == 1) {
-    parallel_for(0, size_t(n), 64, [&](size_t lo, size_t hi) {
+    parallel_for(0, size_t(n), gemv_row_grain(k), [&](size_t lo, size_t hi) {
       for (size_t j = lo; j < hi; ++j) acc[j] = dot_i8(q.codes.data(), w + j * size_t(k), k);
     });
   } else {
