@@ -79,6 +79,19 @@ TEST(GenerateCli, GreedyStreamsTheReferenceContinuation) {
   EXPECT_THAT(r.output, ::testing::StartsWith("ROMEO: I am I am, I am not."));
 }
 
+TEST(GenerateCli, SamplingIsSeededAndTopKOneIsGreedy) {
+  const std::string base = "generate " + model() + " --prompt 'JULIET:' --max-new-tokens 16 --quiet ";
+  const CliRun greedy = run_lowbit(base);
+  const CliRun top1 = run_lowbit(base + "--temperature 0.7 --top-k 1 --seed 5");
+  EXPECT_EQ(greedy.output, top1.output);
+  const CliRun a = run_lowbit(base + "--temperature 1.0 --top-p 0.9 --seed 11");
+  const CliRun b = run_lowbit(base + "--temperature 1.0 --top-p 0.9 --seed 11");
+  EXPECT_EQ(a.output, b.output);
+  const CliRun nf4 = run_lowbit(base + "--load-in-4bit --bnb-4bit-quant-type nf4 --repetition-penalty 1.2");
+  EXPECT_EQ(nf4.status, 0) << nf4.output;
+  EXPECT_THAT(nf4.output, ::testing::StartsWith("JULIET:"));
+}
+
 TEST(InferenceCliErrors, BadInputGetsAClearMessage) {
   const auto dir = testing::temp_dir("cli-errors");
   std::ofstream(dir / "latin1.txt") << "caf\xe9 au lait";

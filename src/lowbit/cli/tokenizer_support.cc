@@ -275,7 +275,10 @@ engine::NextTokenFn make_next_token_fn(const SamplingArgs& a) {
     if (a.temperature <= 0.0f) return engine::argmax(l);
     std::vector<int32_t> order(l.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = int32_t(i);
-    std::sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return l[size_t(x)] > l[size_t(y)]; });
+    // Ties (frequent with bf16 logits) keep the lower id first, as argmax does.
+    std::sort(order.begin(), order.end(), [&](int32_t x, int32_t y) {
+      return l[size_t(x)] > l[size_t(y)] || (l[size_t(x)] == l[size_t(y)] && x < y);
+    });
     if (a.top_k > 0 && size_t(a.top_k) < order.size()) order.resize(size_t(a.top_k));
     std::vector<double> p(order.size());
     const double mx = l[size_t(order[0])] / a.temperature;
