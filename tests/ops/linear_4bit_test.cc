@@ -70,6 +70,25 @@ INSTANTIATE_TEST_SUITE_P(Formats, Linear4bitGolden,
 // The fused GEMV / tiled kernels equal a plain product with the dequantized
 // weight (same rounding of each weight), on shapes that are not multiples of
 // anything, with and without double quantization.
+// A compute dtype other than x's: x is cast to it, the output cast back.
+TEST(Linear4bit, ComputeDtypeDiffersFromInput) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> wv(static_cast<size_t>(24 * 128)), xv(static_cast<size_t>(3 * 128));
+  for (auto& v : wv) v = dist(rng);
+  for (auto& v : xv) v = dist(rng);
+  const Tensor w = Tensor::from_vector(wv, {24, 128}).cast(DType::BF16);
+  const Tensor x = Tensor::from_vector(xv, {3, 128}).cast(DType::BF16);
+  for (int64_t tokens : {1, 3}) {
+    auto q = quantize(w, quant::QuantType::NF4, 64, false);
+    Tensor want32 = Tensor::empty({tokens, 24}, DType::F32), got = Tensor::empty({tokens, 24}, DType::BF16);
+    ops::linear_4bit(x.rows(0, tokens).cast(DType::F32), q, Tensor{}, want32);
+    q.compute_dtype = DType::F32;
+    ops::linear_4bit(x.rows(0, tokens), q, Tensor{}, got);
+    EXPECT_EQ(testing::to_floats(want32.cast(DType::BF16)), testing::to_floats(got)) << tokens;
+  }
+}
+
 class Linear4bitFused : public ::testing::TestWithParam<std::pair<DType, quant::QuantType>> {};
 
 TEST_P(Linear4bitFused, EqualsDequantizedProduct) {

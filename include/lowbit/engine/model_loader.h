@@ -21,6 +21,7 @@ struct QuantizeOnLoad {
   float int8_threshold = 6.0f;
   int blocksize = 64;
   bool double_quant = false;
+  std::optional<DType> compute_dtype;  // bnb_4bit_compute_dtype (unset: the model's dtype)
   std::vector<std::string> skip_modules = {"lm_head"};
 };
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "lowbit/core/tensor.h"
 #include "lowbit/quant/formats.h"
@@ -30,10 +31,13 @@ struct Blockwise4bitWeight {
   int64_t out_features = 0;
   int64_t in_features = 0;
   DType dtype = DType::BF16;
+  // bnb_4bit_compute_dtype; unset: x's dtype.
+  std::optional<DType> compute_dtype;
 };
 
-// As bitsandbytes' Linear4bit: each weight is code[q] * absmax rounded to
-// w.dtype, then to x's dtype (the compute dtype); f32 accumulation.
+// As bitsandbytes' Linear4bit: x is cast to the compute dtype, each weight is
+// code[q] * absmax rounded to w.dtype, then to the compute dtype; f32
+// accumulation, the output rounded to the compute dtype and then to x's dtype.
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
 
 // LLM.int8 (bitsandbytes' MatMul8bitLt, f16 compute): x is quantized row-wise

@@ -57,13 +57,7 @@ engine::LoadOptions ModelOptions::load_options() const {
     q.kind = o.bnb_4bit_quant_type == "fp4" ? engine::QuantizeOnLoad::Kind::FP4 : engine::QuantizeOnLoad::Kind::NF4;
     q.double_quant = o.bnb_4bit_use_double_quant;
     q.blocksize = o.blocksize;
-    if (!o.bnb_4bit_compute_dtype.empty()) {
-      const DType compute = parse_dtype(o.bnb_4bit_compute_dtype);
-      LOWBIT_CHECK(!options.dtype || *options.dtype == compute,
-                   "--bnb-4bit-compute-dtype ({}) must equal --dtype ({}): activations run in one dtype",
-                   dtype_name(compute), dtype_name(*options.dtype));
-      options.dtype = compute;
-    }
+    if (!o.bnb_4bit_compute_dtype.empty()) q.compute_dtype = parse_dtype(o.bnb_4bit_compute_dtype);
   }
   options.quantize = q;
   return options;

@@ -35,7 +35,11 @@ CheckpointSource::CheckpointSource(const fs::path& dir, const nlohmann::json& co
     for (const auto& e : files_.back()->entries()) where_[e.name] = files_.back().get();
   }
   if (auto q = config.find("quantization_config"); q != config.end() && q->is_object())
+  {
     int8_threshold_ = float(q->value("llm_int8_threshold", 6.0));
+    if (q->contains("bnb_4bit_compute_dtype") && (*q)["bnb_4bit_compute_dtype"].is_string())
+      compute_4bit_ = parse_dtype((*q)["bnb_4bit_compute_dtype"].get<std::string>());
+  }
 }
 
 bool CheckpointSource::contains(const std::string& name) const { return where_.count(name) != 0; }
@@ -95,6 +99,7 @@ nn::Linear CheckpointSource::quantize(const std::string& prefix, Tensor weight, 
   q.packed = quant::quantize_4bit(weight, type, quantize_->blocksize, quantize_->double_quant, state);
   q.absmax = quant::dequantize_nested_absmax(state);
   q.code = state.code;
+  q.compute_dtype = quantize_->compute_dtype;
   q.blocksize = state.blocksize;
   q.dtype = weight.dtype();
   q.out_features = weight.dim(0);
@@ -117,6 +122,7 @@ nn::Linear CheckpointSource::load_4bit(const std::string& prefix, int64_t out, i
   q.in_features = in;
   q.packed = raw(w);
   q.code = state.code;
+  q.compute_dtype = compute_4bit_;
   // Double quantization is undone once here, in f32, as bitsandbytes does
   // before each dequantization.
   q.absmax = quant::dequantize_nested_absmax(state);

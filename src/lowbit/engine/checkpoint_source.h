@@ -38,6 +38,7 @@ class CheckpointSource final : public models::WeightSource {
   std::optional<QuantizeOnLoad> quantize_;
   DType dtype_;
   float int8_threshold_ = 6.0f;
+  std::optional<DType> compute_4bit_;  // quantization_config.bnb_4bit_compute_dtype
   std::vector<std::shared_ptr<io::SafetensorsReader>> files_;
   std::map<std::string, const io::SafetensorsReader*> where_;
 };

@@ -91,10 +91,13 @@ void gemv(const Blockwise4bitWeight& w, const float* x, float* out) {
 
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
   const int64_t tokens = x.dim(0), k = w.in_features, n = w.out_features;
-  const std::vector<float> xf = to_f32_vector(x);
+  std::vector<float> xf = to_f32_vector(x);
   std::vector<float> acc(static_cast<size_t>(tokens * n));
+  const DType compute = w.compute_dtype.value_or(x.dtype());
   detail::dispatch_float("linear_4bit", w.dtype, [&]<typename W>(W) {
-    detail::dispatch_float("linear_4bit", x.dtype(), [&]<typename C>(C) {
+    detail::dispatch_float("linear_4bit", compute, [&]<typename C>(C) {
+      if (compute != x.dtype())
+        for (float& v : xf) v = detail::round_to<C>(v);
       if (tokens == 1) {
         gemv<W, C>(w, xf.data(), acc.data());
       } else {
@@ -104,8 +107,19 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
                    },
                    acc.data());
       }
+      // The output of the compute dtype, cast back to x's by the caller.
+      if (compute != x.dtype() && !bias.defined())
+        for (float& v : acc) v = detail::round_to<C>(v);
     });
   });
+  if (compute != x.dtype() && bias.defined()) {
+    // Bias in the compute dtype too, then one cast to x's dtype.
+    Tensor staged = Tensor::empty(out.shape(), compute);
+    store_output(acc.data(), bias.dtype() == compute ? bias : bias.cast(compute), staged);
+    const std::vector<float> y = to_f32_vector(staged);
+    store_output(y.data(), Tensor{}, out);
+    return;
+  }
   store_output(acc.data(), bias, out);
 }
 
