@@ -19,8 +19,9 @@ using NextTokenFn = std::function<int32_t(std::span<const float> logits, std::sp
 struct GenerationOptions {
   int64_t max_new_tokens = 128;
   std::vector<int32_t> stop_tokens;  // generation ends after emitting one of these
-  // Cache size in tokens (0: the model's max_position_embeddings). A prompt
-  // that does not fit is an Error; generation stops when the context is full.
+  // Cache size in tokens (0: prompt + max_new_tokens, at most the model's
+  // max_position_embeddings). A prompt that does not fit is an Error;
+  // generation stops when the context is full.
   int64_t context = 0;
   NextTokenFn next_token;
 };

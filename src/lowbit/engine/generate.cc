@@ -27,12 +27,17 @@ int32_t argmax(std::span<const float> logits) {
 
 GenerationResult generate(const models::CausalLM& model, std::span<const int32_t> prompt,
                           const GenerationOptions& options, const std::function<bool(int32_t)>& on_token) {
-  const int64_t context = options.context > 0 ? options.context : model.config().max_position_embeddings;
+  // The cache holds what this call can use: prompt + new tokens, at most the
+  // model's context (a 128k-token cache of a large model would not fit).
+  const int64_t max_context = model.config().max_position_embeddings;
+  const int64_t context = options.context > 0
+                              ? options.context
+                              : std::min(max_context, int64_t(prompt.size()) + std::max<int64_t>(options.max_new_tokens, 1));
   LOWBIT_CHECK(!prompt.empty(), "generate: the prompt is empty");
-  LOWBIT_CHECK(int64_t(prompt.size()) < context,
+  LOWBIT_CHECK(int64_t(prompt.size()) < std::min(context, max_context),
                "generate: the prompt has {} tokens but the context holds {} (max_position_embeddings or --context); "
                "shorten the prompt",
-               prompt.size(), context);
+               prompt.size(), std::min(context, max_context));
   GenerationResult result;
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   models::KVCache cache = model.make_cache(context);
