@@ -23,8 +23,8 @@ struct PerplexityArgs {
 
 int run_perplexity(const PerplexityArgs& a) {
   const std::string text = read_utf8_file(a.text);
-  const std::vector<int32_t> ids = encode_text(a.model, text, /*add_special_tokens=*/false);
   const auto model = engine::load_model(a.model, a.loading.load_options());
+  const std::vector<int32_t> ids = encode_text(a.model, text, /*add_special_tokens=*/false);
   engine::PerplexityOptions options{.ctx = a.ctx, .stride = a.stride, .progress = {}};
   if (!a.json && isatty(STDERR_FILENO))
     options.progress = [](int64_t done, int64_t total) {
