@@ -13,7 +13,8 @@
 namespace lowbit::nn {
 
 enum class WeightFormat : uint8_t { Dense, Int8Rowwise, Blockwise4bit };
-std::string_view format_name(WeightFormat format);  // "dense", "int8", "nf4"/"fp4" via describe()
+// "dense", "int8", "4bit" (describe() names the dtype or nf4/fp4).
+std::string_view format_name(WeightFormat format);
 
 class Linear {
  public:

@@ -44,7 +44,8 @@ class Decoder final : public CausalLM {
       blocks_.push_back(std::move(b));
     }
     norm_ = {w.dense("model.norm.weight", {hidden}), c.rms_norm_eps};
-    if (c.tie_word_embeddings && !w.contains("lm_head.weight"))
+    tied_head_ = c.tie_word_embeddings && !w.contains("lm_head.weight");
+    if (tied_head_)
       lm_head_ = nn::Linear::dense(embed_.table);
     else
       lm_head_ = w.linear("lm_head", c.vocab_size, hidden, false);
@@ -107,9 +108,7 @@ class Decoder final : public CausalLM {
       for (const nn::Linear* l : {&b.q_proj, &b.k_proj, &b.v_proj, &b.o_proj, &b.gate_proj, &b.up_proj, &b.down_proj})
         bytes += l->weight_bytes();
     }
-    if (!(config_.tie_word_embeddings && lm_head_.format() == nn::WeightFormat::Dense &&
-          lm_head_.weight_bytes() == embed_.table.nbytes()))
-      bytes += lm_head_.weight_bytes();
+    if (!tied_head_) bytes += lm_head_.weight_bytes();  // a tied head shares the embedding
     return bytes;
   }
 
@@ -129,6 +128,7 @@ class Decoder final : public CausalLM {
   std::vector<Block> blocks_;
   nn::RMSNorm norm_;
   nn::Linear lm_head_;
+  bool tied_head_ = false;
   ops::RopeTables rope_;
 };
 
