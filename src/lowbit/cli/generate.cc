@@ -21,6 +21,7 @@ struct GenerateArgs {
   SamplingArgs sampling;
   bool no_bos = false;
   bool quiet = false;
+  bool verbose = false;
   ModelOptions loading;
 };
 
@@ -44,6 +45,9 @@ std::vector<int32_t> stop_tokens(const models::CausalLM& model, const std::strin
 
 int run_generate(const GenerateArgs& a) {
   const auto model = engine::load_model(a.model, a.loading.load_options());
+  if (a.verbose)
+    std::fprintf(stderr, "%s\n  weights: %.1f MiB\n", model->describe().c_str(),
+                 double(model->weight_bytes()) / (1 << 20));
   TextStream text(a.model);
   const std::vector<int32_t> prompt = text.encode(a.prompt, !a.no_bos);
   engine::GenerationOptions options;
@@ -80,6 +84,7 @@ const CommandRegistration registration{{
       app.add_option("--context", a->context, "context (KV cache) length; default max_position_embeddings");
       app.add_flag("--no-bos", a->no_bos, "do not add the tokenizer's special tokens to the prompt");
       app.add_flag("--quiet", a->quiet, "no statistics on stderr");
+      app.add_flag("--verbose", a->verbose, "describe the loaded model (layer formats, weight size) on stderr");
       add_sampling_options(app, a->sampling);
       a->loading.add_to(app);
       return [a] { return run_generate(*a); };
