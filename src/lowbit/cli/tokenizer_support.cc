@@ -42,6 +42,7 @@ class BpeTokenizer {
       vocab_[token] = id.get<int32_t>();
       tokens_[id.get<int32_t>()] = token;
     }
+    ignore_merges_ = model.value("ignore_merges", false);
     int32_t rank = 0;
     for (const auto& m : model.at("merges")) {
       std::string a, b;
@@ -187,6 +188,12 @@ class BpeTokenizer {
     }
     std::vector<std::string> parts;
     for (unsigned char c : word) parts.push_back(byte_char_[c]);
+    if (ignore_merges_) {
+      // Llama 3 tokenizers: a whole piece that is in the vocabulary is one token.
+      std::string whole;
+      for (const auto& p : parts) whole += p;
+      if (auto it = vocab_.find(whole); it != vocab_.end()) parts = {whole};
+    }
     for (;;) {
       int32_t best = INT32_MAX;
       size_t at = 0;
@@ -215,6 +222,7 @@ class BpeTokenizer {
   std::unordered_map<std::string, uint8_t> char_byte_;
   std::unordered_map<std::string, std::vector<int32_t>> cache_;
   pcre2_code* regex_ = nullptr;
+  bool ignore_merges_ = false;
 };
 
 std::vector<int32_t> encode_text(const std::string& model_dir, const std::string& text, bool add_special_tokens) {
