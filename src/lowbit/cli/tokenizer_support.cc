@@ -42,6 +42,13 @@ class BpeTokenizer {
       vocab_[token] = id.get<int32_t>();
       tokens_[id.get<int32_t>()] = token;
     }
+    // Only byte-level BPE (GPT-2 / Llama 3 style); SentencePiece-style BPE
+    // (Metaspace, byte fallback: Llama 2, Mistral) would be mis-encoded.
+    if (j.value("decoder", nlohmann::json::object()).is_null() ||
+        j.value("decoder", nlohmann::json::object()).value("type", "") != "ByteLevel")
+      throw Error("tokenizer.json: only byte-level BPE tokenizers (decoder ByteLevel, as in Llama 3 and GPT-2) are "
+                  "supported here")
+          .with_file(path.string());
     ignore_merges_ = model.value("ignore_merges", false);
     int32_t rank = 0;
     for (const auto& m : model.at("merges")) {
