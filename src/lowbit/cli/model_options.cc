@@ -9,17 +9,19 @@
 
 namespace lowbit::cli {
 
+// Each BitsAndBytesConfig field is a flag under its own name too
+// (--load_in_4bit as well as --load-in-4bit).
 void ModelOptions::add_to(CLI::App& app) {
   app.add_option("--dtype", dtype, "compute dtype: f32, bf16 or f16 (default: the checkpoint's)");
   app.add_option("--config", config_file, "BitsAndBytesConfig as JSON (quantize on load)")->check(CLI::ExistingFile);
-  app.add_flag("--load-in-8bit", load_in_8bit, "quantize linear layers to LLM.int8 on load");
-  app.add_flag("--load-in-4bit", load_in_4bit, "quantize linear layers to 4 bits on load");
-  app.add_option("--llm-int8-threshold", llm_int8_threshold, "LLM.int8 outlier threshold (0: pure int8)");
-  app.add_option("--bnb-4bit-quant-type", bnb_4bit_quant_type, "nf4 or fp4")->check(CLI::IsMember({"nf4", "fp4"}));
-  app.add_flag("--bnb-4bit-use-double-quant", bnb_4bit_use_double_quant, "quantize the 4-bit absmax again");
-  app.add_option("--bnb-4bit-compute-dtype", bnb_4bit_compute_dtype, "4-bit compute dtype (default: --dtype)");
+  app.add_flag("--load-in-8bit,--load_in_8bit", load_in_8bit, "quantize linear layers to LLM.int8 on load");
+  app.add_flag("--load-in-4bit,--load_in_4bit", load_in_4bit, "quantize linear layers to 4 bits on load");
+  app.add_option("--llm-int8-threshold,--llm_int8_threshold", llm_int8_threshold, "LLM.int8 outlier threshold (0: pure int8)");
+  app.add_option("--bnb-4bit-quant-type,--bnb_4bit_quant_type", bnb_4bit_quant_type, "nf4 or fp4")->check(CLI::IsMember({"nf4", "fp4"}));
+  app.add_flag("--bnb-4bit-use-double-quant,--bnb_4bit_use_double_quant", bnb_4bit_use_double_quant, "quantize the 4-bit absmax again");
+  app.add_option("--bnb-4bit-compute-dtype,--bnb_4bit_compute_dtype", bnb_4bit_compute_dtype, "4-bit compute dtype (default: --dtype)");
   app.add_option("--blocksize", blocksize, "4-bit block size");
-  app.add_option("--llm-int8-skip-modules", skip_modules, "modules kept in high precision (default: lm_head)");
+  app.add_option("--llm-int8-skip-modules,--llm_int8_skip_modules", skip_modules, "modules kept in high precision (default: lm_head)");
 }
 
 engine::LoadOptions ModelOptions::load_options() const {
