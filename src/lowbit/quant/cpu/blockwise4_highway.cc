@@ -10,8 +10,9 @@
 //
 // Quantize: per block, absmax by compare-select (NaN never wins a `>`, as
 // fmaxf skips it), then each scaled value's code is the number of decision
-// thresholds it exceeds (the NF4 tree is a binary search over them), computed
-// with full-width compares; codes are then packed two a byte.
+// thresholds it exceeds (the NF4 tree is a binary search over them): a 4-step
+// search with lane permutes where 16 floats fit a vector, else compares. Even
+// and odd lanes are paired in registers and stored as packed bytes.
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "quant/cpu/blockwise4_highway.cc"
@@ -99,7 +100,6 @@ HWY_INLINE BlockTable<T> make_table(const hn::Vec<DF4> lut[4], float absmax) {
 // Writes the 16 outputs selected by 16 nibble indices.
 template <typename T>
 HWY_INLINE void store_lookup(const BlockTable<T>& table, V8 idx, T* out) {
-  const D8 d8;
   const D16 d16;
   const D32 d32;
   if constexpr (sizeof(T) == 2) {
@@ -119,7 +119,6 @@ HWY_INLINE void store_lookup(const BlockTable<T>& table, V8 idx, T* out) {
     hn::StoreU(hn::ZipLower(d32, hi01, hi23), d32, o + 8);
     hn::StoreU(hn::ZipUpper(d32, hi01, hi23), d32, o + 12);
   }
-  (void)d8;
 }
 
 // Dequantizes elements [first, first + count) of a packed tensor.
@@ -212,7 +211,7 @@ float quantize_block(const T* x, int blocksize, uint8_t* packed) {
   }
   const float absmax = hn::GetLane(hn::MaxOfLanes(df, acc));
   const auto scale = hn::Set(df, 1.0f / absmax);
-  // Lanes past the 15th hold +Inf and are never indexed.
+  // Lane 15 (+Inf) and beyond are never indexed.
   HWY_ALIGN static constexpr float kPaddedThresholds[64] = {
       scalar::kNF4Thresholds[0], scalar::kNF4Thresholds[1], scalar::kNF4Thresholds[2], scalar::kNF4Thresholds[3],
       scalar::kNF4Thresholds[4], scalar::kNF4Thresholds[5], scalar::kNF4Thresholds[6], scalar::kNF4Thresholds[7],
