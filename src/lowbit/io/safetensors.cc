@@ -160,10 +160,12 @@ uint64_t SafetensorsReader::file_size() const { return file_->bytes(); }
 namespace {
 
 std::string header_json(const std::vector<SafetensorsEntry>& entries, const Metadata& metadata) {
-  json h = json::object();
+  // Keys in data order after __metadata__, each entry as dtype, shape,
+  // data_offsets: the reference writer's exact header.
+  nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) h["__metadata__"] = metadata;
   for (const auto& e : entries) {
-    json s = json::array();
+    nlohmann::ordered_json s = nlohmann::ordered_json::array();
     for (auto d : e.shape) s.push_back(d);
     h[e.name] = {{"dtype", std::string(safetensors_dtype_name(e.dtype))}, {"shape", s}, {"data_offsets", {e.begin, e.end}}};
   }
