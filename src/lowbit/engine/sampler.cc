@@ -61,30 +61,36 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
                                      [&](int32_t id) { return scores_[size_t(id)] < kth; }),
                       candidates_.end());
   }
-  std::sort(candidates_.begin(), candidates_.end(), higher);
-
-  const double max_score = scores_[size_t(candidates_[0])];
-  weights_.resize(candidates_.size());
+  double max_score = -INFINITY;
+  for (int32_t id : candidates_) max_score = std::max(max_score, double(scores_[size_t(id)]));
+  weights_.resize(scores_.size());
   double total = 0.0;
-  for (size_t i = 0; i < candidates_.size(); ++i)
-    total += weights_[i] = std::exp(double(scores_[size_t(candidates_[i])]) - max_score);
+  for (int32_t id : candidates_) total += weights_[size_t(id)] = std::exp(double(scores_[size_t(id)]) - max_score);
 
   size_t keep = candidates_.size();
   if (config_.top_p < 1.0f) {
     // TopPLogitsWarper removes, in ascending order, tokens whose cumulative
     // probability is <= 1 - top_p; from the top that keeps each token whose
-    // more likely tokens hold less than top_p.
-    double above = 0.0;
-    keep = 0;
-    while (keep < candidates_.size() && above / total < double(config_.top_p)) above += weights_[keep++];
-    total = above;
+    // more likely tokens hold less than top_p. The nucleus is usually small:
+    // sort a growing prefix instead of the whole vocabulary.
+    const double target = double(config_.top_p) * total;
+    for (size_t sorted = std::min<size_t>(256, candidates_.size());; sorted = std::min(sorted * 4, candidates_.size())) {
+      std::partial_sort(candidates_.begin(), candidates_.begin() + long(sorted), candidates_.end(), higher);
+      double above = 0.0;
+      keep = 0;
+      while (keep < sorted && above < target) above += weights_[size_t(candidates_[keep++])];
+      if (above >= target || sorted == candidates_.size()) {
+        total = above;
+        break;
+      }
+    }
   }
 
   // Inverse-CDF draw with 53 random bits.
   const double u = double(rng_() >> 11) * 0x1.0p-53 * total;
   double cumulative = 0.0;
   for (size_t i = 0; i < keep; ++i) {
-    cumulative += weights_[i];
+    cumulative += weights_[size_t(candidates_[i])];
     if (u < cumulative) return candidates_[i];
   }
   return candidates_[keep - 1];
