@@ -150,6 +150,7 @@ ConvertResult write_shards(const fs::path& dir, const std::vector<OutputGroup>& 
                                 dtype_name(t->dtype), shape_str(t->shape)))
             .with_tensor(t->name);
       writer.write(t->name, data);
+      if (data.storage() && data.storage()->kind() == MemoryKind::MappedFile) release_pages(data);
       weight_map[t->name] = file;
       done += t->bytes();
       if (progress) progress(done, total, t->name);
@@ -231,11 +232,14 @@ ConvertResult quantize_checkpoint(const fs::path& in, const fs::path& out, const
     auto source = [files, name] { return files->tensor(name); };
     try {
       if (!is_floating(e.dtype)) {
-        g.tensors.push_back({name, e.dtype, e.shape, [source] { return source().clone(); }});
+        g.tensors.push_back({name, e.dtype, e.shape, source});
       } else if (!is_quantized_linear(name, e.shape, hf, config)) {
+        // Same dtype: written straight from the mapped file (pages released
+        // after the write).
         g.tensors.push_back({name, dtype, e.shape, [source, dtype] {
                                const Tensor t = source();
-                               Tensor r = t.dtype() == dtype ? t.clone() : t.cast(dtype);
+                               if (t.dtype() == dtype) return t;
+                               Tensor r = t.cast(dtype);
                                release_pages(t);
                                return r;
                              }});
@@ -300,7 +304,7 @@ ConvertResult dequantize_checkpoint(const fs::path& in, const fs::path& out, con
     OutputGroup g;
     g.tensors.push_back({name, floating ? dtype : w.dense.dtype(), w.shape(), [weights, name, dtype, floating] {
                            const LoadedWeight& lw = weights->get(name);
-                           return floating ? lw.dequantize(dtype).clone() : lw.dense.clone();
+                           return floating ? lw.dequantize(dtype) : lw.dense;
                          }});
     groups.push_back(std::move(g));
   }
