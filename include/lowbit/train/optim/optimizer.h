@@ -82,6 +82,8 @@ class Optimizer {
   void step(std::span<const Tensor> grads);
 
   const OptimizerConfig& config() const { return config_; }
+  // Learning-rate schedules: the lr of the next steps (parameters without an lr override).
+  void set_lr(float lr);
   const ParamState& state(size_t index) const;
   // Bytes of optimizer state (codes, absmax, fp32 states) over all parameters.
   size_t state_bytes() const;

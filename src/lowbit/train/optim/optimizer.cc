@@ -122,6 +122,11 @@ Optimizer::~Optimizer() = default;
 Optimizer::Optimizer(Optimizer&&) noexcept = default;
 Optimizer& Optimizer::operator=(Optimizer&&) noexcept = default;
 
+void Optimizer::set_lr(float lr) {
+  LOWBIT_CHECK(lr >= 0.0f, "optimizer: lr must be >= 0, got {}", lr);
+  config_.lr = lr;
+}
+
 size_t Optimizer::size() const { return impl_->params.size(); }
 
 const ParamState& Optimizer::state(size_t index) const {
