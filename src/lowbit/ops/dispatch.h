@@ -37,6 +37,18 @@ void on_device(std::string_view op, Device device, CpuFn&& cpu) {
   fail("ops::{}: no CUDA implementation yet (got a tensor on {}); move the tensors to the CPU", op, device.str());
 }
 
+// Runs `cpu` for host tensors and `cuda` for device tensors (the op's
+// _cuda.cu body); in a build without CUDA a device tensor gets an Error.
+template <typename CpuFn, typename CudaFn>
+void on_device(std::string_view op, Device device, CpuFn&& cpu, [[maybe_unused]] CudaFn&& cuda) {
+  if (device.is_cpu()) return cpu();
+#ifdef LOWBIT_WITH_CUDA
+  return cuda();
+#else
+  fail("ops::{}: this build of lowbit has no CUDA support (got a tensor on {})", op, device.str());
+#endif
+}
+
 template <typename Fn>
 decltype(auto) dispatch_float(std::string_view op, DType dtype, Fn&& fn) {
   switch (dtype) {

@@ -2,6 +2,12 @@
 
 #include "ops/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
+#ifdef LOWBIT_WITH_CUDA
+#include "ops/cuda/linear_cuda.h"
+#define LOWBIT_CUDA_BODY(call) [&] { call; }
+#else
+#define LOWBIT_CUDA_BODY(call) [] {}
+#endif
 
 namespace lowbit::ops {
 namespace {
@@ -22,7 +28,8 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& o
   LOWBIT_CHECK(weight.ndim() == 2, "ops::linear: weight must be [out, in], got {}", weight.describe());
   check_io(op, x, weight.dim(1), weight.dim(0), bias, out);
   detail::on_device(op, detail::common_device(op, {&x, &weight, &bias, &out}),
-                    [&] { cpu::linear(x, weight, bias, out); });
+                    [&] { cpu::linear(x, weight, bias, out); },
+                    LOWBIT_CUDA_BODY(cuda::linear(x, weight, bias, out)));
 }
 
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
@@ -41,7 +48,8 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
                w.code.describe());
   check_io(op, x, w.in_features, w.out_features, bias, out);
   detail::on_device(op, detail::common_device(op, {&x, &w.packed, &w.absmax, &bias, &out}),
-                    [&] { cpu::linear_4bit(x, w, bias, out); });
+                    [&] { cpu::linear_4bit(x, w, bias, out); },
+                    LOWBIT_CUDA_BODY(cuda::linear_4bit(x, w, bias, out)));
 }
 
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,

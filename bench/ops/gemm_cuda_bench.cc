@@ -1,0 +1,224 @@
+// GPU linear kernels against cuBLAS bf16 in the same run.
+//
+// Method: every kernel runs back to back between two CUDA events, many launches
+// after a warm-up, rotating over enough weight copies that the working set is
+// more than twice the L2 cache; the median of several such timings is kept.
+// Bandwidth counts every byte a kernel must read (weights, absmax, nested
+// scales, activations) and write (output). The roofline is the bandwidth that
+// cuBLAS' bf16 batch-1 product reaches on the same shape in this run.
+//
+//   build/bench/bench_gemm_cuda [--quick]
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+#include "lowbit/core/cuda_check.h"
+#include "lowbit/quant/formats.h"
+#include "ops/cuda/linear_cuda.h"
+
+namespace {
+
+using lowbit::DType;
+using lowbit::ops::cuda::Packed4bit;
+
+struct Rng {
+  uint64_t s = 0x9e3779b97f4a7c15ull;
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+};
+
+void* device_alloc(size_t bytes) {
+  void* p = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return p;
+}
+
+// Random bf16 values of magnitude about 2^-7..2^-4, either sign.
+void* random_bf16(size_t count, Rng& rng) {
+  std::vector<uint16_t> host(count);
+  for (size_t i = 0; i < count; i += 4) {
+    const uint64_t r = rng.next();
+    for (size_t j = 0; j < 4 && i + j < count; ++j) host[i + j] = uint16_t(((r >> (16 * j)) & 0x81ffu) | 0x3c00u);
+  }
+  void* d = device_alloc(count * 2);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(d, host.data(), count * 2, cudaMemcpyHostToDevice));
+  return d;
+}
+
+void* random_bytes(size_t count, Rng& rng) {
+  std::vector<uint8_t> host(count + 8);
+  for (size_t i = 0; i < count; i += 8) {
+    const uint64_t r = rng.next();
+    std::memcpy(host.data() + i, &r, 8);
+  }
+  void* d = device_alloc(count);
+  LOWBIT_CUDA_CHECK(cudaMemcpy(d, host.data(), count, cudaMemcpyHostToDevice));
+  return d;
+}
+
+float* device_floats(const std::vector<float>& v) {
+  auto* d = static_cast<float*>(device_alloc(v.size() * 4));
+  LOWBIT_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  return d;
+}
+
+std::vector<float> uniform(size_t count, float lo, float hi, Rng& rng) {
+  std::vector<float> v(count);
+  for (auto& e : v) e = lo + (hi - lo) * float(rng.next() >> 40) / float(1 << 24);
+  return v;
+}
+
+// Median microseconds per call of fn(copy index), over `copies` rotating copies.
+double time_us(int copies, const std::function<void(int)>& fn) {
+  for (int i = 0; i < 2 * copies + 4; ++i) fn(i % copies);
+  LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+  cudaEvent_t start, stop;
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&start));
+  LOWBIT_CUDA_CHECK(cudaEventCreate(&stop));
+  const int iters = std::max(20, copies * 4);
+  std::vector<double> runs;
+  for (int r = 0; r < 5; ++r) {
+    LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+    for (int i = 0; i < iters; ++i) fn(i % copies);
+    LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+    LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    runs.push_back(1000.0 * ms / iters);
+  }
+  LOWBIT_CUDA_CHECK(cudaEventDestroy(start));
+  LOWBIT_CUDA_CHECK(cudaEventDestroy(stop));
+  std::sort(runs.begin(), runs.end());
+  return runs[runs.size() / 2];
+}
+
+int copies_for(size_t bytes) {
+  constexpr size_t kTarget = 2 * 50 * 1000 * 1000 * 5 / 4;  // 2.5x a 50 MB L2
+  return int(std::max<size_t>(2, (kTarget + bytes - 1) / bytes));
+}
+
+struct NF4Copies {
+  std::vector<Packed4bit> plain, nested;
+};
+
+void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng& rng) {
+  const int64_t numel = n * k;
+  const int bs = 64;
+  const int64_t blocks = numel / bs;
+  const size_t bf16_bytes = size_t(numel) * 2;
+  const size_t nf4_bytes = size_t(numel) / 2 + size_t(blocks) * 4;
+  const size_t nf4dq_bytes = size_t(numel) / 2 + size_t(blocks) + size_t(blocks / 256 + 1) * 4;
+  const int dense_copies = copies_for(bf16_bytes), q_copies = copies_for(nf4_bytes);
+
+  std::vector<void*> dense;
+  for (int i = 0; i < dense_copies; ++i) dense.push_back(random_bf16(size_t(numel), rng));
+  const auto& nf4 = lowbit::quant::nf4_code();
+  const float* code = device_floats(std::vector<float>(nf4.begin(), nf4.end()));
+  const auto& dyn = lowbit::quant::dynamic_map_signed();
+  const float* nested_code = device_floats(std::vector<float>(dyn.begin(), dyn.end()));
+  NF4Copies q;
+  for (int i = 0; i < q_copies; ++i) {
+    Packed4bit p;
+    p.packed = static_cast<const uint8_t*>(random_bytes(size_t(numel) / 2, rng));
+    p.code = code;
+    p.absmax = device_floats(uniform(size_t(blocks), 0.01f, 0.1f, rng));
+    p.blocksize = bs;
+    p.n = n;
+    p.k = k;
+    p.weight_dtype = DType::BF16;
+    q.plain.push_back(p);
+    p.absmax = nullptr;
+    p.qabsmax = static_cast<const uint8_t*>(random_bytes(size_t(blocks), rng));
+    p.nested_absmax = device_floats(uniform(size_t(blocks / 256 + 1), 0.01f, 0.1f, rng));
+    p.nested_code = nested_code;
+    p.nested_offset = 0.05f;
+    q.nested.push_back(p);
+  }
+  const int64_t max_m = *std::max_element(batches.begin(), batches.end());
+  void* x = random_bf16(size_t(max_m * k), rng);
+  void* out = device_alloc(size_t(max_m * n) * 2);
+
+  double roofline = 0.0;  // bytes/us of cuBLAS bf16 at batch 1
+  std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
+              (long long)n, bs, dense_copies, q_copies);
+  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %7s\n", "batch", "cublas us", "GB/s", "nf4 us",
+              "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "1/tile");
+  for (int64_t m : batches) {
+    const double io = double(m * k + m * n) * 2;
+    const double t_dense = time_us(dense_copies, [&](int i) {
+      lowbit::ops::cuda::gemm_dense(DType::BF16, x, m, dense[i], n, k, nullptr, out);
+    });
+    const double bw_dense = (bf16_bytes + io) / t_dense;
+    if (m == 1) roofline = bw_dense;
+    const double t_q = time_us(q_copies, [&](int i) {
+      lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
+    });
+    const double t_dq = time_us(q_copies, [&](int i) {
+      lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.nested[i], nullptr, out);
+    });
+    double t_grid = 0;
+    if (lowbit::ops::cuda::gemm_4bit_fused(q.plain[0], m)) {
+      lowbit::ops::cuda::set_gemm_4bit_persistent(false);
+      t_grid = time_us(q_copies, [&](int i) {
+        lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
+      });
+      lowbit::ops::cuda::set_gemm_4bit_persistent(true);
+    }
+    const double bw_q = (nf4_bytes + io) / t_q, bw_dq = (nf4dq_bytes + io) / t_dq;
+    std::printf("%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %7.1f\n",
+                (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
+                100 * bw_dq / roofline, t_dense / t_dq, t_grid);
+  }
+  // Dequantization to bf16: reads the NF4 bytes, writes 2 bytes a weight.
+  std::vector<void*> deq_out;
+  for (int i = 0; i < std::min(dense_copies, 3); ++i) deq_out.push_back(dense[i]);
+  const double t_deq = time_us(int(deq_out.size()), [&](int i) {
+    lowbit::ops::cuda::dequantize_4bit_weight(DType::BF16, q.plain[i % q_copies], deq_out[i]);
+  });
+  const double bw_deq = (nf4_bytes + bf16_bytes) / t_deq;
+  std::printf("dequantize nf4 -> bf16: %.1f us, %.0f GB/s (%.0f%% of roofline)\n", t_deq, bw_deq / 1000,
+              100 * bw_deq / roofline);
+
+  for (void* p : dense) cudaFree(p);
+  for (auto& p : q.plain) {
+    cudaFree(const_cast<uint8_t*>(p.packed));
+    cudaFree(const_cast<float*>(p.absmax));
+  }
+  for (auto& p : q.nested) {
+    cudaFree(const_cast<uint8_t*>(p.qabsmax));
+    cudaFree(const_cast<float*>(p.nested_absmax));
+  }
+  cudaFree(const_cast<float*>(code));
+  cudaFree(const_cast<float*>(nested_code));
+  cudaFree(x);
+  cudaFree(out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  // --profile: one shape at batch 1, for a profiler run.
+  const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  cudaDeviceProp prop{};
+  LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("%s, %d SMs, %d MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  Rng rng;
+  if (profile) {
+    bench_shape(8192, 28672, {1}, rng);
+    return 0;
+  }
+  const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 2, 4, 16, 64, 256};
+  bench_shape(4096, 11008, batches, rng);
+  bench_shape(11008, 4096, batches, rng);
+  bench_shape(8192, 28672, batches, rng);
+  return 0;
+}

@@ -1,0 +1,40 @@
+// Small device helpers shared by the CUDA op files (include from .cu only).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "lowbit/core/cuda_check.h"
+#include "lowbit/core/dtype.h"
+
+namespace lowbit::ops::cuda {
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+
+template <typename T> __device__ __forceinline__ T from_float(float v);
+template <> __device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <> __device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+
+// Calls fn(T{}) with the device type of a float dtype.
+template <typename Fn>
+void dispatch_device_float(DType dtype, const char* what, Fn&& fn) {
+  switch (dtype) {
+    case DType::F32: fn(float{}); return;
+    case DType::BF16: fn(__nv_bfloat16{}); return;
+    case DType::F16: fn(__half{}); return;
+    default: throw_error(std::string(what) + ": expected an f32, bf16 or f16 tensor, got " + std::string(dtype_name(dtype)));
+  }
+}
+
+// One cuBLAS handle per host thread and device, created on first use.
+cublasHandle_t cublas_handle();
+
+void check_cublas(cublasStatus_t status, const char* what);
+
+}  // namespace lowbit::ops::cuda

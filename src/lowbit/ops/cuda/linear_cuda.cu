@@ -1,0 +1,181 @@
+// Dense linear through cuBLAS, the dequantize-then-cuBLAS path of the 4-bit
+// linear (prompt-sized batches, odd shapes), and the Tensor-level bodies of
+// ops::linear / ops::linear_4bit for CUDA tensors.
+//
+// dequantize_4bit_weight: one thread per 4 packed bytes (8 weights): reads
+// n*k/2 bytes of codes plus the absmax, writes n*k values of the output dtype.
+#include <cublas_v2.h>
+
+#include <string>
+
+#include "ops/cuda/cuda_common.h"
+#include "ops/cuda/linear_cuda.h"
+
+namespace lowbit::ops::cuda {
+
+void check_cublas(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw_error(std::string(what) + " failed: " + cublasGetStatusString(status));
+}
+
+cublasHandle_t cublas_handle() {
+  constexpr int kMaxDevices = 16;
+  thread_local cublasHandle_t handles[kMaxDevices] = {};
+  int device = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  if (device >= kMaxDevices) throw_error("cuBLAS: device index " + std::to_string(device) + " is out of range");
+  if (!handles[device]) check_cublas(cublasCreate(&handles[device]), "cublasCreate");
+  return handles[device];
+}
+
+namespace {
+
+__device__ __forceinline__ float decode_absmax(const Packed4bit& w, int64_t block) {
+  if (!w.qabsmax) return w.absmax[block];
+  const int64_t outer = block / w.nested_blocksize;
+  return __fadd_rn(__fmul_rn(w.nested_code[w.qabsmax[block]], w.nested_absmax[outer]), w.nested_offset);
+}
+
+// 32 weights a thread (16 packed bytes, one absmax: blocksize % 32 == 0),
+// the 16 codes in shared memory (one bank each: no conflicts), 16-byte loads
+// and stores.
+template <typename W, typename Out>
+__global__ void __launch_bounds__(256) dequantize_4bit_vec_kernel(const Packed4bit w, Out* out, int64_t groups) {
+  __shared__ float code[16];
+  if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
+  __syncthreads();
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= groups) return;
+  const float absmax = decode_absmax(w, (i * 32) / w.blocksize);
+  const uint4 bytes = __ldcs(reinterpret_cast<const uint4*>(w.packed) + i);
+  const uint32_t words[4] = {bytes.x, bytes.y, bytes.z, bytes.w};
+#pragma unroll
+  for (int q = 0; q < 4; ++q) {
+    alignas(16) Out vals[8];
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const uint32_t byte = (words[q] >> (8 * b)) & 0xffu;
+      vals[2 * b] = from_float<Out>(to_float(from_float<W>(__fmul_rn(code[byte >> 4], absmax))));
+      vals[2 * b + 1] = from_float<Out>(to_float(from_float<W>(__fmul_rn(code[byte & 15], absmax))));
+    }
+    uint4* dst = reinterpret_cast<uint4*>(out + i * 32 + q * 8);
+#pragma unroll
+    for (int j = 0; j < int(sizeof(vals) / 16); ++j) dst[j] = reinterpret_cast<const uint4*>(vals)[j];
+  }
+}
+
+template <typename W, typename Out>
+__global__ void dequantize_4bit_kernel(const Packed4bit w, Out* out, int64_t numel) {
+  const int64_t first = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * 8;
+  if (first >= numel) return;
+  const int64_t last = first + 8 < numel ? first + 8 : numel;
+  float code[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) code[i] = __ldg(w.code + i);
+  int64_t block = -1;
+  float absmax = 0.0f;
+  for (int64_t e = first; e < last; ++e) {
+    if (e / w.blocksize != block) {
+      block = e / w.blocksize;
+      absmax = decode_absmax(w, block);
+    }
+    const uint8_t byte = w.packed[e >> 1];
+    const int q = (e & 1) ? (byte & 15) : (byte >> 4);
+    const float v = to_float(from_float<W>(__fmul_rn(code[q], absmax)));
+    out[e] = from_float<Out>(v);
+  }
+}
+
+template <typename T>
+__global__ void broadcast_rows_kernel(const T* bias, T* out, int64_t m, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < m * n) out[i] = bias[i % n];
+}
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return CUDA_R_32F;
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+    default: throw_error("cuBLAS linear: expected f32, bf16 or f16, got " + std::string(dtype_name(dtype)));
+  }
+}
+
+unsigned blocks_for(int64_t items, int threads) { return unsigned((items + threads - 1) / threads); }
+
+}  // namespace
+
+void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  const int64_t numel = w.n * w.k;
+  if (numel == 0) return;
+  const bool vector = numel % 32 == 0 && w.blocksize % 32 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  dispatch_device_float(w.weight_dtype, "dequantize_4bit", [&](auto wtag) {
+    using W = decltype(wtag);
+    dispatch_device_float(out_dtype, "dequantize_4bit", [&](auto otag) {
+      using Out = decltype(otag);
+      if (vector)
+        dequantize_4bit_vec_kernel<W, Out>
+            <<<blocks_for(numel / 32, 256), 256, 0, stream>>>(w, static_cast<Out*>(out), numel / 32);
+      else
+        dequantize_4bit_kernel<W, Out>
+            <<<blocks_for((numel + 7) / 8, 256), 256, 0, stream>>>(w, static_cast<Out*>(out), numel);
+    });
+  });
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void gemm_dense(DType dtype, const void* x, int64_t m, const void* w, int64_t n, int64_t k, const void* bias,
+                void* out, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (m == 0 || n == 0) return;
+  const float alpha = 1.0f;
+  float beta = 0.0f;
+  if (bias) {
+    dispatch_device_float(dtype, "linear", [&](auto tag) {
+      using T = decltype(tag);
+      broadcast_rows_kernel<T><<<blocks_for(m * n, 256), 256, 0, stream>>>(static_cast<const T*>(bias),
+                                                                            static_cast<T*>(out), m, n);
+    });
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    beta = 1.0f;
+  }
+  cublasHandle_t handle = cublas_handle();
+  check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
+  const cudaDataType_t type = cuda_type(dtype);
+  // Row-major out[m, n] = x[m, k] w[n, k]^T is column-major out^T = w^T x^T.
+  check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w, type, int(k), x,
+                            type, int(k), &beta, out, type, int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+               "cublasGemmEx (linear)");
+}
+
+void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
+  if (weight.dtype() != x.dtype())
+    throw_error("ops::linear on CUDA: the weight must have x's dtype (" + std::string(dtype_name(x.dtype())) +
+                "), got " + weight.describe());
+  if (bias.defined() && bias.dtype() != x.dtype())
+    throw_error("ops::linear on CUDA: the bias must have x's dtype, got " + bias.describe());
+  gemm_dense(x.dtype(), x.raw_data(), x.dim(0), weight.raw_data(), weight.dim(0), weight.dim(1),
+             bias.defined() ? bias.raw_data() : nullptr, out.raw_data());
+}
+
+void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
+  if (w.compute_dtype && *w.compute_dtype != x.dtype())
+    throw_error("ops::linear_4bit on CUDA: compute dtype " + std::string(dtype_name(*w.compute_dtype)) +
+                " differs from x's dtype " + std::string(dtype_name(x.dtype())) + "; cast x first");
+  if (bias.defined() && bias.dtype() != x.dtype())
+    throw_error("ops::linear_4bit on CUDA: the bias must have x's dtype, got " + bias.describe());
+  const Tensor code = w.code.device() == x.device() ? w.code : w.code.to(x.device());
+  Packed4bit p;
+  p.packed = w.packed.data<uint8_t>();
+  p.code = code.data<float>();
+  p.absmax = w.absmax.data<float>();
+  p.blocksize = w.blocksize;
+  p.n = w.out_features;
+  p.k = w.in_features;
+  p.weight_dtype = w.dtype;
+  gemm_4bit(x.dtype(), x.raw_data(), x.dim(0), p, bias.defined() ? bias.raw_data() : nullptr, out.raw_data());
+}
+
+}  // namespace lowbit::ops::cuda

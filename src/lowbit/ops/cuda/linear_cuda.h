@@ -1,0 +1,52 @@
+// CUDA bodies of the linear ops (include/lowbit/ops/linear.h) and the raw
+// device-pointer kernels behind them, which benchmarks call directly.
+// Work is queued on `stream` (nullptr: the default stream).
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/core/dtype.h"
+#include "lowbit/ops/linear.h"
+
+namespace lowbit::ops::cuda {
+
+// A blockwise 4-bit weight [n, k] (out x in) in device memory. The absmax is
+// either f32 per block (`absmax`) or double-quantized (`qabsmax` u8 codes of
+// (absmax - offset) in the 256-value `nested_code` map, one `nested_absmax`
+// scale per `nested_blocksize` codes), decoded inside the kernels.
+struct Packed4bit {
+  const uint8_t* packed = nullptr;  // two codes a byte, first element in the high nibble
+  const float* code = nullptr;      // f32 [16]
+  const float* absmax = nullptr;
+  const uint8_t* qabsmax = nullptr;
+  const float* nested_absmax = nullptr;
+  const float* nested_code = nullptr;  // f32 [256]
+  float nested_offset = 0.0f;
+  int nested_blocksize = 256;
+  int blocksize = 64;
+  int64_t n = 0, k = 0;
+  DType weight_dtype = DType::BF16;  // dtype the weight dequantizes to
+};
+
+// out[m, n] = x[m, k] W^T (+ bias[n]) for bf16/f16 x, out, bias. Any m, n, k:
+// m <= 64 with k % 64 == 0 and a power-of-two blocksize >= 64 reads the packed
+// weight once in a fused tensor-core kernel; other cases dequantize to x's
+// dtype and call cuBLAS.
+void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
+               void* stream = nullptr);
+// Benchmarks: one block per tile instead of a persistent grid.
+void set_gemm_4bit_persistent(bool on);
+// True when gemm_4bit takes the fused kernel for this shape.
+bool gemm_4bit_fused(const Packed4bit& w, int64_t m);
+// Weight values rounded to weight_dtype, then to out_dtype (bitsandbytes'
+// dequantize + cast), [n, k] row-major.
+void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, void* stream = nullptr);
+// Dense out[m, n] = x[m, k] w[n, k]^T (+ bias) through cuBLAS, f32 accumulation.
+void gemm_dense(DType dtype, const void* x, int64_t m, const void* w, int64_t n, int64_t k, const void* bias,
+                void* out, void* stream = nullptr);
+
+// Tensor-level bodies called by ops/linear.cc for CUDA tensors.
+void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
+void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
+
+}  // namespace lowbit::ops::cuda
