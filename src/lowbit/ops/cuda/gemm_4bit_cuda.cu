@@ -44,7 +44,7 @@ constexpr int kWarps = 8;               // warps of a block, splitting k between
 constexpr int kThreads = kWarps * 32;
 constexpr int kChunk = 64;              // k per warp iteration: four k16 mma steps
 constexpr int kTableWords = 256 * 64;   // pair table, one copy per lane, 256-byte rows (half used)
-constexpr int kStages = 2;
+constexpr int kStages = 4;
 constexpr int kTileRows = 16;           // weight rows of a block tile: the mma's M              // chunks of weights each lane has in flight
 
 extern bool persistent_grid;
@@ -151,7 +151,7 @@ __device__ __forceinline__ float decode_scale(const Params& p, const float* nest
 }
 
 template <typename T, int NB, bool kNested>
-__global__ void __launch_bounds__(kThreads, NB == 1 ? 3 : NB == 2 ? 2 : 1) gemm_4bit_mma_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, NB <= 2 ? 2 : 1) gemm_4bit_mma_kernel(const Params p) {
   extern __shared__ __align__(16) uint32_t smem[];
   float* nested_map = reinterpret_cast<float*>(smem + kTableWords);
   float* red = nested_map + 256;  // [warp][batch][row] partial tiles
