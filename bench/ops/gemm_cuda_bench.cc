@@ -147,6 +147,7 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
   void* out = device_alloc(size_t(max_m * n) * 2);
 
   double roofline = 0.0;  // bytes/us of cuBLAS bf16 at batch 1
+  std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
   std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %7s\n", "batch", "cublas us", "GB/s", "nf4 us",
@@ -157,6 +158,7 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
       lowbit::ops::cuda::gemm_dense(DType::BF16, x, m, dense[i], n, k, nullptr, out);
     });
     const double bw_dense = (bf16_bytes + io) / t_dense;
+    dense_us.push_back(t_dense);
     if (m == 1) roofline = bw_dense;
     const double t_q = time_us(q_copies, [&](int i) {
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
@@ -177,6 +179,41 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
                 (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
                 100 * bw_dq / roofline, t_dense / t_dq, t_grid);
   }
+  // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
+  {
+    const int i8_copies = copies_for(size_t(numel));
+    std::vector<void*> w8;
+    std::vector<float*> scb;
+    for (int i = 0; i < i8_copies; ++i) {
+      w8.push_back(random_bytes(size_t(numel), rng));
+      scb.push_back(device_floats(uniform(size_t(n), 0.5f, 2.0f, rng)));
+    }
+    std::vector<uint16_t> xh(size_t(max_m * k));
+    for (auto& v : xh) v = uint16_t(0x3800u | (rng.next() & 0x83ffu));  // +-[0.5, 1)
+    for (int64_t r = 0; r < max_m; ++r)
+      for (int64_t c = 7; c < k; c += 1000) xh[size_t(r * k + c)] = 0x4900u;  // 10.0
+    void* x16 = device_alloc(xh.size() * 2);
+    LOWBIT_CUDA_CHECK(cudaMemcpy(x16, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
+    std::printf("LLM.int8 (%d weight copies): %6s | %10s %7s | %10s %7s\n", i8_copies, "batch", "thr6 us", "x bf16",
+                "thr0 us", "x bf16");
+    for (size_t bi = 0; bi < batches.size(); ++bi) {
+      const int64_t m = batches[bi];
+      double t[2];
+      for (int j = 0; j < 2; ++j) {
+        const float threshold = j == 0 ? 6.0f : 0.0f;
+        t[j] = time_us(i8_copies, [&](int i) {
+          lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i], n, k,
+                                       DType::F16, nullptr, threshold, out);
+        });
+      }
+      std::printf("%30lld | %10.1f %7.2f | %10.1f %7.2f\n", (long long)m, t[0], t[0] / dense_us[bi], t[1],
+                  t[1] / dense_us[bi]);
+    }
+    for (void* p : w8) cudaFree(p);
+    for (float* p : scb) cudaFree(p);
+    cudaFree(x16);
+  }
+
   // Dequantization to bf16: reads the NF4 bytes, writes 2 bytes a weight.
   std::vector<void*> deq_out;
   for (int i = 0; i < std::min(dense_copies, 3); ++i) deq_out.push_back(dense[i]);

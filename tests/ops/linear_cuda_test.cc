@@ -7,6 +7,7 @@
 #include "lowbit/io/safetensors.h"
 #include "lowbit/ops/linear.h"
 #include "lowbit/quant/blockwise.h"
+#include "lowbit/quant/int8.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -137,6 +138,60 @@ TEST(LinearCuda, DenseMatchesCpu) {
       ops::linear(x.to(kGpu), w.to(kGpu), bias.to(kGpu), got);
       EXPECT_LE(error_in_ulps(got, want), dtype == DType::F32 ? 100.0 : 2.0) << dtype_name(dtype) << " m " << m;
     }
+  }
+}
+
+// LLM.int8 on the GPU against the CPU op: same int32 sums, same f32 scaling
+// and f16 roundings; only the outlier product's f32 summation may round
+// differently: within 2^-11 of max(1, |y|), as the CPU golden test bounds it.
+double int8_max_error(const Tensor& got_t, const Tensor& want_t) {
+  const auto got = testing::to_floats(got_t.to(Device::cpu()));
+  const auto want = testing::to_floats(want_t);
+  double max_err = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    max_err = std::max(max_err, std::fabs(double(got[i]) - want[i]) / std::max(1.0, std::fabs(double(want[i]))));
+  }
+  return max_err;
+}
+
+TEST(LinearInt8Cuda, MatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 300;
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 256}, {3, 100, 1000}, {17, 40, 130},
+                         {5, 33, 4100}}) {
+    for (DType dtype : {DType::F16, DType::BF16}) {
+      for (float threshold : {0.0f, 6.0f}) {
+        // Activations ~N(0, 1) with a few large columns, as LLM.int8 expects.
+        Tensor x = random_tensor({m, k}, DType::F32, seed++);
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t c = 3; c < k; c += 97) x.data<float>()[r * k + c] *= 9.0f;
+        x = x.cast(dtype);
+        const Tensor w = random_tensor({n, k}, DType::F32, seed++);
+        const auto q = quant::quantize_int8_rowwise(w);
+        const Tensor bias = random_tensor({n}, dtype, seed++);
+        Tensor want = Tensor::empty({m, n}, dtype);
+        ops::linear_int8(x, q.codes, q.scb, bias, threshold, want);
+        Tensor got = Tensor::empty({m, n}, dtype, kGpu);
+        ops::linear_int8(x.to(kGpu), q.codes.to(kGpu), q.scb.to(kGpu), bias.to(kGpu), threshold, got);
+        EXPECT_LE(int8_max_error(got, want), 1.0 / 2048)
+            << "m " << m << " n " << n << " k " << k << " " << dtype_name(dtype) << " threshold " << threshold;
+      }
+    }
+  }
+}
+
+TEST(LinearInt8Cuda, MatchesCpuOnGoldenData) {
+  LOWBIT_REQUIRE_CUDA();
+  const auto g = io::SafetensorsReader::open(testing::golden_dir() / "dev-quant.safetensors");
+  const Tensor x = g.tensor("int8.A_f16"), codes = g.tensor("int8.W_codes"), scb = g.tensor("int8.W_SCB"),
+               bias = g.tensor("int8.bias_f16");
+  for (float threshold : {0.0f, 6.0f}) {
+    Tensor want = Tensor::empty({x.dim(0), codes.dim(0)}, DType::F16);
+    ops::linear_int8(x, codes, scb, bias, threshold, want);
+    Tensor got = Tensor::empty({x.dim(0), codes.dim(0)}, DType::F16, kGpu);
+    ops::linear_int8(x.to(kGpu), codes.to(kGpu), scb.to(kGpu), bias.to(kGpu), threshold, got);
+    EXPECT_LE(int8_max_error(got, want), 1.0 / 2048) << "threshold " << threshold;
   }
 }
 

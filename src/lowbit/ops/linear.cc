@@ -62,7 +62,8 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   LOWBIT_CHECK(threshold >= 0.0f, "ops::linear_int8: threshold must be >= 0, got {}", threshold);
   check_io(op, x, codes.dim(1), codes.dim(0), bias, out);
   detail::on_device(op, detail::common_device(op, {&x, &codes, &scb, &bias, &out}),
-                    [&] { cpu::linear_int8(x, codes, scb, bias, threshold, out); });
+                    [&] { cpu::linear_int8(x, codes, scb, bias, threshold, out); },
+                    LOWBIT_CUDA_BODY(cuda::linear_int8(x, codes, scb, bias, threshold, out)));
 }
 
 }  // namespace lowbit::ops

@@ -45,8 +45,16 @@ void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, voi
 void gemm_dense(DType dtype, const void* x, int64_t m, const void* w, int64_t n, int64_t k, const void* bias,
                 void* out, void* stream = nullptr);
 
+// LLM.int8: out[m, n] from x[m, k] (f32/bf16/f16) and the int8 weight
+// w[n, k] with its per-row absmax `scb`; threshold > 0 takes the outlier
+// columns through a 16-bit product (ops::linear_int8 states the numerics).
+void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
+               DType bias_dtype, const void* bias, float threshold, void* out, void* stream = nullptr);
+
 // Tensor-level bodies called by ops/linear.cc for CUDA tensors.
 void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
+void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
+                 Tensor& out);
 
 }  // namespace lowbit::ops::cuda

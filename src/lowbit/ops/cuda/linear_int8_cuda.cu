@@ -1,0 +1,195 @@
+// LLM.int8 linear on the GPU, the same steps as the CPU op (and bitsandbytes'
+// MatMul8bitLt with f16 compute):
+//  1. quantize_rows_kernel: one block a row; x rounded to f16, row absmax over
+//     |x| < threshold, codes rint(x * 127 / absmax); columns with any
+//     |x| >= threshold are flagged in a mask (any row may set it).
+//  2. outlier columns: the mask compacted into an ascending list (one block),
+//     their codes zeroed in every row.
+//  3. int8 x int8 -> int32 through cuBLAS (k % 4 == 0), else a plain kernel.
+//  4. epilogue_kernel: f16(fma(acc * row_stat * SCB, 1/127^2, bias)), plus
+//     the outlier columns' 16-bit product (x_f16 * f16(code * SCB / 127)),
+//     added in f32 and rounded to f16 once more, then stored in x's dtype.
+// Memory traffic: the int8 weight once (n*k bytes) in the GEMM; x read twice
+// (quantize, outliers), codes m*k, int32 accumulators m*n*4 written and read.
+#include <cublas_v2.h>
+
+#include <string>
+
+#include "ops/cuda/cuda_common.h"
+#include "ops/cuda/linear_cuda.h"
+
+namespace lowbit::ops::cuda {
+namespace {
+
+constexpr float kDequantScale = 6.200012e-05f;    // bitsandbytes' MM_DEQUANT_CONST
+constexpr float kInv127 = 7.874015718698502e-3f;  // 1/127 as bitsandbytes writes it
+constexpr int kRowThreads = 256;
+
+__device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
+
+__device__ __forceinline__ int8_t to_int8_rn(float v) {
+  return int8_t(uint8_t(uint32_t(__float2int_rn(v)) & 0xffu));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, int64_t k, float threshold,
+                                                                    int8_t* codes, float* row_stats,
+                                                                    uint8_t* outlier_mask) {
+  __shared__ float partial[kRowThreads / 32];
+  const T* row = x + int64_t(blockIdx.x) * k;
+  const bool sparse = threshold > 0.0f;
+  float m = 0.0f;
+  for (int64_t c = threadIdx.x; c < k; c += kRowThreads) {
+    const float v = fabsf(round_f16(to_float(row[c])));
+    if (!sparse || v < threshold) m = fmaxf(m, v);
+    else outlier_mask[c] = 1;
+  }
+  for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
+  __syncthreads();
+  m = partial[0];
+  for (int w = 1; w < kRowThreads / 32; ++w) m = fmaxf(m, partial[w]);
+  if (threadIdx.x == 0) row_stats[blockIdx.x] = m;
+  const float scale = __fmul_rn(127.0f, __frcp_rn(m));
+  int8_t* out = codes + int64_t(blockIdx.x) * k;
+  for (int64_t c = threadIdx.x; c < k; c += kRowThreads) {
+    const float v = round_f16(to_float(row[c]));
+    out[c] = (!sparse || fabsf(v) < threshold) ? to_int8_rn(__fmul_rn(v, scale)) : int8_t(0);
+  }
+}
+
+// One block: the flagged columns in ascending order, and their count.
+__global__ void __launch_bounds__(1024) compact_outliers_kernel(const uint8_t* mask, int64_t k, int32_t* cols,
+                                                                int32_t* count) {
+  __shared__ int32_t offsets[1024];
+  const int64_t per = (k + 1023) / 1024;
+  const int64_t lo = threadIdx.x * per, hi = min(k, lo + per);
+  int32_t n = 0;
+  for (int64_t c = lo; c < hi; ++c) n += mask[c];
+  offsets[threadIdx.x] = n;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int32_t sum = 0;
+    for (int i = 0; i < 1024; ++i) {
+      const int32_t v = offsets[i];
+      offsets[i] = sum;
+      sum += v;
+    }
+    *count = sum;
+  }
+  __syncthreads();
+  int32_t at = offsets[threadIdx.x];
+  for (int64_t c = lo; c < hi; ++c)
+    if (mask[c]) cols[at++] = int32_t(c);
+}
+
+__global__ void zero_outlier_codes_kernel(int8_t* codes, int64_t rows, int64_t k, const uint8_t* mask) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * k && mask[i % k]) codes[i] = 0;
+}
+
+// acc[m, n] = sum_k a[m, k] * w[n, k], one warp an output (shapes cuBLAS' int8 path refuses).
+__global__ void int8_gemm_plain_kernel(const int8_t* a, const int8_t* w, int64_t m, int64_t n, int64_t k,
+                                       int32_t* acc) {
+  const int64_t out = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x & 31;
+  if (out >= m * n) return;
+  const int8_t* ar = a + (out / n) * k;
+  const int8_t* wr = w + (out % n) * k;
+  int32_t sum = 0;
+  for (int64_t c = lane; c < k; c += 32) sum += int32_t(ar[c]) * int32_t(wr[c]);
+  for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+  if (lane == 0) acc[out] = sum;
+}
+
+template <typename T, typename B>
+__global__ void epilogue_kernel(const int32_t* acc, const float* row_stats, const float* scb, const B* bias,
+                                const T* x, const int8_t* w, const int32_t* outlier_cols,
+                                const int32_t* outlier_count, int64_t m, int64_t n, int64_t k, T* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= m * n) return;
+  const int64_t r = i / n, j = i % n;
+  const float s = scb[j];
+  const float b = bias ? round_f16(to_float(bias[j])) : 0.0f;
+  const float scaled = __fmul_rn(__fmul_rn(float(acc[i]), row_stats[r]), s);
+  float v = round_f16(fmaf(scaled, kDequantScale, b));
+  const int32_t outliers = outlier_count ? *outlier_count : 0;
+  if (outliers) {
+    float extra = 0.0f;
+    for (int32_t o = 0; o < outliers; ++o) {
+      const int32_t c = outlier_cols[o];
+      const float wv = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + c]), s), kInv127));
+      extra = __fadd_rn(extra, __fmul_rn(round_f16(to_float(x[r * k + c])), wv));
+    }
+    v = round_f16(__fadd_rn(v, extra));
+  }
+  out[i] = from_float<T>(v);
+}
+
+unsigned blocks_for(int64_t items, int threads) { return unsigned((items + threads - 1) / threads); }
+
+}  // namespace
+
+void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
+               DType bias_dtype, const void* bias, float threshold, void* out, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (m == 0 || n == 0) return;
+  // Scratch: codes [m, k], row stats [m], int32 products [m, n], outlier mask, list and count.
+  const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = size_t(m) * 4,
+               acc_bytes = size_t(m * n) * 4, mask_bytes = (size_t(k) + 15) / 16 * 16, cols_bytes = size_t(k) * 4 + 16;
+  char* scratch = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
+                                    codes_bytes + stats_bytes + acc_bytes + mask_bytes + cols_bytes + 64, stream));
+  int8_t* codes = reinterpret_cast<int8_t*>(scratch);
+  int32_t* acc = reinterpret_cast<int32_t*>(scratch + codes_bytes);
+  float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes + acc_bytes);
+  uint8_t* mask = reinterpret_cast<uint8_t*>(scratch + codes_bytes + acc_bytes + (stats_bytes + 15) / 16 * 16);
+  int32_t* cols = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(mask) + mask_bytes);
+  int32_t* count = cols + k;
+  const bool sparse = threshold > 0.0f;
+  if (sparse) LOWBIT_CUDA_CHECK(cudaMemsetAsync(mask, 0, size_t(k), stream));
+
+  dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
+    using T = decltype(tag);
+    quantize_rows_kernel<T><<<unsigned(m), kRowThreads, 0, stream>>>(static_cast<const T*>(x), k, threshold, codes,
+                                                                     row_stats, mask);
+  });
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  if (sparse) {
+    compact_outliers_kernel<<<1, 1024, 0, stream>>>(mask, k, cols, count);
+    zero_outlier_codes_kernel<<<blocks_for(m * k, 256), 256, 0, stream>>>(codes, m, k, mask);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+  }
+  if (k % 4 == 0) {
+    cublasHandle_t handle = cublas_handle();
+    check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
+    const int32_t alpha = 1, beta = 0;
+    check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w, CUDA_R_8I, int(k),
+                              codes, CUDA_R_8I, int(k), &beta, acc, CUDA_R_32I, int(n), CUBLAS_COMPUTE_32I,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (int8)");
+  } else {
+    int8_gemm_plain_kernel<<<blocks_for(m * n * 32, 256), 256, 0, stream>>>(codes, w, m, n, k, acc);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+  }
+  dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_device_float(bias_dtype, "linear_int8 bias", [&](auto btag) {
+      using B = decltype(btag);
+      epilogue_kernel<T, B><<<blocks_for(m * n, 256), 256, 0, stream>>>(
+          acc, row_stats, scb, static_cast<const B*>(bias), static_cast<const T*>(x), w, cols,
+          sparse ? count : nullptr, m, n, k, static_cast<T*>(out));
+    });
+  });
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  LOWBIT_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+}
+
+void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
+                 Tensor& out) {
+  gemm_int8(x.dtype(), x.raw_data(), x.dim(0), codes.data<int8_t>(), scb.data<float>(), codes.dim(0), codes.dim(1),
+            bias.defined() ? bias.dtype() : x.dtype(), bias.defined() ? bias.raw_data() : nullptr, threshold,
+            out.raw_data());
+}
+
+}  // namespace lowbit::ops::cuda
