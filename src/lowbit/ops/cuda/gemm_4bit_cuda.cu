@@ -1,29 +1,32 @@
 // Fused blockwise 4-bit (NF4/FP4) x bf16/f16 product on tensor cores, for
 // decode-sized batches (m <= 64): the packed weight is read from memory once.
 //
-// Tiling (one thread block of 8 warps):
+// Tiling (one thread block of 8 warps, 256 threads, persistent over tiles):
 //
 //          k ->  chunk 0  chunk 1  ...  chunk 7  chunk 8 ...   (64 weights a chunk)
-//   rows   +--------+--------+-----+--------+--------+
-//   8*NT   | warp 0 | warp 1 | ... | warp 7 | warp 0 | ...     every warp walks every 8th
-//          +--------+--------+-----+--------+--------+         chunk; the 8 partial sums
+//   16     +--------+--------+-----+--------+--------+
+//   weight | warp 0 | warp 1 | ... | warp 7 | warp 0 | ...     every warp walks every 8th
+//   rows   +--------+--------+-----+--------+--------+         chunk; the 8 partial tiles
 //                                                              meet in shared memory
-// Inside a warp, one m16n8k16 mma takes 8 weight rows (n = lane / 4) and 16 k.
+// One m16n8k16 mma: A = the tile's 16 weight rows (lane / 4 owns rows g and
+// g + 8), B = 8 activation rows (batch), C = [16 rows, 8 batch]; batches of up
+// to 16/32/64 reuse each A for 2/4/8 B fragments (template NB).
 // The k order inside a chunk is permuted, identically for x and W (a dot
 // product does not care): lane t = lane % 4 owns weights [16t, 16t + 16) of the
 // chunk, one 8-byte load per row, and mma step s feeds it k = 16t + 4s + 0..3.
-// Its x operand is then 32 contiguous bytes of each activation row. A chunk
-// lies inside one absmax block (blocksize % 64 == 0, k % 64 == 0), so the four
-// mma steps accumulate the unscaled codes and one FFMA per output applies the
-// block's absmax.
+// Its B operand is then 32 contiguous bytes of its activation row, loaded
+// straight into the register pairs the mma reads. A chunk lies inside one
+// absmax block (blocksize % 64 == 0, k % 64 == 0), so the four mma steps
+// accumulate the unscaled codes and one FFMA per accumulator applies the
+// block's absmax. Weights and raw scales are loaded kStages chunks ahead.
 //
 // Dequantization: each packed byte (two codes) indexes a 256-entry table of
-// code pairs already in bf16x2/f16x2 form, which is the mma's B register. The
-// table is replicated once per lane, lane L's copy in bank L, so the random
-// indices never conflict; rows of 256 bytes (half used, 64 KB) let one byte
-// permute form the address: two instructions per two weights. The kernel is
-// bound by instruction issue more than by memory latency, so the per-chunk
-// index arithmetic is 32-bit and the accumulators start from zero in the mma.
+// code pairs already in bf16x2/f16x2 form, the mma's A register. The table is
+// replicated once per lane, lane L's copy in bank L, so the random indices
+// never conflict; rows of 256 bytes (half used, 64 KB) let one byte permute
+// form the address. Shared memory: 64 KB table + 1 KB nested map + 4 KB * NB
+// of partial tiles; registers cap at 128 (2 blocks an SM) for NB <= 2.
+// docs/cuda.md has the measured versions and what limits this one.
 //
 // Memory traffic per call: n*k/2 bytes of codes (streamed, L1 no-allocate),
 // n*k/blocksize absmax (4 bytes f32 or 1 byte + nested scales), m*k*2 bytes
