@@ -104,6 +104,11 @@ TEST(HFConfig, ReadsBothRopeLayouts) {
   EXPECT_EQ(old.eos_token_ids, (std::vector<int64_t>{1, 2}));
   EXPECT_EQ(c.quantization_config.has_value(), false);
   EXPECT_TRUE(HFConfig::load(dev_llama() / "nf4-dq-bf16").quantization_config.has_value());
+  // A saved config from another transformers version may carry fields this
+  // one does not know: read, not refused (a user's --config file is strict).
+  const HFConfig newer = HFConfig::parse(
+      {{"quantization_config", {{"load_in_4bit", true}, {"bnb_4bit_quant_type", "nf4"}, {"some_new_field", 1}}}});
+  EXPECT_EQ(newer.quantization_config->bnb_4bit_quant_type, "nf4");
 }
 
 // Quantized codes agree with bitsandbytes except where the scaled value sits

@@ -40,10 +40,11 @@ struct QuantizationConfig {
   // Exactly what transformers writes (sorted keys, "_load_in_*" mirrors,
   // "quant_method": "bitsandbytes", dtypes as torch names).
   nlohmann::json to_json() const;
-  // Reads a config.json block or a user's JSON file: the same field names;
-  // unknown keys are an Error (a misspelled field must not be ignored),
-  // except the ones transformers adds itself. Validates.
-  static QuantizationConfig from_json(const nlohmann::json& j);
+  // Reads a config.json block or a user's JSON file: the same field names.
+  // `strict`: unknown keys are an Error (a misspelled field of a user's file
+  // must not be ignored); a saved config.json is read with strict = false,
+  // since other transformers versions may add fields. Validates.
+  static QuantizationConfig from_json(const nlohmann::json& j, bool strict = true);
   static QuantizationConfig from_file(const std::string& path);
 };
 

@@ -83,7 +83,7 @@ HFConfig HFConfig::parse(const nlohmann::json& j) {
   c.bos_token_ids = token_ids(j, "bos_token_id");
   c.eos_token_ids = token_ids(j, "eos_token_id");
   if (j.contains("quantization_config") && j["quantization_config"].is_object())
-    c.quantization_config = QuantizationConfig::from_json(j["quantization_config"]);
+    c.quantization_config = QuantizationConfig::from_json(j["quantization_config"], /*strict=*/false);
   return c;
 }
 

@@ -50,8 +50,6 @@ void QuantizationConfig::validate() const {
   if (!(llm_int8_threshold >= 0.0))
     throw field_error("llm_int8_threshold",
                       fmt::format("llm_int8_threshold must be a non-negative number, got {}", llm_int8_threshold));
-  if (llm_int8_has_fp16_weight && load_in_4bit)
-    throw field_error("llm_int8_has_fp16_weight", "llm_int8_has_fp16_weight applies to 8-bit only");
 }
 
 std::vector<std::string> QuantizationConfig::skip_modules() const {
@@ -77,7 +75,7 @@ nlohmann::json QuantizationConfig::to_json() const {
   return j;
 }
 
-QuantizationConfig QuantizationConfig::from_json(const nlohmann::json& j) {
+QuantizationConfig QuantizationConfig::from_json(const nlohmann::json& j, bool strict) {
   if (!j.is_object()) throw Error("quantization config: expected a JSON object");
   QuantizationConfig c;
   auto get_bool = [&](const char* key, bool& field) {
@@ -127,7 +125,7 @@ QuantizationConfig QuantizationConfig::from_json(const nlohmann::json& j) {
       "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_quant_storage",
       "_load_in_8bit", "_load_in_4bit", "quant_method"};
   for (const auto& [key, value] : j.items())
-    if (!known.count(key)) throw field_error(key, fmt::format("unknown BitsAndBytesConfig field \"{}\"", key));
+    if (strict && !known.count(key)) throw field_error(key, fmt::format("unknown BitsAndBytesConfig field \"{}\"", key));
   if (j.contains("quant_method") && j["quant_method"] != "bitsandbytes")
     throw field_error("quant_method", fmt::format("quant_method {} is not supported: expected \"bitsandbytes\"",
                                                   j["quant_method"].dump()));
