@@ -1,5 +1,6 @@
 // lowbit generate MODEL --prompt TEXT [sampling options] [loading options]
 // Tokens stream to stdout as they are generated; statistics go to stderr.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -54,6 +55,9 @@ int run_generate(const GenerateArgs& a) {
   options.max_new_tokens = a.max_new_tokens;
   options.context = a.context;
   options.stop_tokens = stop_tokens(*model, a.model);
+  for (int32_t id : text.eos_ids())
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) == options.stop_tokens.end())
+      options.stop_tokens.push_back(id);
   options.next_token = make_next_token_fn(a.sampling);
   std::fputs(a.prompt.c_str(), stdout);
   std::fflush(stdout);

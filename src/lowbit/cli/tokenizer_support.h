@@ -1,12 +1,9 @@
-// Text <-> token ids and token choice for the `generate` and `perplexity`
-// verbs.
+// Text <-> token ids (lowbit's io::Tokenizer) and token choice for the
+// `generate` and `perplexity` verbs.
 //
-// Interim: until lowbit's tokenizer (io/tokenizer.h) and sampler
-// (engine/sampler.h) are in the library, this file carries the part the verbs
-// need: byte-level BPE from a tokenizer.json (split regex, byte mapping,
-// merges, special tokens, the template post-processor) and temperature /
-// top-k / top-p / repetition-penalty sampling. The verbs only see the
-// functions below, so switching to the library's classes touches this file.
+// Interim for the sampling part: until the library's sampler
+// (engine/sampler.h) exists, temperature / top-k / top-p / repetition-penalty
+// sampling lives here. The verbs only see the functions below.
 #pragma once
 
 #include <cstdint>
@@ -18,10 +15,10 @@
 #include <CLI/CLI.hpp>
 
 #include "lowbit/engine/generate.h"
+#include "lowbit/io/tokenizer.h"
 
 namespace lowbit::cli {
 
-class BpeTokenizer;
 
 // Encodes text with the tokenizer of a model directory.
 std::vector<int32_t> encode_text(const std::string& model_dir, const std::string& text, bool add_special_tokens);
@@ -36,11 +33,11 @@ class TextStream {
   std::vector<int32_t> encode(const std::string& text, bool add_special_tokens) const;
   std::string push(int32_t id);
   std::string finish();  // whatever is still held back
+  const std::vector<int32_t>& eos_ids() const { return tokenizer_->eos_ids(); }
 
  private:
-  std::unique_ptr<BpeTokenizer> tokenizer_;
-  std::vector<int32_t> ids_;
-  size_t emitted_ = 0;  // bytes of decode(ids_) already returned
+  std::unique_ptr<io::Tokenizer> tokenizer_;
+  std::unique_ptr<io::StreamingDecoder> decoder_;
 };
 
 struct SamplingArgs {
