@@ -1,9 +1,8 @@
 #include "cli/tokenizer_support.h"
 
-#include <algorithm>
-#include <cmath>
-#include <random>
+#include <memory>
 
+#include "lowbit/engine/sampler.h"
 #include "lowbit/core/error.h"
 
 namespace lowbit::cli {
@@ -35,38 +34,10 @@ void add_sampling_options(CLI::App& app, SamplingArgs& a) {
 }
 
 engine::NextTokenFn make_next_token_fn(const SamplingArgs& a) {
-  auto rng = std::make_shared<std::mt19937_64>(a.seed);
-  return [a, rng](std::span<const float> logits, std::span<const int32_t> history) -> int32_t {
-    std::vector<float> l(logits.begin(), logits.end());
-    if (a.repetition_penalty != 1.0f)
-      for (int32_t id : history)
-        if (id >= 0 && size_t(id) < l.size()) l[size_t(id)] = l[size_t(id)] > 0 ? l[size_t(id)] / a.repetition_penalty
-                                                                              : l[size_t(id)] * a.repetition_penalty;
-    if (a.temperature <= 0.0f) return engine::argmax(l);
-    std::vector<int32_t> order(l.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = int32_t(i);
-    // Ties (frequent with bf16 logits) keep the lower id first, as argmax does.
-    std::sort(order.begin(), order.end(), [&](int32_t x, int32_t y) {
-      return l[size_t(x)] > l[size_t(y)] || (l[size_t(x)] == l[size_t(y)] && x < y);
-    });
-    if (a.top_k > 0 && size_t(a.top_k) < order.size()) order.resize(size_t(a.top_k));
-    std::vector<double> p(order.size());
-    const double mx = l[size_t(order[0])] / a.temperature;
-    double sum = 0.0;
-    for (size_t i = 0; i < order.size(); ++i) sum += p[i] = std::exp(l[size_t(order[i])] / a.temperature - mx);
-    size_t keep = order.size();
-    if (a.top_p < 1.0f) {
-      double cum = 0.0;
-      for (size_t i = 0; i < order.size(); ++i) {
-        cum += p[i] / sum;
-        if (cum >= a.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    std::discrete_distribution<size_t> pick(p.begin(), p.begin() + long(keep));
-    return order[pick(*rng)];
+  auto sampler = std::make_shared<engine::Sampler>(
+      engine::SamplingConfig{a.temperature, a.top_k, a.top_p, a.repetition_penalty, a.seed});
+  return [sampler](std::span<const float> logits, std::span<const int32_t> history) {
+    return sampler->sample(logits, history);
   };
 }
 

@@ -1,9 +1,5 @@
-// Text <-> token ids (lowbit's io::Tokenizer) and token choice for the
-// `generate` and `perplexity` verbs.
-//
-// Interim for the sampling part: until the library's sampler
-// (engine/sampler.h) exists, temperature / top-k / top-p / repetition-penalty
-// sampling lives here. The verbs only see the functions below.
+// Text <-> token ids (io::Tokenizer, io::StreamingDecoder) and token choice
+// (engine::Sampler) for the `generate` and `perplexity` verbs.
 #pragma once
 
 #include <cstdint>
