@@ -91,7 +91,16 @@ TEST(TokenizerLoading, PicksTokenizerModelWhenThereIsNoJson) {
   std::filesystem::copy_file(spm_dir() / "shakespeare-spm.model", dir / "tokenizer.model");
   auto tokenizer = load_tokenizer(dir);
   const auto lines = lines_of(spm_dir() / "sample.txt");
-  EXPECT_EQ(tokenizer->encode(lines[0], false), parse_ids(lines_of(spm_dir() / "sample.ids")[0]));
+  const auto expected = parse_ids(lines_of(spm_dir() / "sample.ids")[0]);
+  EXPECT_EQ(tokenizer->encode(lines[0], false), expected);
+  EXPECT_EQ(tokenizer->encode(lines[0], true).front(), tokenizer->bos_id());
+
+  // tokenizer_config.json's add_bos_token / add_eos_token decide what add_special_tokens adds.
+  std::ofstream(dir / "tokenizer_config.json") << R"({"add_bos_token": false, "add_eos_token": true})";
+  tokenizer = load_tokenizer(dir);
+  auto with_eos = expected;
+  with_eos.push_back(tokenizer->eos_ids().at(0));
+  EXPECT_EQ(tokenizer->encode(lines[0], true), with_eos);
 }
 
 }  // namespace

@@ -54,7 +54,11 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& model_dir);
 // One file of either kind.
 std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::filesystem::path& tokenizer_json);
-std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& tokenizer_model);
+// add_special_tokens puts bos before and/or eos after the ids (transformers'
+// add_bos_token / add_eos_token of tokenizer_config.json, which load_tokenizer
+// passes on).
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& tokenizer_model,
+                                                        bool add_bos = true, bool add_eos = false);
 
 // Throws Error (with the byte offset) when text is not valid UTF-8.
 void check_utf8(std::string_view text, std::string_view what = "text");

@@ -1,5 +1,6 @@
 // tokenizer.model through libsentencepiece: the ids spm_encode gives, and
-// what transformers' LlamaTokenizer (slow) adds: bos when add_special_tokens.
+// what transformers' LlamaTokenizer (slow) adds with add_special_tokens: bos
+// (and eos when the configuration asks for it).
 #include <sentencepiece_processor.h>
 
 #include "io/tokenizer/utf8.h"
@@ -12,7 +13,8 @@ namespace {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  explicit SentencePieceTokenizer(const std::filesystem::path& path) {
+  SentencePieceTokenizer(const std::filesystem::path& path, bool add_bos, bool add_eos)
+      : add_bos_(add_bos), add_eos_(add_eos) {
     const auto status = processor_.Load(path.string());
     if (!status.ok()) throw Error("cannot load sentencepiece model: " + status.ToString()).with_file(path.string());
     set_bos_id(processor_.bos_id());
@@ -25,9 +27,10 @@ class SentencePieceTokenizer final : public Tokenizer {
     const auto status = processor_.Encode(text, &pieces);
     if (!status.ok()) fail("sentencepiece encode failed: {}", status.ToString());
     std::vector<int32_t> ids;
-    ids.reserve(pieces.size() + 1);
-    if (add_special_tokens && bos_id() >= 0) ids.push_back(bos_id());
+    ids.reserve(pieces.size() + 2);
+    if (add_special_tokens && add_bos_ && bos_id() >= 0) ids.push_back(bos_id());
     ids.insert(ids.end(), pieces.begin(), pieces.end());
+    if (add_special_tokens && add_eos_ && processor_.eos_id() >= 0) ids.push_back(processor_.eos_id());
     return ids;
   }
 
@@ -72,12 +75,14 @@ class SentencePieceTokenizer final : public Tokenizer {
 
  private:
   sentencepiece::SentencePieceProcessor processor_;
+  bool add_bos_, add_eos_;
 };
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path) {
-  return std::make_unique<SentencePieceTokenizer>(path);
+std::unique_ptr<Tokenizer> load_sentencepiece_tokenizer(const std::filesystem::path& path, bool add_bos,
+                                                        bool add_eos) {
+  return std::make_unique<SentencePieceTokenizer>(path, add_bos, add_eos);
 }
 
 }  // namespace lowbit::io

@@ -63,18 +63,25 @@ std::vector<int32_t> int_or_list(const json& j, const fs::path& path, const char
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_tokenizer(const fs::path& dir) {
+  const auto config = read_json(dir / "tokenizer_config.json");
   std::unique_ptr<Tokenizer> tokenizer;
   if (fs::exists(dir / "tokenizer.json")) {
     tokenizer = load_hf_tokenizer(dir / "tokenizer.json");
   } else if (fs::exists(dir / "tokenizer.model")) {
-    tokenizer = load_sentencepiece_tokenizer(dir / "tokenizer.model");
+    const auto flag = [&](const char* key, bool fallback) {
+      if (!config) return fallback;
+      auto it = config->find(key);
+      return it != config->end() && it->is_boolean() ? it->get<bool>() : fallback;
+    };
+    tokenizer = load_sentencepiece_tokenizer(dir / "tokenizer.model", flag("add_bos_token", true),
+                                             flag("add_eos_token", false));
   } else {
     throw Error(fmt::format("no tokenizer in '{}': expected tokenizer.json or tokenizer.model", dir.string()))
         .with_file(dir.string());
   }
   // bos / eos as transformers sees them: tokenizer_config.json names them,
   // generation_config.json lists every id that ends generation.
-  if (auto config = read_json(dir / "tokenizer_config.json")) {
+  if (config) {
     if (auto bos = token_text(*config, "bos_token")) {
       const int32_t id = tokenizer->token_to_id(*bos);
       if (id >= 0) tokenizer->set_bos_id(id);
