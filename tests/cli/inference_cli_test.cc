@@ -65,8 +65,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(PerplexityCase{"fp32", "--dtype f32", 0.001}, PerplexityCase{"bf16", "--dtype bf16", 0.002},
                       PerplexityCase{"int8", "--load-in-8bit", 0.0025},
                       PerplexityCase{"int8-thr0", "--load-in-8bit --llm-int8-threshold 0", 0.0025},
-                      PerplexityCase{"nf4-dq-bf16", "--load-in-4bit --bnb-4bit-use-double-quant --dtype bf16", 0.0025},
-                      PerplexityCase{"nf4-bf16", "--load-in-4bit --dtype bf16", 0.0025},
+                      PerplexityCase{"nf4-dq-bf16",
+                                     "--load-in-4bit --bnb-4bit-quant-type nf4 --bnb-4bit-use-double-quant --dtype bf16",
+                                     0.0025},
+                      PerplexityCase{"nf4-bf16", "--load-in-4bit --bnb-4bit-quant-type nf4 --dtype bf16", 0.0025},
                       PerplexityCase{"fp4-f16", "--load-in-4bit --bnb-4bit-quant-type fp4 --dtype f16", 0.0025}),
     [](const auto& info) {
       std::string name = info.param.variant;

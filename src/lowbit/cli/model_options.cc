@@ -3,65 +3,35 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
-
 #include "lowbit/core/error.h"
 
 namespace lowbit::cli {
 
-// Each BitsAndBytesConfig field is a flag under its own name too
-// (--load_in_4bit as well as --load-in-4bit).
 void ModelOptions::add_to(CLI::App& app) {
-  app.add_option("--dtype", dtype, "compute dtype: f32, bf16 or f16 (default: the checkpoint's)");
-  app.add_option("--config", config_file, "BitsAndBytesConfig as JSON (quantize on load)")->check(CLI::ExistingFile);
-  app.add_flag("--load-in-8bit,--load_in_8bit", load_in_8bit, "quantize linear layers to LLM.int8 on load");
-  app.add_flag("--load-in-4bit,--load_in_4bit", load_in_4bit, "quantize linear layers to 4 bits on load");
-  app.add_option("--llm-int8-threshold,--llm_int8_threshold", llm_int8_threshold, "LLM.int8 outlier threshold (0: pure int8)");
-  app.add_option("--bnb-4bit-quant-type,--bnb_4bit_quant_type", bnb_4bit_quant_type, "nf4 or fp4")->check(CLI::IsMember({"nf4", "fp4"}));
-  app.add_flag("--bnb-4bit-use-double-quant,--bnb_4bit_use_double_quant", bnb_4bit_use_double_quant, "quantize the 4-bit absmax again");
-  app.add_option("--bnb-4bit-compute-dtype,--bnb_4bit_compute_dtype", bnb_4bit_compute_dtype, "4-bit compute dtype (default: --dtype)");
-  app.add_option("--blocksize", blocksize, "4-bit block size");
-  app.add_option("--llm-int8-skip-modules,--llm_int8_skip_modules", skip_modules, "modules kept in high precision (default: lm_head)");
+  add_dtype_option(app, dtype, "compute dtype: auto (the checkpoint's), f32, bf16 or f16");
+  add_quantization_options(app, quantization);
 }
 
 engine::LoadOptions ModelOptions::load_options() const {
-  ModelOptions o = *this;
-  if (!config_file.empty()) {
-    std::ifstream in(config_file);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(in);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(fmt::format("invalid JSON: {}", e.what())).with_file(config_file);
-    }
-    o.load_in_8bit = j.value("load_in_8bit", o.load_in_8bit);
-    o.load_in_4bit = j.value("load_in_4bit", o.load_in_4bit);
-    o.llm_int8_threshold = j.value("llm_int8_threshold", o.llm_int8_threshold);
-    o.bnb_4bit_quant_type = j.value("bnb_4bit_quant_type", o.bnb_4bit_quant_type);
-    o.bnb_4bit_use_double_quant = j.value("bnb_4bit_use_double_quant", o.bnb_4bit_use_double_quant);
-    if (j.contains("bnb_4bit_compute_dtype") && j["bnb_4bit_compute_dtype"].is_string())
-      o.bnb_4bit_compute_dtype = j["bnb_4bit_compute_dtype"].get<std::string>();
-    if (j.contains("llm_int8_skip_modules") && j["llm_int8_skip_modules"].is_array())
-      o.skip_modules = j["llm_int8_skip_modules"].get<std::vector<std::string>>();
-  }
-  LOWBIT_CHECK(!(o.load_in_8bit && o.load_in_4bit), "--load-in-8bit and --load-in-4bit exclude each other");
+  const io::QuantizationConfig q = quantization.resolve();
   engine::LoadOptions options;
-  if (!o.dtype.empty()) options.dtype = parse_dtype(o.dtype);
-  if (!o.load_in_8bit && !o.load_in_4bit) return options;
-  engine::QuantizeOnLoad q;
-  if (!o.skip_modules.empty()) q.skip_modules = o.skip_modules;
-  if (o.load_in_8bit) {
-    q.kind = engine::QuantizeOnLoad::Kind::Int8;
-    q.int8_threshold = o.llm_int8_threshold;
+  options.dtype = resolve_dtype(dtype);
+  if (!q.quantizes()) return options;
+  engine::QuantizeOnLoad on_load;
+  on_load.skip_modules = q.skip_modules();
+  if (q.load_in_8bit) {
+    on_load.kind = engine::QuantizeOnLoad::Kind::Int8;
+    on_load.int8_threshold = float(q.llm_int8_threshold);
     // bitsandbytes' LLM.int8 computes in f16.
     if (!options.dtype) options.dtype = DType::F16;
   } else {
-    q.kind = o.bnb_4bit_quant_type == "fp4" ? engine::QuantizeOnLoad::Kind::FP4 : engine::QuantizeOnLoad::Kind::NF4;
-    q.double_quant = o.bnb_4bit_use_double_quant;
-    q.blocksize = o.blocksize;
-    if (!o.bnb_4bit_compute_dtype.empty()) q.compute_dtype = parse_dtype(o.bnb_4bit_compute_dtype);
+    on_load.kind = q.quant_type() == quant::QuantType::FP4 ? engine::QuantizeOnLoad::Kind::FP4
+                                                           : engine::QuantizeOnLoad::Kind::NF4;
+    on_load.double_quant = q.bnb_4bit_use_double_quant;
+    // Given: as asked; not given: the model's dtype (activations stay in one dtype).
+    if (!quantization.compute_dtype.empty()) on_load.compute_dtype = q.bnb_4bit_compute_dtype;
   }
-  options.quantize = q;
+  options.quantize = on_load;
   return options;
 }
 

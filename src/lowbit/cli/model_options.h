@@ -1,28 +1,21 @@
 // The loading options `generate` and `perplexity` share: --dtype and the
-// BitsAndBytesConfig fields as flags (or --config FILE.json), mapped to
+// BitsAndBytesConfig fields as flags or --config FILE.json, exactly as
+// `lowbit quantize` takes them (quant_options.h), mapped to
 // engine::LoadOptions. An already quantized checkpoint runs as it is.
 #pragma once
 
-#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/quant_options.h"
 #include "lowbit/engine/model_loader.h"
 
 namespace lowbit::cli {
 
 struct ModelOptions {
-  std::string dtype;          // "" = the checkpoint's
-  std::string config_file;    // BitsAndBytesConfig JSON
-  bool load_in_8bit = false;
-  bool load_in_4bit = false;
-  float llm_int8_threshold = 6.0f;
-  std::string bnb_4bit_quant_type = "nf4";
-  bool bnb_4bit_use_double_quant = false;
-  std::string bnb_4bit_compute_dtype;  // "" = --dtype
-  int blocksize = 64;
-  std::vector<std::string> skip_modules;
+  std::string dtype;  // "auto" / "" = the checkpoint's
+  QuantOptions quantization;
 
   void add_to(CLI::App& app);
   engine::LoadOptions load_options() const;
