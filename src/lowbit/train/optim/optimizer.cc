@@ -113,6 +113,8 @@ Optimizer::Optimizer(OptimizerConfig config) : config_(config), impl_(std::make_
                "optimizer: betas must be in [0, 1), got ({}, {})", config_.beta1, config_.beta2);
   LOWBIT_CHECK(config_.percentile_clipping >= 1 && config_.percentile_clipping <= 100,
                "optimizer: percentile_clipping must be in 1..100, got {}", config_.percentile_clipping);
+  LOWBIT_CHECK(!(config_.paged && config_.max_unorm > 0.0f),
+               "optimizer: paged state does not support max_unorm (LAMB/LARS trust ratio); use paged = false");
   LOWBIT_CHECK(config_.paged_chunk_elements >= detail::kQuantBlock && config_.paged_chunk_elements % detail::kQuantBlock == 0,
                "optimizer: paged_chunk_elements must be a positive multiple of 256, got {}",
                config_.paged_chunk_elements);
@@ -276,7 +278,7 @@ void Optimizer::step(std::span<const Tensor> grads) {
     }
 
     // LAMB / LARS: clip the update norm to max_unorm times the parameter norm.
-    if (config_.max_unorm > 0.0f && (rule == Rule::Adam || rule == Rule::Momentum) && !entry.paged) {
+    if (config_.max_unorm > 0.0f && (rule == Rule::Adam || rule == Rule::Momentum)) {
       StepParams pre = a;
       pre.correction1 = 1.0f - std::pow(a.beta1, float(a.step));
       double unorm = 0;
