@@ -57,12 +57,20 @@ Tensor random_param(int64_t n, uint32_t seed) {
 }
 
 // Codes may differ where a value sits on a rounding boundary (the GPU divides
-// with __fdividef as bitsandbytes does, the CPU correctly rounded): rare.
+// with __fdividef as bitsandbytes does, the CPU correctly rounded): rare. An
+// element whose state took the other code in some step then differs by up to
+// one code step of its state for the remaining steps: such elements are
+// counted and allowed up to `steps` x lr.
 void expect_same_run(const RunResult& a, const RunResult& b, float lr, const char* what) {
   const int64_t n = a.param.numel();
-  for (int64_t i = 0; i < n; ++i)
-    ASSERT_NEAR(a.param.data<float>()[i], b.param.data<float>()[i], 1e-3 * lr + 1e-6 * std::fabs(b.param.data<float>()[i]))
-        << what << " element " << i;
+  int64_t loose = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double err = std::fabs(double(a.param.data<float>()[i]) - b.param.data<float>()[i]);
+    if (err <= 1e-3 * lr + 1e-6 * std::fabs(b.param.data<float>()[i])) continue;
+    ++loose;
+    ASSERT_LE(err, 6.0 * lr) << what << " element " << i;
+  }
+  EXPECT_LE(loose, n / 1000 + 1) << what;
   for (int k = 0; k < a.state.num_states; ++k) {
     if (a.state.bits == 8) {
       int64_t differ = 0;
