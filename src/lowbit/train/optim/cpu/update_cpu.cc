@@ -29,46 +29,70 @@ void update_32bit(const StepParams& a, const TensorStep& t) {
   });
 }
 
+// Blocks [lo, hi) of an 8-bit tensor.
 template <Rule R>
-void update_8bit(const StepParams& a, const TensorStep& t) {
+__attribute__((always_inline)) inline void update_8bit_blocks(const StepParams& a, const TensorStep& t, size_t lo, size_t hi) {
   constexpr int S = rule_states(R);
-  const int64_t blocks = (t.n + kQuantBlock - 1) / kQuantBlock;
   const CodeSearch* search[3];
   uint8_t pad_code[3];
   for (int k = 0; k < S; ++k) {
     search[k] = state_signed(R, k) ? t.search_signed : t.search_unsigned;
     pad_code[k] = state_signed(R, k) ? 128 : 0;
   }
-  parallel_for(0, size_t(blocks), 16, [&](size_t lo, size_t hi) {
-    float s[3][kQuantBlock];
-    for (size_t b = lo; b < hi; ++b) {
-      const int64_t base = int64_t(b) * kQuantBlock;
-      const int valid = int(std::min<int64_t>(kQuantBlock, t.n - base));
-      float old_absmax[3], new_absmax[3];
+  float s[3][kQuantBlock];
+  for (size_t b = lo; b < hi; ++b) {
+    const int64_t base = int64_t(b) * kQuantBlock;
+    const int valid = int(std::min<int64_t>(kQuantBlock, t.n - base));
+    float old_absmax[3], new_absmax[3];
+    for (int k = 0; k < S; ++k) {
+      old_absmax[k] = t.absmax[k][b];
+      new_absmax[k] = -3.402823466e38f;
+    }
+    for (int j = 0; j < kQuantBlock; ++j) {
+      const bool in = j < valid;
+      float e[3];
+      for (int k = 0; k < S; ++k) e[k] = search[k]->code[in ? t.codes[k][base + j] : pad_code[k]] * old_absmax[k];
+      float p = in ? t.p[base + j] : 0.0f;
+      update_element<R, true>(a, in ? t.g[base + j] : 0.0f, p, e);
+      if (in) t.p[base + j] = p;
       for (int k = 0; k < S; ++k) {
-        old_absmax[k] = t.absmax[k][b];
-        new_absmax[k] = -3.402823466e38f;
-      }
-      for (int j = 0; j < kQuantBlock; ++j) {
-        const bool in = j < valid;
-        float e[3];
-        for (int k = 0; k < S; ++k)
-          e[k] = search[k]->code[in ? t.codes[k][base + j] : pad_code[k]] * old_absmax[k];
-        float p = in ? t.p[base + j] : 0.0f;
-        update_element<R, true>(a, in ? t.g[base + j] : 0.0f, p, e);
-        if (in) t.p[base + j] = p;
-        for (int k = 0; k < S; ++k) {
-          s[k][j] = e[k];
-          new_absmax[k] = std::fmax(new_absmax[k], std::fabs(e[k]));
-        }
-      }
-      for (int k = 0; k < S; ++k) {
-        t.absmax[k][b] = new_absmax[k];
-        const bool is_signed = state_signed(R, k);
-        for (int j = 0; j < valid; ++j)
-          t.codes[k][base + j] = quantize_nearest(*search[k], s[k][j] / new_absmax[k], is_signed, s[k][j]);
+        s[k][j] = e[k];
+        new_absmax[k] = std::fmax(new_absmax[k], std::fabs(e[k]));
       }
     }
+    for (int k = 0; k < S; ++k) {
+      t.absmax[k][b] = new_absmax[k];
+      const bool is_signed = state_signed(R, k);
+      for (int j = 0; j < valid; ++j)
+        t.codes[k][base + j] = quantize_nearest(*search[k], s[k][j] / new_absmax[k], is_signed, s[k][j]);
+    }
+  }
+}
+
+// The same blocks compiled for processors with FMA: the rules' fused
+// multiply-adds become single instructions instead of calls into libm. The
+// results are the same bits (fmaf is exact either way; the build does not
+// contract other expressions).
+#if defined(__x86_64__) && defined(__GNUC__)
+template <Rule R>
+__attribute__((target("fma"))) void update_8bit_blocks_fma(const StepParams& a, const TensorStep& t, size_t lo,
+                                                            size_t hi) {
+  update_8bit_blocks<R>(a, t, lo, hi);
+}
+bool has_fma() {
+  static const bool yes = __builtin_cpu_supports("fma");
+  return yes;
+}
+#endif
+
+template <Rule R>
+void update_8bit(const StepParams& a, const TensorStep& t) {
+  const int64_t blocks = (t.n + kQuantBlock - 1) / kQuantBlock;
+  parallel_for(0, size_t(blocks), 16, [&](size_t lo, size_t hi) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (has_fma()) return update_8bit_blocks_fma<R>(a, t, lo, hi);
+#endif
+    update_8bit_blocks<R>(a, t, lo, hi);
   });
 }
 
