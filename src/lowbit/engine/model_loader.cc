@@ -5,12 +5,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "engine/checkpoint_source.h"
+#include "engine/model_weights_source.h"
+#include "lowbit/io/checkpoint.h"
 #include "lowbit/models/registry.h"
 
 namespace lowbit::engine {
 
 namespace fs = std::filesystem;
+
+namespace {
 
 nlohmann::json read_json_file(const fs::path& path) {
   std::ifstream in(path);
@@ -21,6 +24,8 @@ nlohmann::json read_json_file(const fs::path& path) {
     throw Error(fmt::format("invalid JSON: {}", e.what())).with_file(path.string());
   }
 }
+
+}  // namespace
 
 std::unique_ptr<models::CausalLM> load_model(const fs::path& dir, const LoadOptions& options) {
   const fs::path config_path = dir / "config.json";
@@ -36,12 +41,34 @@ std::unique_ptr<models::CausalLM> load_model(const fs::path& dir, const LoadOpti
   } catch (const Error& e) {
     throw e.with_file(config_path.string());
   }
-  DType dtype = DType::F32;
-  if (options.dtype) dtype = *options.dtype;
-  else if (!config.torch_dtype.empty()) dtype = parse_dtype(config.torch_dtype);
-  LOWBIT_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16,
-               "--dtype must be f32, bf16 or f16, got {}", dtype_name(dtype));
-  const CheckpointSource source(dir, config_json, dtype, options.quantize);
+  // The checkpoint through the io layer: dense, saved int8 / 4-bit, or
+  // quantized on load when asked.
+  std::optional<io::QuantizationConfig> on_load;
+  if (options.quantize) {
+    const QuantizeOnLoad& q = *options.quantize;
+    io::QuantizationConfig c;
+    c.load_in_8bit = q.kind == QuantizeOnLoad::Kind::Int8;
+    c.load_in_4bit = !c.load_in_8bit;
+    c.llm_int8_threshold = q.int8_threshold;
+    c.llm_int8_skip_modules = q.skip_modules;
+    c.bnb_4bit_quant_type = q.kind == QuantizeOnLoad::Kind::FP4 ? "fp4" : "nf4";
+    c.bnb_4bit_use_double_quant = q.double_quant;
+    if (q.compute_dtype) c.bnb_4bit_compute_dtype = *q.compute_dtype;
+    LOWBIT_CHECK(q.blocksize == 64, "quantize on load: bitsandbytes' 4-bit block size is 64, got {}", q.blocksize);
+    on_load = c;
+  }
+  const io::ModelWeights weights = io::ModelWeights::load(dir, on_load, options.dtype);
+  const DType dtype = weights.dtype;
+  float threshold = 6.0f;
+  std::optional<DType> compute_4bit;
+  if (options.quantize) {
+    threshold = options.quantize->int8_threshold;
+    compute_4bit = options.quantize->compute_dtype;
+  } else if (weights.quantization) {
+    threshold = float(weights.quantization->llm_int8_threshold);
+    compute_4bit = weights.quantization->bnb_4bit_compute_dtype;
+  }
+  const ModelWeightsSource source(weights, dtype, threshold, compute_4bit);
   return arch->build(config, source, dtype);
 }
 

@@ -1,0 +1,61 @@
+#include "engine/model_weights_source.h"
+
+#include <fmt/format.h>
+
+#include "lowbit/quant/blockwise.h"
+
+namespace lowbit::engine {
+namespace {
+
+Error shape_error(const std::string& name, const Shape& got, const Shape& want) {
+  return Error(fmt::format("tensor {} has shape {}, the config implies {}", name, shape_str(got), shape_str(want)))
+      .with_tensor(name);
+}
+
+}  // namespace
+
+ModelWeightsSource::ModelWeightsSource(const io::ModelWeights& weights, DType dtype, float int8_threshold,
+                                       std::optional<DType> compute_4bit)
+    : weights_(weights), dtype_(dtype), int8_threshold_(int8_threshold), compute_4bit_(compute_4bit) {}
+
+Tensor ModelWeightsSource::dense(const std::string& name, const Shape& shape) const {
+  if (!weights_.contains(name))
+    throw Error(fmt::format("tensor {} is missing from the checkpoint", name)).with_tensor(name);
+  const io::LoadedWeight& w = weights_.get(name);
+  if (w.shape() != shape) throw shape_error(name, w.shape(), shape);
+  const Tensor t = w.format == io::LoadedWeight::Dense ? w.dense : w.dequantize(dtype_);
+  return t.dtype() == dtype_ ? t : t.cast(dtype_);
+}
+
+nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) const {
+  const std::string name = prefix + ".weight";
+  Tensor b = bias ? dense(prefix + ".bias", {out}) : Tensor{};
+  if (!weights_.contains(name))
+    throw Error(fmt::format("tensor {} is missing from the checkpoint", name)).with_tensor(name);
+  const io::LoadedWeight& w = weights_.get(name);
+  if (w.shape() != Shape{out, in}) throw shape_error(name, w.shape(), {out, in});
+  switch (w.format) {
+    case io::LoadedWeight::Int8Rowwise:
+      return nn::Linear::int8(w.int8.codes, w.int8.scb, int8_threshold_, std::move(b));
+    case io::LoadedWeight::Blockwise4bit: {
+      ops::Blockwise4bitWeight q;
+      q.type = w.q4.type;
+      q.packed = w.packed;
+      // Double quantization is undone once here, in f32, as bitsandbytes does
+      // before each dequantization.
+      q.absmax = quant::dequantize_nested_absmax(w.q4);
+      q.code = w.q4.code;
+      q.blocksize = w.q4.blocksize;
+      q.dtype = w.q4.dtype;
+      q.compute_dtype = compute_4bit_;
+      q.out_features = out;
+      q.in_features = in;
+      return nn::Linear::blockwise_4bit(std::move(q), std::move(b));
+    }
+    case io::LoadedWeight::Dense:
+      break;
+  }
+  return nn::Linear::dense(w.dense.dtype() == dtype_ ? w.dense : w.dense.cast(dtype_), std::move(b));
+}
+
+}  // namespace lowbit::engine
