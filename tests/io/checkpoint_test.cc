@@ -349,6 +349,28 @@ TEST(BadInput, AlreadyQuantizedAndBothBits) {
   EXPECT_THAT(quantize_error(dev_llama() / "fp32", base / "out", bad_type), HasSubstr("nf3"));
 }
 
+TEST(BadInput, QuantizedWeightDisagreesWithItsState) {
+  const fs::path dir = testing::temp_dir("bad-packed") / "model";
+  fs::create_directories(dir);
+  fs::copy(dev_llama() / "nf4-dq-bf16" / "config.json", dir / "config.json");
+  const auto ref = SafetensorsReader::open(dev_llama() / "nf4-dq-bf16" / "model.safetensors");
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  const std::string victim = "model.layers.1.mlp.up_proj.weight";
+  for (const auto& name : ref.names()) {
+    const Tensor t = ref.tensor(name);
+    tensors.emplace_back(name, name == victim ? t.rows(0, t.dim(0) - 8) : t);
+  }
+  save_safetensors(dir / "model.safetensors", tensors);
+  try {
+    ModelWeights::load(dir);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.context().tensor, victim);
+    EXPECT_THAT(e.what(), HasSubstr("model.safetensors"));
+    EXPECT_THAT(e.what(), HasSubstr("[688, 256]"));
+  }
+}
+
 TEST(Convert, ParsesShardSizes) {
   EXPECT_EQ(parse_size("5GB"), 5'000'000'000ull);
   EXPECT_EQ(parse_size("500MB"), 500'000'000ull);
