@@ -111,28 +111,6 @@ TEST(HFConfig, ReadsBothRopeLayouts) {
   EXPECT_EQ(newer.quantization_config->bnb_4bit_quant_type, "nf4");
 }
 
-// Quantized codes agree with bitsandbytes except where the scaled value sits
-// exactly on a rounding boundary: bitsandbytes' CUDA kernels scale by a fast
-// approximate reciprocal (--use_fast_math), which breaks such ties one way or
-// the other. Those codes differ by one rounding step; they are rare.
-void expect_codes_match_up_to_ties(const Tensor& ours, const Tensor& ref, const std::string& name, bool int8) {
-  ASSERT_EQ(ours.nbytes(), ref.nbytes());
-  const auto* a = static_cast<const uint8_t*>(ours.raw_data());
-  const auto* b = static_cast<const uint8_t*>(ref.raw_data());
-  size_t differ = 0;
-  for (size_t i = 0; i < ours.nbytes(); ++i) {
-    if (a[i] == b[i]) continue;
-    ++differ;
-    if (int8) {
-      EXPECT_EQ(std::abs(int(int8_t(a[i])) - int(int8_t(b[i]))), 1) << name << " byte " << i;
-    } else {
-      // One of the two nibbles differs, between neighbouring FP4/NF4 values.
-      EXPECT_TRUE((a[i] & 0xf0) == (b[i] & 0xf0) || (a[i] & 0x0f) == (b[i] & 0x0f)) << name << " byte " << i;
-    }
-  }
-  EXPECT_LE(differ * 2000, ours.nbytes()) << name << ": " << differ << " codes differ";
-}
-
 TEST(Quantize, DevLlamaMatchesEachReferenceVariant) {
   for (const auto& v : variants()) {
     SCOPED_TRACE(v.name);
@@ -154,14 +132,10 @@ TEST(Quantize, DevLlamaMatchesEachReferenceVariant) {
       EXPECT_EQ(o.shape, e.shape) << e.name;
       EXPECT_EQ(o.begin, e.begin) << e.name;
       const Tensor a = ours.tensor(e.name), b = ref.tensor(e.name);
-      const bool codes = (e.dtype == DType::I8) || (e.dtype == DType::U8 && e.shape.size() == 2);
-      if (codes && v.name != "nf4-dq-bf16")
-        expect_codes_match_up_to_ties(a, b, e.name, e.dtype == DType::I8);
-      else
-        EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << e.name;
+      EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << e.name;
     }
-    if (v.name == "nf4-dq-bf16")  // no rounding tie in this one: the whole file is identical
-      EXPECT_EQ(file_bytes(out / "model.safetensors"), file_bytes(ref_dir / "model.safetensors"));
+    // Header, metadata, order and every byte of every tensor.
+    EXPECT_EQ(file_bytes(out / "model.safetensors"), file_bytes(ref_dir / "model.safetensors"));
   }
 }
 

@@ -29,6 +29,7 @@
 #include "quant/cpu/convert-inl.h"
 #include "quant/cpu/reference.h"
 #include "quant/cpu/scalar.h"
+#include "quant/reciprocal.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::quant::cpu::HWY_NAMESPACE {
@@ -210,7 +211,7 @@ float quantize_block(const T* x, int blocksize, uint8_t* packed) {
     acc = hn::IfThenElse(hn::Gt(a, acc), a, acc);
   }
   const float absmax = hn::GetLane(hn::MaxOfLanes(df, acc));
-  const auto scale = hn::Set(df, 1.0f / absmax);
+  const auto scale = hn::Set(df, gpu_reciprocal(absmax));
   // Lane 15 (+Inf) and beyond are never indexed.
   HWY_ALIGN static constexpr float kPaddedThresholds[64] = {
       scalar::kNF4Thresholds[0], scalar::kNF4Thresholds[1], scalar::kNF4Thresholds[2], scalar::kNF4Thresholds[3],

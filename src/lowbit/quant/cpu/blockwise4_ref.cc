@@ -6,6 +6,7 @@
 #include "lowbit/quant/kernels.h"
 #include "quant/cpu/reference.h"
 #include "quant/cpu/scalar.h"
+#include "quant/reciprocal.h"
 
 namespace lowbit::quant::ref {
 
@@ -17,8 +18,8 @@ void quantize_4bit(const T* x, int64_t n, QuantType type, int blocksize, uint8_t
     float m = scalar::block_absmax_start(hi - lo < blocksize);
     for (int64_t i = lo; i < hi; ++i) m = std::fmax(m, std::fabs(to_f32(x[i])));
     absmax[b] = m;
-    // The kernel multiplies by the reciprocal rather than dividing.
-    const float scale = 1.0f / m;
+    // The kernel multiplies by the GPU's reciprocal rather than dividing.
+    const float scale = gpu_reciprocal(m);
     for (int64_t i = lo; i < hi; i += 2) {
       const uint8_t first = code_of(to_f32(x[i]) * scale);
       // The padding element of an odd-length tensor is a zero, quantized too.

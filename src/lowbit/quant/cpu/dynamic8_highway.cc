@@ -27,6 +27,7 @@
 #include "quant/cpu/convert-inl.h"
 #include "quant/cpu/dynamic8_highway.h"
 #include "quant/cpu/reference.h"
+#include "quant/reciprocal.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::quant::cpu::HWY_NAMESPACE {
@@ -56,7 +57,7 @@ float quantize_block(const T* x, int blocksize, const DynamicSearch& search, uin
     acc = hn::IfThenElse(hn::Gt(a, acc), a, acc);
   }
   const float absmax = hn::GetLane(hn::MaxOfLanes(df, acc));
-  const auto scale = hn::Set(df, 1.0f / absmax);
+  const auto scale = hn::Set(df, gpu_reciprocal(absmax));
   for (int i = 0; i < blocksize; i += N) {
     const auto v = hn::Mul(load_f32(df, x + i), scale);
     const auto bits = hn::BitCast(du, v);

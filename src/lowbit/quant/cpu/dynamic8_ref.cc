@@ -7,6 +7,7 @@
 
 #include "quant/cpu/reference.h"
 #include "quant/cpu/scalar.h"
+#include "quant/reciprocal.h"
 
 namespace lowbit::quant::ref {
 
@@ -17,7 +18,7 @@ void quantize_dynamic8(const T* x, int64_t n, const float* code, int blocksize, 
     float m = scalar::block_absmax_start(hi - lo < blocksize);
     for (int64_t i = lo; i < hi; ++i) m = std::fmax(m, std::fabs(to_f32(x[i])));
     absmax[b] = m;
-    const float scale = 1.0f / m;
+    const float scale = gpu_reciprocal(m);
     for (int64_t i = lo; i < hi; ++i) codes[i] = scalar::quantize_dynamic(code, to_f32(x[i]) * scale);
   }
 }

@@ -14,6 +14,7 @@
 #include "quant/cpu/int8_highway.h"
 #include "quant/cpu/reference.h"
 #include "quant/cpu/scalar.h"
+#include "quant/reciprocal.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::quant::cpu::HWY_NAMESPACE {
@@ -56,7 +57,7 @@ void quant_rows(const T* a, int64_t rows, int64_t cols, float threshold, int8_t*
       if (v > m && (!sparse || v < threshold)) m = v;
     }
     row_stats[r] = m;
-    const float scale_s = 127.0f * (1.0f / m);
+    const float scale_s = 127.0f * gpu_reciprocal(m);
     const auto scale = hn::Set(df, scale_s);
     for (c = 0; c + N <= cols; c += N) {
       const auto v = load_f32(df, row + c);

@@ -4,6 +4,7 @@
 
 #include "quant/cpu/reference.h"
 #include "quant/cpu/scalar.h"
+#include "quant/reciprocal.h"
 
 namespace lowbit::quant::ref {
 
@@ -18,10 +19,8 @@ void int8_vectorwise_quant(const T* a, int64_t rows, int64_t cols, float thresho
       m = std::fmax(m, sparse ? (v < threshold ? v : m) : v);
     }
     row_stats[r] = m;
-    // bitsandbytes: __fdividef(127, absmax) = 127 * approximate reciprocal;
-    // the correctly rounded reciprocal is the closest portable equivalent
-    // (docs/quantization.md: where the GPU's approximation differs).
-    const float scale = 127.0f * (1.0f / m);
+    // bitsandbytes: __fdividef(127, absmax) = 127 * the GPU's reciprocal.
+    const float scale = 127.0f * gpu_reciprocal(m);
     for (int64_t c = 0; c < cols; ++c) {
       const float v = to_f32(row[c]);
       codes[r * cols + c] = (!sparse || std::fabs(v) < threshold) ? scalar::float_to_int8_rn(v * scale) : int8_t(0);

@@ -17,6 +17,7 @@
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/quant/kernels.h"
 #include "quant/cuda/kernels.h"
+#include "quant/reciprocal.h"
 
 namespace lowbit::quant::cuda {
 namespace {
@@ -118,7 +119,7 @@ __global__ void quantize_4bit_kernel(const T* x, int64_t n, bool nf4, int blocks
   const int64_t hi = min(n, lo + blocksize);
   const float m = warp_block_absmax(x, lo, hi, blocksize, lane);
   if (lane == 0) absmax[block] = m;
-  const float scale = 1.0f / m;
+  const float scale = gpu_reciprocal(m);
   for (int64_t i = lo + 2 * lane; i < hi; i += 64) {
     const float a = __fmul_rn(load(x[i]), scale);
     const float b = __fmul_rn(i + 1 < hi ? load(x[i + 1]) : 0.0f, scale);
@@ -153,7 +154,7 @@ __global__ void quantize_dynamic8_kernel(const T* x, int64_t n, const float* cod
   const int64_t hi = min(n, lo + blocksize);
   const float m = warp_block_absmax(x, lo, hi, blocksize, lane);
   if (lane == 0) absmax[block] = m;
-  const float scale = 1.0f / m;
+  const float scale = gpu_reciprocal(m);
   for (int64_t i = lo + lane; i < hi; i += 32) codes[i] = quantize_dynamic(map, __fmul_rn(load(x[i]), scale));
 }
 
@@ -192,7 +193,7 @@ __global__ void __launch_bounds__(kThreads) int8_rows_kernel(const T* a, int64_t
   m = partial[0];
   for (int w = 1; w < kThreads / 32; ++w) m = fmaxf(m, partial[w]);
   if (threadIdx.x == 0) row_stats[blockIdx.x] = m;
-  const float scale = __fmul_rn(127.0f, 1.0f / m);
+  const float scale = __fmul_rn(127.0f, gpu_reciprocal(m));
   int8_t* out = codes + int64_t(blockIdx.x) * cols;
   for (int64_t c = threadIdx.x; c < cols; c += kThreads) {
     const float v = load(row[c]);
