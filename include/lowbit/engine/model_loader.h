@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "lowbit/io/checkpoint.h"
 #include "lowbit/models/causal_lm.h"
 
 namespace lowbit::engine {
@@ -38,5 +41,11 @@ struct LoadOptions {
 // unsupported architecture, a missing tensor or a shape that disagrees with
 // the config.
 std::unique_ptr<models::CausalLM> load_model(const std::filesystem::path& dir, const LoadOptions& options = {});
+
+// The same from a config.json object and tensors made on request (random
+// weights of a model's shape, engine/synthetic_weights.h), through the same
+// quantization on load.
+std::unique_ptr<models::CausalLM> load_model_from_tensors(const nlohmann::json& config, const io::TensorSource& tensors,
+                                                          const LoadOptions& options = {});
 
 }  // namespace lowbit::engine

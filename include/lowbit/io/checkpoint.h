@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -91,6 +92,20 @@ struct Footprint {
 bool is_quantized_linear(const std::string& name, const Shape& shape, const HFConfig& config,
                          const QuantizationConfig& quantization);
 
+// Tensors made on request instead of read from files (random weights of a
+// model's shape, engine/synthetic_weights.h). The loader asks for each entry
+// once, in order, and keeps only what it converts it to, so a quantized model
+// never holds more than one dense tensor at a time.
+struct TensorSource {
+  struct Entry {
+    std::string name;
+    Shape shape;
+    DType dtype = DType::F32;
+  };
+  std::vector<Entry> entries;
+  std::function<Tensor(const Entry&)> make;
+};
+
 class ModelWeights {
  public:
   HFConfig config;
@@ -111,9 +126,19 @@ class ModelWeights {
                            std::optional<QuantizationConfig> quantize_on_load = {},
                            std::optional<DType> dtype = {});
 
+  // The same from tensors that are not in files (dense only); `config` is
+  // what config.json would hold.
+  static ModelWeights from_source(HFConfig config, const TensorSource& source,
+                                  std::optional<QuantizationConfig> quantize_on_load = {},
+                                  std::optional<DType> dtype = {});
+
   Footprint footprint() const;
 
  private:
+  // A floating tensor as the model keeps it: in `dtype`, or quantized when it
+  // is a linear weight the quantization config converts and `may_quantize`.
+  LoadedWeight convert_dense(const std::string& name, const Tensor& t, bool may_quantize) const;
+
   std::map<std::string, LoadedWeight> weights_;
   std::shared_ptr<CheckpointFiles> files_;
 };

@@ -263,26 +263,52 @@ ModelWeights ModelWeights::load(const fs::path& dir, std::optional<QuantizationC
         LOWBIT_CHECK(w.int8.scb.dtype() == DType::F32 && w.int8.scb.numel() == w.int8.codes.dim(0),
                      "{}.SCB must be f32 [{}], got {}", module, w.int8.codes.dim(0), w.int8.scb.describe());
       } else {
-        const Tensor t = files.tensor(name);
-        const bool cast = is_floating(t.dtype()) && t.dtype() != m.dtype;
-        if (!prequantized && m.quantization && is_quantized_linear(name, t.shape(), m.config, *m.quantization)) {
-          if (m.quantization->load_in_8bit) {
-            w.format = LoadedWeight::Int8Rowwise;
-            // bitsandbytes' Int8Params quantizes the f16 weight.
-            w.int8 = quant::quantize_int8_rowwise(t.dtype() == DType::F16 ? t : t.cast(DType::F16));
-          } else {
-            w.format = LoadedWeight::Blockwise4bit;
-            w.packed = quant::quantize_4bit(cast ? t.cast(m.dtype) : t, m.quantization->quant_type(), 64,
-                                            m.quantization->bnb_4bit_use_double_quant, w.q4);
-          }
-        } else {
-          w.dense = cast ? t.cast(m.dtype) : t;
-        }
+        w = m.convert_dense(name, files.tensor(name), !prequantized);
       }
     } catch (const Error& err) {
       throw err.with_file(files.reader_of(name).path().string()).with_tensor(name);
     }
     m.weights_.emplace(name, std::move(w));
+  }
+  return m;
+}
+
+LoadedWeight ModelWeights::convert_dense(const std::string& name, const Tensor& t, bool may_quantize) const {
+  LoadedWeight w;
+  w.name = name;
+  const bool cast = is_floating(t.dtype()) && t.dtype() != dtype;
+  if (may_quantize && quantization && is_quantized_linear(name, t.shape(), config, *quantization)) {
+    if (quantization->load_in_8bit) {
+      w.format = LoadedWeight::Int8Rowwise;
+      // bitsandbytes' Int8Params quantizes the f16 weight.
+      w.int8 = quant::quantize_int8_rowwise(t.dtype() == DType::F16 ? t : t.cast(DType::F16));
+    } else {
+      w.format = LoadedWeight::Blockwise4bit;
+      w.packed = quant::quantize_4bit(cast ? t.cast(dtype) : t, quantization->quant_type(), 64,
+                                      quantization->bnb_4bit_use_double_quant, w.q4);
+    }
+  } else {
+    w.dense = cast ? t.cast(dtype) : t;
+  }
+  return w;
+}
+
+ModelWeights ModelWeights::from_source(HFConfig config, const TensorSource& source,
+                                       std::optional<QuantizationConfig> quantize_on_load, std::optional<DType> dtype) {
+  ModelWeights m;
+  m.config = std::move(config);
+  if (quantize_on_load) quantize_on_load->validate();
+  if (quantize_on_load && quantize_on_load->quantizes()) m.quantization = quantize_on_load;
+  if (dtype) m.dtype = *dtype;
+  else if (m.config.dtype) m.dtype = *m.config.dtype;
+  else if (!source.entries.empty()) m.dtype = source.entries.front().dtype;
+  LOWBIT_CHECK(m.dtype == DType::F32 || m.dtype == DType::F16 || m.dtype == DType::BF16,
+               "dtype must be f32, f16 or bf16, got {}", dtype_name(m.dtype));
+  for (const auto& e : source.entries) {
+    const Tensor t = source.make(e);
+    LOWBIT_CHECK(t.shape() == e.shape, "tensor source: {} is {}, expected shape {}", e.name, t.describe(),
+                 shape_str(e.shape));
+    m.weights_.emplace(e.name, m.convert_dense(e.name, t, true));
   }
   return m;
 }
