@@ -1,0 +1,299 @@
+#include "lowbit/engine/bench.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "engine/device_memory.h"
+#include "lowbit/core/thread_pool.h"
+#include "lowbit/engine/generate.h"
+#include "lowbit/engine/synthetic_weights.h"
+#include "lowbit/models/registry.h"
+
+namespace lowbit::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Runs `run` once to warm up (caches, allocator, kernels chosen on first
+// use); when that took less than the threshold, `repeats` more runs follow
+// and the median of those is returned, else the first run's.
+double measure(const BenchOptions& o, const std::function<double()>& run) {
+  const double first = run();
+  if (first >= o.repeat_below_seconds || o.repeats <= 0) return first;
+  std::vector<double> times;
+  for (int i = 0; i < o.repeats; ++i) times.push_back(run());
+  return median(times);
+}
+
+// Token ids the same for every format: uniform over the vocabulary.
+std::vector<int32_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  uint64_t state = seed ^ 0x5851f42d4c957f2dull;
+  for (auto& id : ids) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;  // PCG's LCG step
+    id = int32_t((state >> 33) % uint64_t(vocab));
+  }
+  return ids;
+}
+
+uint64_t cache_bytes(const models::CausalLM& model, int64_t capacity) {
+  const models::ModelConfig& c = model.config();
+  return 2 * uint64_t(c.num_layers) * storage_bytes(model.dtype(), size_t(capacity * c.num_kv_heads * c.head_dim));
+}
+
+void check_options(const BenchOptions& o) {
+  if (o.formats.empty()) fail("no format to measure; the formats are {}", bench_format_names());
+  for (const auto& f : o.formats) bench_format(f);
+  LOWBIT_CHECK(o.batch == 1,
+               "batch {}: the forward pass (CausalLM::forward) runs one sequence at a time, so only batch 1 is "
+               "measured",
+               o.batch);
+  LOWBIT_CHECK(o.prompt > 0, "the prompt must have at least 1 token, got {}", o.prompt);
+  LOWBIT_CHECK(o.decode > 0, "at least 1 decode step is needed, got {}", o.decode);
+  for (const int64_t n : o.prefill) LOWBIT_CHECK(n > 0, "prefill lengths must be positive, got {}", n);
+  if (o.device.is_cuda())
+    LOWBIT_CHECK(o.device.index < cuda_device_count(), "device {}: this machine has {} CUDA device(s){}",
+                 o.device.str(), cuda_device_count(), cuda_available() ? "" : " (or lowbit was built without CUDA)");
+}
+
+// LoadOptions gains a device with the GPU forward pass; a build without it
+// runs on the CPU only.
+template <typename Options>
+void set_device(Options& load, Device device) {
+  if constexpr (requires(Options& x) { x.device = device; }) {
+    load.device = device;
+  } else {
+    LOWBIT_CHECK(device.is_cpu(),
+                 "device {}: the GPU forward pass is not available in this lowbit yet; use --device cpu",
+                 device.str());
+  }
+}
+
+struct LoadedModel {
+  std::unique_ptr<models::CausalLM> model;
+  double seconds = 0.0;
+};
+
+LoadedModel load(const BenchModel& m, const BenchFormat& format, const BenchOptions& o) {
+  LoadOptions load = format.load;
+  set_device(load, o.device);
+  const auto t0 = Clock::now();
+  LoadedModel out;
+  if (m.shape.empty()) {
+    out.model = load_model(m.dir, load);
+  } else {
+    const ShapePreset& preset = find_shape_preset(m.shape);
+    const models::ModelConfig config = models::find_architecture(preset.config).parse_config(preset.config);
+    // Made in the format's dtype, so that nothing is cast on the way.
+    out.model = load_model_from_tensors(preset.config, synthetic_weights(config, *load.dtype, m.seed), load);
+  }
+  out.seconds = seconds_since(t0);
+  return out;
+}
+
+BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids) {
+  BenchRow row;
+  row.device = o.device.str();
+  row.batch = o.batch;
+  row.prompt = o.prompt;
+  row.decode = o.decode;
+  row.weight_bytes = model.weight_bytes();
+
+  // Prompt, then `decode` single-token steps through the KV cache, as
+  // `lowbit generate` runs them (greedy, no stop token).
+  GenerationOptions g;
+  g.max_new_tokens = o.decode + 1;
+  g.context = o.prompt + o.decode + 1;
+  const std::span<const int32_t> prompt(ids.data(), size_t(o.prompt));
+  std::vector<double> prompt_seconds;
+  uint64_t used = 0;
+  const double decode_seconds = measure(o, [&] {
+    int64_t emitted = 0;
+    const GenerationResult r = generate(model, prompt, g, [&](int32_t) {
+      // After the last step, while the cache is alive: one query, outside
+      // the steps' own timing except for this final token.
+      if (++emitted == o.decode + 1) used = std::max(used, detail::device_memory_used(o.device));
+      return true;
+    });
+    LOWBIT_CHECK(int64_t(r.tokens.size()) == o.decode + 1, "bench: generation stopped early ({})", r.stop_reason);
+    prompt_seconds.push_back(r.prompt_seconds);
+    return r.decode_seconds;
+  });
+  // The prompt pass of the same runs (warm-up excluded when there are repeats).
+  if (prompt_seconds.size() > 1) prompt_seconds.erase(prompt_seconds.begin());
+  row.prefill_tokens_per_second = double(o.prompt) / median(prompt_seconds);
+  row.decode_tokens_per_second = double(o.decode) / decode_seconds;
+  row.device_memory_used_bytes = used;
+  row.peak_memory_bytes = o.device.is_cuda() ? used : row.weight_bytes + cache_bytes(model, g.context);
+
+  for (const int64_t n : o.prefill) {
+    uint64_t prefill_used = 0;
+    const double seconds = measure(o, [&] {
+      models::KVCache cache = model.make_cache(n);
+      const auto t0 = Clock::now();
+      const Tensor logits = model.forward(std::span<const int32_t>(ids.data(), size_t(n)), cache, false);
+      logits.to(Device::cpu());  // waits for the device
+      const double s = seconds_since(t0);
+      prefill_used = std::max(prefill_used, detail::device_memory_used(o.device));
+      return s;
+    });
+    row.prefill.push_back({n, double(n) / seconds,
+                           o.device.is_cuda() ? prefill_used : row.weight_bytes + cache_bytes(model, n)});
+  }
+  row.host_peak_rss_bytes = detail::host_peak_rss();
+  return row;
+}
+
+// Decimal units, as the targets are written (4.3 GB).
+std::string bytes_str(uint64_t bytes) {
+  if (bytes >= 1000000000) return fmt::format("{:.2f} GB", double(bytes) / 1e9);
+  return fmt::format("{:.1f} MB", double(bytes) / 1e6);
+}
+
+std::string count_str(int64_t n) {
+  return n >= 1000000000 ? fmt::format("{:.2f}B", double(n) / 1e9) : fmt::format("{:.2f}M", double(n) / 1e6);
+}
+
+}  // namespace
+
+BenchFormat bench_format(std::string_view name) {
+  using Kind = QuantizeOnLoad::Kind;
+  BenchFormat f;
+  f.name = std::string(name);
+  if (name == "bf16") f.load.dtype = DType::BF16;
+  else if (name == "f16") f.load.dtype = DType::F16;
+  else if (name == "f32") f.load.dtype = DType::F32;
+  else if (name == "int8") {
+    // bitsandbytes' LLM.int8 computes in f16.
+    f.load.dtype = DType::F16;
+    QuantizeOnLoad q;
+    q.kind = Kind::Int8;
+    q.int8_threshold = 6.0f;
+    f.load.quantize = q;
+  } else if (name == "nf4" || name == "fp4") {
+    f.load.dtype = DType::BF16;
+    QuantizeOnLoad q;
+    q.kind = name == "nf4" ? Kind::NF4 : Kind::FP4;
+    q.blocksize = 64;
+    q.compute_dtype = DType::BF16;
+    f.load.quantize = q;
+  } else {
+    fail("unknown format '{}'; the formats are {}", name, bench_format_names());
+  }
+  return f;
+}
+
+std::string bench_format_names() { return "bf16, f16, f32, int8, nf4, fp4"; }
+
+BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
+                      const std::function<void(const std::string&)>& log) {
+  check_options(o);
+  const auto say = [&](const std::string& line) {
+    if (log) log(line);
+  };
+  BenchReport report;
+  report.threads = num_threads();
+  nlohmann::json config_json;
+  if (model.shape.empty()) {
+    report.model = model.dir.string();
+    const auto config_path = model.dir / "config.json";
+    if (!std::filesystem::exists(config_path))
+      throw Error(fmt::format("{} is not a model directory: config.json is missing", model.dir.string()))
+          .with_file(config_path.string());
+    config_json = io::read_json(config_path);
+  } else {
+    const ShapePreset& preset = find_shape_preset(model.shape);
+    report.model = fmt::format("{} (random weights, {})", preset.name, preset.source);
+    config_json = preset.config;
+  }
+  const models::ModelConfig config = models::find_architecture(config_json).parse_config(config_json);
+  report.parameters = parameter_count(config);
+  const int64_t longest = std::max(o.prompt + o.decode + 1,
+                                   o.prefill.empty() ? 0 : *std::max_element(o.prefill.begin(), o.prefill.end()));
+  LOWBIT_CHECK(longest <= config.max_position_embeddings,
+               "{} tokens (prompt + decode + 1, or the longest prefill) exceed the model's max_position_embeddings "
+               "({})",
+               longest, config.max_position_embeddings);
+  const std::vector<int32_t> ids = token_ids(longest, config.vocab_size, model.seed);
+
+  for (const auto& name : o.formats) {
+    const BenchFormat format = bench_format(name);
+    say(fmt::format("{}: loading", name));
+    LoadedModel loaded = load(model, format, o);
+    say(fmt::format("{}: loaded in {:.1f} s ({}), measuring", name, loaded.seconds,
+                    bytes_str(loaded.model->weight_bytes())));
+    BenchRow row = measure_format(*loaded.model, o, ids);
+    row.format = name;
+    row.load_seconds = loaded.seconds;
+    report.rows.push_back(std::move(row));
+  }
+  return report;
+}
+
+nlohmann::json to_json(const BenchRow& r) {
+  nlohmann::json prefill = nlohmann::json::array();
+  for (const auto& p : r.prefill)
+    prefill.push_back({{"tokens", p.tokens},
+                       {"tokens_per_second", p.tokens_per_second},
+                       {"peak_memory_bytes", p.peak_memory_bytes}});
+  return {{"format", r.format},
+          {"device", r.device},
+          {"batch", r.batch},
+          {"prompt", r.prompt},
+          {"decode", r.decode},
+          {"prefill_tokens_per_second", r.prefill_tokens_per_second},
+          {"decode_tokens_per_second", r.decode_tokens_per_second},
+          {"peak_memory_bytes", r.peak_memory_bytes},
+          {"weight_bytes", r.weight_bytes},
+          {"device_memory_used_bytes", r.device_memory_used_bytes},
+          {"host_peak_rss_bytes", r.host_peak_rss_bytes},
+          {"load_seconds", r.load_seconds},
+          {"prefill", prefill}};
+}
+
+std::string format_table(const BenchReport& report) {
+  std::vector<std::vector<std::string>> cells;
+  std::vector<std::string> head = {"format", "batch", "prompt", "decode", "prefill tok/s", "decode tok/s",
+                                   "peak memory", "weights"};
+  if (!report.rows.empty())
+    for (const auto& p : report.rows.front().prefill) head.push_back(fmt::format("prefill {} tok/s", p.tokens));
+  cells.push_back(head);
+  for (const auto& r : report.rows) {
+    std::vector<std::string> line = {r.format,
+                                     std::to_string(r.batch),
+                                     std::to_string(r.prompt),
+                                     std::to_string(r.decode),
+                                     fmt::format("{:.1f}", r.prefill_tokens_per_second),
+                                     fmt::format("{:.1f}", r.decode_tokens_per_second),
+                                     bytes_str(r.peak_memory_bytes),
+                                     bytes_str(r.weight_bytes)};
+    for (const auto& p : r.prefill) line.push_back(fmt::format("{:.1f}", p.tokens_per_second));
+    cells.push_back(line);
+  }
+  std::vector<size_t> width(head.size(), 0);
+  for (const auto& line : cells)
+    for (size_t i = 0; i < line.size(); ++i) width[i] = std::max(width[i], line[i].size());
+  const std::string device = report.rows.empty() ? "" : report.rows.front().device;
+  std::string out = fmt::format("{}: {} parameters, {}, {} CPU threads\n", report.model,
+                                count_str(report.parameters), device, report.threads);
+  for (const auto& line : cells) {
+    for (size_t i = 0; i < line.size(); ++i) {
+      // The format name left-aligned, numbers right-aligned.
+      out += i == 0 ? fmt::format("{:<{}}", line[i], width[i]) : fmt::format("  {:>{}}", line[i], width[i]);
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace lowbit::engine
