@@ -67,6 +67,45 @@ TEST(QuantCuda, FourBitMatchesCpu) {
   }
 }
 
+// Large inputs take the vectorized kernels for whole blocks and the one-warp
+// (one-thread) kernels for the partial last block; the double quantization's
+// mean runs its whole tree (up to 1921 absmax values here). Values are bf16-representable, so every
+// absmax is in the reciprocal table (quant/reciprocal.h) for f32 too, and the
+// input has the cases that decide codes: a zero block, NaN, exact thresholds
+// (x = 7/24 of the absmax is FP4's 0.29166667). (An Inf makes its block's
+// values NaN, whose payload the CPU and the GPU write differently.)
+TEST(QuantCuda, FourBitLargeInputsMatchCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  const int64_t n = 3 * 4096 * 5 + 37;
+  std::vector<float> values(static_cast<size_t>(n));
+  uint32_t state = 12345;
+  for (auto& v : values) {
+    state = state * 1664525u + 1013904223u;
+    v = float(int32_t(state >> 8) - (1 << 23)) / float(1 << 21);  // ~U(-4, 4)
+  }
+  for (int i = 64; i < 128; ++i) values[size_t(i)] = 0.0f;
+  values[300] = NAN;
+  for (int i = 4096; i < 4160; ++i) values[size_t(i)] = (i % 2 ? 7.0f : -7.0f) / float(1 + i % 3 % 2);
+  values[4096] = 24.0f;
+  const Tensor x32 = Tensor::from_vector(values, {n}).cast(DType::BF16).cast(DType::F32);
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    const Tensor x = x32.cast(dt);
+    const Tensor xg = x.to(kGpu);
+    for (QuantType type : {QuantType::NF4, QuantType::FP4})
+      for (int bs : {32, 64, 128, 512, 1024, 4096})
+        for (bool dq : {false, true}) {
+          const std::string what = std::string(traits(type).name) + " " + std::string(dtype_name(dt)) + " bs" +
+                                   std::to_string(bs) + (dq ? " dq" : " plain");
+          QuantState cs, gs;
+          const Tensor cp = quantize_4bit(x, type, bs, dq, cs);
+          const Tensor gp = quantize_4bit(xg, type, bs, dq, gs);
+          expect_same_bytes(gp, cp, what + " packed");
+          expect_same_state(gs, cs, what);
+          expect_same_bytes(dequantize_4bit(gp, gs), dequantize_4bit(cp, cs), what + " dequant");
+        }
+  }
+}
+
 TEST(QuantCuda, Dynamic8MatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
   for (const std::string dt : {"f32", "f16", "bf16"}) {

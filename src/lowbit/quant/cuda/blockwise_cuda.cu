@@ -3,19 +3,22 @@
 // in the same order, without contraction into FMA (__fmul_rn, __fadd_rn).
 //
 // Blockwise quantization: one warp a block (any blocksize; the absmax is an
-// fmax reduction, whose result does not depend on the order). Dequantization
-// and the int8 helpers: one thread an element. Double quantization of the
-// absmax (quantize_nested_absmax) needs torch's CUDA mean, reproduced on the
-// host: the absmax values (one per block, n / blocksize of them) make the round
-// trip to host memory; its dequantization runs on the device.
+// fmax reduction, whose result does not depend on the order); 4-bit whole
+// blocks by a vectorized kernel. Dequantization and the int8 helpers: one
+// thread an element (4-bit: 16 a thread where aligned). Double quantization of
+// the absmax takes torch's CUDA mean in torch's summation order on the device;
+// only the offset comes back to the host.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cfloat>
+#include <cstdint>
 #include <vector>
 
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/quant/kernels.h"
+#include "quant/cuda/codes_4bit.cuh"
 #include "quant/cuda/kernels.h"
 #include "quant/reciprocal.h"
 
@@ -44,35 +47,6 @@ void dispatch(DType dtype, Fn&& fn) {
 }
 
 unsigned blocks_for(int64_t items, int threads) { return unsigned((items + threads - 1) / threads); }
-
-// The decision trees of bitsandbytes' dQuantizeNF4 / dQuantizeFP4.
-__device__ uint8_t quantize_nf4(float x) {
-  if (x > 0.03979014977812767f) {
-    if (x > 0.3893125355243683f) {
-      if (x > 0.6427869200706482f) return x > 0.8614784181118011f ? 0b1111 : 0b1110;
-      return x > 0.5016634166240692f ? 0b1101 : 0b1100;
-    }
-    if (x > 0.2035212516784668f) return x > 0.2920137718319893f ? 0b1011 : 0b1010;
-    return x > 0.1202552504837513f ? 0b1001 : 0b1000;
-  }
-  if (x > -0.33967943489551544f) {
-    if (x > -0.13791173323988914f) return x > -0.045525018125772476f ? 0b0111 : 0b0110;
-    return x > -0.23460740596055984f ? 0b0101 : 0b0100;
-  }
-  if (x > -0.6106329262256622f) return x > -0.4599952697753906f ? 0b0011 : 0b0010;
-  return x > -0.8480964004993439f ? 0b0001 : 0b0000;
-}
-
-__device__ uint8_t quantize_fp4(float x) {
-  const uint8_t sign = x < 0 ? 0b1000 : 0b0000;
-  x = fabsf(x);
-  if (x > 0.29166667f) {
-    if (x > 0.583333f) return uint8_t((x > 0.8333333f ? 0b0011 : 0b0010) + sign);
-    return uint8_t((x > 0.4166667f ? 0b0101 : 0b0100) + sign);
-  }
-  if (x > 0.0859375f) return uint8_t((x > 0.20833333f ? 0b0111 : 0b0110) + sign);
-  return uint8_t((x > 0.00260417f ? 0b0001 : 0b0000) + sign);
-}
 
 // bitsandbytes' binary search over the 256-entry dynamic map.
 __device__ uint8_t quantize_dynamic(const float* code, float x) {
@@ -123,8 +97,73 @@ __global__ void quantize_4bit_kernel(const T* x, int64_t n, bool nf4, int blocks
   for (int64_t i = lo + 2 * lane; i < hi; i += 64) {
     const float a = __fmul_rn(load(x[i]), scale);
     const float b = __fmul_rn(i + 1 < hi ? load(x[i + 1]) : 0.0f, scale);
-    packed[i / 2] = nf4 ? uint8_t(quantize_nf4(a) << 4 | quantize_nf4(b)) : uint8_t(quantize_fp4(a) << 4 | quantize_fp4(b));
+    packed[i / 2] = nf4 ? uint8_t(nf4_code(a) << 4 | nf4_code(b)) : uint8_t(fp4_code(a) << 4 | fp4_code(b));
   }
+}
+
+// The same numbers for whole blocks, at memory speed: a thread takes 16
+// consecutive elements (16-byte loads) and stores their 8 code bytes at once.
+// A quant block is `lanes` = blocksize / 16 consecutive threads of one CUDA
+// block (blocksize <= 4096 = 256 x 16); their absmax meets by shuffles, and
+// through shared memory when the block spans warps.
+constexpr int kVectorThreads = 256;
+
+template <typename T>
+__device__ __forceinline__ void load16(const T* p, float* v) {
+  uint4 raw[sizeof(T)];  // 16 elements = sizeof(T) x 16 bytes
+#pragma unroll
+  for (int i = 0; i < int(sizeof(T)); ++i) raw[i] = __ldcs(reinterpret_cast<const uint4*>(p) + i);
+  const T* e = reinterpret_cast<const T*>(raw);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) v[i] = load(e[i]);
+}
+
+template <typename T, bool kNF4>
+__global__ void __launch_bounds__(kVectorThreads)
+    quantize_4bit_vectorized_kernel(const T* x, int64_t groups, int lanes, uint8_t* packed, float* absmax) {
+  __shared__ float warp_max[kVectorThreads / 32];
+  const int warp = threadIdx.x / 32;
+  for (int64_t first = int64_t(blockIdx.x) * kVectorThreads; first < groups;
+       first += int64_t(gridDim.x) * kVectorThreads) {
+    // groups and kVectorThreads are multiples of lanes: a quant block is all in range or all out.
+    const int64_t g = first + threadIdx.x;
+    float v[16];
+    float m = -FLT_MAX;
+    if (g < groups) {
+      load16(x + g * 16, v);
+#pragma unroll
+      for (int i = 0; i < 16; ++i) m = fmaxf(m, fabsf(v[i]));
+    }
+    for (int off = min(lanes, 32) / 2; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+    if (lanes > 32) {
+      if (threadIdx.x % 32 == 0) warp_max[warp] = m;
+      __syncthreads();
+      const int warps = lanes / 32, first_warp = warp / warps * warps;
+      for (int w = first_warp; w < first_warp + warps; ++w) m = fmaxf(m, warp_max[w]);
+      __syncthreads();
+    }
+    if (g >= groups) continue;
+    if (threadIdx.x % lanes == 0) absmax[g / lanes] = m;
+    const float scale = gpu_reciprocal(m);
+    uint32_t word[2] = {0, 0};
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const float a = __fmul_rn(v[2 * j], scale), b = __fmul_rn(v[2 * j + 1], scale);
+      const uint32_t byte = kNF4 ? (nf4_code(a) << 4 | nf4_code(b)) : (fp4_code(a) << 4 | fp4_code(b));
+      word[j / 4] |= byte << (8 * (j % 4));
+    }
+    __stcs(reinterpret_cast<uint2*>(packed) + g, make_uint2(word[0], word[1]));
+  }
+}
+
+unsigned persistent_blocks(int64_t work_blocks) {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  }();
+  return unsigned(std::min<int64_t>(work_blocks, int64_t(sms) * 8));
 }
 
 struct Code16 {
@@ -133,12 +172,39 @@ struct Code16 {
 
 template <typename T>
 __global__ void dequantize_4bit_kernel(const uint8_t* packed, const float* absmax, int64_t n, Code16 code, int blocksize,
-                                       T* out) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+                                       T* out, int64_t first = 0) {
+  const int64_t i = first + int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
   const uint8_t byte = packed[i / 2];
   const int q = (i & 1) ? (byte & 0x0f) : (byte >> 4);
   out[i] = store<T>(__fmul_rn(code.v[q], absmax[i / blocksize]));
+}
+
+// Whole 16-element groups at memory speed: 8 code bytes in (one 8-byte load),
+// 16 values out (16-byte stores); a group never straddles a quant block
+// (block sizes are multiples of 16). Same products as the kernel above.
+template <typename T>
+__global__ void __launch_bounds__(kVectorThreads)
+    dequantize_4bit_vectorized_kernel(const uint8_t* packed, const float* absmax, int64_t groups, Code16 code,
+                                      int blocksize, T* out) {
+  __shared__ float table[16];
+  if (threadIdx.x < 16) table[threadIdx.x] = code.v[threadIdx.x];
+  __syncthreads();
+  for (int64_t g = int64_t(blockIdx.x) * kVectorThreads + threadIdx.x; g < groups;
+       g += int64_t(gridDim.x) * kVectorThreads) {
+    const uint2 bytes = __ldcs(reinterpret_cast<const uint2*>(packed) + g);
+    const float scale = absmax[g * 16 / blocksize];
+    alignas(16) T values[16];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t byte = (j < 4 ? bytes.x : bytes.y) >> (8 * (j % 4)) & 0xffu;
+      values[2 * j] = store<T>(__fmul_rn(table[byte >> 4], scale));
+      values[2 * j + 1] = store<T>(__fmul_rn(table[byte & 0xf], scale));
+    }
+#pragma unroll
+    for (int i = 0; i < int(sizeof(T)); ++i)
+      __stcs(reinterpret_cast<uint4*>(out + g * 16) + i, reinterpret_cast<const uint4*>(values)[i]);
+  }
 }
 
 template <typename T>
@@ -163,6 +229,41 @@ __global__ void dequantize_dynamic8_kernel(const uint8_t* codes, const float* ab
                                            int blocksize, T* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) out[i] = store<T>(__fmul_rn(code[codes[i]], absmax[i / blocksize]));
+}
+
+// scalar::torch_cuda_mean on the device, in its order: `width` threads with
+// four strided accumulators each, a shared-memory tree down to 32 lanes, then
+// a shuffle-down tree. One block; the absmax vector is n / blocksize values.
+__global__ void torch_mean_kernel(const float* x, int64_t n, int width, float* mean) {
+  __shared__ float lanes[512];
+  const int lane = threadIdx.x;
+  if (lane < width) {  // the block has at least a warp, for the shuffles
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t idx = lane;
+    for (; idx + 3 * int64_t(width) < n; idx += 4 * int64_t(width))
+      for (int k = 0; k < 4; ++k) acc[k] = __fadd_rn(acc[k], x[idx + k * int64_t(width)]);
+    for (int k = 0; k < 4 && idx < n; ++k, idx += width) acc[k] = __fadd_rn(acc[k], x[idx]);
+    lanes[lane] = __fadd_rn(__fadd_rn(__fadd_rn(acc[0], acc[1]), acc[2]), acc[3]);
+  }
+  __syncthreads();
+  int dim = width;
+  for (int offset = dim / 2; dim > 32 && offset >= 32; offset /= 2) {
+    if (lane < offset) lanes[lane] = __fadd_rn(lanes[lane], lanes[lane + offset]);
+    __syncthreads();
+  }
+  dim = min(dim, 32);
+  if (lane >= 32) return;
+  float v = lane < dim ? lanes[lane] : 0.0f;
+  for (int offset = 1; offset < dim; offset *= 2) {
+    const float partner = __shfl_down_sync(0xffffffffu, v, offset);
+    if (lane + offset < dim) v = __fadd_rn(v, partner);
+  }
+  if (lane == 0) *mean = __fmul_rn(v, 1.0f / float(n));
+}
+
+__global__ void subtract_kernel(const float* x, int64_t n, const float* offset, float* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __fsub_rn(x[i], *offset);
 }
 
 __global__ void dequantize_nested_kernel(const uint8_t* q, const float* nested, const float* code, int64_t blocks,
@@ -226,13 +327,31 @@ __global__ void int8_dequant_kernel(const int8_t* codes, const float* row_stats,
 void quantize_4bit(DType dtype, const void* x, int64_t n, QuantType type, int blocksize, uint8_t* packed,
                    float* absmax) {
   if (n == 0) return;
-  const int64_t blocks = (n + blocksize - 1) / blocksize;
+  const bool nf4 = type == QuantType::NF4;
   dispatch(dtype, [&](auto tag) {
     using T = decltype(tag);
-    quantize_4bit_kernel<T><<<blocks_for(blocks * 32, kThreads), kThreads>>>(
-        static_cast<const T*>(x), n, type == QuantType::NF4, blocksize, packed, absmax);
+    const T* xt = static_cast<const T*>(x);
+    // Whole blocks by the vectorized kernel when the layout allows 16-byte
+    // loads; the rest (a partial last block, odd alignment) one warp a block.
+    int64_t done = 0;
+    const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(packed) % 8 == 0;
+    if (aligned && blocksize % 16 == 0 && blocksize <= 16 * kVectorThreads && n >= blocksize) {
+      done = n / blocksize * blocksize;
+      const int64_t groups = done / 16;
+      const unsigned grid = persistent_blocks((groups + kVectorThreads - 1) / kVectorThreads);
+      if (nf4)
+        quantize_4bit_vectorized_kernel<T, true><<<grid, kVectorThreads>>>(xt, groups, blocksize / 16, packed, absmax);
+      else
+        quantize_4bit_vectorized_kernel<T, false><<<grid, kVectorThreads>>>(xt, groups, blocksize / 16, packed, absmax);
+      LOWBIT_CUDA_CHECK_LAUNCH();
+    }
+    if (done < n) {
+      const int64_t blocks = (n - done + blocksize - 1) / blocksize;
+      quantize_4bit_kernel<T><<<blocks_for(blocks * 32, kThreads), kThreads>>>(
+          xt + done, n - done, nf4, blocksize, packed + done / 2, absmax + done / blocksize);
+      LOWBIT_CUDA_CHECK_LAUNCH();
+    }
   });
-  LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
 void dequantize_4bit(DType out_dtype, const uint8_t* packed, const float* absmax, int64_t n, QuantType type,
@@ -245,10 +364,24 @@ void dequantize_4bit(DType out_dtype, const uint8_t* packed, const float* absmax
   for (int i = 0; i < 16; ++i) code.v[i] = table[i];
   dispatch(out_dtype, [&](auto tag) {
     using T = decltype(tag);
-    dequantize_4bit_kernel<T><<<blocks_for(n, kThreads), kThreads>>>(packed, absmax, n, code, blocksize,
-                                                                     static_cast<T*>(out));
+    T* out_t = static_cast<T*>(out);
+    int64_t done = 0;
+    if (reinterpret_cast<uintptr_t>(packed) % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0) {
+      done = n / 16 * 16;
+      const int64_t groups = done / 16;
+      if (groups > 0) {
+        dequantize_4bit_vectorized_kernel<T><<<persistent_blocks((groups + kVectorThreads - 1) / kVectorThreads),
+                                               kVectorThreads>>>(packed, absmax, groups, code, blocksize, out_t);
+        LOWBIT_CUDA_CHECK_LAUNCH();
+      }
+    }
+    if (done < n) {
+      // The rest one thread an element, indexing from the start of the tensor.
+      dequantize_4bit_kernel<T><<<blocks_for(n - done, kThreads), kThreads>>>(packed, absmax, n, code, blocksize,
+                                                                             out_t, done);
+      LOWBIT_CUDA_CHECK_LAUNCH();
+    }
   });
-  LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
 void quantize_dynamic8(DType dtype, const void* x, int64_t n, const float* code, int blocksize, uint8_t* codes,
@@ -285,16 +418,22 @@ void dequantize_nested_absmax(const uint8_t* qabsmax, const float* nested_absmax
 float quantize_nested_absmax(const float* absmax, int64_t blocks, const float* code, int nested_blocksize,
                              uint8_t* qabsmax, float* nested_absmax) {
   if (blocks == 0) return 0.0f;
+  int width = 1;  // as scalar::torch_cuda_mean
+  while (int64_t(width) * 2 <= blocks / 2 && width < 512) width *= 2;
+  float* scratch = nullptr;  // [0]: the mean; [1, blocks]: absmax - mean
+  LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch), size_t(blocks + 1) * 4, 0));
+  torch_mean_kernel<<<1, std::max(width, 32)>>>(absmax, blocks, width, scratch);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  subtract_kernel<<<blocks_for(blocks, kThreads), kThreads>>>(absmax, blocks, scratch, scratch + 1);
+  LOWBIT_CUDA_CHECK_LAUNCH();
   const int64_t outer = (blocks + nested_blocksize - 1) / nested_blocksize;
-  std::vector<float> host_absmax(static_cast<size_t>(blocks)), host_code(256),
-      host_nested(static_cast<size_t>(outer));
-  std::vector<uint8_t> host_q(static_cast<size_t>(blocks));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(host_absmax.data(), absmax, size_t(blocks) * 4, cudaMemcpyDeviceToHost));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(host_code.data(), code, 256 * 4, cudaMemcpyDeviceToHost));
-  const float offset = cpu::quantize_nested_absmax(host_absmax.data(), blocks, host_code.data(), nested_blocksize,
-                                                   host_q.data(), host_nested.data());
-  LOWBIT_CUDA_CHECK(cudaMemcpy(qabsmax, host_q.data(), size_t(blocks), cudaMemcpyHostToDevice));
-  LOWBIT_CUDA_CHECK(cudaMemcpy(nested_absmax, host_nested.data(), size_t(outer) * 4, cudaMemcpyHostToDevice));
+  quantize_dynamic8_kernel<float><<<blocks_for(outer * 32, kThreads), kThreads>>>(scratch + 1, blocks, code,
+                                                                                  nested_blocksize, qabsmax,
+                                                                                  nested_absmax);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  float offset = 0.0f;
+  LOWBIT_CUDA_CHECK(cudaMemcpy(&offset, scratch, 4, cudaMemcpyDeviceToHost));
+  LOWBIT_CUDA_CHECK(cudaFreeAsync(scratch, 0));
   return offset;
 }
 
