@@ -112,6 +112,16 @@ TEST(InferenceCliErrors, BadInputGetsAClearMessage) {
   r = run_lowbit("generate " + model() + " --prompt 'ROMEO: what say you' --context 4");
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("the context holds 4"));
+
+  r = run_lowbit("generate " + model() + " --prompt hi --device tpu");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("--device: unknown device 'tpu'"));
+  if (!cuda_available()) {
+    // No GPU here (or a build without CUDA): the option is named, not a crash.
+    r = run_lowbit("perplexity " + model() + " --text " + dev_text() + " --device cuda");
+    EXPECT_NE(r.status, 0);
+    EXPECT_THAT(r.output, HasSubstr("--device cuda: "));
+  }
 }
 
 }  // namespace

@@ -35,6 +35,12 @@ struct LoadOptions {
   // Quantize the linear layers of a dense checkpoint (ignored for layers the
   // checkpoint already stores quantized).
   std::optional<QuantizeOnLoad> quantize;
+  // Where the model runs. On a GPU, each tensor is converted (or quantized)
+  // on the host and then copied over, so the GPU holds the model only in its
+  // final formats; the KV cache and activations live there too, and
+  // CausalLM::forward returns logits there. A build without CUDA or a machine
+  // without that GPU is an Error naming the device.
+  Device device = Device::cpu();
 };
 
 // Throws an Error naming the file (or tensor) for a missing config, an

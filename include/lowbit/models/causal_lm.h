@@ -16,7 +16,8 @@
 namespace lowbit::models {
 
 // Keys and values of the positions seen so far, per layer:
-// [capacity, kv_heads, head_dim] in the model's compute dtype.
+// [capacity, kv_heads, head_dim] in the model's compute dtype, on the model's
+// device.
 struct KVCache {
   std::vector<Tensor> keys, values;
   int64_t length = 0;    // positions filled
@@ -28,9 +29,11 @@ struct KVCache {
 // Names are the checkpoint's: "model.layers.0.self_attn.q_proj" for a linear,
 // "model.norm.weight" for a dense tensor. Dense tensors come in the compute
 // dtype; a missing tensor or a shape other than `shape` is an Error naming it.
+// Tensors (and the linears' weights) come on device().
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
+  virtual Device device() const { return Device::cpu(); }
   virtual bool contains(const std::string& name) const = 0;
   virtual Tensor dense(const std::string& name, const Shape& shape) const = 0;
   // The layer `prefix` with weight [out, in] in whatever format the checkpoint
@@ -43,10 +46,13 @@ class CausalLM {
   virtual ~CausalLM() = default;
   virtual const ModelConfig& config() const = 0;
   virtual DType dtype() const = 0;  // the compute dtype of activations
+  virtual Device device() const = 0;  // where weights, cache and activations live
   virtual KVCache make_cache(int64_t capacity) const = 0;
   // Runs `tokens` at positions [cache.length, cache.length + n) and appends
-  // their keys and values to the cache. Returns logits in the compute dtype:
-  // [n, vocab] when all_logits, else [1, vocab] for the last token.
+  // their keys and values to the cache. Returns logits in the compute dtype,
+  // on device(): [n, vocab] when all_logits, else [1, vocab] for the last
+  // token. A model reuses its activation buffers from call to call, so one
+  // model runs one forward at a time.
   virtual Tensor forward(std::span<const int32_t> tokens, KVCache& cache, bool all_logits) const = 0;
   // Bytes of all weights (what transformers' get_memory_footprint counts).
   virtual size_t weight_bytes() const = 0;

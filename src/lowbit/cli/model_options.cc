@@ -10,12 +10,27 @@ namespace lowbit::cli {
 void ModelOptions::add_to(CLI::App& app) {
   add_dtype_option(app, dtype, "compute dtype: auto (the checkpoint's), f32, bf16 or f16");
   add_quantization_options(app, quantization);
+  app.add_option("--device", device, "where the model runs: cpu, cuda or cuda:N (default cpu)");
 }
 
 engine::LoadOptions ModelOptions::load_options() const {
   const io::QuantizationConfig q = quantization.resolve();
   engine::LoadOptions options;
   options.dtype = resolve_dtype(dtype);
+  try {
+    options.device = Device::parse(device);
+  } catch (const Error& e) {
+    fail("--device: {}", e.message());
+  }
+  if (options.device.is_cuda()) {
+#ifndef LOWBIT_WITH_CUDA
+    fail("--device {}: this build of lowbit has no CUDA support (rebuild with nvcc, or use --device cpu)", device);
+#endif
+    const int count = cuda_device_count();
+    if (count == 0) fail("--device {}: no CUDA GPU is available on this machine (use --device cpu)", device);
+    if (options.device.index >= count)
+      fail("--device {}: this machine has {} CUDA GPU(s), cuda:0 to cuda:{}", device, count, count - 1);
+  }
   if (!q.quantizes()) return options;
   engine::QuantizeOnLoad on_load;
   on_load.skip_modules = q.skip_modules();

@@ -2,6 +2,7 @@
 // BitsAndBytesConfig fields as flags or --config FILE.json, exactly as
 // `lowbit quantize` takes them (quant_options.h), mapped to
 // engine::LoadOptions. An already quantized checkpoint runs as it is.
+// --device cpu|cuda|cuda:N says where the model runs.
 #pragma once
 
 #include <string>
@@ -15,6 +16,7 @@ namespace lowbit::cli {
 
 struct ModelOptions {
   std::string dtype;  // "auto" / "" = the checkpoint's
+  std::string device = "cpu";
   QuantOptions quantization;
 
   void add_to(CLI::App& app);

@@ -10,7 +10,9 @@ namespace {
 
 std::vector<float> last_row_f32(const Tensor& logits) {
   const int64_t vocab = logits.dim(-1);
-  const Tensor row = logits.reshape({-1, vocab}).rows(logits.numel() / vocab - 1, logits.numel() / vocab);
+  // Only the last row comes back from the GPU.
+  const Tensor row =
+      logits.reshape({-1, vocab}).rows(logits.numel() / vocab - 1, logits.numel() / vocab).to(Device::cpu());
   const Tensor f = row.dtype() == DType::F32 ? row : row.cast(DType::F32);
   return {f.data<float>(), f.data<float>() + vocab};
 }

@@ -15,8 +15,9 @@ Error shape_error(const std::string& name, const Shape& got, const Shape& want) 
 }  // namespace
 
 ModelWeightsSource::ModelWeightsSource(const io::ModelWeights& weights, DType dtype, float int8_threshold,
-                                       std::optional<DType> compute_4bit)
-    : weights_(weights), dtype_(dtype), int8_threshold_(int8_threshold), compute_4bit_(compute_4bit) {}
+                                       std::optional<DType> compute_4bit, Device device)
+    : weights_(weights), dtype_(dtype), int8_threshold_(int8_threshold), compute_4bit_(compute_4bit),
+      device_(device) {}
 
 Tensor ModelWeightsSource::dense(const std::string& name, const Shape& shape) const {
   if (!weights_.contains(name))
@@ -24,7 +25,7 @@ Tensor ModelWeightsSource::dense(const std::string& name, const Shape& shape) co
   const io::LoadedWeight& w = weights_.get(name);
   if (w.shape() != shape) throw shape_error(name, w.shape(), shape);
   const Tensor t = w.format == io::LoadedWeight::Dense ? w.dense : w.dequantize(dtype_);
-  return t.dtype() == dtype_ ? t : t.cast(dtype_);
+  return (t.dtype() == dtype_ ? t : t.cast(dtype_)).to(device_);
 }
 
 nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) const {
@@ -36,15 +37,15 @@ nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, in
   if (w.shape() != Shape{out, in}) throw shape_error(name, w.shape(), {out, in});
   switch (w.format) {
     case io::LoadedWeight::Int8Rowwise:
-      return nn::Linear::int8(w.int8.codes, w.int8.scb, int8_threshold_, std::move(b));
+      return nn::Linear::int8(w.int8.codes.to(device_), w.int8.scb.to(device_), int8_threshold_, std::move(b));
     case io::LoadedWeight::Blockwise4bit: {
       ops::Blockwise4bitWeight q;
       q.type = w.q4.type;
-      q.packed = w.packed;
+      q.packed = w.packed.to(device_);
       // Double quantization is undone once here, in f32, as bitsandbytes does
       // before each dequantization.
-      q.absmax = quant::dequantize_nested_absmax(w.q4);
-      q.code = w.q4.code;
+      q.absmax = quant::dequantize_nested_absmax(w.q4).to(device_);
+      q.code = w.q4.code.to(device_);
       q.blocksize = w.q4.blocksize;
       q.dtype = w.q4.dtype;
       q.compute_dtype = compute_4bit_;
@@ -55,7 +56,7 @@ nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, in
     case io::LoadedWeight::Dense:
       break;
   }
-  return nn::Linear::dense(w.dense.dtype() == dtype_ ? w.dense : w.dense.cast(dtype_), std::move(b));
+  return nn::Linear::dense((w.dense.dtype() == dtype_ ? w.dense : w.dense.cast(dtype_)).to(device_), std::move(b));
 }
 
 }  // namespace lowbit::engine

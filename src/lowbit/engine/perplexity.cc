@@ -27,8 +27,11 @@ PerplexityResult perplexity(const models::CausalLM& model, std::span<const int32
     const Tensor logits = model.forward(ids.subspan(size_t(begin), size_t(end - begin)), cache, true);
     const int64_t first_row = score_from - 1 - begin, rows = end - score_from;
     const Tensor needed = logits.rows(first_row, first_row + rows);
-    Tensor logprobs = Tensor::empty(needed.shape(), DType::F32);
-    ops::log_softmax(needed, logprobs);
+    // Log-softmax where the logits are (the GPU's model computes it there),
+    // then the scored rows on the host.
+    Tensor on_device = Tensor::empty(needed.shape(), DType::F32, needed.device());
+    ops::log_softmax(needed, on_device);
+    const Tensor logprobs = on_device.to(Device::cpu());
     const int64_t vocab = logprobs.dim(1);
     for (int64_t i = 0; i < rows; ++i) {
       const int32_t target = ids[size_t(score_from + i)];

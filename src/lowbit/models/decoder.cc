@@ -1,11 +1,11 @@
 #include "lowbit/models/decoder.h"
 
-#include <cstring>
 
 #include <fmt/format.h>
 
 #include "lowbit/ops/attention.h"
 #include "lowbit/ops/elementwise.h"
+#include "lowbit/ops/norm.h"
 #include "lowbit/ops/rope.h"
 
 namespace lowbit::models {
@@ -17,15 +17,35 @@ struct Block {
   nn::Linear gate_proj, up_proj, down_proj;
 };
 
-// Appends rows [0, n) of x [n, heads, dim] to cache rows [at, at + n).
-void append_to_cache(const Tensor& x, Tensor& cache, int64_t at) {
-  const size_t row_bytes = cache.nbytes() / size_t(cache.dim(0));
-  std::memcpy(static_cast<char*>(cache.raw_data()) + size_t(at) * row_bytes, x.raw_data(), x.nbytes());
-}
+// Activations of one forward pass, kept from call to call: a GPU allocation
+// is a cudaMalloc (and its release a device-wide synchronization), far more
+// than the kernels of a decoding step cost. Grown when a call has more tokens
+// than any before; each buffer is used as rows [0, n).
+struct Workspace {
+  int64_t rows = 0;
+  Tensor ids;                       // i32 [rows] (GPU: the token ids uploaded)
+  Tensor h, x, q, attn, tmp;        // [rows, hidden] / [rows, q_dim]
+  Tensor gate, up;                  // [rows, intermediate]
+
+  void reserve(int64_t n, const ModelConfig& c, DType dtype, Device device) {
+    if (n <= rows) return;
+    const int64_t q_dim = c.num_heads * c.head_dim;
+    ids = Tensor::empty({n}, DType::I32, device);
+    h = Tensor::empty({n, c.hidden_size}, dtype, device);
+    x = Tensor::empty({n, c.hidden_size}, dtype, device);
+    tmp = Tensor::empty({n, c.hidden_size}, dtype, device);
+    q = Tensor::empty({n, q_dim}, dtype, device);
+    attn = Tensor::empty({n, q_dim}, dtype, device);
+    gate = Tensor::empty({n, c.intermediate_size}, dtype, device);
+    up = Tensor::empty({n, c.intermediate_size}, dtype, device);
+    rows = n;
+  }
+};
 
 class Decoder final : public CausalLM {
  public:
-  Decoder(const ModelConfig& config, const WeightSource& w, DType dtype) : config_(config), dtype_(dtype) {
+  Decoder(const ModelConfig& config, const WeightSource& w, DType dtype)
+      : config_(config), dtype_(dtype), device_(w.device()) {
     const ModelConfig& c = config_;
     const int64_t hidden = c.hidden_size, q_dim = c.num_heads * c.head_dim, kv_dim = c.num_kv_heads * c.head_dim;
     embed_.table = w.dense("model.embed_tokens.weight", {c.vocab_size, hidden});
@@ -50,10 +70,13 @@ class Decoder final : public CausalLM {
     else
       lm_head_ = w.linear("lm_head", c.vocab_size, hidden, false);
     rope_ = ops::rope_tables(c.rope, c.max_position_embeddings);
+    rope_.cos = rope_.cos.to(device_);
+    rope_.sin = rope_.sin.to(device_);
   }
 
   const ModelConfig& config() const override { return config_; }
   DType dtype() const override { return dtype_; }
+  Device device() const override { return device_; }
 
   KVCache make_cache(int64_t capacity) const override {
     LOWBIT_CHECK(capacity > 0 && capacity <= config_.max_position_embeddings,
@@ -61,8 +84,8 @@ class Decoder final : public CausalLM {
                  config_.max_position_embeddings);
     KVCache cache;
     for (int64_t i = 0; i < config_.num_layers; ++i) {
-      cache.keys.push_back(Tensor::empty({capacity, config_.num_kv_heads, config_.head_dim}, dtype_));
-      cache.values.push_back(Tensor::empty({capacity, config_.num_kv_heads, config_.head_dim}, dtype_));
+      cache.keys.push_back(Tensor::empty({capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_));
+      cache.values.push_back(Tensor::empty({capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_));
     }
     return cache;
   }
@@ -73,32 +96,42 @@ class Decoder final : public CausalLM {
     LOWBIT_CHECK(n > 0, "forward: no tokens");
     LOWBIT_CHECK(past + n <= cache.capacity(),
                  "forward: {} tokens after {} cached ones exceed the context of {} tokens", n, past, cache.capacity());
-    const Tensor ids = Tensor::from_vector(std::vector<int32_t>(tokens.begin(), tokens.end()));
-    Tensor h = embed_.forward(ids, dtype_);
-    Tensor attn = Tensor::empty({n, c.num_heads * c.head_dim}, dtype_);
+    LOWBIT_CHECK(cache.keys.size() == blocks_.size() && cache.keys.front().device() == device_,
+                 "forward: the cache was made for another model (on {}, this model is on {})",
+                 cache.keys.empty() ? std::string("-") : cache.keys.front().device().str(), device_.str());
+    ws_.reserve(n, c, dtype_, device_);
+    const int64_t kv_dim = c.num_kv_heads * c.head_dim;
+    Tensor ids = ws_.ids.rows(0, n), h = ws_.h.rows(0, n), x = ws_.x.rows(0, n), tmp = ws_.tmp.rows(0, n);
+    Tensor q = ws_.q.rows(0, n), attn = ws_.attn.rows(0, n), gate = ws_.gate.rows(0, n), up = ws_.up.rows(0, n);
+    copy_bytes(ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
+    ops::embedding(ids, embed_.table, h);
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
-      const Tensor x = b.input_norm.forward(h);
-      Tensor q = b.q_proj.forward(x).reshape({n, c.num_heads, c.head_dim});
-      Tensor k = b.k_proj.forward(x).reshape({n, c.num_kv_heads, c.head_dim});
-      const Tensor v = b.v_proj.forward(x);
-      ops::apply_rope(q, rope_, past);
-      ops::apply_rope(k, rope_, past);
-      append_to_cache(k, cache.keys[i], past);
-      append_to_cache(v, cache.values[i], past);
-      ops::attention(q, cache.keys[i], cache.values[i], past, attn, c.sliding_window);
-      const Tensor o = b.o_proj.forward(attn);
-      ops::add(h, o, h);
-      const Tensor y = b.post_attention_norm.forward(h);
-      Tensor gate = b.gate_proj.forward(y);
-      const Tensor up = b.up_proj.forward(y);
+      ops::rms_norm(h, b.input_norm.weight, b.input_norm.eps, x);
+      // Keys and values go straight into the cache rows of these positions.
+      Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
+      Tensor v = cache.values[i].rows(past, past + n).reshape({n, kv_dim});
+      b.q_proj.forward(x, q);
+      b.k_proj.forward(x, k);
+      b.v_proj.forward(x, v);
+      Tensor q_heads = q.reshape({n, c.num_heads, c.head_dim}), k_heads = k.reshape({n, c.num_kv_heads, c.head_dim});
+      ops::apply_rope(q_heads, rope_, past);
+      ops::apply_rope(k_heads, rope_, past);
+      ops::attention(q_heads, cache.keys[i], cache.values[i], past, attn, c.sliding_window);
+      b.o_proj.forward(attn, tmp);
+      ops::add(h, tmp, h);
+      ops::rms_norm(h, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
+      b.gate_proj.forward(x, gate);
+      b.up_proj.forward(x, up);
       ops::silu_mul(gate, up, gate);
-      const Tensor down = b.down_proj.forward(gate);
-      ops::add(h, down, h);
+      b.down_proj.forward(gate, tmp);
+      ops::add(h, tmp, h);
     }
     cache.length = past + n;
-    if (!all_logits) h = h.rows(n - 1, n).clone();
-    return lm_head_.forward(norm_.forward(h));
+    const int64_t first = all_logits ? 0 : n - 1;
+    Tensor last = h.rows(first, n), normed = x.rows(first, n);
+    ops::rms_norm(last, norm_.weight, norm_.eps, normed);
+    return lm_head_.forward(normed);
   }
 
   size_t weight_bytes() const override {
@@ -114,16 +147,18 @@ class Decoder final : public CausalLM {
 
   std::string describe() const override {
     const Block& b = blocks_.front();
-    return fmt::format("{} ({}): {} layers, hidden {}, {} heads ({} kv), head_dim {}, vocab {}, compute {}\n"
+    return fmt::format("{} ({}): {} layers, hidden {}, {} heads ({} kv), head_dim {}, vocab {}, compute {} on {}\n"
                        "  attention {} / mlp {} / lm_head {}",
                        config_.architecture, config_.model_type, config_.num_layers, config_.hidden_size,
                        config_.num_heads, config_.num_kv_heads, config_.head_dim, config_.vocab_size,
-                       dtype_name(dtype_), b.q_proj.describe(), b.gate_proj.describe(), lm_head_.describe());
+                       dtype_name(dtype_), device_.str(), b.q_proj.describe(), b.gate_proj.describe(), lm_head_.describe());
   }
 
  private:
   ModelConfig config_;
   DType dtype_;
+  Device device_;
+  mutable Workspace ws_;
   nn::Embedding embed_;
   std::vector<Block> blocks_;
   nn::RMSNorm norm_;

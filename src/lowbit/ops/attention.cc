@@ -1,6 +1,7 @@
 #include "lowbit/ops/attention.h"
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cuda_body.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops {
@@ -21,7 +22,8 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, in
   detail::expect_dtype(op, "v_cache", v_cache, q.dtype());
   detail::expect_dtype(op, "out", out, q.dtype());
   detail::on_device(op, detail::common_device(op, {&q, &k_cache, &v_cache, &out}),
-                    [&] { cpu::attention(q, k_cache, v_cache, past, out, window); });
+                    [&] { cpu::attention(q, k_cache, v_cache, past, out, window); },
+                    LOWBIT_CUDA_BODY(cuda::attention(q, k_cache, v_cache, past, out, window)));
 }
 
 }  // namespace lowbit::ops

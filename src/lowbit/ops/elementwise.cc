@@ -1,6 +1,7 @@
 #include "lowbit/ops/elementwise.h"
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cuda_body.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops {
@@ -11,7 +12,8 @@ void add(const Tensor& a, const Tensor& b, Tensor& out) {
   detail::expect_shape(op, "out", out, a.shape());
   detail::expect_dtype(op, "b", b, a.dtype());
   detail::expect_dtype(op, "out", out, a.dtype());
-  detail::on_device(op, detail::common_device(op, {&a, &b, &out}), [&] { cpu::add(a, b, out); });
+  detail::on_device(op, detail::common_device(op, {&a, &b, &out}), [&] { cpu::add(a, b, out); },
+                    LOWBIT_CUDA_BODY(cuda::add(a, b, out)));
 }
 
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
@@ -20,7 +22,8 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   detail::expect_shape(op, "out", out, gate.shape());
   detail::expect_dtype(op, "up", up, gate.dtype());
   detail::expect_dtype(op, "out", out, gate.dtype());
-  detail::on_device(op, detail::common_device(op, {&gate, &up, &out}), [&] { cpu::silu_mul(gate, up, out); });
+  detail::on_device(op, detail::common_device(op, {&gate, &up, &out}), [&] { cpu::silu_mul(gate, up, out); },
+                    LOWBIT_CUDA_BODY(cuda::silu_mul(gate, up, out)));
 }
 
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
@@ -29,7 +32,8 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
                "ops::embedding: ids must be i32 or i64 [n], got {}", ids.describe());
   LOWBIT_CHECK(table.ndim() == 2, "ops::embedding: table must be [vocab, dim], got {}", table.describe());
   detail::expect_shape(op, "out", out, {ids.dim(0), table.dim(1)});
-  detail::on_device(op, detail::common_device(op, {&ids, &table, &out}), [&] { cpu::embedding(ids, table, out); });
+  detail::on_device(op, detail::common_device(op, {&ids, &table, &out}), [&] { cpu::embedding(ids, table, out); },
+                    LOWBIT_CUDA_BODY(cuda::embedding(ids, table, out)));
 }
 
 static void check_softmax(std::string_view op, const Tensor& x, const Tensor& out) {
@@ -40,13 +44,15 @@ static void check_softmax(std::string_view op, const Tensor& x, const Tensor& ou
 
 void softmax(const Tensor& x, Tensor& out) {
   check_softmax("softmax", x, out);
-  detail::on_device("softmax", detail::common_device("softmax", {&x, &out}), [&] { cpu::softmax(x, out, false); });
+  detail::on_device("softmax", detail::common_device("softmax", {&x, &out}), [&] { cpu::softmax(x, out, false); },
+                    LOWBIT_CUDA_BODY(cuda::softmax(x, out, false)));
 }
 
 void log_softmax(const Tensor& x, Tensor& out) {
   check_softmax("log_softmax", x, out);
   detail::on_device("log_softmax", detail::common_device("log_softmax", {&x, &out}),
-                    [&] { cpu::softmax(x, out, true); });
+                    [&] { cpu::softmax(x, out, true); },
+                    LOWBIT_CUDA_BODY(cuda::softmax(x, out, true)));
 }
 
 }  // namespace lowbit::ops

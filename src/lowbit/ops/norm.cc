@@ -1,6 +1,7 @@
 #include "lowbit/ops/norm.h"
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cuda_body.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops {
@@ -11,7 +12,8 @@ void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out) {
   detail::expect_shape(op, "weight", weight, {x.dim(1)});
   detail::expect_shape(op, "out", out, x.shape());
   detail::expect_dtype(op, "out", out, x.dtype());
-  detail::on_device(op, detail::common_device(op, {&x, &weight, &out}), [&] { cpu::rms_norm(x, weight, eps, out); });
+  detail::on_device(op, detail::common_device(op, {&x, &weight, &out}), [&] { cpu::rms_norm(x, weight, eps, out); },
+                    LOWBIT_CUDA_BODY(cuda::rms_norm(x, weight, eps, out)));
 }
 
 }  // namespace lowbit::ops

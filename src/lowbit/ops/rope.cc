@@ -4,6 +4,7 @@
 #include <numbers>
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cuda_body.h"
 #include "ops/dispatch.h"
 
 namespace lowbit::ops {
@@ -63,7 +64,8 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
                "ops::apply_rope: positions [{}, {}) exceed the table's {} positions", first_position,
                first_position + x.dim(0), tables.cos.dim(0));
   detail::on_device(op, detail::common_device(op, {&x, &tables.cos, &tables.sin}),
-                    [&] { cpu::apply_rope(x, tables, first_position); });
+                    [&] { cpu::apply_rope(x, tables, first_position); },
+                    LOWBIT_CUDA_BODY(cuda::apply_rope(x, tables, first_position)));
 }
 
 }  // namespace lowbit::ops

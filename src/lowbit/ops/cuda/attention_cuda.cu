@@ -1,0 +1,338 @@
+// Causal grouped-query attention over the KV cache, on the GPU. Scores,
+// softmax and the weighted sum run in f32 (as the CPU body and SDPA kernels);
+// the output is rounded once to the dtype.
+//
+// Prompts (tokens > 1): a flash-attention style kernel. One block = 64
+// queries of one head, 256 threads as a 16 x 16 grid; thread (ty, tx) owns
+// query rows 4ty..4ty+3 and key columns tx, tx+16, tx+32, tx+48 of each 64-key
+// tile, and output columns tx, tx+16, ... of its rows. Per key tile: K is
+// staged in shared memory (f32, row stride d+1 when d is even, so that the 16
+// lanes reading 16 different key rows hit 16 banks), S = Q K^T * scale,
+// the online softmax (running max and sum per row, the max reduced over the 16
+// lanes of a row with shuffles), P to shared memory, then V overwrites K and
+// O += P V. Tiles entirely outside the causal (and sliding-window) band are
+// skipped. Shared memory: (2 * 64 * ld + 64 * 65) * 4 bytes (83 KB at d = 128).
+// Scalar FMAs, not tensor cores: prompt attention is a small part of a
+// forward pass next to the linear layers at the sizes lowbit runs.
+//
+// Decoding (one token): split-KV. Block (head, split) covers a contiguous
+// range of keys; its 4 warps take every fourth key, lanes split head_dim (so
+// each key row is read coalesced), each warp keeps an online softmax, the
+// warps merge in shared memory. With more than one split, each writes its
+// (max, sum, unnormalized output) to a scratch buffer and a second kernel
+// merges the splits. Splits are chosen so that heads * splits fills the GPU.
+#include <algorithm>
+#include <string>
+
+#include "lowbit/core/tensor.h"
+#include "ops/cuda/ops_cuda.h"
+#include "ops/cuda/reduce_cuda.h"
+
+namespace lowbit::ops::cuda {
+namespace {
+
+struct AttentionParams {
+  const void* q;
+  const void* k;
+  const void* v;
+  void* out;
+  int tokens, heads, kv_heads, d, group;
+  int64_t past, window;
+  float scale;
+};
+
+constexpr int kTile = 64;          // queries and keys per tile
+constexpr int kFlashThreads = 256;  // 16 x 16
+constexpr int kPStride = kTile + 1;
+
+__host__ __device__ inline int row_stride(int d) { return d % 2 == 0 ? d + 1 : d; }
+
+template <typename T, int kMaxD>
+__global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const AttentionParams p) {
+  constexpr int kCols = kMaxD / 16;
+  extern __shared__ float smem[];
+  const int d = p.d, ld = row_stride(d);
+  float* qs = smem;
+  float* kvs = qs + kTile * ld;
+  float* ps = kvs + kTile * ld;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int h = blockIdx.y, kvh = h / p.group;
+  const int q0 = blockIdx.x * kTile;
+  const int rows = min(kTile, p.tokens - q0);
+  const T* q = static_cast<const T*>(p.q);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+
+  for (int i = tid; i < kTile * d; i += kFlashThreads) {
+    const int r = i / d, c = i % d;
+    qs[r * ld + c] = r < rows ? to_float(q[(int64_t(q0 + r) * p.heads + h) * d + c]) : 0.0f;
+  }
+
+  // Keys [k_begin, k_end) can be seen by some query of this tile.
+  const int64_t first_pos = p.past + q0, last_pos = p.past + q0 + rows - 1;
+  const int64_t k_begin = p.window > 0 ? max(int64_t(0), first_pos - p.window + 1) : 0;
+  const int64_t k_end = last_pos + 1;
+
+  float o[4][kCols], m[4], l[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) o[i][c] = 0.0f;
+  }
+
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kTile) {
+    const int keys = int(min(int64_t(kTile), k_end - k0));
+    __syncthreads();  // the previous tile's V and P are no longer read
+    for (int i = tid; i < kTile * d; i += kFlashThreads) {
+      const int r = i / d, c = i % d;
+      kvs[r * ld + c] = r < keys ? to_float(k[((k0 + r) * p.kv_heads + kvh) * d + c]) : 0.0f;
+    }
+    __syncthreads();
+    float s[4][4] = {};
+    for (int c = 0; c < d; ++c) {
+      float a[4], b[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) a[i] = qs[(ty * 4 + i) * ld + c];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) b[j] = kvs[(tx + 16 * j) * ld + c];
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) s[i][j] = fmaf(a[i], b[j], s[i][j]);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int64_t pos = p.past + q0 + ty * 4 + i;
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int64_t key = k0 + tx + 16 * j;
+        const bool visible = tx + 16 * j < keys && key <= pos && (p.window <= 0 || key > pos - p.window);
+        s[i][j] = visible ? s[i][j] * p.scale : -INFINITY;
+        mx = fmaxf(mx, s[i][j]);
+      }
+#pragma unroll
+      for (int off = 8; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+      const float m_new = fmaxf(m[i], mx);
+      // A row with no visible key so far keeps m = -inf and contributes 0.
+      const float corr = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float pj = s[i][j] == -INFINITY ? 0.0f : expf(s[i][j] - m_new);
+        ps[(ty * 4 + i) * kPStride + tx + 16 * j] = pj;
+        sum += pj;
+      }
+      l[i] = l[i] * corr + sum;
+      m[i] = m_new;
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) o[i][c] *= corr;
+    }
+    __syncthreads();  // K and P complete
+    for (int i = tid; i < kTile * d; i += kFlashThreads) {
+      const int r = i / d, c = i % d;
+      kvs[r * ld + c] = r < keys ? to_float(v[((k0 + r) * p.kv_heads + kvh) * d + c]) : 0.0f;
+    }
+    __syncthreads();
+    for (int j = 0; j < keys; ++j) {
+      float pj[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) pj[i] = ps[(ty * 4 + i) * kPStride + j];
+#pragma unroll
+      for (int c = 0; c < kCols; ++c) {
+        const int col = tx + 16 * c;
+        if (col < d) {
+          const float vj = kvs[j * ld + col];
+#pragma unroll
+          for (int i = 0; i < 4; ++i) o[i][c] = fmaf(pj[i], vj, o[i][c]);
+        }
+      }
+    }
+  }
+
+  T* out = static_cast<T*>(p.out);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    float sum = l[i];
+#pragma unroll
+    for (int off = 8; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    const int r = ty * 4 + i;
+    if (r >= rows) continue;
+    const float inv = 1.0f / sum;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      const int col = tx + 16 * c;
+      if (col < d) out[(int64_t(q0 + r) * p.heads + h) * d + col] = from_float<T>(o[i][c] * inv);
+    }
+  }
+}
+
+constexpr int kDecodeWarps = 4;
+
+// One query (position past) per head; keys [key_lo, past] split in chunks.
+template <typename T, int kMaxD>
+__global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(const AttentionParams p, int64_t key_lo,
+                                                                             int64_t chunk, float* partial) {
+  constexpr int kCols = kMaxD / 32;
+  __shared__ float warp_o[kDecodeWarps][kMaxD];
+  __shared__ float warp_m[kDecodeWarps], warp_l[kDecodeWarps];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int h = blockIdx.x, split = blockIdx.y, splits = gridDim.y, kvh = h / p.group, d = p.d;
+  const T* q = static_cast<const T*>(p.q) + int64_t(h) * d;
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  float qr[kCols], acc[kCols];
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) {
+    const int col = lane + 32 * c;
+    qr[c] = col < d ? to_float(q[col]) : 0.0f;
+    acc[c] = 0.0f;
+  }
+  const int64_t begin = key_lo + split * chunk, end = min(begin + chunk, p.past + 1);
+  float m = -INFINITY, l = 0.0f;
+  for (int64_t j = begin + warp; j < end; j += kDecodeWarps) {
+    const T* kr = k + (j * p.kv_heads + kvh) * d;
+    float dot = 0.0f;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      const int col = lane + 32 * c;
+      if (col < d) dot = fmaf(qr[c], to_float(kr[col]), dot);
+    }
+    const float s = warp_sum(dot) * p.scale;
+    const float m_new = fmaxf(m, s);
+    const float corr = expf(m - m_new), pj = expf(s - m_new);
+    l = l * corr + pj;
+    m = m_new;
+    const T* vr = v + (j * p.kv_heads + kvh) * d;
+#pragma unroll
+    for (int c = 0; c < kCols; ++c) {
+      const int col = lane + 32 * c;
+      acc[c] = acc[c] * corr + (col < d ? pj * to_float(vr[col]) : 0.0f);
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < kCols; ++c) warp_o[warp][lane + 32 * c] = acc[c];
+  if (lane == 0) {
+    warp_m[warp] = m;
+    warp_l[warp] = l;
+  }
+  __syncthreads();
+  float mx = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) mx = fmaxf(mx, warp_m[w]);
+  float factor[kDecodeWarps], sum = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kDecodeWarps; ++w) {
+    factor[w] = warp_m[w] == -INFINITY ? 0.0f : expf(warp_m[w] - mx);
+    sum += warp_l[w] * factor[w];
+  }
+  for (int col = threadIdx.x; col < d; col += blockDim.x) {
+    float o = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kDecodeWarps; ++w) o += warp_o[w][col] * factor[w];
+    if (splits == 1) {
+      static_cast<T*>(p.out)[int64_t(h) * d + col] = from_float<T>(o / sum);
+    } else {
+      float* part = partial + (int64_t(h) * splits + split) * (d + 2);
+      part[2 + col] = o;
+      if (col == 0) {
+        part[0] = mx;
+        part[1] = sum;
+      }
+    }
+  }
+}
+
+// Merges the splits of each head: out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+template <typename T>
+__global__ void merge_splits_kernel(const float* partial, int splits, int d, T* out) {
+  const int h = blockIdx.x;
+  const float* base = partial + int64_t(h) * splits * (d + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, base[s * (d + 2)]);
+  float sum = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = base[s * (d + 2)];
+    if (ms != -INFINITY) sum += base[s * (d + 2) + 1] * expf(ms - mx);
+  }
+  for (int col = threadIdx.x; col < d; col += blockDim.x) {
+    float o = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = base[s * (d + 2)];
+      if (ms != -INFINITY) o += base[s * (d + 2) + 2 + col] * expf(ms - mx);
+    }
+    out[int64_t(h) * d + col] = from_float<T>(o / sum);
+  }
+}
+
+template <typename T, int kMaxD>
+void launch_flash(const AttentionParams& p) {
+  const int ld = row_stride(p.d);
+  const size_t smem = (size_t(2) * kTile * ld + size_t(kTile) * kPStride) * sizeof(float);
+  static bool configured = false;  // per instantiation; the limit is a property of the kernel
+  if (!configured) {
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, kMaxD>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           int((2 * kTile * (kMaxD + 1) + kTile * kPStride) * sizeof(float))));
+    configured = true;
+  }
+  const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
+  flash_attention_kernel<T, kMaxD><<<grid, kFlashThreads, smem>>>(p);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, int kMaxD>
+void launch_decode(const AttentionParams& p) {
+  const int64_t key_lo = p.window > 0 ? std::max<int64_t>(0, p.past - p.window + 1) : 0;
+  const int64_t keys = p.past + 1 - key_lo;
+  int device = 0, sms = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  // About two blocks an SM, at least 32 keys a split.
+  const int64_t want = std::max<int64_t>(1, (2 * sms + p.heads - 1) / p.heads);
+  const int64_t splits0 = std::clamp<int64_t>((keys + 31) / 32, 1, want);
+  const int64_t chunk = (keys + splits0 - 1) / splits0;
+  const int splits = int((keys + chunk - 1) / chunk);
+  float* partial = nullptr;
+  if (splits > 1)
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
+                                      size_t(p.heads) * splits * (p.d + 2) * sizeof(float), nullptr));
+  decode_attention_kernel<T, kMaxD>
+      <<<dim3(unsigned(p.heads), unsigned(splits)), kDecodeWarps * 32>>>(p, key_lo, chunk, partial);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  if (splits > 1) {
+    merge_splits_kernel<T><<<unsigned(p.heads), 128>>>(partial, splits, p.d, static_cast<T*>(p.out));
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, nullptr));
+  }
+}
+
+template <typename T, int kMaxD>
+void launch(const AttentionParams& p) {
+  if (p.tokens == 1) launch_decode<T, kMaxD>(p);
+  else launch_flash<T, kMaxD>(p);
+}
+
+}  // namespace
+
+void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t past, Tensor& out,
+               int64_t window) {
+  use_device(q.device().index);
+  AttentionParams p{q.raw_data(), k_cache.raw_data(), v_cache.raw_data(), out.raw_data(),
+                    int(q.dim(0)), int(q.dim(1)), int(k_cache.dim(1)), int(q.dim(2)), int(q.dim(1) / k_cache.dim(1)),
+                    past, window, 0.0f};
+  p.scale = 1.0f / sqrtf(float(p.d));
+  if (p.tokens == 0 || p.heads == 0 || p.d == 0) return;
+  if (p.d > 256)
+    throw_error("ops::attention on CUDA: head_dim " + std::to_string(p.d) + " is above the supported 256");
+  dispatch_device_float(q.dtype(), "ops::attention", [&](auto tag) {
+    using T = decltype(tag);
+    if (p.d <= 64) launch<T, 64>(p);
+    else if (p.d <= 128) launch<T, 128>(p);
+    else launch<T, 256>(p);
+  });
+}
+
+}  // namespace lowbit::ops::cuda

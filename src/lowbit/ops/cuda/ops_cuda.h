@@ -1,0 +1,23 @@
+// CUDA bodies of the decoder ops (include/lowbit/ops/{norm,rope,attention,
+// elementwise}.h). The front ends in src/lowbit/ops/*.cc validate arguments
+// and hand CUDA tensors here; every kernel loads its dtype as f32, computes in
+// f32 and rounds where the CPU body (ops/cpu/) rounds. Work is queued on the
+// default stream, like the linear ops.
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/ops/rope.h"
+
+namespace lowbit::ops::cuda {
+
+void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
+void add(const Tensor& a, const Tensor& b, Tensor& out);
+void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
+void embedding(const Tensor& ids, const Tensor& table, Tensor& out);
+void softmax(const Tensor& x, Tensor& out, bool log);
+void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position);
+void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t past, Tensor& out,
+               int64_t window);
+
+}  // namespace lowbit::ops::cuda

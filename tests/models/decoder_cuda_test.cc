@@ -1,0 +1,144 @@
+// Whole-model forward passes on the GPU against the CPU path and against the
+// logits transformers computed (shared/golden, shared/models).
+//
+// Tolerances. f32: the GPU sums in another order (cuBLAS, tiled attention,
+// block reductions), ~1e-6 relative per op; through a few layers that stays
+// below 1e-4 on logits of size ~1 (the CPU golden bound against transformers).
+// 16-bit and quantized: every op rounds to bf16/f16, so a sum in another
+// order flips an activation by one 16-bit ulp now and then (bf16: 0.4%), and
+// that moves the logits by up to a few 1e-2; the bound against the CPU is
+// taken from what the formats themselves move (transformers' own quantized
+// logits differ from fp32 by 0.03 (int8) to 0.47 (fp4)), and against
+// transformers the CPU golden test's bounds apply unchanged.
+#include <cmath>
+
+#include "lowbit/engine/model_loader.h"
+#include "support/test_support.h"
+
+namespace lowbit {
+namespace {
+
+using testing::golden_dir;
+using testing::models_dir;
+
+struct Diff {
+  double max_abs = 0.0, mean_abs = 0.0, argmax_agreement = 0.0;
+};
+
+Diff compare(const std::vector<float>& got, const std::vector<float>& want, int64_t vocab) {
+  Diff d;
+  const int64_t rows = int64_t(want.size()) / vocab;
+  int64_t agree = 0;
+  double sum = 0.0;
+  for (int64_t t = 0; t < rows; ++t) {
+    int64_t am_got = 0, am_want = 0;
+    for (int64_t v = 0; v < vocab; ++v) {
+      const size_t i = size_t(t * vocab + v);
+      const double e = std::fabs(double(got[i]) - want[i]);
+      d.max_abs = std::max(d.max_abs, e);
+      sum += e;
+      if (got[i] > got[size_t(t * vocab + am_got)]) am_got = v;
+      if (want[i] > want[size_t(t * vocab + am_want)]) am_want = v;
+    }
+    agree += am_got == am_want;
+  }
+  d.mean_abs = sum / double(want.size());
+  d.argmax_agreement = double(agree) / double(rows);
+  return d;
+}
+
+// Logits of every row of input_ids [batch, seq] from a fresh cache: the
+// prompt in one pass, then (decode = true) the same tokens one at a time,
+// which runs the decoding kernels.
+std::vector<float> run(const models::CausalLM& model, const Tensor& input_ids, bool decode) {
+  const int64_t batch = input_ids.dim(0), seq = input_ids.dim(1);
+  std::vector<float> all;
+  for (int64_t b = 0; b < batch; ++b) {
+    std::vector<int32_t> ids(static_cast<size_t>(seq));
+    for (int64_t t = 0; t < seq; ++t) ids[size_t(t)] = int32_t(input_ids.data<int64_t>()[b * seq + t]);
+    auto cache = model.make_cache(seq);
+    if (!decode) {
+      const auto got = testing::to_floats(model.forward(ids, cache, true));
+      all.insert(all.end(), got.begin(), got.end());
+      continue;
+    }
+    for (int64_t t = 0; t < seq; ++t) {
+      const auto got = testing::to_floats(model.forward(std::span(ids).subspan(size_t(t), 1), cache, false));
+      all.insert(all.end(), got.begin(), got.end());
+    }
+  }
+  return all;
+}
+
+struct Case {
+  std::string name;
+  std::filesystem::path dir;
+  std::optional<DType> dtype;
+  std::filesystem::path reference;  // logits file
+  std::string key;                  // its logits tensor
+  double ref_max, ref_mean, ref_argmax;  // bounds against transformers (the CPU test's)
+  double cpu_max, cpu_mean;              // bounds against the CPU path
+};
+
+class DecoderCuda : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecoderCuda, MatchesCpuAndTransformers) {
+  LOWBIT_REQUIRE_CUDA();
+  const Case& c = GetParam();
+  const auto cpu = engine::load_model(c.dir, {.dtype = c.dtype});
+  const auto gpu = engine::load_model(c.dir, {.dtype = c.dtype, .device = Device::cuda(0)});
+  EXPECT_EQ(gpu->device(), Device::cuda(0));
+  EXPECT_EQ(gpu->weight_bytes(), cpu->weight_bytes());
+  const auto ref = io::SafetensorsReader::open(c.reference);
+  const Tensor ids = ref.tensor("input_ids");
+  const Tensor expected = ref.tensor(c.key);
+  const int64_t vocab = expected.dim(-1);
+  const auto want = testing::to_floats(expected);
+  const auto on_cpu = run(*cpu, ids, false);
+  for (bool decode : {false, true}) {
+    const auto got = run(*gpu, ids, decode);
+    const Diff vs_cpu = compare(got, on_cpu, vocab), vs_ref = compare(got, want, vocab);
+    std::printf("%s %s: vs cpu max %.3g mean %.3g argmax %.3f | vs transformers max %.3g mean %.3g argmax %.3f\n",
+                c.name.c_str(), decode ? "decode" : "prompt", vs_cpu.max_abs, vs_cpu.mean_abs, vs_cpu.argmax_agreement,
+                vs_ref.max_abs, vs_ref.mean_abs, vs_ref.argmax_agreement);
+    EXPECT_LE(vs_cpu.max_abs, c.cpu_max) << (decode ? "decode" : "prompt");
+    EXPECT_LE(vs_cpu.mean_abs, c.cpu_mean) << (decode ? "decode" : "prompt");
+    EXPECT_LE(vs_ref.max_abs, c.ref_max) << (decode ? "decode" : "prompt");
+    EXPECT_LE(vs_ref.mean_abs, c.ref_mean) << (decode ? "decode" : "prompt");
+    EXPECT_GE(vs_ref.argmax_agreement, c.ref_argmax) << (decode ? "decode" : "prompt");
+  }
+}
+
+std::vector<Case> cases() {
+  const auto dev = golden_dir() / "dev-llama", arch = golden_dir() / "dev-arch";
+  const auto dev_logits = dev / "logits.safetensors", arch_logits = arch / "logits.safetensors";
+  const auto shakespeare = models_dir() / "shakespeare-llama", sh_logits = models_dir() / "shakespeare-llama-logits.safetensors";
+  return {
+      {"dev_llama_fp32", dev / "fp32", {}, dev_logits, "logits.fp32", 1e-4, 1e-5, 1.0, 1e-4, 1e-5},
+      {"dev_llama_int8", dev / "int8", {}, dev_logits, "logits.int8", 0.03, 0.005, 0.95, 0.03, 0.005},
+      {"dev_llama_nf4_dq_bf16", dev / "nf4-dq-bf16", {}, dev_logits, "logits.nf4-dq-bf16", 0.02, 0.003, 0.95, 0.03, 0.004},
+      {"dev_llama_fp4_f16", dev / "fp4-f16", {}, dev_logits, "logits.fp4-f16", 0.004, 0.0005, 0.97, 0.004, 0.0005},
+      {"qwen2", arch / "qwen2", {}, arch_logits, "logits.qwen2", 1e-4, 1e-5, 1.0, 1e-4, 1e-5},
+      {"mistral", arch / "mistral", {}, arch_logits, "logits.mistral", 1e-4, 1e-5, 1.0, 1e-4, 1e-5},
+      {"llama3_rope", arch / "llama3-rope", {}, arch_logits, "logits.llama3-rope", 1e-4, 1e-5, 1.0, 1e-4, 1e-5},
+      {"shakespeare_f32", shakespeare, DType::F32, sh_logits, "logits.fp32", 1e-3, 1e-4, 1.0, 1e-4, 1e-5},
+      // bf16 against transformers' fp32 logits: bf16 itself moves them (the CPU
+      // path's bf16 logits differ from fp32 by the same order).
+      {"shakespeare_bf16", shakespeare, DType::BF16, sh_logits, "logits.fp32", 0.25, 0.03, 0.9, 0.1, 0.01},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, DecoderCuda, ::testing::ValuesIn(cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(DecoderCuda, CacheOfAnotherDeviceIsRefused) {
+  LOWBIT_REQUIRE_CUDA();
+  const auto gpu = engine::load_model(golden_dir() / "dev-llama/fp32", {.device = Device::cuda(0)});
+  const auto cpu = engine::load_model(golden_dir() / "dev-llama/fp32");
+  auto cache = cpu->make_cache(4);
+  const std::vector<int32_t> ids = {1, 2};
+  EXPECT_THROW(gpu->forward(ids, cache, false), Error);
+}
+
+}  // namespace
+}  // namespace lowbit

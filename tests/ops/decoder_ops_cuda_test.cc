@@ -1,0 +1,228 @@
+// The decoder ops on the GPU (RMSNorm, residual add, SwiGLU, embedding,
+// softmax, RoPE, attention) against the CPU ops, for f32, bf16 and f16, on
+// odd shapes: single rows, lengths 1/3/17/300, GQA ratios 1 and 4, queries
+// past the start of the cache, sliding windows, odd head dimensions.
+#include <cmath>
+#include <random>
+
+#include <gmock/gmock.h>
+
+#include "lowbit/ops/attention.h"
+#include "lowbit/ops/elementwise.h"
+#include "lowbit/ops/norm.h"
+#include "lowbit/ops/rope.h"
+#include "support/test_support.h"
+
+namespace lowbit {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+constexpr DType kDtypes[] = {DType::F32, DType::BF16, DType::F16};
+
+Tensor random_tensor(Shape shape, DType dtype, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (auto& e : v) e = dist(rng);
+  return Tensor::from_vector(v, shape).cast(dtype);
+}
+
+double ulp_of(DType dtype) { return dtype == DType::BF16 ? 1.0 / 128 : dtype == DType::F16 ? 1.0 / 1024 : 1.0 / (1 << 23); }
+
+// Largest |got - want| / max(|want|, floor), in ulps of the dtype at that magnitude.
+double max_rel_ulps(const Tensor& got_t, const Tensor& want_t, double floor) {
+  const auto got = testing::to_floats(got_t), want = testing::to_floats(want_t);
+  double worst = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i]) != std::isnan(want[i])) return INFINITY;
+    if (std::isnan(want[i])) continue;
+    const double e = std::fabs(double(got[i]) - want[i]) / std::max(std::fabs(double(want[i])), floor);
+    worst = std::max(worst, e / ulp_of(want_t.dtype()));
+  }
+  return worst;
+}
+
+// Largest |got - want| over the largest |want|, in ulps of the dtype.
+double ulps_of_max(const Tensor& got_t, const Tensor& want_t) {
+  const auto got = testing::to_floats(got_t), want = testing::to_floats(want_t);
+  double max_err = 0.0, scale = 0.0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    max_err = std::max(max_err, std::fabs(double(got[i]) - want[i]));
+    scale = std::max(scale, std::fabs(double(want[i])));
+  }
+  return max_err / (scale * ulp_of(want_t.dtype()));
+}
+
+bool bit_equal(const Tensor& a, const Tensor& b) {
+  const Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
+  return ha.nbytes() == hb.nbytes() && std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
+}
+
+// Sums of squares in another order move rsqrt by an f32 ulp or two; after
+// the rounding to a 16-bit dtype that flips at most one ulp.
+TEST(DecoderOpsCuda, RmsNorm) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 1;
+  for (DType dtype : kDtypes)
+    for (auto [rows, dim] : {std::pair<int64_t, int64_t>{1, 256}, {3, 4096}, {17, 100}, {300, 33}, {2, 11008}}) {
+      const Tensor x = random_tensor({rows, dim}, dtype, seed++, 3.0f);
+      const Tensor w = random_tensor({dim}, dtype, seed++);
+      Tensor want = Tensor::empty({rows, dim}, dtype), got = Tensor::empty({rows, dim}, dtype, kGpu);
+      ops::rms_norm(x, w, 1e-5f, want);
+      ops::rms_norm(x.to(kGpu), w.to(kGpu), 1e-5f, got);
+      EXPECT_LE(max_rel_ulps(got, want, 1e-3), dtype == DType::F32 ? 8.0 : 1.01)
+          << dtype_name(dtype) << " [" << rows << ", " << dim << "]";
+    }
+}
+
+// Add is one rounding of an exact f32 sum: equal bits. SwiGLU: CUDA's expf
+// is within 2 ulps of exp, which moves silu by an f32 ulp at most; the
+// 16-bit results flip by one ulp at most where that crosses a rounding edge.
+TEST(DecoderOpsCuda, AddAndSiluMul) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 100;
+  for (DType dtype : kDtypes)
+    for (int64_t n : {1, 3, 17, 300, 100003}) {
+      const Tensor a = random_tensor({n}, dtype, seed++, 4.0f), b = random_tensor({n}, dtype, seed++, 4.0f);
+      Tensor want = Tensor::empty({n}, dtype), got = a.to(kGpu);
+      ops::add(a, b, want);
+      ops::add(got, b.to(kGpu), got);  // in place, as the decoder's residual
+      EXPECT_TRUE(bit_equal(got, want)) << "add " << dtype_name(dtype) << " " << n;
+      Tensor want_s = Tensor::empty({n}, dtype), got_s = Tensor::empty({n}, dtype, kGpu);
+      ops::silu_mul(a, b, want_s);
+      ops::silu_mul(a.to(kGpu), b.to(kGpu), got_s);
+      EXPECT_LE(max_rel_ulps(got_s, want_s, 1e-3), dtype == DType::F32 ? 4.0 : 1.01)
+          << "silu_mul " << dtype_name(dtype) << " " << n;
+    }
+}
+
+TEST(DecoderOpsCuda, EmbeddingConvertsAndRejectsBadIds) {
+  LOWBIT_REQUIRE_CUDA();
+  const Tensor table = random_tensor({50, 37}, DType::F32, 7);
+  for (DType from : kDtypes)
+    for (DType to : kDtypes) {
+      const Tensor t = table.cast(from);
+      const Tensor ids32 = Tensor::from_vector(std::vector<int32_t>{49, 0, 3, 3, 17});
+      const Tensor ids64 = Tensor::from_vector(std::vector<int64_t>{49, 0, 3, 3, 17});
+      Tensor want = Tensor::empty({5, 37}, to);
+      ops::embedding(ids32, t, want);
+      for (const Tensor* ids : {&ids32, &ids64}) {
+        Tensor got = Tensor::empty({5, 37}, to, kGpu);
+        ops::embedding(ids->to(kGpu), t.to(kGpu), got);
+        EXPECT_TRUE(bit_equal(got, want)) << dtype_name(from) << " -> " << dtype_name(to);
+      }
+    }
+  Tensor out = Tensor::empty({2, 37}, DType::F32, kGpu);
+  const Tensor bad = Tensor::from_vector(std::vector<int32_t>{1, 50}).to(kGpu);
+  EXPECT_THAT([&] { ops::embedding(bad, table.to(kGpu), out); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("token id 50 is outside the vocabulary [0, 50)")));
+  // A good lookup after the error works (the error flag is reset).
+  const Tensor good = Tensor::from_vector(std::vector<int32_t>{1, 2}).to(kGpu);
+  EXPECT_NO_THROW(ops::embedding(good, table.to(kGpu), out));
+}
+
+TEST(DecoderOpsCuda, SoftmaxAndLogSoftmax) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 200;
+  for (DType dtype : kDtypes)
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 2048}, {3, 5}, {17, 32000}, {300, 1}}) {
+      const Tensor x = random_tensor({rows, cols}, dtype, seed++, 5.0f);
+      for (bool log : {false, true}) {
+        Tensor want = Tensor::empty({rows, cols}, DType::F32), got = Tensor::empty({rows, cols}, DType::F32, kGpu);
+        if (log) {
+          ops::log_softmax(x, want);
+          ops::log_softmax(x.to(kGpu), got);
+        } else {
+          ops::softmax(x, want);
+          ops::softmax(x.to(kGpu), got);
+        }
+        const auto g = testing::to_floats(got), w = testing::to_floats(want);
+        double worst = 0.0;
+        for (size_t i = 0; i < w.size(); ++i)
+          worst = std::max(worst, std::fabs(double(g[i]) - w[i]) / (log ? std::max(1.0, std::fabs(double(w[i]))) : 1.0));
+        // f32 sums of up to 32000 terms in another order (the CPU sums in f64).
+        EXPECT_LE(worst, 2e-6) << (log ? "log_softmax " : "softmax ") << dtype_name(dtype) << " [" << rows << ", "
+                               << cols << "]";
+      }
+    }
+}
+
+// Same roundings, same f32 tables, no FMA contraction on either side: equal bits.
+TEST(DecoderOpsCuda, RopeDefaultAndLlama3) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 300;
+  ops::RopeConfig llama3{.head_dim = 128, .theta = 500000.0f, .type = "llama3", .factor = 8.0f};
+  ops::RopeConfig plain{.head_dim = 64};
+  ops::RopeConfig odd{.head_dim = 6, .theta = 1000.0f, .type = "linear", .factor = 2.0f};
+  for (const auto& config : {plain, llama3, odd}) {
+    const ops::RopeTables tables = ops::rope_tables(config, 1024);
+    const ops::RopeTables gpu_tables{tables.cos.to(kGpu), tables.sin.to(kGpu)};
+    for (DType dtype : kDtypes)
+      for (auto [tokens, heads, first] : {std::tuple<int64_t, int64_t, int64_t>{1, 4, 0}, {3, 2, 700}, {17, 1, 5},
+                                          {300, 8, 723}}) {
+        Tensor want = random_tensor({tokens, heads, config.head_dim}, dtype, seed++, 2.0f);
+        Tensor got = want.to(kGpu);
+        ops::apply_rope(want, tables, first);
+        ops::apply_rope(got, gpu_tables, first);
+        EXPECT_TRUE(bit_equal(got, want)) << config.type << " d " << config.head_dim << " " << dtype_name(dtype)
+                                          << " tokens " << tokens << " at " << first;
+      }
+  }
+}
+
+struct AttentionCase {
+  int64_t tokens, past, heads, kv_heads, dim, window;
+};
+
+class AttentionCuda : public ::testing::TestWithParam<AttentionCase> {};
+
+// f32 scores, softmax and weighted sums in another order (tiles, online
+// softmax, split keys): f32 agrees to ~1e-6 of the largest output; the 16-bit
+// outputs round the same f32 value, so they differ by at most an ulp of the
+// largest |out| (2 allowed: values near a rounding edge of a smaller exponent).
+TEST_P(AttentionCuda, MatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  const auto c = GetParam();
+  const int64_t capacity = c.past + c.tokens + 5;
+  uint32_t seed = uint32_t(c.tokens * 1000 + c.past * 7 + c.dim);
+  for (DType dtype : kDtypes) {
+    const Tensor q = random_tensor({c.tokens, c.heads, c.dim}, dtype, seed++, 2.0f);
+    const Tensor k = random_tensor({capacity, c.kv_heads, c.dim}, dtype, seed++, 2.0f);
+    const Tensor v = random_tensor({capacity, c.kv_heads, c.dim}, dtype, seed++);
+    Tensor want = Tensor::empty({c.tokens, c.heads * c.dim}, dtype);
+    Tensor got = Tensor::empty({c.tokens, c.heads * c.dim}, dtype, kGpu);
+    ops::attention(q, k, v, c.past, want, c.window);
+    ops::attention(q.to(kGpu), k.to(kGpu), v.to(kGpu), c.past, got, c.window);
+    const double ulps = ulps_of_max(got, want);
+    EXPECT_LE(ulps, dtype == DType::F32 ? 64.0 : 2.0)
+        << dtype_name(dtype) << " tokens " << c.tokens << " past " << c.past << " heads " << c.heads << "/"
+        << c.kv_heads << " d " << c.dim << " window " << c.window;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, AttentionCuda,
+    ::testing::Values(AttentionCase{1, 0, 4, 4, 64, 0}, AttentionCase{1, 299, 8, 2, 128, 0},
+                      AttentionCase{1, 4000, 32, 8, 128, 0}, AttentionCase{1, 700, 4, 1, 64, 256},
+                      AttentionCase{3, 0, 4, 1, 64, 0}, AttentionCase{3, 20, 6, 6, 33, 0},
+                      AttentionCase{17, 0, 8, 2, 128, 0}, AttentionCase{17, 50, 4, 4, 7, 5},
+                      AttentionCase{300, 0, 4, 1, 64, 0}, AttentionCase{300, 17, 8, 2, 128, 100},
+                      AttentionCase{300, 64, 2, 2, 256, 0}, AttentionCase{65, 3, 4, 4, 80, 0},
+                      AttentionCase{1, 5, 2, 2, 200, 0}, AttentionCase{2, 1, 3, 1, 1, 0}),
+    [](const auto& info) {
+      const auto& s = info.param;
+      return "t" + std::to_string(s.tokens) + "_past" + std::to_string(s.past) + "_h" + std::to_string(s.heads) +
+             "_kv" + std::to_string(s.kv_heads) + "_d" + std::to_string(s.dim) + "_w" + std::to_string(s.window);
+    });
+
+TEST(DecoderOpsCuda, RejectsMixedDevices) {
+  LOWBIT_REQUIRE_CUDA();
+  const Tensor x = random_tensor({2, 8}, DType::F32, 1);
+  Tensor out = Tensor::empty({2, 8}, DType::F32, kGpu);
+  EXPECT_THAT([&] { ops::add(x, x.to(kGpu), out); },
+              ::testing::ThrowsMessage<Error>(::testing::HasSubstr("tensors on different devices")));
+}
+
+}  // namespace
+}  // namespace lowbit
