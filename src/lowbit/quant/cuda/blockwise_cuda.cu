@@ -122,6 +122,9 @@ template <typename T, bool kNF4>
 __global__ void __launch_bounds__(kVectorThreads)
     quantize_4bit_vectorized_kernel(const T* x, int64_t groups, int lanes, uint8_t* packed, float* absmax) {
   __shared__ float warp_max[kVectorThreads / 32];
+  __shared__ float nf4_thresholds[16], fp4_thresholds[16];
+  if (threadIdx.x < 16) fill_threshold_tables(nf4_thresholds, fp4_thresholds, threadIdx.x);
+  __syncthreads();
   const int warp = threadIdx.x / 32;
   for (int64_t first = int64_t(blockIdx.x) * kVectorThreads; first < groups;
        first += int64_t(gridDim.x) * kVectorThreads) {
@@ -149,7 +152,8 @@ __global__ void __launch_bounds__(kVectorThreads)
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const float a = __fmul_rn(v[2 * j], scale), b = __fmul_rn(v[2 * j + 1], scale);
-      const uint32_t byte = kNF4 ? (nf4_code(a) << 4 | nf4_code(b)) : (fp4_code(a) << 4 | fp4_code(b));
+      const uint32_t byte = kNF4 ? (nf4_code_search(a, nf4_thresholds) << 4 | nf4_code_search(b, nf4_thresholds))
+                                 : (fp4_code_search(a, fp4_thresholds) << 4 | fp4_code_search(b, fp4_thresholds));
       word[j / 4] |= byte << (8 * (j % 4));
     }
     __stcs(reinterpret_cast<uint2*>(packed) + g, make_uint2(word[0], word[1]));
