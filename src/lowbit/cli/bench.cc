@@ -21,7 +21,7 @@ struct BenchArgs {
   int64_t batch = 1;
   int64_t prompt = 32;
   int64_t decode = 128;
-  std::vector<int64_t> prefill = {512, 2048};
+  std::vector<std::string> prefill = {"512", "2048"};
   int repeats = 3;
   uint64_t seed = 0;
   int threads = 0;
@@ -59,13 +59,24 @@ engine::BenchOptions options_from(const BenchArgs& a) {
                             "sequence at a time)",
                             a.batch))
         .with_option("--batch");
-  for (const int64_t n : a.prefill)
-    if (n <= 0) throw Error(fmt::format("--prefill {}: lengths must be positive", n)).with_option("--prefill");
+  o.prefill.clear();
+  for (const auto& text : a.prefill) {
+    if (text.empty() || text == "none") continue;
+    size_t used = 0;
+    int64_t n = 0;
+    try {
+      n = std::stoll(text, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != text.size() || n <= 0)
+      throw Error(fmt::format("--prefill {}: expected positive token counts such as 512,2048, or none", text))
+          .with_option("--prefill");
+    o.prefill.push_back(n);
+  }
   o.formats = a.formats;
   o.batch = a.batch;
   o.prompt = a.prompt;
   o.decode = a.decode;
-  o.prefill = a.prefill;
   o.repeats = a.repeats;
   return o;
 }
@@ -113,7 +124,7 @@ const CommandRegistration registration{{
       app.add_option("--decode", a->decode, "single-token decode steps timed after the prompt")
           ->check(CLI::PositiveNumber)
           ->default_str("128");
-      app.add_option("--prefill", a->prefill, "comma-separated prompt lengths whose prefill speed is reported")
+      app.add_option("--prefill", a->prefill, "comma-separated prompt lengths whose prefill speed is reported, or none")
           ->delimiter(',')
           ->default_str("512,2048");
       app.add_option("--repeats", a->repeats, "runs after the warm-up, median reported (when a run takes < 5 s)")

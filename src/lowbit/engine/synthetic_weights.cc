@@ -1,5 +1,8 @@
 #include "lowbit/engine/synthetic_weights.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "lowbit/core/half.h"
@@ -165,8 +168,9 @@ void fill_normal(const Tensor& out, uint64_t key, float stddev) {
   const size_t n = size_t(out.numel());
   switch (out.dtype()) {
     case DType::F32: fill_normal_as(out.data<float>(), n, key, stddev, [](float v) { return v; }); break;
-    case DType::F16: fill_normal_as(out.data<f16>(), n, key, stddev, f32_to_f16); break;
-    case DType::BF16: fill_normal_as(out.data<bf16>(), n, key, stddev, f32_to_bf16); break;
+    // Lambdas rather than function pointers, so that the conversion inlines.
+    case DType::F16: fill_normal_as(out.data<f16>(), n, key, stddev, [](float v) { return f32_to_f16(v); }); break;
+    case DType::BF16: fill_normal_as(out.data<bf16>(), n, key, stddev, [](float v) { return f32_to_bf16(v); }); break;
     default: fail("fill_normal: dtype {} is not f32, f16 or bf16", dtype_name(out.dtype()));
   }
 }
@@ -174,8 +178,24 @@ void fill_normal(const Tensor& out, uint64_t key, float stddev) {
 io::TensorSource synthetic_weights(const models::ModelConfig& config, DType dtype, uint64_t seed, float stddev) {
   io::TensorSource source;
   source.entries = checkpoint_tensors(config, dtype);
-  source.make = [seed, stddev](const io::TensorSource::Entry& e) {
-    Tensor t = Tensor::empty(e.shape, e.dtype);
+  // A linear weight that is quantized on load lives only until the loader has
+  // converted it; later tensors of about its size reuse its memory (faulting in
+  // fresh pages costs as much as filling them). By the time the next tensor is
+  // asked for, a buffer that someone else still holds has been kept by the
+  // model and leaves the pool.
+  auto pool = std::make_shared<std::vector<std::shared_ptr<Storage>>>();
+  source.make = [seed, stddev, pool](const io::TensorSource::Entry& e) {
+    std::erase_if(*pool, [](const auto& s) { return s.use_count() > 1; });
+    const size_t bytes = storage_bytes(e.dtype, size_t(shape_numel(e.shape)));
+    Tensor t;
+    const auto fits = std::find_if(pool->begin(), pool->end(),
+                                   [&](const auto& s) { return s->bytes() >= bytes && s->bytes() <= 2 * bytes; });
+    if (fits != pool->end()) {
+      t = Tensor::view(*fits, 0, e.shape, e.dtype);
+    } else {
+      t = Tensor::empty(e.shape, e.dtype);
+      pool->push_back(t.storage());
+    }
     if (ends_with(e.name, "norm.weight")) fill_constant(t, 1.0f);
     else if (ends_with(e.name, ".bias")) fill_constant(t, 0.0f);
     else fill_normal(t, tensor_key(seed, e.name), stddev);
