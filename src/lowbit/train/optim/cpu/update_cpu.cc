@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "lowbit/core/thread_pool.h"
+#include "train/optim/cpu/code_search_highway.h"
 #include "train/optim/kernels.h"
 
 namespace lowbit::train::optim::detail::cpu {
@@ -62,9 +63,7 @@ __attribute__((always_inline)) inline void update_8bit_blocks(const StepParams& 
     }
     for (int k = 0; k < S; ++k) {
       t.absmax[k][b] = new_absmax[k];
-      const bool is_signed = state_signed(R, k);
-      for (int j = 0; j < valid; ++j)
-        t.codes[k][base + j] = quantize_nearest(*search[k], s[k][j] / new_absmax[k], is_signed, s[k][j]);
+      quantize_nearest_block(*search[k], s[k], valid, new_absmax[k], state_signed(R, k), t.codes[k] + base);
     }
   }
 }
