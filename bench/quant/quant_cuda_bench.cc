@@ -13,6 +13,7 @@
 
 #include "lowbit/quant/blockwise.h"
 #include "quant/cuda/kernels.h"
+#include "support/cuda_events.h"
 
 namespace {
 
@@ -43,28 +44,10 @@ const Tensor& weight_on_gpu() {
   return w;
 }
 
-// Returns seconds per call.
+// Seconds per call; adds GB/s of input and the ratio to the copy's time.
 template <typename Fn>
-double time_with_events(benchmark::State& state, Fn&& fn) {
-  for (int i = 0; i < 3; ++i) fn();  // warm-up
-  check(cudaDeviceSynchronize());
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start));
-  check(cudaEventCreate(&stop));
-  double total = 0;
-  for (auto _ : state) {
-    check(cudaEventRecord(start));
-    fn();
-    check(cudaEventRecord(stop));
-    check(cudaEventSynchronize(stop));
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(ms / 1e3);
-    total += ms / 1e3;
-  }
-  check(cudaEventDestroy(start));
-  check(cudaEventDestroy(stop));
-  const double per_call = total / double(state.iterations());
+double time_and_count(benchmark::State& state, Fn&& fn) {
+  const double per_call = lowbit::bench::time_with_events(state, fn);
   state.counters["input_GB_per_s"] = double(kElems) * 2 / per_call / 1e9;
   if (copy_seconds > 0) state.counters["x_copy_time"] = per_call / copy_seconds;
   return per_call;
@@ -75,7 +58,7 @@ void BM_DeviceCopy(benchmark::State& state) {
   const Tensor& w = weight_on_gpu();
   void* dst = nullptr;
   check(cudaMalloc(&dst, bytes));
-  copy_seconds = time_with_events(state, [&] {
+  copy_seconds = time_and_count(state, [&] {
     check(cudaMemcpyAsync(dst, w.raw_data(), bytes, cudaMemcpyDeviceToDevice));
   });
   state.counters["read_plus_write_GB_per_s"] = 2.0 * double(bytes) / copy_seconds / 1e9;
@@ -89,7 +72,7 @@ void BM_QuantizeNF4(benchmark::State& state) {
   float* absmax = nullptr;
   check(cudaMalloc(&packed, size_t(kElems) / 2));
   check(cudaMalloc(&absmax, size_t(kElems / kBlock) * 4));
-  time_with_events(state, [&] {
+  time_and_count(state, [&] {
     cuda::quantize_4bit(DType::BF16, w.raw_data(), kElems, QuantType::NF4, kBlock, packed, absmax);
   });
   check(cudaFree(packed));
@@ -101,7 +84,7 @@ BENCHMARK(BM_QuantizeNF4)->UseManualTime()->Unit(benchmark::kMicrosecond)->Itera
 // quantization of the absmax and its mean on the host included.
 void BM_QuantizeNF4DoubleQuantTensor(benchmark::State& state) {
   const Tensor& w = weight_on_gpu();
-  time_with_events(state, [&] {
+  time_and_count(state, [&] {
     QuantState s;
     benchmark::DoNotOptimize(quantize_4bit(w, QuantType::NF4, kBlock, true, s));
   });
@@ -114,7 +97,7 @@ void BM_DequantizeNF4(benchmark::State& state) {
   const Tensor packed = quantize_4bit(w, QuantType::NF4, kBlock, false, s);
   void* out = nullptr;
   check(cudaMalloc(&out, size_t(kElems) * 2));
-  time_with_events(state, [&] {
+  time_and_count(state, [&] {
     cuda::dequantize_4bit(DType::BF16, packed.data<uint8_t>(), s.absmax.data<float>(), kElems, QuantType::NF4, kBlock,
                           out);
   });

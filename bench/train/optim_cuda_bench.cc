@@ -12,6 +12,7 @@
 #include <random>
 
 #include "lowbit/train/optim/optimizer.h"
+#include "support/cuda_events.h"
 
 namespace {
 
@@ -37,27 +38,6 @@ Tensor random_on_gpu(int64_t n, float scale, uint32_t seed) {
   return h.to(Device::cuda(0));
 }
 
-// Events around each call, reported as manual time per call.
-template <typename Fn>
-void time_with_events(benchmark::State& state, Fn&& fn) {
-  for (int i = 0; i < 5; ++i) fn();  // warm-up
-  check(cudaDeviceSynchronize());
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start));
-  check(cudaEventCreate(&stop));
-  for (auto _ : state) {
-    check(cudaEventRecord(start));
-    fn();
-    check(cudaEventRecord(stop));
-    check(cudaEventSynchronize(stop));
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop));
-    state.SetIterationTime(ms / 1e3);
-  }
-  check(cudaEventDestroy(start));
-  check(cudaEventDestroy(stop));
-}
-
 void BM_DeviceCopy(benchmark::State& state) {
   // Same bytes as one AdamW 8-bit step: 8 B read + 8 B written per parameter.
   const size_t bytes = size_t(kParams) * 8;
@@ -65,7 +45,7 @@ void BM_DeviceCopy(benchmark::State& state) {
   check(cudaMalloc(&src, bytes));
   check(cudaMalloc(&dst, bytes));
   check(cudaMemset(src, 1, bytes));
-  time_with_events(state, [&] { check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); });
+  lowbit::bench::time_with_events(state, [&] { check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 5);
   state.counters["GB_per_s"] = benchmark::Counter(2.0 * bytes / 1e9 * double(state.iterations()),
                                                   benchmark::Counter::kIsRate);
   check(cudaFree(src));
@@ -81,7 +61,7 @@ void BM_AdamWStep(benchmark::State& state) {
   Tensor g = random_on_gpu(kParams, 1e-2f, 2);
   Optimizer opt(config);
   opt.add(p);
-  time_with_events(state, [&] { opt.step(std::span<const Tensor>(&g, 1)); });
+  lowbit::bench::time_with_events(state, [&] { opt.step(std::span<const Tensor>(&g, 1)); }, 5);
   const double bytes = double(kParams) * (12.0 + (bits == 8 ? 4.0 + 16.0 / 256 : 16.0));
   state.counters["GB_per_s"] = benchmark::Counter(bytes / 1e9 * double(state.iterations()), benchmark::Counter::kIsRate);
   state.counters["state_bytes_per_param"] = double(opt.state_bytes()) / double(kParams);
