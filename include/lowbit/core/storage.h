@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 
@@ -46,6 +47,17 @@ class Storage {
   MemoryKind kind_ = MemoryKind::Host;
   std::shared_ptr<void> owner_;
 };
+
+// GPU memory allocated through Storage (weights, caches, activations; not the
+// CUDA context, library workspaces or stream-ordered scratch), over all GPUs:
+// in use now and the most in use since the last reset, as PyTorch's
+// memory_allocated / max_memory_allocated count it.
+struct DeviceMemoryStats {
+  uint64_t allocated = 0;
+  uint64_t peak = 0;
+};
+DeviceMemoryStats device_memory_stats();
+void reset_device_memory_peak();  // the peak becomes what is allocated now
 
 // Device-aware copy of raw bytes (host<->host, host<->cuda, cuda<->cuda).
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);

@@ -63,11 +63,14 @@ struct BenchRow {
   int64_t batch = 1, prompt = 0, decode = 0;
   double prefill_tokens_per_second = 0.0;  // of the prompt
   double decode_tokens_per_second = 0.0;
-  // cuda: the high-water mark of device memory allocated by lowbit while
-  // prompt + decode ran (weights, cache, activations); cpu: weight + cache bytes.
+  // cuda: the most GPU memory lowbit held while prompt + decode ran (weights,
+  // cache, activations: core/storage.h's device_memory_stats, as PyTorch's
+  // max_memory_allocated); cpu: weight + cache bytes.
   uint64_t peak_memory_bytes = 0;
   uint64_t weight_bytes = 0;               // CausalLM::weight_bytes()
-  uint64_t device_memory_used_bytes = 0;   // cuda: used on the device (cudaMemGetInfo) after decoding
+  // cuda: in use on the device after decoding (cudaMemGetInfo: the CUDA
+  // context, library workspaces and other processes included).
+  uint64_t device_memory_used_bytes = 0;
   uint64_t host_peak_rss_bytes = 0;        // the process's resident high-water mark so far
   std::vector<PrefillSpeed> prefill;
   double load_seconds = 0.0;

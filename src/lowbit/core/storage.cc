@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -29,7 +30,20 @@ void cuda_memset(void*, int, size_t, int) { no_cuda(); }
 
 namespace {
 constexpr size_t kHostAlignment = 64;
+
+std::atomic<uint64_t> device_allocated{0}, device_peak{0};
+
+void count_device_allocation(uint64_t bytes) {
+  const uint64_t now = device_allocated.fetch_add(bytes) + bytes;
+  uint64_t peak = device_peak.load();
+  while (now > peak && !device_peak.compare_exchange_weak(peak, now)) {
+  }
 }
+}  // namespace
+
+DeviceMemoryStats device_memory_stats() { return {device_allocated.load(), device_peak.load()}; }
+
+void reset_device_memory_peak() { device_peak.store(device_allocated.load()); }
 
 std::shared_ptr<Storage> Storage::allocate(size_t bytes, MemoryKind kind, Device device) {
   auto s = std::shared_ptr<Storage>(new Storage());
@@ -55,7 +69,11 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, MemoryKind kind, Device
       LOWBIT_CHECK(device.is_cuda(), "CUDA memory needs a cuda device, got {}", device.str());
       const int idx = device.index;
       s->data_ = detail::cuda_malloc(alloc, idx);
-      s->owner_ = std::shared_ptr<void>(s->data_, [idx](void* p) { detail::cuda_free(p, idx); });
+      count_device_allocation(alloc);
+      s->owner_ = std::shared_ptr<void>(s->data_, [idx, alloc](void* p) {
+        device_allocated.fetch_sub(alloc);
+        detail::cuda_free(p, idx);
+      });
       break;
     }
     default:

@@ -66,19 +66,6 @@ void check_options(const BenchOptions& o) {
                  o.device.str(), cuda_device_count(), cuda_available() ? "" : " (or lowbit was built without CUDA)");
 }
 
-// LoadOptions gains a device with the GPU forward pass; a build without it
-// runs on the CPU only.
-template <typename Options>
-void set_device(Options& load, Device device) {
-  if constexpr (requires(Options& x) { x.device = device; }) {
-    load.device = device;
-  } else {
-    LOWBIT_CHECK(device.is_cpu(),
-                 "device {}: the GPU forward pass is not available in this lowbit yet; use --device cpu",
-                 device.str());
-  }
-}
-
 struct LoadedModel {
   std::unique_ptr<models::CausalLM> model;
   double seconds = 0.0;
@@ -86,7 +73,7 @@ struct LoadedModel {
 
 LoadedModel load(const BenchModel& m, const BenchFormat& format, const BenchOptions& o) {
   LoadOptions load = format.load;
-  set_device(load, o.device);
+  load.device = o.device;
   const auto t0 = Clock::now();
   LoadedModel out;
   if (m.shape.empty()) {
@@ -117,6 +104,7 @@ BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, co
   const std::span<const int32_t> prompt(ids.data(), size_t(o.prompt));
   std::vector<double> prompt_seconds;
   uint64_t used = 0;
+  reset_device_memory_peak();
   const double decode_seconds = measure(o, [&] {
     int64_t emitted = 0;
     const GenerationResult r = generate(model, prompt, g, [&](int32_t) {
@@ -134,21 +122,20 @@ BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, co
   row.prefill_tokens_per_second = double(o.prompt) / median(prompt_seconds);
   row.decode_tokens_per_second = double(o.decode) / decode_seconds;
   row.device_memory_used_bytes = used;
-  row.peak_memory_bytes = o.device.is_cuda() ? used : row.weight_bytes + cache_bytes(model, g.context);
+  row.peak_memory_bytes =
+      o.device.is_cuda() ? device_memory_stats().peak : row.weight_bytes + cache_bytes(model, g.context);
 
   for (const int64_t n : o.prefill) {
-    uint64_t prefill_used = 0;
+    reset_device_memory_peak();
     const double seconds = measure(o, [&] {
       models::KVCache cache = model.make_cache(n);
       const auto t0 = Clock::now();
       const Tensor logits = model.forward(std::span<const int32_t>(ids.data(), size_t(n)), cache, false);
       logits.to(Device::cpu());  // waits for the device
-      const double s = seconds_since(t0);
-      prefill_used = std::max(prefill_used, detail::device_memory_used(o.device));
-      return s;
+      return seconds_since(t0);
     });
     row.prefill.push_back({n, double(n) / seconds,
-                           o.device.is_cuda() ? prefill_used : row.weight_bytes + cache_bytes(model, n)});
+                           o.device.is_cuda() ? device_memory_stats().peak : row.weight_bytes + cache_bytes(model, n)});
   }
   row.host_peak_rss_bytes = detail::host_peak_rss();
   return row;
