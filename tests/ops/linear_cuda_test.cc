@@ -158,8 +158,9 @@ double int8_max_error(const Tensor& got_t, const Tensor& want_t) {
 TEST(LinearInt8Cuda, MatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
   uint32_t seed = 300;
+  // m <= 4 with k % 16 == 0 takes the GEMV (gemv_int8_cuda.cu), the rest the GEMM path.
   for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 64, 256}, {3, 100, 1000}, {17, 40, 130},
-                         {5, 33, 4100}}) {
+                         {5, 33, 4100}, {1, 257, 4096}, {2, 33, 1040}, {3, 7, 16}, {4, 100, 11008}}) {
     for (DType dtype : {DType::F16, DType::BF16}) {
       for (float threshold : {0.0f, 6.0f}) {
         // Activations ~N(0, 1) with a few large columns, as LLM.int8 expects.

@@ -18,6 +18,8 @@
 #include <string>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/gemv_int8_cuda.h"
+#include "quant/reciprocal.h"
 #include "ops/cuda/linear_cuda.h"
 
 namespace lowbit::ops::cuda {
@@ -52,7 +54,7 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
   m = partial[0];
   for (int w = 1; w < kRowThreads / 32; ++w) m = fmaxf(m, partial[w]);
   if (threadIdx.x == 0) row_stats[blockIdx.x] = m;
-  const float scale = __fmul_rn(127.0f, __frcp_rn(m));
+  const float scale = __fmul_rn(127.0f, quant::gpu_reciprocal(m));  // bitsandbytes: __fdividef(127, absmax)
   int8_t* out = codes + int64_t(blockIdx.x) * k;
   for (int64_t c = threadIdx.x; c < k; c += kRowThreads) {
     const float v = round_f16(to_float(row[c]));
@@ -154,6 +156,8 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
                DType bias_dtype, const void* bias, float threshold, void* out, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   if (m == 0 || n == 0) return;
+  // Decoding's few rows: one fused GEMV launch.
+  if (gemv_int8(dtype, x, m, w, scb, n, k, bias_dtype, bias, threshold, out, stream_ptr)) return;
   // Scratch: codes [m, k], row stats [m], int32 products [m, n], outlier mask, list and count.
   const bool sparse = threshold > 0.0f;
   // Gathering the outlier weight columns pays off once several rows reuse
