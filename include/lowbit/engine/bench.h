@@ -45,6 +45,9 @@ struct BenchOptions {
   int64_t prompt = 32;  // tokens before decoding
   int64_t decode = 128; // single-token steps timed after the prompt
   std::vector<int64_t> prefill = {512, 2048};
+  // Leave out prefill lengths beyond the model's context instead of refusing
+  // them (for the default lengths on a small model).
+  bool drop_long_prefill = false;
   // The first run of each measurement warms up; when it took less than
   // repeat_below_seconds, `repeats` more runs follow and their median counts.
   int repeats = 3;

@@ -26,6 +26,7 @@ struct BenchArgs {
   uint64_t seed = 0;
   int threads = 0;
   bool json = false;
+  bool prefill_given = false;
 };
 
 // Each value checked here so that the Error names its option before anything loads.
@@ -78,6 +79,7 @@ engine::BenchOptions options_from(const BenchArgs& a) {
   o.prompt = a.prompt;
   o.decode = a.decode;
   o.repeats = a.repeats;
+  o.drop_long_prefill = !a.prefill_given;
   return o;
 }
 
@@ -133,7 +135,11 @@ const CommandRegistration registration{{
       app.add_option("--seed", a->seed, "seed of the random weights and token ids")->default_str("0");
       app.add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
       app.add_flag("--json", a->json, "print the rows as a JSON array of objects");
-      return [a] { return run_bench(*a); };
+      CLI::Option* prefill = app.get_option("--prefill");
+      return [a, prefill] {
+        a->prefill_given = prefill->count() > 0;
+        return run_bench(*a);
+      };
     }}};
 
 }  // namespace

@@ -205,8 +205,15 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
   }
   const models::ModelConfig config = models::find_architecture(config_json).parse_config(config_json);
   report.parameters = parameter_count(config);
-  const int64_t longest = std::max(o.prompt + o.decode + 1,
-                                   o.prefill.empty() ? 0 : *std::max_element(o.prefill.begin(), o.prefill.end()));
+  BenchOptions options = o;
+  if (o.drop_long_prefill) {
+    std::erase_if(options.prefill, [&](int64_t n) { return n > config.max_position_embeddings; });
+    if (options.prefill.size() < o.prefill.size())
+      say(fmt::format("prefill lengths beyond the context of {} tokens left out", config.max_position_embeddings));
+  }
+  const int64_t longest =
+      std::max(o.prompt + o.decode + 1,
+               options.prefill.empty() ? 0 : *std::max_element(options.prefill.begin(), options.prefill.end()));
   LOWBIT_CHECK(longest <= config.max_position_embeddings,
                "{} tokens (prompt + decode + 1, or the longest prefill) exceed the model's max_position_embeddings "
                "({})",
@@ -216,10 +223,10 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
   for (const auto& name : o.formats) {
     const BenchFormat format = bench_format(name);
     say(fmt::format("{}: loading", name));
-    LoadedModel loaded = load(model, format, o);
+    LoadedModel loaded = load(model, format, options);
     say(fmt::format("{}: loaded in {:.1f} s ({}), measuring", name, loaded.seconds,
                     bytes_str(loaded.model->weight_bytes())));
-    BenchRow row = measure_format(*loaded.model, o, ids);
+    BenchRow row = measure_format(*loaded.model, options, ids);
     row.format = name;
     row.load_seconds = loaded.seconds;
     report.rows.push_back(std::move(row));
