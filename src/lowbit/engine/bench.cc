@@ -262,16 +262,25 @@ std::string format_table(const BenchReport& report) {
   if (!report.rows.empty())
     for (const auto& p : report.rows.front().prefill) head.push_back(fmt::format("prefill {} tok/s", p.tokens));
   cells.push_back(head);
+  // Speeds of the other formats also as a ratio to bf16 of the same run.
+  const auto bf16 =
+      std::find_if(report.rows.begin(), report.rows.end(), [](const BenchRow& r) { return r.format == "bf16"; });
   for (const auto& r : report.rows) {
+    const BenchRow* base = bf16 != report.rows.end() && &r != &*bf16 ? &*bf16 : nullptr;
+    auto speed = [](double v, double of_base) {
+      return of_base > 0 ? fmt::format("{:.1f} ({:.2f}x)", v, v / of_base) : fmt::format("{:.1f}", v);
+    };
     std::vector<std::string> line = {r.format,
                                      std::to_string(r.batch),
                                      std::to_string(r.prompt),
                                      std::to_string(r.decode),
-                                     fmt::format("{:.1f}", r.prefill_tokens_per_second),
-                                     fmt::format("{:.1f}", r.decode_tokens_per_second),
+                                     speed(r.prefill_tokens_per_second, base ? base->prefill_tokens_per_second : 0),
+                                     speed(r.decode_tokens_per_second, base ? base->decode_tokens_per_second : 0),
                                      bytes_str(r.peak_memory_bytes),
                                      bytes_str(r.weight_bytes)};
-    for (const auto& p : r.prefill) line.push_back(fmt::format("{:.1f}", p.tokens_per_second));
+    for (size_t i = 0; i < r.prefill.size(); ++i)
+      line.push_back(speed(r.prefill[i].tokens_per_second,
+                           base && i < base->prefill.size() ? base->prefill[i].tokens_per_second : 0));
     cells.push_back(line);
   }
   std::vector<size_t> width(head.size(), 0);
