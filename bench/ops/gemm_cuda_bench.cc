@@ -150,8 +150,21 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
-  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %7s\n", "batch", "cublas us", "GB/s", "nf4 us",
-              "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "1/tile");
+  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %5s\n", "batch", "cublas us",
+              "GB/s", "nf4 us", "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "gemv us", "mma us", "wide us",
+              "path");
+  using lowbit::ops::cuda::Gemm4bitPath;
+  // One kernel forced (0 when the shape rules it out), then back to auto.
+  auto time_path = [&](Gemm4bitPath path, int64_t m, int split_k = 0) {
+    lowbit::ops::cuda::set_gemm_4bit_path(path, split_k);
+    double t = 0.0;
+    if (lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x) == path)
+      t = time_us(q_copies, [&](int i) {
+        lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
+      });
+    lowbit::ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
+    return t;
+  };
   for (int64_t m : batches) {
     const double io = double(m * k + m * n) * 2;
     const double t_dense = time_us(dense_copies, [&](int i) {
@@ -166,19 +179,23 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
     const double t_dq = time_us(q_copies, [&](int i) {
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.nested[i], nullptr, out);
     });
-    double t_grid = 0;
-    if (lowbit::ops::cuda::gemm_4bit_fused(q.plain[0], m)) {
-      lowbit::ops::cuda::set_gemm_4bit_persistent(false);
-      t_grid = time_us(q_copies, [&](int i) {
-        lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
-      });
-      lowbit::ops::cuda::set_gemm_4bit_persistent(true);
-    }
+    const double t_gemv = time_path(Gemm4bitPath::kGemv, m), t_mma = time_path(Gemm4bitPath::kMma, m),
+                 t_wide = time_path(Gemm4bitPath::kMmaWide, m);
+    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq"};
+    const auto path = lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x);
     const double bw_q = (nf4_bytes + io) / t_q, bw_dq = (nf4dq_bytes + io) / t_dq;
-    std::printf("%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %7.1f\n",
+    std::printf("%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %5s\n",
                 (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
-                100 * bw_dq / roofline, t_dense / t_dq, t_grid);
+                100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, path_names[int(path)]);
   }
+  // The fused kernels' k split (0: the one they pick).
+  std::printf("split_k (0 = chosen)  gemv m1:");
+  for (int ks : {0, 1, 2, 4, 8, 16}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kGemv, 1, ks));
+  for (int64_t m : {1, 16}) {
+    std::printf("  mma m%lld:", (long long)m);
+    for (int ks : {0, 1, 2, 4, 8}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kMma, m, ks));
+  }
+  std::printf(" us\n");
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
   {
     const int i8_copies = copies_for(size_t(numel));
@@ -253,7 +270,7 @@ int main(int argc, char** argv) {
     bench_shape(8192, 28672, {1}, rng);
     return 0;
   }
-  const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 2, 4, 16, 64, 256};
+  const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 2, 3, 4, 8, 16, 32, 64, 256};
   bench_shape(4096, 11008, batches, rng);
   bench_shape(11008, 4096, batches, rng);
   bench_shape(8192, 28672, batches, rng);

@@ -1,13 +1,18 @@
-// The CUDA linear ops against the CPU ones: dense (cuBLAS) and 4-bit (the
-// fused tensor-core kernel for m <= 64, dequantize + cuBLAS otherwise), on
-// shapes that are not multiples of the tiles, and against bitsandbytes' outputs.
+// The CUDA linear ops against the CPU ones: dense (cuBLAS) and 4-bit (a
+// CUDA-core GEMV, two tensor-core kernels, dequantize + cuBLAS; each path
+// also forced where the shape allows it), on shapes that are not multiples
+// of the tiles or blocks, and against bitsandbytes' outputs.
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <random>
 
+#include "lowbit/core/cuda_check.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/ops/linear.h"
 #include "lowbit/quant/blockwise.h"
 #include "lowbit/quant/int8.h"
+#include "ops/cuda/linear_cuda.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -97,12 +102,88 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Linear4bitCuda,
                                            Shape4{17, 96, 4096, 128}, Shape4{33, 40, 256, 256},
                                            Shape4{64, 24, 192, 64}, Shape4{65, 64, 128, 64},
                                            Shape4{2, 40, 100, 64}, Shape4{1, 64, 128, 32},
-                                           Shape4{3, 9000, 128, 64}),
+                                           Shape4{3, 9000, 128, 64}, Shape4{2, 130, 2048, 64},
+                                           Shape4{4, 33, 96, 32}, Shape4{1, 7, 4160, 4096},
+                                           Shape4{3, 50, 800, 128}, Shape4{256, 72, 256, 64}),
                          [](const auto& info) {
                            const auto& s = info.param;
                            return "m" + std::to_string(s.m) + "_n" + std::to_string(s.n) + "_k" + std::to_string(s.k) +
                                   "_bs" + std::to_string(s.blocksize);
                          });
+
+// Every kernel of gemm_4bit forced on the same inputs (where the shape allows
+// it), with f32 and with double-quantized absmax (decoded in the kernels).
+TEST(Linear4bitCuda, EveryPathMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  uint32_t seed = 500;
+  int runs = 0;
+  for (const Shape4 c : {Shape4{1, 300, 4096, 64}, Shape4{2, 77, 1024, 64}, Shape4{3, 129, 512, 128},
+                         Shape4{4, 64, 2048, 256}, Shape4{1, 33, 96, 32}, Shape4{4, 17, 4160, 4096},
+                         Shape4{16, 40, 1024, 64}, Shape4{17, 24, 640, 64}, Shape4{3, 20, 640, 256},
+                         Shape4{33, 8, 256, 64}, Shape4{64, 40, 512, 128}}) {
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      for (bool nested : {false, true}) {
+        const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;
+        const Tensor w = random_tensor({c.n, c.k}, dtype, seed++);
+        const Tensor x = random_tensor({c.m, c.k}, dtype, seed++);
+        const Tensor bias = (seed & 2) ? random_tensor({c.n}, dtype, seed++) : Tensor{};
+        quant::QuantState state;
+        ops::Blockwise4bitWeight q;
+        q.type = type;
+        q.packed = quant::quantize_4bit(w, type, c.blocksize, nested, state);
+        q.absmax = quant::dequantize_nested_absmax(state);
+        q.code = state.code;
+        q.blocksize = c.blocksize;
+        q.dtype = dtype;
+        q.out_features = c.n;
+        q.in_features = c.k;
+        Tensor want = Tensor::empty({c.m, c.n}, dtype);
+        ops::linear_4bit(x, q, bias, want);
+
+        const Tensor packed = q.packed.to(kGpu), code = state.code.to(kGpu), xg = x.to(kGpu);
+        const Tensor bg = bias.defined() ? bias.to(kGpu) : Tensor{};
+        const Tensor absmax = nested ? Tensor{} : q.absmax.to(kGpu);
+        const Tensor qabsmax = nested ? state.absmax.to(kGpu) : Tensor{};
+        const Tensor nested_absmax = nested ? state.nested->nested_absmax.to(kGpu) : Tensor{};
+        const Tensor nested_code = nested ? state.nested->nested_code.to(kGpu) : Tensor{};
+        ops::cuda::Packed4bit p;
+        p.packed = packed.data<uint8_t>();
+        p.code = code.data<float>();
+        if (nested) {
+          p.qabsmax = qabsmax.data<uint8_t>();
+          p.nested_absmax = nested_absmax.data<float>();
+          p.nested_code = nested_code.data<float>();
+          p.nested_offset = state.nested->offset;
+          p.nested_blocksize = state.nested->blocksize;
+        } else {
+          p.absmax = absmax.data<float>();
+        }
+        p.blocksize = c.blocksize;
+        p.n = c.n;
+        p.k = c.k;
+        p.weight_dtype = dtype;
+        for (auto path : {Gemm4bitPath::kGemv, Gemm4bitPath::kMma, Gemm4bitPath::kMmaWide, Gemm4bitPath::kDequantize}) {
+          ops::cuda::set_gemm_4bit_path(path);
+          if (ops::cuda::gemm_4bit_path(dtype, p, c.m, xg.raw_data()) != path) continue;
+          // Poisoned: an output the kernel skips stays NaN and fails.
+          Tensor got = Tensor::from_vector(std::vector<float>(size_t(c.m * c.n), std::nanf("")), {c.m, c.n})
+                           .cast(dtype)
+                           .to(kGpu);
+          ops::cuda::gemm_4bit(dtype, xg.raw_data(), c.m, p, bg.defined() ? bg.raw_data() : nullptr, got.raw_data());
+          LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+          ++runs;
+          EXPECT_LE(error_in_ulps(got, want), 4.0)
+              << "path " << int(path) << " m " << c.m << " n " << c.n << " k " << c.k << " bs " << c.blocksize << " "
+              << dtype_name(dtype) << " " << quant::traits(type).name << (nested ? " double-quant" : "")
+              << (bias.defined() ? " bias" : "");
+        }
+        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
+      }
+    }
+  }
+  EXPECT_GE(runs, 60);  // each kernel ran on most cases
+}
 
 TEST(Linear4bitCuda, MatchesBitsandbytes) {
   LOWBIT_REQUIRE_CUDA();

@@ -1,36 +1,41 @@
 // Fused blockwise 4-bit (NF4/FP4) x bf16/f16 product on tensor cores, for
-// decode-sized batches (m <= 64): the packed weight is read from memory once.
+// decode-sized batches (m <= 16): the packed weight is read from memory once
+// and decoded in registers straight into mma fragments.
 //
-// Tiling (one thread block of 8 warps, 256 threads, persistent over tiles):
+// Work split (one block = 8 warps, 256 threads; each warp owns a 16-row tile
+// and a slice of k; split_k slices of one tile meet in shared memory):
 //
-//          k ->  chunk 0  chunk 1  ...  chunk 7  chunk 8 ...   (64 weights a chunk)
-//   16     +--------+--------+-----+--------+--------+
-//   weight | warp 0 | warp 1 | ... | warp 7 | warp 0 | ...     every warp walks every 8th
-//   rows   +--------+--------+-----+--------+--------+         chunk; the 8 partial tiles
-//                                                              meet in shared memory
+//          k ->  round 0 | round 1 | ...       (128 weights a round; a lane's
+//   16     +---------+---------+-----           16-byte load = 32 weights of one row)
+//   weight | slice 0 | slice 1 | ...           slice j takes rounds j*U .. j*U + U - 1,
+//   rows   +---------+---------+-----           then j + split_k, ... (U = kUnroll)
+//
 // One m16n8k16 mma: A = the tile's 16 weight rows (lane / 4 owns rows g and
-// g + 8), B = 8 activation rows (batch), C = [16 rows, 8 batch]; batches of up
-// to 16/32/64 reuse each A for 2/4/8 B fragments (template NB).
-// The k order inside a chunk is permuted, identically for x and W (a dot
-// product does not care): lane t = lane % 4 owns weights [16t, 16t + 16) of the
-// chunk, one 8-byte load per row, and mma step s feeds it k = 16t + 4s + 0..3.
-// Its B operand is then 32 contiguous bytes of its activation row, loaded
-// straight into the register pairs the mma reads. A chunk lies inside one
-// absmax block (blocksize % 64 == 0, k % 64 == 0), so the four mma steps
-// accumulate the unscaled codes and one FFMA per accumulator applies the
-// block's absmax. Weights and raw scales are loaded kStages chunks ahead.
+// g + 8), B = 8 activation rows (batch), C = [16 rows, 8 batch]; batches up
+// to 16 reuse each A for 2 B fragments (template NB).
+// The k order inside a round is permuted, identically for x and W (a dot
+// product does not care): lane t = lane % 4 owns weights [32t, 32t + 32) of
+// the round, one 16-byte load per row (the 4 lanes of a row read 64
+// contiguous bytes), and mma step s feeds it k = 32t + 4s + 0..3. Its B
+// operand is then 64 contiguous bytes of its activation row, loaded straight
+// into the register pairs the mma reads.
+// A lane's 32 weights lie in one absmax block (power-of-two blocksize >= 32),
+// but the four lanes of a row may not, so the block's absmax is applied to the
+// A registers (one HMUL2 a code pair: the weight rounded to the compute dtype,
+// as bitsandbytes rounds it) and the mma accumulates in f32 over all of k,
+// in two chains (even and odd steps). Each step computes kUnroll rounds while
+// the next step's loads are in flight (a register double buffer).
 //
-// Dequantization: each packed byte (two codes) indexes a 256-entry table of
-// code pairs already in bf16x2/f16x2 form, the mma's A register. The table is
-// replicated once per lane, lane L's copy in bank L, so the random indices
-// never conflict; rows of 256 bytes (half used, 64 KB) let one byte permute
-// form the address. Shared memory: 64 KB table + 1 KB nested map + 4 KB * NB
-// of partial tiles; registers cap at 128 (2 blocks an SM) for NB <= 2.
-// docs/cuda.md has the measured versions and what limits this one.
+// Dequantization: each packed byte (two codes) indexes the 256-entry pair
+// table (gemm_4bit_common.cuh): one byte permute and one conflict-free LDS
+// give a code pair, one HMUL2 scales it.
+// Shared memory: 64 KB table + 1 KB nested map + 4 KB * NB for the split-k
+// partial tiles; 3 blocks (24 warps) an SM for NB = 1, 2 for NB = 2.
+// docs/cuda.md has the measured versions.
 //
 // Memory traffic per call: n*k/2 bytes of codes (streamed, L1 no-allocate),
 // n*k/blocksize absmax (4 bytes f32 or 1 byte + nested scales), m*k*2 bytes
-// of activations (L1/L2 resident, reread per block), m*n*2 bytes out.
+// of activations (L1/L2 resident, reread per warp), m*n*2 bytes out.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -38,130 +43,66 @@
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
-#include "ops/cuda/linear_cuda.h"
+#include "ops/cuda/gemm_4bit_common.cuh"
+#include "ops/cuda/gemm_4bit_kernels.h"
 
-namespace lowbit::ops::cuda {
+namespace lowbit::ops::cuda::fused4 {
 namespace {
 
-constexpr int kWarps = 8;               // warps of a block, splitting k between them
+constexpr int kWarps = 8;          // warps of a block
 constexpr int kThreads = kWarps * 32;
-constexpr int kChunk = 64;              // k per warp iteration: four k16 mma steps
-constexpr int kTableWords = 256 * 64;   // pair table, one copy per lane, 256-byte rows (half used)
-constexpr int kStages = 4;
-constexpr int kTileRows = 16;           // weight rows of a block tile: the mma's M              // chunks of weights each lane has in flight
-
-extern bool persistent_grid;
-
-struct Params {
-  const uint8_t* packed;
-  const float* code;
-  const float* absmax;
-  const uint8_t* qabsmax;
-  const float* nested_absmax;
-  const float* nested_code;
-  float nested_offset;
-  int nested_shift;    // log2(nested_blocksize)
-  int block_shift;     // log2(blocksize)
-  int64_t n, k;
-  int m;
-  const void* x;
-  const void* bias;
-  void* out;
-};
-
-// Weights and their scales are read once: skip L1 so that the activations,
-// which every block rereads, stay there.
-__device__ __forceinline__ uint2 load_streaming(const uint8_t* p) {
-  uint2 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ float load_streaming(const float* p) {
-  float v;
-  asm volatile("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(v) : "l"(p));
-  return v;
-}
-__device__ __forceinline__ uint32_t load_streaming_u8(const uint8_t* p) {
-  uint32_t v;
-  asm volatile("ld.global.nc.L1::no_allocate.u8 %0, [%1];" : "=r"(v) : "l"(p));
-  return v;
-}
-
-template <typename T> __device__ __forceinline__ uint32_t pack_pair(float lo, float hi);
-template <> __device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
-template <> __device__ __forceinline__ uint32_t pack_pair<__half>(float lo, float hi) {
-  __half2 v = __floats2half2_rn(lo, hi);
-  return *reinterpret_cast<uint32_t*>(&v);
-}
+constexpr int kRound = 128;        // k of one round: 4 lanes x 32 weights, eight k16 mma steps
+constexpr int kTileRows = 16;      // weight rows of a warp tile: the mma's M
+// Chunks a step loads before using the first; fewer for wide batches, whose
+// accumulators take the registers.
+template <int NB> constexpr int kUnroll = NB <= 2 ? 2 : 1;  // rounds a step
 
 template <typename T> __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
                                                                      uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 template <> __device__ __forceinline__ void mma_16816<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Zero-accumulator form: the first k16 step of a chunk starts from 0.
-template <typename T> __device__ __forceinline__ void mma_16816_first(float c[4], const uint32_t a[4], uint32_t b0,
-                                                                     uint32_t b1) {
-  c[0] = c[1] = c[2] = c[3] = 0.0f;
-  mma_16816<T>(c, a, b0, b1);
+template <typename T>
+__device__ __forceinline__ void store_out(const Params& p, int b, int64_t row, float v) {
+  if (p.bias) v += to_float(static_cast<const T*>(p.bias)[row]);
+  static_cast<T*>(p.out)[int64_t(b) * p.n + row] = from_float<T>(v);
 }
 
-// The code pair of byte `byte` of `word`, from this lane's copy of the table:
-// byte value v of lane L sits at byte offset v * 256 + L * 4, an address one
-// byte permute builds (`lane4` holds L * 4 in its low byte, zeros above).
-template <int byte>
-__device__ __forceinline__ uint32_t lookup(const char* table, uint32_t word, uint32_t lane4) {
-  constexpr uint32_t selector = 0x5504u | (uint32_t(byte) << 4);
-  return *reinterpret_cast<const uint32_t*>(table + __byte_perm(word, lane4, selector));
+template <typename T> __device__ __forceinline__ uint32_t scale_pair(float v);
+template <> __device__ __forceinline__ uint32_t scale_pair<__nv_bfloat16>(float v) { return pack_pair<__nv_bfloat16>(v, v); }
+template <> __device__ __forceinline__ uint32_t scale_pair<__half>(float v) { return pack_pair<__half>(v, v); }
+
+// Two code pairs times the pair (absmax, absmax), rounded to T: the weights
+// as bitsandbytes dequantizes them, up to the rounding of absmax to T.
+template <typename T> __device__ __forceinline__ uint32_t scale_codes(uint32_t codes, uint32_t scale);
+template <> __device__ __forceinline__ uint32_t scale_codes<__nv_bfloat16>(uint32_t codes, uint32_t scale) {
+  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&codes),
+                                   *reinterpret_cast<const __nv_bfloat162*>(&scale));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+template <> __device__ __forceinline__ uint32_t scale_codes<__half>(uint32_t codes, uint32_t scale) {
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&codes), *reinterpret_cast<const __half2*>(&scale));
+  return *reinterpret_cast<const uint32_t*>(&r);
 }
 
-// The block scale of a chunk, as loaded ahead: the f32 absmax, or the u8 code
-// (its nested scale, shared by 256 blocks and cached, is read when the code
-// is decoded).
-struct ScaleRaw {
-  float value;
-  uint32_t code;
-};
-
-template <bool kNested>
-__device__ __forceinline__ ScaleRaw load_scale(const Params& p, uint32_t block) {
-  if constexpr (kNested) return {0.0f, load_streaming_u8(p.qabsmax + block)};
-  else return {load_streaming(p.absmax + block), 0u};
-}
-
-// Double quantization decoded as bitsandbytes does: code * scale, then + offset.
-template <bool kNested>
-__device__ __forceinline__ float decode_scale(const Params& p, const float* nested_map, ScaleRaw raw, uint32_t block) {
-  if constexpr (kNested) {
-    const float nested = __ldg(p.nested_absmax + (block >> p.nested_shift));
-    return __fadd_rn(__fmul_rn(nested_map[raw.code], nested), p.nested_offset);
-  } else {
-    return raw.value;
-  }
-}
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 template <typename T, int NB, bool kNested>
-__global__ void __launch_bounds__(kThreads, NB <= 2 ? 2 : 1) gemm_4bit_mma_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads, NB == 1 ? 3 : NB == 2 ? 2 : 1) gemm_4bit_mma_kernel(const Params p, const int split_k) {
+  constexpr int U = kUnroll<NB>;
+  constexpr int kTileB = 8 * NB;
   extern __shared__ __align__(16) uint32_t smem[];
-  float* nested_map = reinterpret_cast<float*>(smem + kTableWords);
-  float* red = nested_map + 256;  // [warp][batch][row] partial tiles
-  for (int i = threadIdx.x; i < 256 * 32; i += kThreads) {
-    const int v = i >> 5;
-    smem[v * 64 + (i & 31)] = pack_pair<T>(__ldg(p.code + (v >> 4)), __ldg(p.code + (v & 15)));
-  }
+  float* nested_map = reinterpret_cast<float*>(smem + kPairTableWords);
+  float* red = nested_map + 256;  // [warp][batch][row] partial tiles when split_k > 1
+  build_pair_table<T>(smem, p.code);
   if constexpr (kNested)
     for (int i = threadIdx.x; i < 256; i += kThreads) nested_map[i] = __ldg(p.nested_code + i);
   __syncthreads();
@@ -169,79 +110,82 @@ __global__ void __launch_bounds__(kThreads, NB <= 2 ? 2 : 1) gemm_4bit_mma_kerne
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const uint32_t lane4 = uint32_t(lane) * 4;
-  const char* table = reinterpret_cast<const char*>(smem);
-  const int chunks = int(p.k / kChunk);
-  const int chunk_shift = p.block_shift - 6;  // chunk index -> block offset within a row
+  const uint32_t table = shared_address(smem);
+  const int groups = kWarps / split_k;  // tiles of a block
+  const int group = warp % groups, slice = warp / groups;
+  const int rounds = int(p.k / kRound);
   const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
 
-  // A persistent grid: the table is built once per block, not once per tile.
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t row0 = tile * kTileRows;
-    // This lane's weight rows g and g + 8 (the A fragment's rows; rows past n
-    // reread row 0 and are discarded) and their first block index.
+  for (int64_t tile0 = int64_t(blockIdx.x) * groups; tile0 < tiles; tile0 += int64_t(gridDim.x) * groups) {
+    const int64_t row0 = (tile0 + group) * kTileRows;
+    // This lane's weight rows g and g + 8 (rows past n reread row n - 1 and
+    // are discarded), from its 32-weight segment of each round.
     const uint8_t* wrow[2];
-    uint32_t scale_row[2];
+    int64_t elem[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int64_t row = row0 + g + 8 * h;
-      const int64_t r = row < p.n ? row : 0;
-      wrow[h] = p.packed + r * (p.k / 2) + t * 8;
-      scale_row[h] = uint32_t((r * p.k) >> p.block_shift);
+      const int64_t r = min(row0 + g + 8 * h, p.n - 1);
+      elem[h] = r * p.k + t * 32;
+      wrow[h] = p.packed + elem[h] / 2;
     }
-    // Activation row g of each 8-row batch tile (the B fragment's column).
+    // Activation row g of each 8-row batch fragment (the B operand's column).
     const T* xrow[NB];
 #pragma unroll
     for (int nb = 0; nb < NB; ++nb) {
       const int b = nb * 8 + g;
-      xrow[nb] = b < p.m ? static_cast<const T*>(p.x) + int64_t(b) * p.k + t * 16 : nullptr;
+      xrow[nb] = b < p.m ? static_cast<const T*>(p.x) + int64_t(b) * p.k + t * 32 : nullptr;
     }
 
-    // A chunk's weight bytes and raw block scales, loaded kStages chunks
-    // ahead of their use so that each lane keeps several loads in flight.
-    struct Stage {
-      uint2 w[2];
-      ScaleRaw scale[2];
-    };
-    auto load_stage = [&](Stage& st, int chunk) {
-      const uint32_t block = uint32_t(chunk) >> chunk_shift;
+    // Weights and raw scales of the U rounds from r0 (zeros past k).
+    auto load_step = [&](int r0, uint4 (&w)[U][2], ScaleRaw (&sc)[U][2]) {
 #pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        st.w[h] = load_streaming(wrow[h] + chunk * (kChunk / 2));
-        st.scale[h] = load_scale<kNested>(p, scale_row[h] + block);
+      for (int u = 0; u < U; ++u) {
+        const int r = r0 + u;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          if (r < rounds) {
+            w[u][h] = load_streaming16(wrow[h] + r * (kRound / 2));
+            sc[u][h] = load_scale<kNested>(p, uint32_t((elem[h] + int64_t(r) * kRound) >> p.block_shift));
+          } else {
+            w[u][h] = make_uint4(0, 0, 0, 0);
+            sc[u][h] = ScaleRaw{0.0f, 0u};
+          }
+        }
       }
     };
 
-    float acc[NB][4] = {};
-    Stage ring[kStages];
+    // Two accumulator sets (even and odd mma steps) keep two chains in flight.
+    float acc[2][NB][4] = {};
+    const int stride = split_k * U;
+    uint4 wv[U][2];
+    ScaleRaw sc[U][2];
+    load_step(slice * U, wv, sc);
+    for (int r0 = slice * U; r0 < rounds; r0 += stride) {
+      // The next step's loads go out before this step's math (a register
+      // double buffer), so each lane keeps loads in flight while it computes.
+      uint4 wn[U][2];
+      ScaleRaw sn[U][2];
+      load_step(r0 + stride, wn, sn);
 #pragma unroll
-    for (int d = 0; d < kStages; ++d)
-      if (warp + d * kWarps < chunks) load_stage(ring[d], warp + d * kWarps);
-
-    for (int base = warp; base < chunks; base += kStages * kWarps) {
+      for (int u = 0; u < U; ++u) {
+        const int r = r0 + u;
+        const bool live = r < rounds;  // rounds past k run on zeros
+        uint32_t scale[2];
 #pragma unroll
-      for (int d = 0; d < kStages; ++d) {
-        const int c = base + d * kWarps;
-        if (c >= chunks) break;
-        const Stage cur = ring[d];
-        if (c + kStages * kWarps < chunks) load_stage(ring[d], c + kStages * kWarps);
-
-        uint4 xv[NB][2];
+        for (int h = 0; h < 2; ++h)
+          scale[h] = scale_pair<T>(live ? decode_scale<kNested>(p, nested_map, sc[u][h],
+                                                                uint32_t((elem[h] + int64_t(r) * kRound) >> p.block_shift))
+                                        : 0.0f);
+        uint4 xv[NB][4];
 #pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-          if (xrow[nb]) {
-            const uint4* src = reinterpret_cast<const uint4*>(xrow[nb] + c * kChunk);
-            xv[nb][0] = __ldg(src);
-            xv[nb][1] = __ldg(src + 1);
-          } else {
-            xv[nb][0] = xv[nb][1] = make_uint4(0, 0, 0, 0);
-          }
-        }
-
-        float part[NB][4];
+        for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-        for (int s = 0; s < 4; ++s) {
-          const uint32_t lo = (s < 2) ? cur.w[0].x : cur.w[0].y;  // row g
-          const uint32_t hi = (s < 2) ? cur.w[1].x : cur.w[1].y;  // row g + 8
+          for (int q = 0; q < 4; ++q)
+            xv[nb][q] = xrow[nb] && live ? __ldg(reinterpret_cast<const uint4*>(xrow[nb] + r * kRound) + q)
+                                         : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
+          const uint32_t lo = word(wv[u][0], s >> 1), hi = word(wv[u][1], s >> 1);
           uint32_t a[4];
           if (s & 1) {
             a[0] = lookup<2>(table, lo, lane4);
@@ -255,122 +199,114 @@ __global__ void __launch_bounds__(kThreads, NB <= 2 ? 2 : 1) gemm_4bit_mma_kerne
             a[3] = lookup<1>(table, hi, lane4);
           }
 #pragma unroll
+          for (int i = 0; i < 4; ++i) a[i] = scale_codes<T>(a[i], scale[i & 1]);
+#pragma unroll
           for (int nb = 0; nb < NB; ++nb) {
-            const uint32_t* xw = reinterpret_cast<const uint32_t*>(&xv[nb][s >> 1]);
-            const uint32_t b0 = xw[2 * (s & 1)], b1 = xw[2 * (s & 1) + 1];
-            if (s == 0) mma_16816_first<T>(part[nb], a, b0, b1);
-            else mma_16816<T>(part[nb], a, b0, b1);
+            const uint4& xq = xv[nb][s >> 1];
+            mma_16816<T>(acc[s & 1][nb], a, (s & 1) ? xq.z : xq.x, (s & 1) ? xq.w : xq.y);
           }
         }
-        const uint32_t block = uint32_t(c) >> chunk_shift;
-        const float scale_lo = decode_scale<kNested>(p, nested_map, cur.scale[0], scale_row[0] + block);
-        const float scale_hi = decode_scale<kNested>(p, nested_map, cur.scale[1], scale_row[1] + block);
-#pragma unroll
-        for (int nb = 0; nb < NB; ++nb) {
-          acc[nb][0] = fmaf(part[nb][0], scale_lo, acc[nb][0]);
-          acc[nb][1] = fmaf(part[nb][1], scale_lo, acc[nb][1]);
-          acc[nb][2] = fmaf(part[nb][2], scale_hi, acc[nb][2]);
-          acc[nb][3] = fmaf(part[nb][3], scale_hi, acc[nb][3]);
-        }
       }
+#pragma unroll
+      for (int u = 0; u < U; ++u)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          wv[u][h] = wn[u][h];
+          sc[u][h] = sn[u][h];
+        }
     }
-
-    // Sum the 8 warps' partial tiles. C fragment: rows g, g + 8; batch 2t, 2t + 1.
-    constexpr int kTileB = 8 * NB;
 #pragma unroll
     for (int nb = 0; nb < NB; ++nb)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int b = nb * 8 + 2 * t + (i & 1), r = g + 8 * (i >> 1);
-        red[(warp * kTileB + b) * kTileRows + r] = acc[nb][i];
-      }
-    __syncthreads();
-    for (int i = threadIdx.x; i < kTileB * kTileRows; i += kThreads) {
-      const int b = i / kTileRows, r = i % kTileRows;
-      const int64_t row = row0 + r;
-      if (b >= p.m || row >= p.n) continue;
-      float sum = 0.0f;
+      for (int i = 0; i < 4; ++i) acc[0][nb][i] += acc[1][nb][i];
+
+    // C fragment: rows g, g + 8; batch 2t, 2t + 1 of each fragment.
+    if (split_k == 1) {
+      if (tile0 + group < tiles)
 #pragma unroll
-      for (int w = 0; w < kWarps; ++w) sum += red[(w * kTileB + b) * kTileRows + r];
-      if (p.bias) sum += to_float(static_cast<const T*>(p.bias)[row]);
-      static_cast<T*>(p.out)[int64_t(b) * p.n + row] = from_float<T>(sum);
+        for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int b = nb * 8 + 2 * t + (i & 1);
+            const int64_t row = row0 + g + 8 * (i >> 1);
+            if (b < p.m && row < p.n) store_out<T>(p, b, row, acc[0][nb][i]);
+          }
+    } else {
+#pragma unroll
+      for (int nb = 0; nb < NB; ++nb)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          red[(warp * kTileB + nb * 8 + 2 * t + (i & 1)) * kTileRows + g + 8 * (i >> 1)] = acc[0][nb][i];
+      __syncthreads();
+      for (int i = threadIdx.x; i < groups * kTileB * kTileRows; i += kThreads) {
+        const int gr = i / (kTileB * kTileRows), b = (i / kTileRows) % kTileB, r = i % kTileRows;
+        const int64_t row = (tile0 + gr) * kTileRows + r;
+        if (b >= p.m || row >= p.n) continue;
+        float sum = 0.0f;
+        for (int sl = 0; sl < split_k; ++sl) sum += red[((sl * groups + gr) * kTileB + b) * kTileRows + r];
+        store_out<T>(p, b, row, sum);
+      }
+      __syncthreads();  // `red` is rewritten by the next tiles
     }
-    __syncthreads();  // `red` is rewritten by the next tile
   }
 }
 
-int log2_exact(int64_t v) {
-  int s = 0;
-  while ((int64_t(1) << s) < v) ++s;
-  return (int64_t(1) << s) == v ? s : -1;
-}
-
-template <typename T, int NB>
-void launch_fused(const Params& p, bool nested, cudaStream_t stream) {
-  constexpr size_t smem = (size_t(kTableWords) + 256) * 4 + size_t(kWarps) * 8 * NB * kTileRows * 4;
+template <typename T, int NB, bool kNested>
+void launch(const Params& p, int split_k, cudaStream_t stream) {
+  constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * 8 * NB * kTileRows * 4;
   static_assert(smem <= 227 * 1024, "the fused 4-bit kernel's shared memory fits an SM");
-  auto kernel = nested ? gemm_4bit_mma_kernel<T, NB, true> : gemm_4bit_mma_kernel<T, NB, false>;
-  // Blocks per SM that fit, read once per kernel on the first device used.
+  auto kernel = gemm_4bit_mma_kernel<T, NB, kNested>;
+  // Attributes and occupancy, once per instantiation (on the first device used).
   static int resident = 0, sms = 0;
   if (!resident) {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(gemm_4bit_mma_kernel<T, NB, true>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(gemm_4bit_mma_kernel<T, NB, false>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     int device = 0;
     LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
     LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
     LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads, smem));
     resident = std::max(resident, 1);
   }
+  const int64_t slots = int64_t(sms) * resident;
   const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
-  const int64_t grid = persistent_grid ? std::min<int64_t>(tiles, int64_t(sms) * resident) : tiles;
-  kernel<<<unsigned(grid), kThreads, smem, stream>>>(p);
+  const int64_t steps = (p.k / kRound + kUnroll<NB> - 1) / kUnroll<NB>;
+  auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };
+  // Split k while the blocks fit in one wave and each warp keeps >= 2 steps.
+  if (split_k <= 0) {
+    split_k = 1;
+    while (split_k < kWarps && blocks_for(split_k * 2) <= slots && steps >= 4 * split_k) split_k *= 2;
+  }
+  const int64_t grid = std::min(blocks_for(split_k), slots);
+  kernel<<<unsigned(grid), kThreads, smem, stream>>>(p, split_k);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
+template <typename T, int NB>
+void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
+  if (nested) launch<T, NB, true>(p, split_k, stream);
+  else launch<T, NB, false>(p, split_k, stream);
+}
+
 template <typename T>
-void launch_fused_m(const Params& p, bool nested, cudaStream_t stream) {
-  if (p.m <= 8) launch_fused<T, 1>(p, nested, stream);
-  else if (p.m <= 16) launch_fused<T, 2>(p, nested, stream);
-  else if (p.m <= 32) launch_fused<T, 4>(p, nested, stream);
-  else launch_fused<T, 8>(p, nested, stream);
+void launch_m(const Params& p, bool nested, int split_k, cudaStream_t stream) {
+  if (p.m <= 8) launch_nested<T, 1>(p, nested, split_k, stream);
+  else launch_nested<T, 2>(p, nested, split_k, stream);
 }
 
 }  // namespace
 
-namespace {
-bool persistent_grid = true;
-}  // namespace
-
-void set_gemm_4bit_persistent(bool on) { persistent_grid = on; }
-
-bool gemm_4bit_fused(const Packed4bit& w, int64_t m) {
-  return m >= 1 && m <= 64 && w.k % kChunk == 0 && w.blocksize >= kChunk && log2_exact(w.blocksize) >= 0 &&
-         (!w.qabsmax || log2_exact(w.nested_blocksize) >= 0);
+bool mma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
+  return (dtype == DType::BF16 || dtype == DType::F16) && m >= 1 && m <= kMmaMaxBatch && w.k % kRound == 0 &&
+         w.blocksize >= 32 && log2_exact(w.blocksize) >= 0 && (!w.qabsmax || log2_exact(w.nested_blocksize) >= 0) &&
+         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0;
 }
 
-void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
-               void* stream_ptr) {
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  if (m == 0) return;
-  const bool half_type = dtype == DType::BF16 || dtype == DType::F16;
-  const bool aligned = reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 8 == 0;
-  if (half_type && gemm_4bit_fused(w, m) && aligned) {
-    Params p{w.packed, w.code, w.absmax, w.qabsmax, w.nested_absmax, w.nested_code, w.nested_offset,
-             log2_exact(w.nested_blocksize), log2_exact(w.blocksize), w.n, w.k, int(m), x, bias, out};
-    const bool nested = w.qabsmax != nullptr;
-    if (dtype == DType::BF16) launch_fused_m<__nv_bfloat16>(p, nested, stream);
-    else launch_fused_m<__half>(p, nested, stream);
-    return;
-  }
-  // Prompt-sized batches and odd shapes: dequantize once, then cuBLAS.
-  const size_t bytes = size_t(w.n) * size_t(w.k) * element_size(dtype);
-  void* scratch = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMallocAsync(&scratch, bytes, stream));
-  dequantize_4bit_weight(dtype, w, scratch, stream);
-  gemm_dense(dtype, x, m, scratch, w.n, w.k, bias, out, stream);
-  LOWBIT_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
+         cudaStream_t stream) {
+  const Params p = make_params(w, x, m, bias, out);
+  const bool nested = w.qabsmax != nullptr;
+  if (split_k > kWarps || (split_k & (split_k - 1)) != 0) split_k = 0;
+  if (dtype == DType::BF16) launch_m<__nv_bfloat16>(p, nested, split_k, stream);
+  else launch_m<__half>(p, nested, split_k, stream);
 }
 
-}  // namespace lowbit::ops::cuda
+}  // namespace lowbit::ops::cuda::fused4

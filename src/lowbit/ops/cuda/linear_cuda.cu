@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/linear_cuda.h"
 
 namespace lowbit::ops::cuda {
@@ -124,6 +125,54 @@ void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, voi
     });
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+namespace {
+Gemm4bitPath forced_path = Gemm4bitPath::kAuto;
+int forced_split_k = 0;
+}  // namespace
+
+void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
+  forced_path = path;
+  forced_split_k = split_k;
+}
+
+Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
+  const bool gemv = fused4::gemv_supported(dtype, w, m, x), mma = fused4::mma_supported(dtype, w, m, x),
+             wide = fused4::wide_supported(dtype, w, m, x);
+  switch (forced_path) {
+    case Gemm4bitPath::kGemv: return gemv ? Gemm4bitPath::kGemv : Gemm4bitPath::kDequantize;
+    case Gemm4bitPath::kMma: return mma ? Gemm4bitPath::kMma : Gemm4bitPath::kDequantize;
+    case Gemm4bitPath::kMmaWide: return wide ? Gemm4bitPath::kMmaWide : Gemm4bitPath::kDequantize;
+    case Gemm4bitPath::kDequantize: return Gemm4bitPath::kDequantize;
+    case Gemm4bitPath::kAuto: break;
+  }
+  // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1-2, the
+  // tensor-core kernel from 3 to 16, the wide one above.
+  if (gemv && m <= 2) return Gemm4bitPath::kGemv;
+  if (mma) return Gemm4bitPath::kMma;
+  if (wide) return Gemm4bitPath::kMmaWide;
+  if (gemv) return Gemm4bitPath::kGemv;
+  return Gemm4bitPath::kDequantize;
+}
+
+void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
+               void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (m == 0 || w.n == 0) return;
+  switch (gemm_4bit_path(dtype, w, m, x)) {
+    case Gemm4bitPath::kGemv: fused4::gemv(dtype, x, m, w, bias, out, forced_split_k, stream); return;
+    case Gemm4bitPath::kMma: fused4::mma(dtype, x, m, w, bias, out, forced_split_k, stream); return;
+    case Gemm4bitPath::kMmaWide: fused4::wide(dtype, x, m, w, bias, out, stream); return;
+    default: break;
+  }
+  // Prompt-sized batches and odd shapes: dequantize once, then cuBLAS.
+  const size_t bytes = size_t(w.n) * size_t(w.k) * element_size(dtype);
+  void* scratch = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMallocAsync(&scratch, bytes, stream));
+  dequantize_4bit_weight(dtype, w, scratch, stream);
+  gemm_dense(dtype, x, m, scratch, w.n, w.k, bias, out, stream);
+  LOWBIT_CUDA_CHECK(cudaFreeAsync(scratch, stream));
 }
 
 void gemm_dense(DType dtype, const void* x, int64_t m, const void* w, int64_t n, int64_t k, const void* bias,

@@ -28,16 +28,22 @@ struct Packed4bit {
   DType weight_dtype = DType::BF16;  // dtype the weight dequantizes to
 };
 
-// out[m, n] = x[m, k] W^T (+ bias[n]) for bf16/f16 x, out, bias. Any m, n, k:
-// m <= 64 with k % 64 == 0 and a power-of-two blocksize >= 64 reads the packed
-// weight once in a fused tensor-core kernel; other cases dequantize to x's
-// dtype and call cuBLAS.
+// out[m, n] = x[m, k] W^T (+ bias[n]) for bf16/f16 x, out, bias. Any m, n, k.
+// The packed weight is read once by a CUDA-core GEMV (m <= 2), a tensor-core
+// kernel (m <= 16) or a wide-batch tensor-core kernel (m <= 64) where the
+// shape allows (power-of-two blocksize; k a multiple of 32, 128 and 64 and
+// the blocksize respectively); other cases dequantize to x's dtype and call
+// cuBLAS (src/lowbit/ops/cuda/gemm_4bit_kernels.h has the conditions).
 void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
                void* stream = nullptr);
-// Benchmarks: one block per tile instead of a persistent grid.
-void set_gemm_4bit_persistent(bool on);
-// True when gemm_4bit takes the fused kernel for this shape.
-bool gemm_4bit_fused(const Packed4bit& w, int64_t m);
+// Which kernel gemm_4bit runs. kAuto: chosen by batch and shape; the others
+// force one where the shape allows it (benchmarks and tests compare them).
+enum class Gemm4bitPath { kAuto, kGemv, kMma, kMmaWide, kDequantize };
+// split_k: the fused kernels' k slices per row tile (a power of two; 0: chosen
+// from the shape).
+void set_gemm_4bit_path(Gemm4bitPath path, int split_k = 0);
+// The kernel gemm_4bit takes for these arguments under the current setting.
+Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const void* x);
 // Weight values rounded to weight_dtype, then to out_dtype (bitsandbytes'
 // dequantize + cast), [n, k] row-major.
 void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, void* stream = nullptr);

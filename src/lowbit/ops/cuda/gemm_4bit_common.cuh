@@ -1,0 +1,140 @@
+// Device pieces shared by the fused 4-bit kernels (gemv_4bit_cuda.cu on CUDA
+// cores, gemm_4bit_cuda.cu on tensor cores): their parameters, streaming
+// loads, the code-pair table and the block-scale decode. Include from .cu only.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+
+#include "ops/cuda/linear_cuda.h"
+
+namespace lowbit::ops::cuda::fused4 {
+
+struct Params {
+  const uint8_t* packed;
+  const float* code;
+  const float* absmax;
+  const uint8_t* qabsmax;
+  const float* nested_absmax;
+  const float* nested_code;
+  float nested_offset;
+  int nested_shift;  // log2(nested_blocksize)
+  int block_shift;   // log2(blocksize)
+  int64_t n, k;
+  int m;
+  const void* x;
+  const void* bias;
+  void* out;
+};
+
+inline int log2_exact(int64_t v) {
+  int s = 0;
+  while ((int64_t(1) << s) < v) ++s;
+  return (int64_t(1) << s) == v ? s : -1;
+}
+
+inline Params make_params(const Packed4bit& w, const void* x, int64_t m, const void* bias, void* out) {
+  return Params{w.packed, w.code, w.absmax, w.qabsmax, w.nested_absmax, w.nested_code, w.nested_offset,
+                w.qabsmax ? log2_exact(w.nested_blocksize) : 0, log2_exact(w.blocksize), w.n, w.k, int(m), x,
+                bias, out};
+}
+
+// Weights and their scales are read once: skip L1 so that the activations,
+// which every warp rereads, stay there.
+__device__ __forceinline__ uint4 load_streaming16(const uint8_t* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+      : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint2 load_streaming8(const uint8_t* p) {
+  uint2 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ float load_streaming(const float* p) {
+  float v;
+  asm("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(v) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t load_streaming_u8(const uint8_t* p) {
+  uint32_t v;
+  asm("ld.global.nc.L1::no_allocate.u8 %0, [%1];" : "=r"(v) : "l"(p));
+  return v;
+}
+
+template <typename T> __device__ __forceinline__ uint32_t pack_pair(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack_pair<__nv_bfloat16>(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+template <> __device__ __forceinline__ uint32_t pack_pair<__half>(float lo, float hi) {
+  __half2 v = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The pair table: entry v (a packed byte, first element in the high nibble)
+// holds (code[v >> 4], code[v & 15]) in T x2 form, low half first. One copy
+// per lane, lane L's copy in bank L, so random indices never conflict; rows
+// of 256 bytes (64 words, the first 32 used) let one byte permute form the
+// address. 64 KB.
+constexpr int kPairTableWords = 256 * 64;
+
+// The 16 codes go through shared memory first: one global round trip a block
+// instead of two dependent loads per entry (a fixed cost of every call).
+template <typename T>
+__device__ __forceinline__ void build_pair_table(uint32_t* table, const float* code) {
+  __shared__ float codes[16];
+  if (threadIdx.x < 16) codes[threadIdx.x] = __ldg(code + threadIdx.x);
+  __syncthreads();
+  for (int i = threadIdx.x; i < 256 * 32; i += blockDim.x) {
+    const int v = i >> 5;
+    table[v * 64 + (i & 31)] = pack_pair<T>(codes[v >> 4], codes[v & 15]);
+  }
+}
+
+// The code pair of byte `byte` of `word`, from this lane's copy: byte value v
+// of lane L sits at byte offset v * 256 + L * 4 (`lane4` holds L * 4).
+// `table` is the table's shared-window address: the add folds into the LDS
+// addressing (a generic pointer costs an extra IADD per lookup).
+template <int byte>
+__device__ __forceinline__ uint32_t lookup(uint32_t table, uint32_t word, uint32_t lane4) {
+  constexpr uint32_t selector = 0x5504u | (uint32_t(byte) << 4);
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + __byte_perm(word, lane4, selector)));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// A block scale as loaded ahead of use: the f32 absmax, or the u8 code of a
+// double-quantized one (its nested scale is read when the code is decoded).
+struct ScaleRaw {
+  float value;
+  uint32_t code;
+};
+
+template <bool kNested>
+__device__ __forceinline__ ScaleRaw load_scale(const Params& p, uint32_t block) {
+  if constexpr (kNested) return {0.0f, load_streaming_u8(p.qabsmax + block)};
+  else return {load_streaming(p.absmax + block), 0u};
+}
+
+// Double quantization decoded as bitsandbytes does: code * scale, then + offset.
+template <bool kNested>
+__device__ __forceinline__ float decode_scale(const Params& p, const float* nested_map, ScaleRaw raw,
+                                              uint32_t block) {
+  if constexpr (kNested) {
+    const float nested = __ldg(p.nested_absmax + (block >> p.nested_shift));
+    return __fadd_rn(__fmul_rn(nested_map[raw.code], nested), p.nested_offset);
+  } else {
+    return raw.value;
+  }
+}
+
+}  // namespace lowbit::ops::cuda::fused4

@@ -1,0 +1,38 @@
+// Host launchers of the fused 4-bit kernels, called by gemm_4bit
+// (linear_cuda.cu), which picks one by batch and shape.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "lowbit/core/dtype.h"
+#include "ops/cuda/linear_cuda.h"
+
+namespace lowbit::ops::cuda::fused4 {
+
+// CUDA-core GEMV (gemv_4bit_cuda.cu): m <= kGemvMaxBatch, bf16/f16, k % 32 == 0,
+// power-of-two blocksize >= 32, packed and x 16-byte aligned.
+constexpr int64_t kGemvMaxBatch = 4;
+bool gemv_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+// split_k: k slices per row (power of two <= 16); 0 picks one from the shape.
+void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
+          cudaStream_t stream);
+
+// Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,
+// k % 128 == 0, power-of-two blocksize >= 32, x and packed 16-byte aligned.
+constexpr int64_t kMmaMaxBatch = 16;
+bool mma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+// split_k: k slices per 16-row tile (power of two <= 8); 0 picks one.
+void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
+         cudaStream_t stream);
+
+// Tensor-core kernel for wider batches (gemm_4bit_wide_cuda.cu): kMmaMaxBatch
+// < m <= kWideMaxBatch, bf16/f16, blocksize a power of two >= 64 dividing k,
+// x 16- and packed 8-byte aligned.
+constexpr int64_t kWideMaxBatch = 64;
+bool wide_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+void wide(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
+          cudaStream_t stream);
+
+}  // namespace lowbit::ops::cuda::fused4
