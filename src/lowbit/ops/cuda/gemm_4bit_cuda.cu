@@ -30,7 +30,7 @@
 // table (gemm_4bit_common.cuh): one byte permute and one conflict-free LDS
 // give a code pair, one HMUL2 scales it.
 // Shared memory: 64 KB table + 1 KB nested map + 4 KB * NB for the split-k
-// partial tiles; 3 blocks (24 warps) an SM for NB = 1, 2 for NB = 2.
+// partial tiles; 2 blocks (16 warps, 128 registers each thread) an SM.
 // docs/cuda.md has the measured versions.
 //
 // Memory traffic per call: n*k/2 bytes of codes (streamed, L1 no-allocate),
@@ -55,7 +55,7 @@ constexpr int kRound = 128;        // k of one round: 4 lanes x 32 weights, eigh
 constexpr int kTileRows = 16;      // weight rows of a warp tile: the mma's M
 // Chunks a step loads before using the first; fewer for wide batches, whose
 // accumulators take the registers.
-template <int NB> constexpr int kUnroll = NB <= 2 ? 2 : 1;  // rounds a step
+template <int NB> constexpr int kUnroll = NB == 1 ? 4 : 2;  // rounds a step
 
 template <typename T> __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
@@ -96,7 +96,7 @@ template <> __device__ __forceinline__ uint32_t scale_codes<__half>(uint32_t cod
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 
 template <typename T, int NB, bool kNested>
-__global__ void __launch_bounds__(kThreads, NB == 1 ? 3 : NB == 2 ? 2 : 1) gemm_4bit_mma_kernel(const Params p, const int split_k) {
+__global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params p, const int split_k) {
   constexpr int U = kUnroll<NB>;
   constexpr int kTileB = 8 * NB;
   extern __shared__ __align__(16) uint32_t smem[];

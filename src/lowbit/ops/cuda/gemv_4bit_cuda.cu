@@ -1,7 +1,7 @@
 // Blockwise 4-bit (NF4/FP4) GEMV on CUDA cores for batches of 1 to 4:
 // out[m, n] = x[m, k] W^T, W read from memory once as packed codes.
 //
-// Work split (one block = 16 warps, 512 threads, persistent over row tiles):
+// Work split (one block = 16 warps, 512 threads, persistent):
 //
 //   row r   | seg 0 | seg 1 | ... | seg 31 | seg 32 | ...   seg = 32 weights = one
 //   row r+1 | lane0 | lane1 | ... | lane31 | lane0  | ...   16-byte load; lane L takes
@@ -10,9 +10,11 @@
 // A warp carries R rows (4 for m <= 2, else 2) over the same segments, so each
 // activation load and its conversion to f32 serve R rows; the lanes of a warp
 // read 32 consecutive 16-byte pieces of a row (coalesced), R x kUnroll loads
-// in flight a lane. With split_k > 1 the warps of a block take interleaved
-// segment slices of the same rows (chosen on the host so that small-n shapes
-// still fill every SM) and their sums meet in shared memory.
+// in flight a lane. Without a k split each warp takes row groups on its own
+// (round robin over the grid's warps: no SM runs dry before the others); with
+// split_k > 1 the warps of a block take interleaved segment slices of the same
+// rows (chosen on the host so that small-n shapes still fill every SM) and
+// their sums meet in shared memory.
 //
 // Decode: a packed byte (two codes) indexes a 256-entry table of code pairs in
 // bf16x2/f16x2 form (one copy per lane, conflict-free; gemm_4bit_common.cuh);
@@ -118,8 +120,13 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_4bit_kernel(con
   const int64_t tiles = (p.n + rows_per_tile - 1) / rows_per_tile;
   const T* x = static_cast<const T*>(p.x);
 
-  for (int64_t tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-    const int64_t row0 = tile * rows_per_tile + int64_t(group) * R;
+  // Without a k split each warp takes row groups on its own, so the SMs'
+  // shares stay even to the end; with one, a block's warps share a tile.
+  const bool own = split_k == 1;
+  const int64_t items = own ? (p.n + R - 1) / R : tiles;
+  const int64_t step = own ? int64_t(gridDim.x) * kWarps : gridDim.x;
+  for (int64_t item = own ? int64_t(blockIdx.x) * kWarps + warp : blockIdx.x; item < items; item += step) {
+    const int64_t row0 = own ? item * R : item * rows_per_tile + int64_t(group) * R;
     int64_t elem0[R];  // first element of each row; rows past n reread row n - 1
 #pragma unroll
     for (int r = 0; r < R; ++r) elem0[r] = min(row0 + r, p.n - 1) * p.k;
@@ -183,7 +190,7 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_4bit_kernel(con
     const float total = warp_sum_spread<N>(acc, lane);
     const int idx = lane >> (5 - log2_const(N));
     const bool writer = (lane & (32 / N - 1)) == 0;
-    if (split_k == 1) {
+    if (own) {
       const int64_t row = row0 + idx / MP;
       if (writer && idx % MP < M && row < p.n) store_out<T>(p, idx % MP, row, total);
     } else {
@@ -193,7 +200,7 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_4bit_kernel(con
         const int g = i / N, id = i % N;
         float sum = 0.0f;
         for (int sl = 0; sl < split_k; ++sl) sum += red[(sl * groups + g) * N + id];
-        const int64_t row = tile * rows_per_tile + int64_t(g) * R + id / MP;
+        const int64_t row = item * rows_per_tile + int64_t(g) * R + id / MP;
         if (id % MP < M && row < p.n) store_out<T>(p, id % MP, row, sum);
       }
       __syncthreads();  // `red` is rewritten by the next tile

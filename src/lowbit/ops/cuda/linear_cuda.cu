@@ -147,9 +147,9 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
     case Gemm4bitPath::kDequantize: return Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kAuto: break;
   }
-  // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1-2, the
-  // tensor-core kernel from 3 to 16, the wide one above.
-  if (gemv && m <= 2) return Gemm4bitPath::kGemv;
+  // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1, the
+  // tensor-core kernel from 2 to 16, the wide one above.
+  if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
   if (gemv) return Gemm4bitPath::kGemv;

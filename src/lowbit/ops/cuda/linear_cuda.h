@@ -29,7 +29,7 @@ struct Packed4bit {
 };
 
 // out[m, n] = x[m, k] W^T (+ bias[n]) for bf16/f16 x, out, bias. Any m, n, k.
-// The packed weight is read once by a CUDA-core GEMV (m <= 2), a tensor-core
+// The packed weight is read once by a CUDA-core GEMV (m = 1), a tensor-core
 // kernel (m <= 16) or a wide-batch tensor-core kernel (m <= 64) where the
 // shape allows (power-of-two blocksize; k a multiple of 32, 128 and 64 and
 // the blocksize respectively); other cases dequantize to x's dtype and call
