@@ -270,10 +270,12 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
   const int64_t steps = (p.k / kRound + kUnroll<NB> - 1) / kUnroll<NB>;
   auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };
-  // Split k while the blocks fit in one wave and each warp keeps >= 2 steps.
+  // Split k while the blocks stay within 1.5 waves and each warp keeps >= 2
+  // steps (H200, 4096 x 11008: 4 slices in 344 blocks on 264 slots beat 2 in
+  // 172 by 18% at batch 16; on 8192 x 28672 two slices, 1.7 waves, lose 8%).
   if (split_k <= 0) {
     split_k = 1;
-    while (split_k < kWarps && blocks_for(split_k * 2) <= slots && steps >= 4 * split_k) split_k *= 2;
+    while (split_k < kWarps && 2 * blocks_for(split_k * 2) <= 3 * slots && steps >= 4 * split_k) split_k *= 2;
   }
   const int64_t grid = std::min(blocks_for(split_k), slots);
   kernel<<<unsigned(grid), kThreads, smem, stream>>>(p, split_k);
