@@ -23,10 +23,14 @@
 // (blocksize a power of two >= 32), so its 32 products are summed unscaled and
 // one FFMA per batch row applies the block's absmax, decoded in the kernel
 // when double-quantized. The lanes' sums meet by a halving shuffle reduction
-// (each step trades half the values), so R x m sums cost 2 R m shuffles.
+// (each step trades half the values): R x m sums cost about R x m + 5
+// shuffles instead of 5 R m.
 //
-// Per weight and batch row: 2 B/32 of activation loads (L1), 2 integer ops +
-// half an LDS + half a PRMT for the decode, 1 FFMA. Memory traffic per call:
+// Per weight: half a PRMT, half an LDS and one integer op for the decode, one
+// FFMA per batch row, 2 bytes of activation loads (L1) per R rows; measured
+// 4.4 instructions a weight at m = 1 in all (docs/cuda.md). Launch: 512
+// threads, 64 registers at m = 1 (2 blocks an SM), 66 KB of shared memory
+// (the pair table, the nested code map, the split-k sums). Memory traffic per call:
 // n*k/2 bytes of codes and n*k/blocksize scales (f32, or u8 + the nested f32),
 // streamed past L1; m*k*2 bytes of activations, L1/L2 resident.
 #include <algorithm>
