@@ -173,6 +173,44 @@ TEST(DecoderOpsCuda, RopeDefaultAndLlama3) {
   }
 }
 
+// The fused ops against the CPU's fused ops: the residual sum equal bits,
+// the norm and SwiGLU within the bounds above, the q/k/v split and rotation
+// equal bits.
+TEST(DecoderOpsCuda, FusedAddRmsNormSwigluRopeQkv) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 400;
+  const auto tables = ops::rope_tables({.head_dim = 64}, 512);
+  const ops::RopeTables gpu_tables{tables.cos.to(kGpu), tables.sin.to(kGpu)};
+  for (DType dtype : kDtypes)
+    for (int64_t rows : {1, 3, 17, 300}) {
+      const Tensor x0 = random_tensor({rows, 256}, dtype, seed++, 3.0f), r = random_tensor({rows, 256}, dtype, seed++);
+      const Tensor w = random_tensor({256}, dtype, seed++);
+      Tensor x_cpu = x0.clone(), x_gpu = x0.to(kGpu);
+      Tensor want = Tensor::empty({rows, 256}, dtype), got = Tensor::empty({rows, 256}, dtype, kGpu);
+      ops::add_rms_norm(x_cpu, r, w, 1e-5f, want);
+      ops::add_rms_norm(x_gpu, r.to(kGpu), w.to(kGpu), 1e-5f, got);
+      EXPECT_TRUE(bit_equal(x_gpu, x_cpu)) << "add_rms_norm sum " << dtype_name(dtype) << " rows " << rows;
+      EXPECT_LE(max_rel_ulps(got, want, 1e-3), dtype == DType::F32 ? 64.0 : 1.01)
+          << "add_rms_norm " << dtype_name(dtype) << " rows " << rows;
+
+      const Tensor gate_up = random_tensor({rows, 2 * 77}, dtype, seed++, 3.0f);
+      Tensor s_want = Tensor::empty({rows, 77}, dtype), s_got = Tensor::empty({rows, 77}, dtype, kGpu);
+      ops::swiglu(gate_up, s_want);
+      ops::swiglu(gate_up.to(kGpu), s_got);
+      EXPECT_LE(max_rel_ulps(s_got, s_want, 1e-3), dtype == DType::F32 ? 4.0 : 1.01) << "swiglu " << dtype_name(dtype);
+
+      const int64_t heads = 8, kv_heads = 2, past = 511 - rows;
+      const Tensor qkv = random_tensor({rows, (heads + 2 * kv_heads) * 64}, dtype, seed++, 2.0f);
+      Tensor q_cpu = Tensor::empty({rows, heads, 64}, dtype), q_gpu = Tensor::empty({rows, heads, 64}, dtype, kGpu);
+      Tensor k_cpu = Tensor::zeros({512, kv_heads, 64}, dtype), v_cpu = Tensor::zeros({512, kv_heads, 64}, dtype);
+      Tensor k_gpu = k_cpu.to(kGpu), v_gpu = v_cpu.to(kGpu);
+      ops::rope_qkv(qkv, tables, past, q_cpu, k_cpu, v_cpu);
+      ops::rope_qkv(qkv.to(kGpu), gpu_tables, past, q_gpu, k_gpu, v_gpu);
+      EXPECT_TRUE(bit_equal(q_gpu, q_cpu) && bit_equal(k_gpu, k_cpu) && bit_equal(v_gpu, v_cpu))
+          << "rope_qkv " << dtype_name(dtype) << " rows " << rows;
+    }
+}
+
 struct AttentionCase {
   int64_t tokens, past, heads, kv_heads, dim, window;
 };

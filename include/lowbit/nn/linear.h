@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <variant>
 
@@ -24,6 +25,13 @@ class Linear {
   // codes i8 [out, in], scb f32 [out]; threshold as in bitsandbytes (0: pure int8).
   static Linear int8(Tensor codes, Tensor scb, float threshold, Tensor bias = {});
   static Linear blockwise_4bit(ops::Blockwise4bitWeight weight, Tensor bias = {});
+  // One layer whose outputs are the parts' outputs side by side (their weight
+  // rows stacked), e.g. q/k/v or gate/up projections of the same input: one
+  // kernel launch instead of several, the same value for every output. An
+  // undefined Linear when the parts cannot be stacked (different formats,
+  // dtypes or thresholds, biases on some only, or 4-bit parts whose blocks
+  // would straddle two parts).
+  static Linear stack(std::span<const Linear> parts);
 
   bool defined() const { return out_features_ > 0; }
   int64_t in_features() const { return in_features_; }

@@ -13,6 +13,10 @@ void add(const Tensor& a, const Tensor& b, Tensor& out);
 // (two ops in PyTorch). out may alias gate or up.
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
 
+// SwiGLU of a fused gate/up projection: gate_up [rows, 2 * n] holds gate in
+// columns [0, n) and up in [n, 2n); out [rows, n] = silu_mul(gate, up).
+void swiglu(const Tensor& gate_up, Tensor& out);
+
 // out[i, :] = table[ids[i], :] converted to out's dtype. ids: i32 or i64 [n];
 // an id outside the table is an Error.
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out);

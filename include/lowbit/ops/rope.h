@@ -38,4 +38,12 @@ RopeTables rope_tables(const RopeConfig& config, int64_t positions);
 // does in PyTorch.
 void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position);
 
+// Splits a fused q/k/v projection qkv [tokens, (heads + 2 kv_heads) * head_dim]
+// (q, then k, then v columns): q rotated into q_out [tokens, heads, head_dim],
+// k rotated into rows [first_position, first_position + tokens) of k_cache
+// [capacity, kv_heads, head_dim], v copied into the same rows of v_cache.
+// Same values as apply_rope on separate projections.
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
+              Tensor& v_cache);
+
 }  // namespace lowbit::ops

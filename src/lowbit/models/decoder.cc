@@ -11,10 +11,12 @@
 namespace lowbit::models {
 namespace {
 
+// q/k/v and gate/up run as one stacked linear each (qkv, gate_up) when their
+// formats allow it (nn::Linear::stack), else as separate layers.
 struct Block {
   nn::RMSNorm input_norm, post_attention_norm;
-  nn::Linear q_proj, k_proj, v_proj, o_proj;
-  nn::Linear gate_proj, up_proj, down_proj;
+  nn::Linear qkv, q_proj, k_proj, v_proj, o_proj;
+  nn::Linear gate_up, gate_proj, up_proj, down_proj;
 };
 
 // Activations of one forward pass, kept from call to call: a GPU allocation
@@ -26,6 +28,7 @@ struct Workspace {
   Tensor ids;                       // i32 [rows] (GPU: the token ids uploaded)
   Tensor h, x, q, attn, tmp;        // [rows, hidden] / [rows, q_dim]
   Tensor gate, up;                  // [rows, intermediate]
+  Tensor qkv, gate_up;              // the stacked projections' outputs
 
   void reserve(int64_t n, const ModelConfig& c, DType dtype, Device device) {
     if (n <= rows) return;
@@ -38,6 +41,8 @@ struct Workspace {
     attn = Tensor::empty({n, q_dim}, dtype, device);
     gate = Tensor::empty({n, c.intermediate_size}, dtype, device);
     up = Tensor::empty({n, c.intermediate_size}, dtype, device);
+    qkv = Tensor::empty({n, q_dim + 2 * c.num_kv_heads * c.head_dim}, dtype, device);
+    gate_up = Tensor::empty({n, 2 * c.intermediate_size}, dtype, device);
     rows = n;
   }
 };
@@ -61,6 +66,12 @@ class Decoder final : public CausalLM {
       b.gate_proj = w.linear(p + "mlp.gate_proj", c.intermediate_size, hidden, c.mlp_bias);
       b.up_proj = w.linear(p + "mlp.up_proj", c.intermediate_size, hidden, c.mlp_bias);
       b.down_proj = w.linear(p + "mlp.down_proj", hidden, c.intermediate_size, c.mlp_bias);
+      const nn::Linear qkv[] = {b.q_proj, b.k_proj, b.v_proj};
+      b.qkv = nn::Linear::stack(qkv);
+      if (b.qkv.defined()) b.q_proj = b.k_proj = b.v_proj = {};
+      const nn::Linear gate_up[] = {b.gate_proj, b.up_proj};
+      b.gate_up = nn::Linear::stack(gate_up);
+      if (b.gate_up.defined()) b.gate_proj = b.up_proj = {};
       blocks_.push_back(std::move(b));
     }
     norm_ = {w.dense("model.norm.weight", {hidden}), c.rms_norm_eps};
@@ -103,43 +114,59 @@ class Decoder final : public CausalLM {
     const int64_t kv_dim = c.num_kv_heads * c.head_dim;
     Tensor ids = ws_.ids.rows(0, n), h = ws_.h.rows(0, n), x = ws_.x.rows(0, n), tmp = ws_.tmp.rows(0, n);
     Tensor q = ws_.q.rows(0, n), attn = ws_.attn.rows(0, n), gate = ws_.gate.rows(0, n), up = ws_.up.rows(0, n);
+    Tensor qkv = ws_.qkv.rows(0, n), gate_up = ws_.gate_up.rows(0, n);
+    Tensor q_heads = q.reshape({n, c.num_heads, c.head_dim});
     copy_bytes(ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
     ops::embedding(ids, embed_.table, h);
+    ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
+    // Rows [first, n) are the ones whose logits are asked for; after the last
+    // attention only they go on.
+    const int64_t first = all_logits ? 0 : n - 1;
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
-      ops::rms_norm(h, b.input_norm.weight, b.input_norm.eps, x);
-      // Keys and values go straight into the cache rows of these positions.
-      Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
-      Tensor v = cache.values[i].rows(past, past + n).reshape({n, kv_dim});
-      b.q_proj.forward(x, q);
-      b.k_proj.forward(x, k);
-      b.v_proj.forward(x, v);
-      Tensor q_heads = q.reshape({n, c.num_heads, c.head_dim}), k_heads = k.reshape({n, c.num_kv_heads, c.head_dim});
-      ops::apply_rope(q_heads, rope_, past);
-      ops::apply_rope(k_heads, rope_, past);
+      if (b.qkv.defined()) {
+        b.qkv.forward(x, qkv);
+        ops::rope_qkv(qkv, rope_, past, q_heads, cache.keys[i], cache.values[i]);
+      } else {
+        // Keys and values go straight into the cache rows of these positions.
+        Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
+        Tensor v = cache.values[i].rows(past, past + n).reshape({n, kv_dim});
+        b.q_proj.forward(x, q);
+        b.k_proj.forward(x, k);
+        b.v_proj.forward(x, v);
+        Tensor k_heads = k.reshape({n, c.num_kv_heads, c.head_dim});
+        ops::apply_rope(q_heads, rope_, past);
+        ops::apply_rope(k_heads, rope_, past);
+      }
       ops::attention(q_heads, cache.keys[i], cache.values[i], past, attn, c.sliding_window);
       b.o_proj.forward(attn, tmp);
-      ops::add(h, tmp, h);
-      ops::rms_norm(h, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
-      b.gate_proj.forward(x, gate);
-      b.up_proj.forward(x, up);
-      ops::silu_mul(gate, up, gate);
+      ops::add_rms_norm(h, tmp, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
+      if (b.gate_up.defined()) {
+        b.gate_up.forward(x, gate_up);
+        ops::swiglu(gate_up, gate);
+      } else {
+        b.gate_proj.forward(x, gate);
+        b.up_proj.forward(x, up);
+        ops::silu_mul(gate, up, gate);
+      }
       b.down_proj.forward(gate, tmp);
-      ops::add(h, tmp, h);
+      // The residual add and the next norm (the next block's, or the final one).
+      const nn::RMSNorm& next = i + 1 < blocks_.size() ? blocks_[i + 1].input_norm : norm_;
+      const bool last = i + 1 == blocks_.size();
+      Tensor h_rows = last ? h.rows(first, n) : h, x_rows = last ? x.rows(first, n) : x;
+      ops::add_rms_norm(h_rows, last ? tmp.rows(first, n) : tmp, next.weight, next.eps, x_rows);
     }
     cache.length = past + n;
-    const int64_t first = all_logits ? 0 : n - 1;
-    Tensor last = h.rows(first, n), normed = x.rows(first, n);
-    ops::rms_norm(last, norm_.weight, norm_.eps, normed);
-    return lm_head_.forward(normed);
+    return lm_head_.forward(x.rows(first, n));
   }
 
   size_t weight_bytes() const override {
     size_t bytes = embed_.table.nbytes() + norm_.weight.nbytes();
     for (const Block& b : blocks_) {
       bytes += b.input_norm.weight.nbytes() + b.post_attention_norm.weight.nbytes();
-      for (const nn::Linear* l : {&b.q_proj, &b.k_proj, &b.v_proj, &b.o_proj, &b.gate_proj, &b.up_proj, &b.down_proj})
-        bytes += l->weight_bytes();
+      for (const nn::Linear* l : {&b.qkv, &b.q_proj, &b.k_proj, &b.v_proj, &b.o_proj, &b.gate_up, &b.gate_proj,
+                                  &b.up_proj, &b.down_proj})
+        if (l->defined()) bytes += l->weight_bytes();
     }
     if (!tied_head_) bytes += lm_head_.weight_bytes();  // a tied head shares the embedding
     return bytes;
@@ -151,7 +178,8 @@ class Decoder final : public CausalLM {
                        "  attention {} / mlp {} / lm_head {}",
                        config_.architecture, config_.model_type, config_.num_layers, config_.hidden_size,
                        config_.num_heads, config_.num_kv_heads, config_.head_dim, config_.vocab_size,
-                       dtype_name(dtype_), device_.str(), b.q_proj.describe(), b.gate_proj.describe(), lm_head_.describe());
+                       dtype_name(dtype_), device_.str(), (b.qkv.defined() ? b.qkv : b.q_proj).describe(),
+                       (b.gate_up.defined() ? b.gate_up : b.gate_proj).describe(), lm_head_.describe());
   }
 
  private:

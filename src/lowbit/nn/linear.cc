@@ -1,5 +1,8 @@
 #include "lowbit/nn/linear.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include "lowbit/quant/formats.h"
@@ -48,6 +51,86 @@ Linear Linear::blockwise_4bit(ops::Blockwise4bitWeight weight, Tensor bias) {
   l.weight_ = std::move(weight);
   l.bias_ = std::move(bias);
   return l;
+}
+
+namespace {
+
+// Parts [n_i, ...] (same dtype, device and trailing shape) stacked along the
+// first dimension, on their device.
+Tensor stack_rows(const std::vector<Tensor>& parts) {
+  Shape shape = parts.front().shape();
+  shape[0] = 0;
+  for (const Tensor& p : parts) shape[0] += p.dim(0);
+  Tensor out = Tensor::empty(shape, parts.front().dtype(), parts.front().device());
+  size_t at = 0;
+  for (const Tensor& p : parts) {
+    copy_bytes(static_cast<char*>(out.raw_data()) + at, out.device(), p.raw_data(), p.device(), p.nbytes());
+    at += p.nbytes();
+  }
+  return out;
+}
+
+bool same_layout(const Tensor& a, const Tensor& b) {
+  if (a.defined() != b.defined()) return false;
+  if (!a.defined()) return true;
+  return a.dtype() == b.dtype() && a.device() == b.device() && a.ndim() == b.ndim() &&
+         std::equal(a.shape().begin() + 1, a.shape().end(), b.shape().begin() + 1);
+}
+
+}  // namespace
+
+Linear Linear::stack(std::span<const Linear> parts) {
+  if (parts.empty()) return {};
+  const Linear& first = parts.front();
+  std::vector<Tensor> biases;
+  for (const Linear& p : parts) {
+    if (!p.defined() || p.format_ != first.format_ || p.in_features_ != first.in_features_ ||
+        !same_layout(p.bias_, first.bias_))
+      return {};
+    if (p.bias_.defined()) biases.push_back(p.bias_);
+  }
+  const Tensor bias = biases.empty() ? Tensor{} : stack_rows(biases);
+  if (first.format_ == WeightFormat::Dense) {
+    std::vector<Tensor> w;
+    for (const Linear& p : parts) {
+      if (!same_layout(std::get<Tensor>(p.weight_), std::get<Tensor>(first.weight_))) return {};
+      w.push_back(std::get<Tensor>(p.weight_));
+    }
+    return dense(stack_rows(w), bias);
+  }
+  if (first.format_ == WeightFormat::Int8Rowwise) {
+    const auto& f = std::get<Int8Weight>(first.weight_);
+    std::vector<Tensor> codes, scb;
+    for (const Linear& p : parts) {
+      const auto& q = std::get<Int8Weight>(p.weight_);
+      if (q.threshold != f.threshold || !same_layout(q.codes, f.codes) || !same_layout(q.scb, f.scb)) return {};
+      codes.push_back(q.codes);
+      scb.push_back(q.scb);
+    }
+    return int8(stack_rows(codes), stack_rows(scb), f.threshold, bias);
+  }
+  const auto& f = std::get<ops::Blockwise4bitWeight>(first.weight_);
+  ops::Blockwise4bitWeight out = f;
+  std::vector<Tensor> packed, absmax;
+  for (const Linear& p : parts) {
+    const auto& q = std::get<ops::Blockwise4bitWeight>(p.weight_);
+    // Blocks run over the flattened weight: each part must end on a block
+    // boundary (and a whole byte) for the stacked absmax to line up.
+    const int64_t n = q.out_features * q.in_features;
+    if (q.type != f.type || q.blocksize != f.blocksize || q.dtype != f.dtype || q.compute_dtype != f.compute_dtype ||
+        n % q.blocksize != 0 || n % 2 != 0 || q.packed.device() != f.packed.device() ||
+        q.absmax.device() != f.absmax.device())
+      return {};
+    const Tensor qc = q.code.to(Device::cpu()), fc = f.code.to(Device::cpu());
+    if (std::memcmp(qc.raw_data(), fc.raw_data(), qc.nbytes()) != 0) return {};
+    packed.push_back(q.packed.reshape({q.packed.numel()}));
+    absmax.push_back(q.absmax.reshape({q.absmax.numel()}));
+  }
+  out.packed = stack_rows(packed);
+  out.absmax = stack_rows(absmax);
+  out.out_features = 0;
+  for (const Linear& p : parts) out.out_features += p.out_features_;
+  return blockwise_4bit(std::move(out), bias);
 }
 
 size_t Linear::weight_bytes() const {

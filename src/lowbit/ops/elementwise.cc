@@ -26,6 +26,16 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
                     LOWBIT_CUDA_BODY(cuda::silu_mul(gate, up, out)));
 }
 
+void swiglu(const Tensor& gate_up, Tensor& out) {
+  constexpr std::string_view op = "swiglu";
+  LOWBIT_CHECK(gate_up.ndim() == 2 && gate_up.dim(1) % 2 == 0,
+               "ops::swiglu: gate_up must be [rows, 2 * n], got {}", gate_up.describe());
+  detail::expect_shape(op, "out", out, {gate_up.dim(0), gate_up.dim(1) / 2});
+  detail::expect_dtype(op, "out", out, gate_up.dtype());
+  detail::on_device(op, detail::common_device(op, {&gate_up, &out}), [&] { cpu::swiglu(gate_up, out); },
+                    LOWBIT_CUDA_BODY(cuda::swiglu(gate_up, out)));
+}
+
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
   constexpr std::string_view op = "embedding";
   LOWBIT_CHECK(ids.ndim() == 1 && (ids.dtype() == DType::I32 || ids.dtype() == DType::I64),

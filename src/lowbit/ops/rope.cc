@@ -1,5 +1,6 @@
 #include "lowbit/ops/rope.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -66,6 +67,27 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
   detail::on_device(op, detail::common_device(op, {&x, &tables.cos, &tables.sin}),
                     [&] { cpu::apply_rope(x, tables, first_position); },
                     LOWBIT_CUDA_BODY(cuda::apply_rope(x, tables, first_position)));
+}
+
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
+              Tensor& v_cache) {
+  constexpr std::string_view op = "rope_qkv";
+  LOWBIT_CHECK(q_out.ndim() == 3 && k_cache.ndim() == 3 && k_cache.dim(2) == q_out.dim(2),
+               "ops::rope_qkv: q_out must be [tokens, heads, head_dim] and k_cache [capacity, kv_heads, head_dim], got "
+               "{} and {}",
+               q_out.describe(), k_cache.describe());
+  detail::expect_shape(op, "v_cache", v_cache, k_cache.shape());
+  const int64_t tokens = q_out.dim(0), dim = q_out.dim(2);
+  detail::expect_shape(op, "qkv", qkv, {tokens, (q_out.dim(1) + 2 * k_cache.dim(1)) * dim});
+  for (const Tensor* t : {&q_out, &k_cache, &v_cache}) detail::expect_dtype(op, "q_out and the caches", *t, qkv.dtype());
+  LOWBIT_CHECK(tables.cos.ndim() == 2 && tables.cos.dim(1) * 2 == dim,
+               "ops::rope_qkv: tables must be [positions, {}], got {}", dim / 2, tables.cos.describe());
+  LOWBIT_CHECK(first_position >= 0 && first_position + tokens <= std::min(tables.cos.dim(0), k_cache.dim(0)),
+               "ops::rope_qkv: positions [{}, {}) exceed the table's {} positions or the cache's {} rows",
+               first_position, first_position + tokens, tables.cos.dim(0), k_cache.dim(0));
+  detail::on_device(op, detail::common_device(op, {&qkv, &tables.cos, &tables.sin, &q_out, &k_cache, &v_cache}),
+                    [&] { cpu::rope_qkv(qkv, tables, first_position, q_out, k_cache, v_cache); },
+                    LOWBIT_CUDA_BODY(cuda::rope_qkv(qkv, tables, first_position, q_out, k_cache, v_cache)));
 }
 
 }  // namespace lowbit::ops

@@ -10,6 +10,10 @@ namespace lowbit::ops::cpu {
 void rms_norm(const Tensor& x, const Tensor& weight, float eps, Tensor& out);
 void add(const Tensor& a, const Tensor& b, Tensor& out);
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out);
+void add_rms_norm(Tensor& x, const Tensor& residual, const Tensor& weight, float eps, Tensor& out);
+void swiglu(const Tensor& gate_up, Tensor& out);
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
+              Tensor& v_cache);
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out);
 void softmax(const Tensor& x, Tensor& out, bool log);
 void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position);

@@ -63,6 +63,28 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   });
 }
 
+void add_rms_norm(Tensor& x, const Tensor& residual, const Tensor& weight, float eps, Tensor& out) {
+  add(x, residual, x);
+  rms_norm(x, weight, eps, out);
+}
+
+void swiglu(const Tensor& gate_up, Tensor& out) {
+  const int64_t rows = gate_up.dim(0), n = out.dim(1);
+  dispatch_float("swiglu", gate_up.dtype(), [&]<typename T>(T) {
+    const T* in = gate_up.data<T>();
+    T* op = out.data<T>();
+    parallel_for(0, size_t(rows), std::max<size_t>(1, size_t(4096 / std::max<int64_t>(n, 1))),
+                 [&](size_t lo, size_t hi) {
+                   for (size_t r = lo; r < hi; ++r)
+                     for (int64_t i = 0; i < n; ++i) {
+                       const float g = detail::load(in[r * 2 * n + i]);
+                       const float act = round_to<T>(g / (1.0f + std::exp(-g)));
+                       op[r * n + i] = detail::store<T>(act * detail::load(in[r * 2 * n + n + i]));
+                     }
+                 });
+  });
+}
+
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
   const int64_t n = ids.dim(0), vocab = table.dim(0), dim = table.dim(1);
   for (int64_t i = 0; i < n; ++i) {

@@ -1,3 +1,5 @@
+#include <cstring>
+
 #include "lowbit/core/thread_pool.h"
 #include "ops/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
@@ -27,6 +29,26 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
       }
     });
   });
+}
+
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
+              Tensor& v_cache) {
+  const int64_t tokens = q_out.dim(0), q_dim = q_out.dim(1) * q_out.dim(2);
+  const int64_t kv_dim = k_cache.dim(1) * k_cache.dim(2), row = q_dim + 2 * kv_dim;
+  const size_t elem = element_size(qkv.dtype());
+  Tensor k = k_cache.rows(first_position, first_position + tokens);
+  Tensor v = v_cache.rows(first_position, first_position + tokens);
+  const auto* src = static_cast<const char*>(qkv.raw_data());
+  for (int64_t t = 0; t < tokens; ++t) {
+    const char* r = src + size_t(t * row) * elem;
+    std::memcpy(static_cast<char*>(q_out.raw_data()) + size_t(t * q_dim) * elem, r, size_t(q_dim) * elem);
+    std::memcpy(static_cast<char*>(k.raw_data()) + size_t(t * kv_dim) * elem, r + size_t(q_dim) * elem,
+                size_t(kv_dim) * elem);
+    std::memcpy(static_cast<char*>(v.raw_data()) + size_t(t * kv_dim) * elem, r + size_t(q_dim + kv_dim) * elem,
+                size_t(kv_dim) * elem);
+  }
+  cpu::apply_rope(q_out, tables, first_position);
+  cpu::apply_rope(k, tables, first_position);
 }
 
 }  // namespace lowbit::ops::cpu

@@ -28,6 +28,17 @@ __global__ void silu_mul_kernel(const T* gate, const T* up, T* out, int64_t n) {
   }
 }
 
+// gate_up [rows, 2n] (gate | up) -> out [rows, n].
+template <typename T>
+__global__ void swiglu_kernel(const T* gate_up, T* out, int64_t rows, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / n, c = i % n;
+    const float g = to_float(gate_up[r * 2 * n + c]);
+    out[i] = from_float<T>(
+        __fmul_rn(round_to<T>(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g)))), to_float(gate_up[r * 2 * n + n + c])));
+  }
+}
+
 // The first out-of-range id of a launch (all ones: none). A kernel cannot
 // throw, so the host reads this back after the lookup.
 __device__ unsigned long long g_bad_id;
@@ -92,6 +103,18 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
     silu_mul_kernel<T><<<elementwise_grid(n), kThreads>>>(static_cast<const T*>(gate.raw_data()),
                                                           static_cast<const T*>(up.raw_data()),
                                                           static_cast<T*>(out.raw_data()), n);
+  });
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+void swiglu(const Tensor& gate_up, Tensor& out) {
+  use_device(gate_up.device().index);
+  const int64_t rows = out.dim(0), n = out.dim(1);
+  if (rows * n == 0) return;
+  dispatch_device_float(gate_up.dtype(), "ops::swiglu", [&](auto tag) {
+    using T = decltype(tag);
+    swiglu_kernel<T><<<elementwise_grid(rows * n), kThreads>>>(static_cast<const T*>(gate_up.raw_data()),
+                                                               static_cast<T*>(out.raw_data()), rows, n);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }

@@ -25,7 +25,49 @@ __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table
   }
 }
 
+// One thread per rotated pair of the q and k heads of a token, and per pair of
+// v elements (copied): [tokens, heads + 2 kv_heads, half] work items.
+template <typename T>
+__global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const float* sin_table, int64_t first_position,
+                                int64_t tokens, int64_t heads, int64_t kv_heads, int64_t half, T* q_out, T* k_cache,
+                                T* v_cache) {
+  const int64_t slots = heads + 2 * kv_heads, dim = 2 * half;
+  const int64_t items = tokens * slots * half;
+  for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < items; p += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = p % half, slot = (p / half) % slots, t = p / (half * slots);
+    const T* in = qkv + (t * slots + slot) * dim;
+    const int64_t pos = first_position + t;
+    if (slot >= heads + kv_heads) {
+      T* v = v_cache + (pos * kv_heads + (slot - heads - kv_heads)) * dim;
+      v[i] = in[i];
+      v[i + half] = in[i + half];
+      continue;
+    }
+    T* dst = slot < heads ? q_out + (t * heads + slot) * dim : k_cache + (pos * kv_heads + (slot - heads)) * dim;
+    const float c = round_to<T>(cos_table[pos * half + i]), s = round_to<T>(sin_table[pos * half + i]);
+    const float a = to_float(in[i]), b = to_float(in[i + half]);
+    dst[i] = from_float<T>(__fadd_rn(round_to<T>(__fmul_rn(a, c)), round_to<T>(__fmul_rn(-b, s))));
+    dst[i + half] = from_float<T>(__fadd_rn(round_to<T>(__fmul_rn(b, c)), round_to<T>(__fmul_rn(a, s))));
+  }
+}
+
 }  // namespace
+
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
+              Tensor& v_cache) {
+  use_device(qkv.device().index);
+  const int64_t tokens = q_out.dim(0), heads = q_out.dim(1), kv_heads = k_cache.dim(1), half = q_out.dim(2) / 2;
+  const int64_t items = tokens * (heads + 2 * kv_heads) * half;
+  if (items == 0) return;
+  dispatch_device_float(qkv.dtype(), "ops::rope_qkv", [&](auto tag) {
+    using T = decltype(tag);
+    rope_qkv_kernel<T><<<unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16)), 256>>>(
+        static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position,
+        tokens, heads, kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
+        static_cast<T*>(v_cache.raw_data()));
+  });
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
 
 void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
   use_device(x.device().index);

@@ -1,0 +1,83 @@
+// The fused decoder ops on the CPU equal the ops they replace, bit for bit:
+// add_rms_norm = add + rms_norm, swiglu = silu_mul on the halves, rope_qkv =
+// splitting q/k/v and apply_rope.
+#include <cstring>
+#include <random>
+
+#include "lowbit/ops/elementwise.h"
+#include "lowbit/ops/norm.h"
+#include "lowbit/ops/rope.h"
+#include "support/test_support.h"
+
+namespace lowbit {
+namespace {
+
+Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 2.0f);
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (auto& x : v) x = dist(rng);
+  return Tensor::from_vector(v, shape).cast(dtype);
+}
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  return a.nbytes() == b.nbytes() && std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
+}
+
+TEST(FusedDecoderOps, AddRmsNormAndSwiglu) {
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    const Tensor x0 = random_tensor({3, 40}, dtype, 1), r = random_tensor({3, 40}, dtype, 2);
+    const Tensor w = random_tensor({40}, dtype, 3);
+    Tensor a = x0.clone(), b = x0.clone();
+    Tensor out_a = Tensor::empty({3, 40}, dtype), out_b = Tensor::empty({3, 40}, dtype);
+    ops::add(a, r, a);
+    ops::rms_norm(a, w, 1e-6f, out_a);
+    ops::add_rms_norm(b, r, w, 1e-6f, out_b);
+    EXPECT_TRUE(same_bytes(a, b)) << dtype_name(dtype);
+    EXPECT_TRUE(same_bytes(out_a, out_b)) << dtype_name(dtype);
+
+    const Tensor gate = random_tensor({3, 20}, dtype, 4), up = random_tensor({3, 20}, dtype, 5);
+    Tensor gate_up = Tensor::empty({3, 40}, dtype);
+    const size_t row = 20 * element_size(dtype);
+    for (int64_t t = 0; t < 3; ++t) {
+      std::memcpy(static_cast<char*>(gate_up.raw_data()) + 2 * t * row, static_cast<char*>(gate.raw_data()) + t * row, row);
+      std::memcpy(static_cast<char*>(gate_up.raw_data()) + (2 * t + 1) * row, static_cast<char*>(up.raw_data()) + t * row,
+                  row);
+    }
+    Tensor want = Tensor::empty({3, 20}, dtype), got = Tensor::empty({3, 20}, dtype);
+    ops::silu_mul(gate, up, want);
+    ops::swiglu(gate_up, got);
+    EXPECT_TRUE(same_bytes(want, got)) << dtype_name(dtype);
+  }
+}
+
+TEST(FusedDecoderOps, RopeQkvSplitsAndRotates) {
+  const int64_t tokens = 3, heads = 4, kv_heads = 2, dim = 8, past = 5, capacity = 10;
+  const auto tables = ops::rope_tables({.head_dim = int(dim)}, 16);
+  for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {
+    const Tensor qkv = random_tensor({tokens, (heads + 2 * kv_heads) * dim}, dtype, 7);
+    Tensor q = Tensor::empty({tokens, heads, dim}, dtype);
+    Tensor k_cache = Tensor::zeros({capacity, kv_heads, dim}, dtype), v_cache = Tensor::zeros({capacity, kv_heads, dim}, dtype);
+    ops::rope_qkv(qkv, tables, past, q, k_cache, v_cache);
+    const auto in = testing::to_floats(qkv);
+    Tensor q_want = Tensor::empty({tokens, heads, dim}, dtype), k_want = Tensor::empty({tokens, kv_heads, dim}, dtype);
+    Tensor v_want = Tensor::empty({tokens, kv_heads, dim}, dtype);
+    const size_t e = element_size(dtype), row = size_t((heads + 2 * kv_heads) * dim) * e;
+    for (int64_t t = 0; t < tokens; ++t) {
+      const char* r = static_cast<const char*>(qkv.raw_data()) + t * row;
+      std::memcpy(static_cast<char*>(q_want.raw_data()) + t * heads * dim * e, r, heads * dim * e);
+      std::memcpy(static_cast<char*>(k_want.raw_data()) + t * kv_heads * dim * e, r + heads * dim * e, kv_heads * dim * e);
+      std::memcpy(static_cast<char*>(v_want.raw_data()) + t * kv_heads * dim * e, r + (heads + kv_heads) * dim * e,
+                  kv_heads * dim * e);
+    }
+    ops::apply_rope(q_want, tables, past);
+    ops::apply_rope(k_want, tables, past);
+    EXPECT_TRUE(same_bytes(q, q_want)) << dtype_name(dtype);
+    EXPECT_TRUE(same_bytes(k_cache.rows(past, past + tokens).clone(), k_want)) << dtype_name(dtype);
+    EXPECT_TRUE(same_bytes(v_cache.rows(past, past + tokens).clone(), v_want)) << dtype_name(dtype);
+    EXPECT_THROW(ops::rope_qkv(qkv, tables, capacity - 1, q, k_cache, v_cache), Error);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
