@@ -61,8 +61,10 @@ bool bit_equal(const Tensor& a, const Tensor& b) {
 
 // Sums of squares in another order move rsqrt by a few f32 ulps (the CPU's
 // sequential sum of 11008 squares is the less accurate one: 12.7 ulps apart
-// measured on the H200); after the rounding to a 16-bit dtype that flips at
-// most one ulp.
+// measured on the H200). In 16 bits, x * rsqrt is rounded, then multiplied by
+// the weight and rounded again: a flip of the first rounding, carried through
+// the product and the second rounding, is at most 2 ulps of the output
+// (measured: 1.22 on f16 [2, 11008]).
 TEST(DecoderOpsCuda, RmsNorm) {
   LOWBIT_REQUIRE_CUDA();
   uint32_t seed = 1;
@@ -73,14 +75,15 @@ TEST(DecoderOpsCuda, RmsNorm) {
       Tensor want = Tensor::empty({rows, dim}, dtype), got = Tensor::empty({rows, dim}, dtype, kGpu);
       ops::rms_norm(x, w, 1e-5f, want);
       ops::rms_norm(x.to(kGpu), w.to(kGpu), 1e-5f, got);
-      EXPECT_LE(max_rel_ulps(got, want, 1e-3), dtype == DType::F32 ? 64.0 : 1.01)
+      EXPECT_LE(max_rel_ulps(got, want, 1e-3), dtype == DType::F32 ? 64.0 : 2.01)
           << dtype_name(dtype) << " [" << rows << ", " << dim << "]";
     }
 }
 
 // Add is one rounding of an exact f32 sum: equal bits. SwiGLU: CUDA's expf
-// is within 2 ulps of exp, which moves silu by an f32 ulp at most; the
-// 16-bit results flip by one ulp at most where that crosses a rounding edge.
+// is within 2 ulps of exp, which moves silu by an f32 ulp at most; where that
+// flips the rounding of silu, the product and its rounding carry it to at
+// most 2 ulps of the output (as RMSNorm's two roundings).
 TEST(DecoderOpsCuda, AddAndSiluMul) {
   LOWBIT_REQUIRE_CUDA();
   uint32_t seed = 100;
@@ -94,7 +97,7 @@ TEST(DecoderOpsCuda, AddAndSiluMul) {
       Tensor want_s = Tensor::empty({n}, dtype), got_s = Tensor::empty({n}, dtype, kGpu);
       ops::silu_mul(a, b, want_s);
       ops::silu_mul(a.to(kGpu), b.to(kGpu), got_s);
-      EXPECT_LE(max_rel_ulps(got_s, want_s, 1e-3), dtype == DType::F32 ? 4.0 : 1.01)
+      EXPECT_LE(max_rel_ulps(got_s, want_s, 1e-3), dtype == DType::F32 ? 4.0 : 2.01)
           << "silu_mul " << dtype_name(dtype) << " " << n;
     }
 }
@@ -190,14 +193,14 @@ TEST(DecoderOpsCuda, FusedAddRmsNormSwigluRopeQkv) {
       ops::add_rms_norm(x_cpu, r, w, 1e-5f, want);
       ops::add_rms_norm(x_gpu, r.to(kGpu), w.to(kGpu), 1e-5f, got);
       EXPECT_TRUE(bit_equal(x_gpu, x_cpu)) << "add_rms_norm sum " << dtype_name(dtype) << " rows " << rows;
-      EXPECT_LE(max_rel_ulps(got, want, 1e-3), dtype == DType::F32 ? 64.0 : 1.01)
+      EXPECT_LE(max_rel_ulps(got, want, 1e-3), dtype == DType::F32 ? 64.0 : 2.01)
           << "add_rms_norm " << dtype_name(dtype) << " rows " << rows;
 
       const Tensor gate_up = random_tensor({rows, 2 * 77}, dtype, seed++, 3.0f);
       Tensor s_want = Tensor::empty({rows, 77}, dtype), s_got = Tensor::empty({rows, 77}, dtype, kGpu);
       ops::swiglu(gate_up, s_want);
       ops::swiglu(gate_up.to(kGpu), s_got);
-      EXPECT_LE(max_rel_ulps(s_got, s_want, 1e-3), dtype == DType::F32 ? 4.0 : 1.01) << "swiglu " << dtype_name(dtype);
+      EXPECT_LE(max_rel_ulps(s_got, s_want, 1e-3), dtype == DType::F32 ? 4.0 : 2.01) << "swiglu " << dtype_name(dtype);
 
       const int64_t heads = 8, kv_heads = 2, past = 511 - rows;
       const Tensor qkv = random_tensor({rows, (heads + 2 * kv_heads) * 64}, dtype, seed++, 2.0f);

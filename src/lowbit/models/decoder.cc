@@ -1,5 +1,7 @@
 #include "lowbit/models/decoder.h"
 
+#include <algorithm>
+
 
 #include <fmt/format.h>
 
@@ -29,6 +31,7 @@ struct Workspace {
   Tensor h, x, q, attn, tmp;        // [rows, hidden] / [rows, q_dim]
   Tensor gate, up;                  // [rows, intermediate]
   Tensor qkv, gate_up;              // the stacked projections' outputs
+  Tensor logits;                    // [>= rows asked for, vocab], see forward
 
   void reserve(int64_t n, const ModelConfig& c, DType dtype, Device device) {
     if (n <= rows) return;
@@ -157,7 +160,15 @@ class Decoder final : public CausalLM {
       ops::add_rms_norm(h_rows, last ? tmp.rows(first, n) : tmp, next.weight, next.eps, x_rows);
     }
     cache.length = past + n;
-    return lm_head_.forward(x.rows(first, n));
+    // The logits buffer is reused once the caller has let go of the previous
+    // logits (no other handle to its storage): no allocation, and on a GPU no
+    // cudaFree (a device-wide synchronization), per decoding step.
+    const int64_t out_rows = n - first;
+    if (!ws_.logits.defined() || ws_.logits.storage().use_count() > 1 || ws_.logits.dim(0) < out_rows)
+      ws_.logits = Tensor::empty({std::max(out_rows, ws_.rows), lm_head_.out_features()}, dtype_, device_);
+    Tensor logits = ws_.logits.rows(0, out_rows);
+    lm_head_.forward(x.rows(first, n), logits);
+    return logits;
   }
 
   size_t weight_bytes() const override {
