@@ -3,6 +3,7 @@
 // quantization, dynamic 8-bit, LLM.int8 row quantization, and their inverses,
 // on the golden input (13,325 values: no block size divides it).
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 #include "lowbit/io/safetensors.h"
@@ -47,23 +48,28 @@ void expect_same_state(const QuantState& gpu, const QuantState& cpu, const std::
   }
 }
 
+// NF4 and FP4 of x at each block size, plain and double-quantized: the GPU's
+// packed bytes, state and dequantized values equal the CPU's.
+void expect_4bit_matches_cpu(const Tensor& x, std::initializer_list<int> blocksizes) {
+  const Tensor xg = x.to(kGpu);
+  for (QuantType type : {QuantType::NF4, QuantType::FP4})
+    for (int bs : blocksizes)
+      for (bool dq : {false, true}) {
+        const std::string what = std::string(traits(type).name) + " " + std::string(dtype_name(x.dtype())) +
+                                 " bs" + std::to_string(bs) + (dq ? " dq" : " plain");
+        QuantState cs, gs;
+        const Tensor cp = quantize_4bit(x, type, bs, dq, cs);
+        const Tensor gp = quantize_4bit(xg, type, bs, dq, gs);
+        expect_same_bytes(gp, cp, what + " packed");
+        expect_same_state(gs, cs, what);
+        expect_same_bytes(dequantize_4bit(gp, gs), dequantize_4bit(cp, cs), what + " dequant");
+      }
+}
+
 TEST(QuantCuda, FourBitMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
   for (const std::string dt : {"f32", "f16", "bf16"}) {
-    const Tensor x = golden().tensor("input.x_" + dt);
-    const Tensor xg = x.to(kGpu);
-    for (QuantType type : {QuantType::NF4, QuantType::FP4})
-      for (int bs : {64, 128, 256, 4096})
-        for (bool dq : {false, true}) {
-          const std::string what = std::string(traits(type).name) + " " + dt + " bs" + std::to_string(bs) +
-                                   (dq ? " dq" : " plain");
-          QuantState cs, gs;
-          const Tensor cp = quantize_4bit(x, type, bs, dq, cs);
-          const Tensor gp = quantize_4bit(xg, type, bs, dq, gs);
-          expect_same_bytes(gp, cp, what + " packed");
-          expect_same_state(gs, cs, what);
-          expect_same_bytes(dequantize_4bit(gp, gs), dequantize_4bit(cp, cs), what + " dequant");
-        }
+    expect_4bit_matches_cpu(golden().tensor("input.x_" + dt), {64, 128, 256, 4096});
   }
 }
 
@@ -90,19 +96,7 @@ TEST(QuantCuda, FourBitLargeInputsMatchCpu) {
   const Tensor x32 = Tensor::from_vector(values, {n}).cast(DType::BF16).cast(DType::F32);
   for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
     const Tensor x = x32.cast(dt);
-    const Tensor xg = x.to(kGpu);
-    for (QuantType type : {QuantType::NF4, QuantType::FP4})
-      for (int bs : {32, 64, 128, 512, 1024, 4096})
-        for (bool dq : {false, true}) {
-          const std::string what = std::string(traits(type).name) + " " + std::string(dtype_name(dt)) + " bs" +
-                                   std::to_string(bs) + (dq ? " dq" : " plain");
-          QuantState cs, gs;
-          const Tensor cp = quantize_4bit(x, type, bs, dq, cs);
-          const Tensor gp = quantize_4bit(xg, type, bs, dq, gs);
-          expect_same_bytes(gp, cp, what + " packed");
-          expect_same_state(gs, cs, what);
-          expect_same_bytes(dequantize_4bit(gp, gs), dequantize_4bit(cp, cs), what + " dequant");
-        }
+    expect_4bit_matches_cpu(x, {32, 64, 128, 512, 1024, 4096});
   }
 }
 

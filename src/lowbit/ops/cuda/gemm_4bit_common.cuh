@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "ops/cuda/cuda_common.h"
 #include "ops/cuda/linear_cuda.h"
 
 namespace lowbit::ops::cuda::fused4 {
@@ -42,14 +43,7 @@ inline Params make_params(const Packed4bit& w, const void* x, int64_t m, const v
 }
 
 // Weights and their scales are read once: skip L1 so that the activations,
-// which every warp rereads, stay there.
-__device__ __forceinline__ uint4 load_streaming16(const uint8_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
-}
+// which every warp rereads, stay there (load_streaming16: cuda_common.h).
 __device__ __forceinline__ uint2 load_streaming8(const uint8_t* p) {
   uint2 v;
   asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];" : "=r"(v.x), "=r"(v.y) : "l"(p));

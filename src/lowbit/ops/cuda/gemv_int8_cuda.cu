@@ -46,14 +46,6 @@ __device__ __forceinline__ void load16(const T* p, float* v) {
   for (int i = 0; i < 16; ++i) v[i] = round_f16(to_float(e[i]));
 }
 
-__device__ __forceinline__ uint4 load_streaming(const int8_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
 // Shared memory: codes [kRows][k], then flags [k / 16].
 template <typename T, int kRows>
 __device__ void prepare_rows(const T* x, int64_t k, float threshold, int8_t* codes, uint16_t* flags,
@@ -138,7 +130,7 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
         const int64_t c = base + u * 32 * 16;
-        wv[u] = c < k ? load_streaming(wr + c) : make_uint4(0, 0, 0, 0);
+        wv[u] = c < k ? load_streaming16(wr + c) : make_uint4(0, 0, 0, 0);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
