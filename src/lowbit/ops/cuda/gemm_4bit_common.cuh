@@ -102,6 +102,39 @@ __device__ __forceinline__ uint32_t lookup(uint32_t table, uint32_t word, uint32
   return v;
 }
 
+// The mma A fragment of one k16 step from two packed words (rows g and g + 8):
+// step parity `odd` picks bytes 0-1 or 2-3 of each word.
+__device__ __forceinline__ void lookup_a_fragment(uint32_t table, uint32_t lo, uint32_t hi, uint32_t lane4, bool odd,
+                                                  uint32_t (&a)[4]) {
+  if (odd) {
+    a[0] = lookup<2>(table, lo, lane4);
+    a[1] = lookup<2>(table, hi, lane4);
+    a[2] = lookup<3>(table, lo, lane4);
+    a[3] = lookup<3>(table, hi, lane4);
+  } else {
+    a[0] = lookup<0>(table, lo, lane4);
+    a[1] = lookup<0>(table, hi, lane4);
+    a[2] = lookup<1>(table, lo, lane4);
+    a[3] = lookup<1>(table, hi, lane4);
+  }
+}
+
+// Blocks of kKernel that the GPU holds at once (SMs x blocks resident per SM),
+// after raising its dynamic shared memory limit to `smem`: once per kernel, on
+// the first device used.
+template <auto kKernel>
+int64_t resident_block_slots(int threads, size_t smem) {
+  static const int64_t slots = [&] {
+    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    int device = 0, sms = 0, resident = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kKernel, threads, smem));
+    return int64_t(sms) * (resident > 0 ? resident : 1);
+  }();
+  return slots;
+}
+
 __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

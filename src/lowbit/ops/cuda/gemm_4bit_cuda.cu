@@ -187,17 +187,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params
         for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
           const uint32_t lo = word(wv[u][0], s >> 1), hi = word(wv[u][1], s >> 1);
           uint32_t a[4];
-          if (s & 1) {
-            a[0] = lookup<2>(table, lo, lane4);
-            a[1] = lookup<2>(table, hi, lane4);
-            a[2] = lookup<3>(table, lo, lane4);
-            a[3] = lookup<3>(table, hi, lane4);
-          } else {
-            a[0] = lookup<0>(table, lo, lane4);
-            a[1] = lookup<0>(table, hi, lane4);
-            a[2] = lookup<1>(table, lo, lane4);
-            a[3] = lookup<1>(table, hi, lane4);
-          }
+          lookup_a_fragment(table, lo, hi, lane4, s & 1, a);
 #pragma unroll
           for (int i = 0; i < 4; ++i) a[i] = scale_codes<T>(a[i], scale[i & 1]);
 #pragma unroll
@@ -255,18 +245,8 @@ template <typename T, int NB, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * 8 * NB * kTileRows * 4;
   static_assert(smem <= 227 * 1024, "the fused 4-bit kernel's shared memory fits an SM");
-  auto kernel = gemm_4bit_mma_kernel<T, NB, kNested>;
-  // Attributes and occupancy, once per instantiation (on the first device used).
-  static int resident = 0, sms = 0;
-  if (!resident) {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    int device = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads, smem));
-    resident = std::max(resident, 1);
-  }
-  const int64_t slots = int64_t(sms) * resident;
+  constexpr auto kernel = gemm_4bit_mma_kernel<T, NB, kNested>;
+  const int64_t slots = resident_block_slots<kernel>(kThreads, smem);
   const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
   const int64_t steps = (p.k / kRound + kUnroll<NB> - 1) / kUnroll<NB>;
   auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };

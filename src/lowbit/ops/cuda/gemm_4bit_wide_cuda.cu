@@ -157,17 +157,7 @@ __global__ void __launch_bounds__(kThreads, NB <= 2 ? 2 : 1) gemm_4bit_wide_kern
           const uint32_t lo = (s < 2) ? cur.w[0].x : cur.w[0].y;  // row g
           const uint32_t hi = (s < 2) ? cur.w[1].x : cur.w[1].y;  // row g + 8
           uint32_t a[4];
-          if (s & 1) {
-            a[0] = lookup<2>(table, lo, lane4);
-            a[1] = lookup<2>(table, hi, lane4);
-            a[2] = lookup<3>(table, lo, lane4);
-            a[3] = lookup<3>(table, hi, lane4);
-          } else {
-            a[0] = lookup<0>(table, lo, lane4);
-            a[1] = lookup<0>(table, hi, lane4);
-            a[2] = lookup<1>(table, lo, lane4);
-            a[3] = lookup<1>(table, hi, lane4);
-          }
+          lookup_a_fragment(table, lo, hi, lane4, s & 1, a);
 #pragma unroll
           for (int nb = 0; nb < NB; ++nb) {
             const uint32_t* xw = reinterpret_cast<const uint32_t*>(&xv[nb][s >> 1]);
@@ -218,21 +208,10 @@ void launch_fused(const Params& p, bool nested, cudaStream_t stream) {
   constexpr size_t smem = (size_t(kTableWords) + 256) * 4 + size_t(kWarps) * 8 * NB * kTileRows * 4;
   static_assert(smem <= 227 * 1024, "the fused 4-bit kernel's shared memory fits an SM");
   auto kernel = nested ? gemm_4bit_wide_kernel<T, NB, true> : gemm_4bit_wide_kernel<T, NB, false>;
-  // Blocks per SM that fit, read once per kernel on the first device used.
-  static int resident = 0, sms = 0;
-  if (!resident) {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(gemm_4bit_wide_kernel<T, NB, true>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(gemm_4bit_wide_kernel<T, NB, false>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    int device = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads, smem));
-    resident = std::max(resident, 1);
-  }
+  const int64_t slots = nested ? resident_block_slots<gemm_4bit_wide_kernel<T, NB, true>>(kThreads, smem)
+                               : resident_block_slots<gemm_4bit_wide_kernel<T, NB, false>>(kThreads, smem);
   const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
-  const int64_t grid = std::min<int64_t>(tiles, int64_t(sms) * resident);
+  const int64_t grid = std::min<int64_t>(tiles, slots);
   kernel<<<unsigned(grid), kThreads, smem, stream>>>(p);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }

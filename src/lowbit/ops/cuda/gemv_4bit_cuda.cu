@@ -216,18 +216,8 @@ template <typename T, int M, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr int R = kRows<M>;
   constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * R * pad_pow2(M) * 4;
-  auto kernel = gemv_4bit_kernel<T, M, kNested>;
-  // Attributes and occupancy, once per instantiation (on the first device used).
-  static int resident = 0, sms = 0;
-  if (!resident) {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    int device = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads, smem));
-    resident = std::max(resident, 1);
-  }
-  const int64_t slots = int64_t(sms) * resident;
+  constexpr auto kernel = gemv_4bit_kernel<T, M, kNested>;
+  const int64_t slots = resident_block_slots<kernel>(kThreads, smem);
   const int64_t segs = p.k / kSeg;
   auto tiles_for = [&](int ks) {
     const int64_t rows = int64_t(kWarps / ks) * R;
