@@ -119,6 +119,14 @@ __device__ __forceinline__ void lookup_a_fragment(uint32_t table, uint32_t lo, u
   }
 }
 
+// What every fused 4-bit kernel needs: 16-bit activations, power-of-two
+// (nested) block sizes, 16-byte aligned x and packed weights.
+inline bool layout_supported(DType dtype, const Packed4bit& w, const void* x) {
+  return (dtype == DType::BF16 || dtype == DType::F16) && log2_exact(w.blocksize) >= 0 &&
+         (!w.qabsmax || log2_exact(w.nested_blocksize) >= 0) && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w.packed) % 16 == 0;
+}
+
 // Blocks of kKernel that the GPU holds at once (SMs x blocks resident per SM),
 // after raising its dynamic shared memory limit to `smem`: once per kernel, on
 // the first device used.

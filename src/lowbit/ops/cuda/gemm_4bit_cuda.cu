@@ -277,9 +277,7 @@ void launch_m(const Params& p, bool nested, int split_k, cudaStream_t stream) {
 }  // namespace
 
 bool mma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
-  return (dtype == DType::BF16 || dtype == DType::F16) && m >= 1 && m <= kMmaMaxBatch && w.k % kRound == 0 &&
-         w.blocksize >= 32 && log2_exact(w.blocksize) >= 0 && (!w.qabsmax || log2_exact(w.nested_blocksize) >= 0) &&
-         reinterpret_cast<uintptr_t>(x) % 16 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0;
+  return layout_supported(dtype, w, x) && m >= 1 && m <= kMmaMaxBatch && w.k % kRound == 0 && w.blocksize >= 32;
 }
 
 void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
