@@ -22,6 +22,7 @@
 // (max, sum, unnormalized output) to a scratch buffer and a second kernel
 // merges the splits. Splits are chosen so that heads * splits fills the GPU.
 #include <algorithm>
+#include <atomic>
 #include <string>
 
 #include "lowbit/core/tensor.h"
@@ -271,12 +272,16 @@ template <typename T, int kMaxD>
 void launch_flash(const AttentionParams& p) {
   const int ld = row_stride(p.d);
   const size_t smem = (size_t(2) * kTile * ld + size_t(kTile) * kPStride) * sizeof(float);
-  static bool configured = false;  // per instantiation; the limit is a property of the kernel
-  if (!configured) {
+  // The shared-memory limit is set once per instantiation and device.
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  const uint64_t bit = uint64_t(1) << (device % 64);
+  if (!(configured.load() & bit)) {
     LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, kMaxD>,
                                            cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            int((2 * kTile * (kMaxD + 1) + kTile * kPStride) * sizeof(float))));
-    configured = true;
+    configured.fetch_or(bit);
   }
   const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
   flash_attention_kernel<T, kMaxD><<<grid, kFlashThreads, smem>>>(p);
