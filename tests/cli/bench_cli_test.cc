@@ -12,21 +12,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
-CliRun run_lowbit(const std::string& args) {
-  const std::string command = std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit " + args + " 2>&1";
-  CliRun r;
-  FILE* pipe = popen(command.c_str(), "r");
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
-  r.status = pclose(pipe);
-  return r;
-}
+using testing::CliRun;
+using testing::run_lowbit;
 
 // Short runs: the tiny shape, 8 + 4 tokens, no repeats (under a second on 2 cores).
 const std::string quick = " --prompt 8 --decode 4 --prefill 16,32 --repeats 0";

@@ -15,21 +15,8 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-struct CliResult {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
-CliResult lowbit_cli(const std::string& args) {
-  const std::string command = std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit " + args + " 2>&1";
-  CliResult r;
-  FILE* pipe = popen(command.c_str(), "r");
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
-  r.status = pclose(pipe);
-  return r;
-}
+using CliResult = testing::CliRun;
+CliResult lowbit_cli(const std::string& args) { return testing::run_lowbit(args); }
 
 nlohmann::json json_file(const fs::path& p) {
   std::ifstream in(p);

@@ -2,7 +2,6 @@
 // variant of shared/models/shakespeare-reference.json within the CPU test's
 // tolerances (inference_cli_test.cc), and greedy text equal to the CPU's.
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 
 #include <gmock/gmock.h>
@@ -13,24 +12,8 @@
 namespace lowbit {
 namespace {
 
-struct CliRun {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
-// The lowbit binary: $LOWBIT_CLI, else the build tree's.
-CliRun run_lowbit(const std::string& args) {
-  const char* env = std::getenv("LOWBIT_CLI");
-  const std::string binary = env && *env ? env : std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit";
-  const std::string command = binary + " " + args + " 2>&1";
-  CliRun r;
-  FILE* pipe = popen(command.c_str(), "r");
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
-  r.status = pclose(pipe);
-  return r;
-}
+using testing::CliRun;
+using testing::run_lowbit;
 
 std::string model() { return (testing::models_dir() / "shakespeare-llama").string(); }
 std::string dev_text() { return (testing::models_dir() / "shakespeare-dev.txt").string(); }

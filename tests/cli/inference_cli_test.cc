@@ -14,21 +14,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-struct CliRun {
-  int status = 0;
-  std::string output;  // stdout and stderr
-};
-
-CliRun run_lowbit(const std::string& args) {
-  const std::string command = std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit " + args + " 2>&1";
-  CliRun r;
-  FILE* pipe = popen(command.c_str(), "r");
-  char buffer[4096];
-  size_t n;
-  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
-  r.status = pclose(pipe);
-  return r;
-}
+using testing::CliRun;
+using testing::run_lowbit;
 
 std::string model() { return (testing::models_dir() / "shakespeare-llama").string(); }
 std::string dev_text() { return (testing::models_dir() / "shakespeare-dev.txt").string(); }

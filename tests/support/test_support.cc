@@ -1,5 +1,6 @@
 #include "support/test_support.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <unistd.h>
 
@@ -33,6 +34,20 @@ std::vector<float> to_floats(const Tensor& t) {
     default: fail("to_floats: {} is not a floating tensor", h.describe());
   }
   return out;
+}
+
+CliRun run_lowbit(const std::string& args) {
+  const char* env = std::getenv("LOWBIT_CLI");
+  const std::string binary = env && *env ? env : std::string(LOWBIT_BINARY_DIR) + "/bin/lowbit";
+  const std::string command = binary + " " + args + " 2>&1";
+  CliRun r;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return {-1, "popen failed: " + command};
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
+  r.status = pclose(pipe);
+  return r;
 }
 
 }  // namespace lowbit::testing

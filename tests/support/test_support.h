@@ -24,6 +24,14 @@ std::filesystem::path temp_dir(const std::string& name);
 // Host copy of a tensor as f32 (from f32, f16 or bf16).
 std::vector<float> to_floats(const Tensor& t);
 
+// One run of the lowbit command ($LOWBIT_CLI, else the build tree's) with
+// `args`; stdout and stderr together.
+struct CliRun {
+  int status = 0;
+  std::string output;
+};
+CliRun run_lowbit(const std::string& args);
+
 }  // namespace lowbit::testing
 
 // Skips the current test (reported as skipped by ctest) when no GPU is present.
