@@ -119,7 +119,7 @@ const CommandRegistration registration{{
       app.add_option("--formats", a->formats, "comma-separated: " + engine::bench_format_names())
           ->delimiter(',')
           ->default_str("bf16,int8,nf4");
-      app.add_option("--batch", a->batch, "sequences per forward pass (1)")->default_str("1");
+      app.add_option("--batch", a->batch, "sequences per forward pass (only 1: the forward pass runs one)")->default_str("1");
       app.add_option("--prompt", a->prompt, "prompt tokens before decoding")
           ->check(CLI::PositiveNumber)
           ->default_str("32");
