@@ -1,5 +1,5 @@
 // lowbit bench MODEL|--shape NAME [--device D] [--formats bf16,int8,nf4] [--batch 1] [--prompt 32]
-//              [--decode 128] [--prefill 512,2048] [--repeats 3] [--seed S] [--threads N] [--json]
+//              [--decode 128] [--prefill 512,2048|none] [--repeats 3] [--seed S] [--threads N] [--json]
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -45,7 +45,7 @@ engine::BenchOptions options_from(const BenchArgs& a) {
   engine::BenchOptions o;
   try {
     o.device = Device::parse(a.device);
-  } catch (const Error& e) {
+  } catch (const Error&) {
     throw Error(fmt::format("--device {}: expected cpu, cuda or cuda:N", a.device)).with_option("--device");
   }
   for (const auto& f : a.formats) {
