@@ -263,6 +263,28 @@ TEST(LinearInt8Cuda, MatchesCpu) {
   }
 }
 
+// Over many rows most large columns cross the threshold somewhere: hundreds of
+// outlier columns, whose product cuBLAS computes (f16 in, f32 out). Summed in
+// cuBLAS's order, the f32 product can round to the neighbouring f16 value:
+// one f16 ulp, 2^-10 of max(1, |y|).
+TEST(LinearInt8Cuda, ManyOutlierColumnsMatchCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 900;
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{8, 96, 1024}, {40, 70, 1040}}) {
+    Tensor x = random_tensor({m, k}, DType::F32, seed++);
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < k; c += 3) x.data<float>()[r * k + c] *= 9.0f;
+    x = x.cast(DType::F16);
+    const auto q = quant::quantize_int8_rowwise(random_tensor({n, k}, DType::F32, seed++));
+    const Tensor bias = random_tensor({n}, DType::F16, seed++);
+    Tensor want = Tensor::empty({m, n}, DType::F16);
+    ops::linear_int8(x, q.codes, q.scb, bias, 6.0f, want);
+    Tensor got = Tensor::empty({m, n}, DType::F16, kGpu);
+    ops::linear_int8(x.to(kGpu), q.codes.to(kGpu), q.scb.to(kGpu), bias.to(kGpu), 6.0f, got);
+    EXPECT_LE(int8_max_error(got, want), 1.0 / 1024) << "m " << m << " n " << n << " k " << k;
+  }
+}
+
 TEST(LinearInt8Cuda, MatchesCpuOnGoldenData) {
   LOWBIT_REQUIRE_CUDA();
   const auto g = io::SafetensorsReader::open(testing::golden_dir() / "dev-quant.safetensors");

@@ -1,15 +1,21 @@
 // LLM.int8 linear on the GPU, the same steps as the CPU op (and bitsandbytes'
-// MatMul8bitLt with f16 compute):
+// MatMul8bitLt with f16 compute). Batches of 1-4 rows take the fused GEMV
+// (gemv_int8_cuda.cu); larger ones:
 //  1. quantize_rows_kernel: one block a row; x rounded to f16, row absmax over
 //     |x| < threshold, codes rint(x * 127 / absmax); columns with any
 //     |x| >= threshold are flagged in a mask (any row may set it).
 //  2. outlier columns: the mask compacted into an ascending list (one block),
-//     their codes zeroed in every row, their weight columns gathered and
-//     dequantized once into a small [outliers, n] f16 matrix.
+//     their codes zeroed in every row. Their count comes back to the host.
 //  3. int8 x int8 -> int32 through cuBLAS (k % 4 == 0), else a plain kernel.
-//  4. epilogue_kernel: f16(fma(acc * row_stat * SCB, 1/127^2, bias)), plus
-//     the outlier columns' 16-bit product (x_f16 * f16(code * SCB / 127)),
-//     added in f32 and rounded to f16 once more, then stored in x's dtype.
+//  4. the outlier columns' 16-bit product: few columns and few rows are summed
+//     in the epilogue straight from the weight; otherwise x's outlier columns
+//     [m, o] and the dequantized weight columns [o, n] (f16, code * SCB / 127)
+//     are gathered and multiplied by cuBLAS (f16 in, f32 out). Over many rows
+//     the outlier columns add up (any row flags a column: hundreds of columns
+//     at 512 tokens), which the per-element sum cannot afford.
+//  5. epilogue_kernel: f16(fma(acc * row_stat * SCB, 1/127^2, bias)), plus
+//     the outlier product added in f32 and rounded to f16 once more, then
+//     stored in x's dtype.
 // Memory traffic: the int8 weight once (n*k bytes) in the GEMM; x read twice
 // (quantize, outliers), codes m*k, int32 accumulators m*n*4 written and read.
 #include <cublas_v2.h>
@@ -106,26 +112,37 @@ __global__ void int8_gemm_plain_kernel(const int8_t* a, const int8_t* w, int64_t
   if (lane == 0) acc[out] = sum;
 }
 
-// The outlier weight columns dequantized to f16 as bitsandbytes does
-// (code * SCB / 127), gathered once into sub_w[outlier][n] so that the
-// epilogue reads them coalesced. Up to kMaxGathered columns.
-constexpr int32_t kMaxGathered = 256;
+// The summed-in-the-epilogue path is for at most this many outlier columns
+// and fewer rows than kDenseOutlierRows.
+constexpr int32_t kMaxSummedOutliers = 256;
+constexpr int64_t kDenseOutlierRows = 16;
 
+// The outlier weight columns dequantized to f16 as bitsandbytes does
+// (code * SCB / 127): sub_w[o][j] for o < outliers.
 __global__ void gather_outlier_weights_kernel(const int8_t* w, const float* scb, const int32_t* cols,
-                                              const int32_t* count, int64_t n, int64_t k, __half* sub_w) {
+                                              int32_t outliers, int64_t n, int64_t k, __half* sub_w) {
   const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int32_t outliers = *count;
-  if (j >= n || outliers > kMaxGathered) return;
+  if (j >= n) return;
   const float s = scb[j];
   for (int32_t o = 0; o < outliers; ++o)
     sub_w[int64_t(o) * n + j] = __float2half_rn(__fmul_rn(__fmul_rn(float(w[j * k + cols[o]]), s), kInv127));
 }
 
+// x's outlier columns rounded to f16: sub_x[r][o].
+template <typename T>
+__global__ void gather_outlier_x_kernel(const T* x, const int32_t* cols, int32_t outliers, int64_t m, int64_t k,
+                                        __half* sub_x) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= m * outliers) return;
+  sub_x[i] = __float2half_rn(to_float(x[(i / outliers) * k + cols[i % outliers]]));
+}
+
+// `outlier_product` [m, n] (f32) when cuBLAS computed it; else, with
+// `outliers` > 0, the product is summed here from the weight codes.
 template <typename T, typename B>
 __global__ void epilogue_kernel(const int32_t* acc, const float* row_stats, const float* scb, const B* bias,
-                                const T* x, const int8_t* w, const int32_t* outlier_cols,
-                                const int32_t* outlier_count, const __half* sub_w, int64_t m, int64_t n, int64_t k,
-                                T* out) {
+                                const T* x, const int8_t* w, const int32_t* outlier_cols, int32_t outliers,
+                                const float* outlier_product, int64_t m, int64_t n, int64_t k, T* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= m * n) return;
   const int64_t r = i / n, j = i % n;
@@ -133,14 +150,13 @@ __global__ void epilogue_kernel(const int32_t* acc, const float* row_stats, cons
   const float b = bias ? round_f16(to_float(bias[j])) : 0.0f;
   const float scaled = __fmul_rn(__fmul_rn(float(acc[i]), row_stats[r]), s);
   float v = round_f16(fmaf(scaled, kDequantScale, b));
-  const int32_t outliers = outlier_count ? *outlier_count : 0;
-  if (outliers) {
+  if (outlier_product) {
+    v = round_f16(__fadd_rn(v, outlier_product[i]));
+  } else if (outliers) {
     float extra = 0.0f;
-    const bool gathered = sub_w && outliers <= kMaxGathered;
     for (int32_t o = 0; o < outliers; ++o) {
       const int32_t c = outlier_cols[o];
-      const float wv = gathered ? __half2float(sub_w[int64_t(o) * n + j])
-                                : round_f16(__fmul_rn(__fmul_rn(float(w[j * k + c]), s), kInv127));
+      const float wv = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + c]), s), kInv127));
       extra = __fadd_rn(extra, __fmul_rn(round_f16(to_float(x[r * k + c])), wv));
     }
     v = round_f16(__fadd_rn(v, extra));
@@ -160,24 +176,17 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   if (gemv_int8(dtype, x, m, w, scb, n, k, bias_dtype, bias, threshold, out, stream_ptr)) return;
   // Scratch: codes [m, k], row stats [m], int32 products [m, n], outlier mask, list and count.
   const bool sparse = threshold > 0.0f;
-  // Gathering the outlier weight columns pays off once several rows reuse
-  // them (measured: a loss at batch 1, 3x faster at batch 256).
-  const bool gather = sparse && m >= 16;
-  const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = size_t(m) * 4,
-               acc_bytes = size_t(m * n) * 4, mask_bytes = (size_t(k) + 15) / 16 * 16, cols_bytes = size_t(k) * 4 + 16,
-               sub_w_bytes = gather ? size_t(std::min<int64_t>(k, kMaxGathered)) * size_t(n) * 2 : 0;
+  const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = (size_t(m) * 4 + 15) / 16 * 16,
+               acc_bytes = size_t(m * n) * 4, mask_bytes = (size_t(k) + 15) / 16 * 16, cols_bytes = size_t(k) * 4 + 16;
   char* scratch = nullptr;
   LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
-                                    codes_bytes + stats_bytes + acc_bytes + mask_bytes + cols_bytes + 128 + sub_w_bytes,
-                                    stream));
+                                    codes_bytes + stats_bytes + acc_bytes + mask_bytes + cols_bytes, stream));
   int8_t* codes = reinterpret_cast<int8_t*>(scratch);
   int32_t* acc = reinterpret_cast<int32_t*>(scratch + codes_bytes);
   float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes + acc_bytes);
-  uint8_t* mask = reinterpret_cast<uint8_t*>(scratch + codes_bytes + acc_bytes + (stats_bytes + 15) / 16 * 16);
+  uint8_t* mask = reinterpret_cast<uint8_t*>(scratch + codes_bytes + acc_bytes + stats_bytes);
   int32_t* cols = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(mask) + mask_bytes);
   int32_t* count = cols + k;
-  __half* sub_w = reinterpret_cast<__half*>(
-      scratch + (codes_bytes + stats_bytes + acc_bytes + mask_bytes + cols_bytes + 64 + 15) / 16 * 16);
   if (sparse) LOWBIT_CUDA_CHECK(cudaMemsetAsync(mask, 0, size_t(k), stream));
 
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
@@ -186,16 +195,18 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
                                                                      row_stats, mask);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
+  int32_t outliers = 0;
   if (sparse) {
     compact_outliers_kernel<<<1, 1024, 0, stream>>>(mask, k, cols, count);
     zero_outlier_codes_kernel<<<blocks_for(m * k, 256), 256, 0, stream>>>(codes, m, k, mask);
-    if (gather)
-      gather_outlier_weights_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(w, scb, cols, count, n, k, sub_w);
     LOWBIT_CUDA_CHECK_LAUNCH();
+    // The count sizes the outlier product (one small copy; prompts only).
+    LOWBIT_CUDA_CHECK(cudaMemcpyAsync(&outliers, count, sizeof outliers, cudaMemcpyDeviceToHost, stream));
+    LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));
   }
+  cublasHandle_t handle = cublas_handle();
+  check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
   if (k % 4 == 0) {
-    cublasHandle_t handle = cublas_handle();
-    check_cublas(cublasSetStream(handle, stream), "cublasSetStream");
     const int32_t alpha = 1, beta = 0;
     check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(m), int(k), &alpha, w, CUDA_R_8I, int(k),
                               codes, CUDA_R_8I, int(k), &beta, acc, CUDA_R_32I, int(n), CUBLAS_COMPUTE_32I,
@@ -205,16 +216,43 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
     int8_gemm_plain_kernel<<<blocks_for(m * n * 32, 256), 256, 0, stream>>>(codes, w, m, n, k, acc);
     LOWBIT_CUDA_CHECK_LAUNCH();
   }
+  // The outlier product through cuBLAS: product[m, n] = sub_x[m, o] sub_w[o, n].
+  const bool dense_outliers = outliers > 0 && (m >= kDenseOutlierRows || outliers > kMaxSummedOutliers);
+  char* outlier_scratch = nullptr;
+  float* product = nullptr;
+  if (dense_outliers) {
+    const size_t sub_x_bytes = (size_t(m) * size_t(outliers) * 2 + 15) / 16 * 16,
+                 sub_w_bytes = (size_t(outliers) * size_t(n) * 2 + 15) / 16 * 16;
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&outlier_scratch),
+                                      sub_x_bytes + sub_w_bytes + size_t(m * n) * 4, stream));
+    __half* sub_x = reinterpret_cast<__half*>(outlier_scratch);
+    __half* sub_w = reinterpret_cast<__half*>(outlier_scratch + sub_x_bytes);
+    product = reinterpret_cast<float*>(outlier_scratch + sub_x_bytes + sub_w_bytes);
+    dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
+      using T = decltype(tag);
+      gather_outlier_x_kernel<T><<<blocks_for(m * outliers, 256), 256, 0, stream>>>(static_cast<const T*>(x), cols,
+                                                                                  outliers, m, k, sub_x);
+    });
+    gather_outlier_weights_kernel<<<blocks_for(n, 256), 256, 0, stream>>>(w, scb, cols, outliers, n, k, sub_w);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    // Row-major product[m][n] is column-major [n, m]: sub_w (n x o, ld n) times sub_x (o x m, ld o).
+    const float alpha = 1.0f, beta = 0.0f;
+    check_cublas(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(outliers), &alpha, sub_w,
+                              CUDA_R_16F, int(n), sub_x, CUDA_R_16F, int(outliers), &beta, product, CUDA_R_32F, int(n),
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx (outlier columns)");
+  }
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
     dispatch_device_float(bias_dtype, "linear_int8 bias", [&](auto btag) {
       using B = decltype(btag);
       epilogue_kernel<T, B><<<blocks_for(m * n, 256), 256, 0, stream>>>(
-          acc, row_stats, scb, static_cast<const B*>(bias), static_cast<const T*>(x), w, cols,
-          sparse ? count : nullptr, gather ? sub_w : nullptr, m, n, k, static_cast<T*>(out));
+          acc, row_stats, scb, static_cast<const B*>(bias), static_cast<const T*>(x), w, cols, outliers, product, m,
+          n, k, static_cast<T*>(out));
     });
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
+  if (outlier_scratch) LOWBIT_CUDA_CHECK(cudaFreeAsync(outlier_scratch, stream));
   LOWBIT_CUDA_CHECK(cudaFreeAsync(scratch, stream));
 }
 
