@@ -8,7 +8,10 @@
 //  3. With outliers, the f16 outlier columns of x times the dequantized f16
 //     weight columns (code * SCB / 127) are added to that in f32 and rounded
 //     to f16 once more (torch's addmm).
+#include <algorithm>
 #include <cmath>
+#include <span>
+#include <vector>
 
 #include "lowbit/core/thread_pool.h"
 #include "lowbit/quant/kernels.h"
@@ -34,7 +37,7 @@ struct QuantizedRows {
 // Row-wise int8 codes of the f16 input (quant's bit-exact kernel), then the
 // outlier columns zeroed in every row. xh holds the f16 values widened to f32:
 // bitsandbytes computes in f32 after loading the halves, so the codes agree.
-QuantizedRows quantize_rows(const std::vector<float>& xh, int64_t tokens, int64_t k, float threshold) {
+QuantizedRows quantize_rows(std::span<const float> xh, int64_t tokens, int64_t k, float threshold) {
   QuantizedRows q;
   q.codes.resize(size_t(tokens * k));
   q.row_stats.resize(size_t(tokens));
@@ -51,13 +54,24 @@ QuantizedRows quantize_rows(const std::vector<float>& xh, int64_t tokens, int64_
   return q;
 }
 
+// A buffer of n values kept for this thread and slot across calls: a prompt
+// runs the op layer after layer with the same sizes, and fresh multi-megabyte
+// vectors each cost a page fault per 4 KB plus a memset (a third of the int8
+// perplexity run's time). Contents are left as they were.
+template <typename T, int kSlot>
+std::span<T> reused_buffer(size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return {buffer.data(), n};
+}
+
 }  // namespace
 
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
                  Tensor& out) {
   const int64_t tokens = x.dim(0), k = x.dim(1), n = codes.dim(0);
   // Step 1: f16 input and its row-wise int8 codes.
-  std::vector<float> xh(static_cast<size_t>(tokens * k));
+  const std::span<float> xh = reused_buffer<float, 0>(size_t(tokens * k));
   detail::dispatch_float("linear_int8", x.dtype(), [&]<typename T>(T) {
     const T* p = x.data<T>();
     parallel_for(0, xh.size(), 1 << 14, [&](size_t lo, size_t hi) {
@@ -76,7 +90,7 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
 
   // Outlier weight columns, dequantized to f16: [n, outliers].
   const size_t n_out = q.outliers.size();
-  std::vector<float> sub_w(size_t(n) * n_out);
+  const std::span<float> sub_w = reused_buffer<float, 1>(size_t(n) * n_out);
   for (int64_t j = 0; j < n; ++j)
     for (size_t c = 0; c < n_out; ++c)
       sub_w[size_t(j) * n_out + c] = detail::round_to<f16>(float(w[j * k + q.outliers[c]]) * s[j] * kInv127);
@@ -84,17 +98,18 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
   // int32 products, computed exactly: one token by an int8 dot product, more
   // tokens by f32 GEMMs over chunks of at most 1024 columns, where every
   // partial sum of int8 x int8 products stays below 2^24 and is exact in f32.
-  std::vector<int32_t> acc(static_cast<size_t>(tokens * n), 0);
+  const std::span<int32_t> acc = reused_buffer<int32_t, 2>(size_t(tokens * n));
+  std::fill(acc.begin(), acc.end(), 0);
   if (tokens == 1) {
     parallel_for(0, size_t(n), gemv_row_grain(k), [&](size_t lo, size_t hi) {
       for (size_t j = lo; j < hi; ++j) acc[j] = dot_i8(q.codes.data(), w + j * size_t(k), k);
     });
   } else {
     constexpr int64_t kExactChunk = 1024;  // 1024 * 127 * 127 < 2^24
-    std::vector<float> a_chunk, partial(static_cast<size_t>(tokens * n));
+    const std::span<float> partial = reused_buffer<float, 3>(size_t(tokens * n));
     for (int64_t c0 = 0; c0 < k; c0 += kExactChunk) {
       const int64_t width = std::min(kExactChunk, k - c0);
-      a_chunk.resize(size_t(tokens * width));
+      const std::span<float> a_chunk = reused_buffer<float, 5>(size_t(tokens * width));
       parallel_for(0, size_t(tokens), 16, [&](size_t lo, size_t hi) {
         for (size_t t = lo; t < hi; ++t)
           for (int64_t i = 0; i < width; ++i) a_chunk[t * width + i] = float(q.codes[t * k + c0 + i]);
@@ -111,7 +126,7 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
     }
   }
 
-  std::vector<float> result(static_cast<size_t>(tokens * n));
+  const std::span<float> result = reused_buffer<float, 4>(size_t(tokens * n));
   parallel_for(0, size_t(n), 64, [&](size_t lo, size_t hi) {
     for (int64_t t = 0; t < tokens; ++t) {
       const float* xrow = xh.data() + t * k;
