@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
+#include "cli/shakespeare_cli.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -17,51 +18,20 @@ using ::testing::HasSubstr;
 using testing::CliRun;
 using testing::run_lowbit;
 
-std::string model() { return (testing::models_dir() / "shakespeare-llama").string(); }
-std::string dev_text() { return (testing::models_dir() / "shakespeare-dev.txt").string(); }
+using testing::PerplexityCase;
 
-double reference(const std::string& variant) {
-  std::ifstream in(testing::models_dir() / "shakespeare-reference.json");
-  return nlohmann::json::parse(in)["dev"][variant].get<double>();
-}
-
-struct PerplexityCase {
-  std::string variant, options;
-  double tolerance;  // relative
-};
+std::string model() { return testing::shakespeare_model(); }
+std::string dev_text() { return testing::shakespeare_dev_text(); }
 
 class PerplexityCli : public ::testing::TestWithParam<PerplexityCase> {};
 
 // Every variant of shakespeare-reference.json on the whole dev text (19706
 // scored tokens), 4 to 12 s each on 2 cores.
 TEST_P(PerplexityCli, MatchesTransformers) {
-  const auto& c = GetParam();
-  const CliRun r = run_lowbit("perplexity " + model() + " --text " + dev_text() + " --ctx 256 --stride 128 --json " +
-                           c.options);
-  ASSERT_EQ(r.status, 0) << r.output;
-  const auto j = nlohmann::json::parse(r.output);
-  const double want = reference(c.variant), got = j["perplexity"].get<double>();
-  std::printf("%s: reference %.6f, lowbit %.6f (%+.4f%%), %.0f tokens/s\n", c.variant.c_str(), want, got,
-              100.0 * (got - want) / want, j["tokens_per_second"].get<double>());
-  EXPECT_EQ(j["tokens"].get<int64_t>(), 19706);
-  EXPECT_LE(std::fabs(got - want) / want, c.tolerance);
+  testing::expect_reference_perplexity(GetParam(), "");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Variants, PerplexityCli,
-    ::testing::Values(PerplexityCase{"fp32", "--dtype f32", 0.001}, PerplexityCase{"bf16", "--dtype bf16", 0.002},
-                      PerplexityCase{"int8", "--load-in-8bit", 0.0025},
-                      PerplexityCase{"int8-thr0", "--load-in-8bit --llm-int8-threshold 0", 0.0025},
-                      PerplexityCase{"nf4-dq-bf16",
-                                     "--load-in-4bit --bnb-4bit-quant-type nf4 --bnb-4bit-use-double-quant --dtype bf16",
-                                     0.0025},
-                      PerplexityCase{"nf4-bf16", "--load-in-4bit --bnb-4bit-quant-type nf4 --dtype bf16", 0.0025},
-                      PerplexityCase{"fp4-f16", "--load-in-4bit --bnb-4bit-quant-type fp4 --dtype f16", 0.0025}),
-    [](const auto& info) {
-      std::string name = info.param.variant;
-      std::replace(name.begin(), name.end(), '-', '_');
-      return name;
-    });
+INSTANTIATE_TEST_SUITE_P(Variants, PerplexityCli, testing::perplexity_cases(), testing::perplexity_case_name);
 
 TEST(GenerateCli, GreedyStreamsTheReferenceContinuation) {
   const CliRun r = run_lowbit("generate " + model() + " --prompt 'ROMEO:' --max-new-tokens 12 --dtype f32 --quiet");

@@ -13,13 +13,7 @@
 namespace lowbit {
 namespace {
 
-Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.5f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& x : v) x = dist(rng);
-  return Tensor::from_vector(v, shape).cast(dtype);
-}
+Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) { return testing::random_normal(shape, dtype, seed, 0.5f); }
 
 nn::Linear make(const std::string& format, const Tensor& w, const Tensor& bias) {
   if (format == "dense") return nn::Linear::dense(w, bias);

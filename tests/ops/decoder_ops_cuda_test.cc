@@ -20,11 +20,7 @@ const Device kGpu = Device::cuda(0);
 constexpr DType kDtypes[] = {DType::F32, DType::BF16, DType::F16};
 
 Tensor random_tensor(Shape shape, DType dtype, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& e : v) e = dist(rng);
-  return Tensor::from_vector(v, shape).cast(dtype);
+  return testing::random_normal(shape, dtype, seed, scale);
 }
 
 double ulp_of(DType dtype) { return dtype == DType::BF16 ? 1.0 / 128 : dtype == DType::F16 ? 1.0 / 1024 : 1.0 / (1 << 23); }

@@ -12,13 +12,7 @@
 namespace lowbit {
 namespace {
 
-Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 2.0f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& x : v) x = dist(rng);
-  return Tensor::from_vector(v, shape).cast(dtype);
-}
+Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) { return testing::random_normal(shape, dtype, seed, 2.0f); }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
   return a.nbytes() == b.nbytes() && std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;

@@ -20,13 +20,7 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (auto& e : v) e = dist(rng);
-  return Tensor::from_vector(v, shape).cast(dtype);
-}
+Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) { return testing::random_normal(shape, dtype, seed, 1.0f); }
 
 ops::Blockwise4bitWeight quantize(const Tensor& w, quant::QuantType type, int blocksize) {
   quant::QuantState state;

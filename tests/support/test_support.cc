@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <unistd.h>
 
 #include "lowbit/core/half.h"
@@ -34,6 +35,14 @@ std::vector<float> to_floats(const Tensor& t) {
     default: fail("to_floats: {} is not a floating tensor", h.describe());
   }
   return out;
+}
+
+Tensor random_normal(Shape shape, DType dtype, uint32_t seed, float stddev) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
+  for (auto& e : v) e = dist(rng);
+  return Tensor::from_vector(v, shape).cast(dtype);
 }
 
 CliRun run_lowbit(const std::string& args) {
