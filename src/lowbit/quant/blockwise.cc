@@ -15,7 +15,7 @@
 namespace lowbit::quant {
 namespace {
 
-[[noreturn]] void no_cuda(std::string_view op) {
+[[noreturn, maybe_unused]] void no_cuda(std::string_view op) {  // builds without the CUDA kernels
   fail("{}: the tensor is on CUDA, but CUDA quantization kernels are not available in this build; "
        "move the tensor to the CPU first",
        op);

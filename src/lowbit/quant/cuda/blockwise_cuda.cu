@@ -326,7 +326,18 @@ __global__ void int8_dequant_kernel(const int8_t* codes, const float* row_stats,
   if (i < rows * cols) out[i] = store<T>(__fmul_rn(__fmul_rn(float(codes[i]), row_stats[i / cols]), kInv127));
 }
 
+__global__ void reciprocal_kernel(const float* x, int64_t n, float* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = gpu_reciprocal(x[i]);
+}
+
 }  // namespace
+
+void reciprocal_approx(const float* x, int64_t n, float* out) {
+  if (n == 0) return;
+  reciprocal_kernel<<<blocks_for(n, kThreads), kThreads>>>(x, n, out);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
 
 void quantize_4bit(DType dtype, const void* x, int64_t n, QuantType type, int blocksize, uint8_t* packed,
                    float* absmax) {

@@ -46,4 +46,8 @@ void int8_zero_columns(int8_t* codes, int64_t rows, int64_t cols, const int32_t*
 void int8_vectorwise_dequant(DType out_dtype, const int8_t* codes, const float* row_stats, int64_t rows,
                              int64_t cols, void* out);
 
+// out[i] = the GPU's approximate reciprocal of x[i] (rcp.approx.ftz.f32, what
+// quant/reciprocal.h reproduces on the CPU); for its tests.
+void reciprocal_approx(const float* x, int64_t n, float* out);
+
 }  // namespace lowbit::quant::cuda
