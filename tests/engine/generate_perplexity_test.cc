@@ -9,11 +9,7 @@
 namespace lowbit {
 namespace {
 
-std::vector<int32_t> ids_of(const Tensor& t) {
-  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t(t.data<int64_t>()[i]);
-  return v;
-}
+std::vector<int32_t> ids_of(const Tensor& t) { return testing::token_ids(t); }
 
 const models::CausalLM& shakespeare(DType dtype) {
   static auto f32 = engine::load_model(testing::models_dir() / "shakespeare-llama", {.dtype = DType::F32});

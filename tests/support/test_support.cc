@@ -37,6 +37,12 @@ std::vector<float> to_floats(const Tensor& t) {
   return out;
 }
 
+std::vector<int32_t> token_ids(const Tensor& t) {
+  std::vector<int32_t> v(static_cast<size_t>(t.numel()));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = int32_t(t.data<int64_t>()[i]);
+  return v;
+}
+
 Tensor random_normal(Shape shape, DType dtype, uint32_t seed, float stddev) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, stddev);

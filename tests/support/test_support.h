@@ -24,6 +24,9 @@ std::filesystem::path temp_dir(const std::string& name);
 // Host copy of a tensor as f32 (from f32, f16 or bf16).
 std::vector<float> to_floats(const Tensor& t);
 
+// Token ids of a reference i64 tensor, as the engine takes them.
+std::vector<int32_t> token_ids(const Tensor& t);
+
 // Values ~N(0, stddev) drawn in f32 from std::mt19937(seed), then cast to dtype.
 Tensor random_normal(Shape shape, DType dtype, uint32_t seed, float stddev = 1.0f);
 
