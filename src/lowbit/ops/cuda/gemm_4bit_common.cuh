@@ -90,6 +90,20 @@ __device__ __forceinline__ void build_pair_table(uint32_t* table, const float* c
   }
 }
 
+// A fused kernel's shared tables: the code-pair table at the start of `smem`,
+// then (double quantization) the 256-value nested map after `table_words`;
+// returns the nested map's address, where the kernel's own scratch begins 256
+// floats later.
+template <typename T, bool kNested>
+__device__ __forceinline__ float* build_shared_tables(uint32_t* smem, int table_words, const Params& p) {
+  float* nested_map = reinterpret_cast<float*>(smem + table_words);
+  build_pair_table<T>(smem, p.code);
+  if constexpr (kNested)
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) nested_map[i] = __ldg(p.nested_code + i);
+  __syncthreads();
+  return nested_map;
+}
+
 // The code pair of byte `byte` of `word`, from this lane's copy: byte value v
 // of lane L sits at byte offset v * 256 + L * 4 (`lane4` holds L * 4).
 // `table` is the table's shared-window address: the add folds into the LDS

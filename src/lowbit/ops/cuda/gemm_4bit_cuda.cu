@@ -100,12 +100,8 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params
   constexpr int U = kUnroll<NB>;
   constexpr int kTileB = 8 * NB;
   extern __shared__ __align__(16) uint32_t smem[];
-  float* nested_map = reinterpret_cast<float*>(smem + kPairTableWords);
+  float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);
   float* red = nested_map + 256;  // [warp][batch][row] partial tiles when split_k > 1
-  build_pair_table<T>(smem, p.code);
-  if constexpr (kNested)
-    for (int i = threadIdx.x; i < 256; i += kThreads) nested_map[i] = __ldg(p.nested_code + i);
-  __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;

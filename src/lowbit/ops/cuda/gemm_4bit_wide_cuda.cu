@@ -73,12 +73,8 @@ template <typename T> __device__ __forceinline__ void mma_16816_first(float c[4]
 template <typename T, int NB, bool kNested>
 __global__ void __launch_bounds__(kThreads, NB <= 2 ? 2 : 1) gemm_4bit_wide_kernel(const Params p) {
   extern __shared__ __align__(16) uint32_t smem[];
-  float* nested_map = reinterpret_cast<float*>(smem + kTableWords);
+  float* nested_map = build_shared_tables<T, kNested>(smem, kTableWords, p);
   float* red = nested_map + 256;  // [warp][batch][row] partial tiles
-  build_pair_table<T>(smem, p.code);
-  if constexpr (kNested)
-    for (int i = threadIdx.x; i < 256; i += kThreads) nested_map[i] = __ldg(p.nested_code + i);
-  __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;

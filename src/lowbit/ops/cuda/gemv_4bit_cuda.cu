@@ -106,12 +106,8 @@ __global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_4bit_kernel(con
   constexpr int MP = pad_pow2(M);  // sums a row carries, padded for the reduction
   constexpr int N = R * MP;
   extern __shared__ __align__(16) uint32_t smem[];
-  float* nested_map = reinterpret_cast<float*>(smem + kPairTableWords);
+  float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);
   float* red = nested_map + 256;  // [slice][group][N] when split_k > 1
-  build_pair_table<T>(smem, p.code);
-  if constexpr (kNested)
-    for (int i = threadIdx.x; i < 256; i += kThreads) nested_map[i] = __ldg(p.nested_code + i);
-  __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t lane4 = uint32_t(lane) * 4;
