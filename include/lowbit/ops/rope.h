@@ -4,6 +4,7 @@
 #include <string>
 
 #include "lowbit/core/tensor.h"
+#include "lowbit/ops/position.h"
 
 namespace lowbit::ops {
 
@@ -42,8 +43,9 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position);
 // (q, then k, then v columns): q rotated into q_out [tokens, heads, head_dim],
 // k rotated into rows [first_position, first_position + tokens) of k_cache
 // [capacity, kv_heads, head_dim], v copied into the same rows of v_cache.
-// Same values as apply_rope on separate projections.
-void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
-              Tensor& v_cache);
+// Same values as apply_rope on separate projections. A position on the device
+// (Position::on_device) is read when the kernel runs (captured decoding).
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first_position, Tensor& q_out,
+              Tensor& k_cache, Tensor& v_cache);
 
 }  // namespace lowbit::ops

@@ -4,18 +4,43 @@
 #include <chrono>
 
 #include "lowbit/core/half.h"
+#include "lowbit/ops/sampling.h"
 
 namespace lowbit::engine {
 namespace {
 
-std::vector<float> last_row_f32(const Tensor& logits) {
-  const int64_t vocab = logits.dim(-1);
-  // Only the last row comes back from the GPU.
-  const Tensor row =
-      logits.reshape({-1, vocab}).rows(logits.numel() / vocab - 1, logits.numel() / vocab).to(Device::cpu());
-  const Tensor f = row.dtype() == DType::F32 ? row : row.cast(DType::F32);
-  return {f.data<float>(), f.data<float>() + vocab};
+Tensor last_row(const Tensor& logits) {
+  const int64_t vocab = logits.dim(-1), rows = logits.numel() / vocab;
+  return logits.reshape({-1, vocab}).rows(rows - 1, rows);
 }
+
+std::vector<float> last_row_f32(const Tensor& logits) {
+  // Only the last row comes back from the GPU.
+  const Tensor row = last_row(logits).to(Device::cpu());
+  const Tensor f = row.dtype() == DType::F32 ? row : row.cast(DType::F32);
+  return {f.data<float>(), f.data<float>() + f.numel()};
+}
+
+// Chooses each next token: the caller's function on the host's f32 logits,
+// or greedy where the logits are (on a GPU only the id comes back).
+class TokenChooser {
+ public:
+  TokenChooser(const GenerationOptions& options, Device device) : fn_(options.next_token) {
+    if (!fn_) choice_ = Tensor::empty({1}, DType::I32, device);
+  }
+  int32_t next(const Tensor& logits, std::span<const int32_t> history) {
+    if (fn_) return fn_(last_row_f32(logits), history);
+    ops::argmax(last_row(logits), choice_);
+    int32_t id = 0;
+    copy_bytes(&id, Device::cpu(), choice_.raw_data(), choice_.device(), sizeof id);
+    LOWBIT_CHECK(id >= 0, "generate: the logits contain NaN; the model output is broken");
+    return id;
+  }
+
+ private:
+  NextTokenFn fn_;
+  Tensor choice_;
+};
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -44,12 +69,13 @@ GenerationResult generate(const models::CausalLM& model, std::span<const int32_t
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   models::KVCache cache = model.make_cache(context);
 
+  TokenChooser chooser(options, model.device());
+
   auto t0 = std::chrono::steady_clock::now();
-  std::vector<float> logits = last_row_f32(model.forward(prompt, cache, false));
+  int32_t next = chooser.next(model.forward(prompt, cache, false), history);
   result.prompt_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < options.max_new_tokens; ++i) {
-    const int32_t next = options.next_token ? options.next_token(logits, history) : argmax(logits);
     result.tokens.push_back(next);
     history.push_back(next);
     const bool keep_going = !on_token || on_token(next);
@@ -70,7 +96,7 @@ GenerationResult generate(const models::CausalLM& model, std::span<const int32_t
       break;
     }
     const int32_t token[1] = {next};
-    logits = last_row_f32(model.forward(token, cache, false));
+    next = chooser.next(model.forward(token, cache, false), history);
   }
   if (options.max_new_tokens <= 0) result.stop_reason = "max new tokens";
   result.decode_seconds = seconds_since(t0);

@@ -1,10 +1,12 @@
 #include "lowbit/models/decoder.h"
 
 #include <algorithm>
-
+#include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 
+#include "lowbit/core/stream.h"
 #include "lowbit/ops/attention.h"
 #include "lowbit/ops/elementwise.h"
 #include "lowbit/ops/norm.h"
@@ -28,6 +30,7 @@ struct Block {
 struct Workspace {
   int64_t rows = 0;
   Tensor ids;                       // i32 [rows] (GPU: the token ids uploaded)
+  Tensor position;                  // i32 [1]: a GPU decoding step's position (ops::Position)
   Tensor h, x, q, attn, tmp;        // [rows, hidden] / [rows, q_dim]
   Tensor gate, up;                  // [rows, intermediate]
   Tensor qkv, gate_up;              // the stacked projections' outputs
@@ -37,6 +40,7 @@ struct Workspace {
     if (n <= rows) return;
     const int64_t q_dim = c.num_heads * c.head_dim;
     ids = Tensor::empty({n}, DType::I32, device);
+    if (!position.defined()) position = Tensor::empty({1}, DType::I32, device);
     h = Tensor::empty({n, c.hidden_size}, dtype, device);
     x = Tensor::empty({n, c.hidden_size}, dtype, device);
     tmp = Tensor::empty({n, c.hidden_size}, dtype, device);
@@ -105,7 +109,6 @@ class Decoder final : public CausalLM {
   }
 
   Tensor forward(std::span<const int32_t> tokens, KVCache& cache, bool all_logits) const override {
-    const ModelConfig& c = config_;
     const int64_t n = int64_t(tokens.size()), past = cache.length;
     LOWBIT_CHECK(n > 0, "forward: no tokens");
     LOWBIT_CHECK(past + n <= cache.capacity(),
@@ -113,13 +116,94 @@ class Decoder final : public CausalLM {
     LOWBIT_CHECK(cache.keys.size() == blocks_.size() && cache.keys.front().device() == device_,
                  "forward: the cache was made for another model (on {}, this model is on {})",
                  cache.keys.empty() ? std::string("-") : cache.keys.front().device().str(), device_.str());
-    ws_.reserve(n, c, dtype_, device_);
+    ws_.reserve(n, config_, dtype_, device_);
+    if (device_.is_cpu()) {
+      copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
+      return run(n, past, cache, all_logits, false);
+    }
+    // The GPU's work goes to this model's stream; a decoding step is a CUDA
+    // graph once captured (decode_step).
+    if (!stream_.get()) stream_ = CudaStream(device_.index);
+    CudaStreamScope scope(stream_.get());
+    if (n == 1 && graphs_allowed()) return decode_step(tokens[0], cache);
+    copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
+    return run(n, past, cache, all_logits, false);
+  }
+
+ private:
+  // One token on the GPU. Its kernels read the token (ws_.ids) and the
+  // position (ws_.position) from device memory, so the whole step can be
+  // captured once and replayed: one graph launch instead of ~10 launches a
+  // layer, which at batch 1 cost more host time than the GPU needs. The
+  // first step for a cache runs eagerly (it also warms up lazily set kernel
+  // attributes), the second is captured; a new cache or logits buffer means
+  // a new capture. A capture that fails leaves the model eager.
+  Tensor decode_step(int32_t token, KVCache& cache) const {
+    LOWBIT_CHECK(token >= 0 && token < config_.vocab_size, "forward: token id {} is outside the vocabulary [0, {})",
+                 token, config_.vocab_size);
+    const int64_t past = cache.length;
+    ensure_logits(1);
+    const void* key[] = {cache.keys.front().raw_data(), ws_.h.raw_data(), ws_.logits.raw_data()};
+    if (std::memcmp(key, decode_.key, sizeof key) != 0 || decode_.capacity != cache.capacity()) {
+      decode_.graph.reset();
+      decode_.eager_steps = 0;
+      std::memcpy(decode_.key, key, sizeof key);
+      decode_.capacity = cache.capacity();
+    }
+    void* stream = stream_.get();
+    const int32_t position = int32_t(past);
+    copy_to_device_async(ws_.ids.raw_data(), &token, sizeof token, stream);
+    copy_to_device_async(ws_.position.raw_data(), &position, sizeof position, stream);
+    if (decode_.graph.ready()) {
+      decode_.graph.launch(stream);
+      cache.length = past + 1;
+      return ws_.logits.rows(0, 1);
+    }
+    if (decode_.eager_steps++ == 0 || decode_.failed) return run(1, past, cache, false, true);
+    decode_.graph.begin_capture(stream);
+    try {
+      run(1, past, cache, false, true);
+      decode_.graph.end_capture();
+    } catch (const Error&) {
+      decode_.graph.abort_capture();
+      decode_.failed = true;  // (the cache is unchanged: nothing ran)
+      return run(1, past, cache, false, true);
+    }
+    cache.length = past;  // run() advanced it; the replay below computes the step
+    decode_.graph.launch(stream);
+    cache.length = past + 1;
+    return ws_.logits.rows(0, 1);
+  }
+
+  // Graphs need every layer's q/k/v stacked (separate k/v projections write
+  // into cache rows that move with the position) and can be switched off
+  // with LOWBIT_CUDA_GRAPHS=0 (to compare, or to debug a kernel).
+  bool graphs_allowed() const {
+    static const bool enabled = [] {
+      const char* v = std::getenv("LOWBIT_CUDA_GRAPHS");
+      return !(v && std::strcmp(v, "0") == 0);
+    }();
+    return enabled && std::all_of(blocks_.begin(), blocks_.end(), [](const Block& b) { return b.qkv.defined(); });
+  }
+
+  // The logits buffer is reused once the caller has let go of the previous
+  // logits (no other handle to its storage): no allocation, and on a GPU no
+  // cudaFree (a device-wide synchronization), per decoding step.
+  void ensure_logits(int64_t out_rows) const {
+    if (!ws_.logits.defined() || ws_.logits.storage().use_count() > 1 || ws_.logits.dim(0) < out_rows)
+      ws_.logits = Tensor::empty({std::max(out_rows, ws_.rows), lm_head_.out_features()}, dtype_, device_);
+  }
+
+  // The forward pass over the n tokens already in ws_.ids. device_position:
+  // rope and attention read the position from ws_.position (decode_step).
+  Tensor run(int64_t n, int64_t past, KVCache& cache, bool all_logits, bool device_position) const {
+    const ModelConfig& c = config_;
     const int64_t kv_dim = c.num_kv_heads * c.head_dim;
     Tensor ids = ws_.ids.rows(0, n), h = ws_.h.rows(0, n), x = ws_.x.rows(0, n), tmp = ws_.tmp.rows(0, n);
     Tensor q = ws_.q.rows(0, n), attn = ws_.attn.rows(0, n), gate = ws_.gate.rows(0, n), up = ws_.up.rows(0, n);
     Tensor qkv = ws_.qkv.rows(0, n), gate_up = ws_.gate_up.rows(0, n);
     Tensor q_heads = q.reshape({n, c.num_heads, c.head_dim});
-    copy_bytes(ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
+    const ops::Position position = device_position ? ops::Position(past, ws_.position) : ops::Position(past);
     ops::embedding(ids, embed_.table, h);
     ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
     // Rows [first, n) are the ones whose logits are asked for; after the last
@@ -129,7 +213,7 @@ class Decoder final : public CausalLM {
       const Block& b = blocks_[i];
       if (b.qkv.defined()) {
         b.qkv.forward(x, qkv);
-        ops::rope_qkv(qkv, rope_, past, q_heads, cache.keys[i], cache.values[i]);
+        ops::rope_qkv(qkv, rope_, position, q_heads, cache.keys[i], cache.values[i]);
       } else {
         // Keys and values go straight into the cache rows of these positions.
         Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
@@ -141,7 +225,7 @@ class Decoder final : public CausalLM {
         ops::apply_rope(q_heads, rope_, past);
         ops::apply_rope(k_heads, rope_, past);
       }
-      ops::attention(q_heads, cache.keys[i], cache.values[i], past, attn, c.sliding_window);
+      ops::attention(q_heads, cache.keys[i], cache.values[i], position, attn, c.sliding_window);
       b.o_proj.forward(attn, tmp);
       ops::add_rms_norm(h, tmp, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
       if (b.gate_up.defined()) {
@@ -160,17 +244,15 @@ class Decoder final : public CausalLM {
       ops::add_rms_norm(h_rows, last ? tmp.rows(first, n) : tmp, next.weight, next.eps, x_rows);
     }
     cache.length = past + n;
-    // The logits buffer is reused once the caller has let go of the previous
-    // logits (no other handle to its storage): no allocation, and on a GPU no
-    // cudaFree (a device-wide synchronization), per decoding step.
     const int64_t out_rows = n - first;
-    if (!ws_.logits.defined() || ws_.logits.storage().use_count() > 1 || ws_.logits.dim(0) < out_rows)
-      ws_.logits = Tensor::empty({std::max(out_rows, ws_.rows), lm_head_.out_features()}, dtype_, device_);
+    ensure_logits(out_rows);
     Tensor logits = ws_.logits.rows(0, out_rows);
     lm_head_.forward(x.rows(first, n), logits);
     return logits;
   }
 
+
+ public:
   size_t weight_bytes() const override {
     size_t bytes = embed_.table.nbytes() + norm_.weight.nbytes();
     for (const Block& b : blocks_) {
@@ -198,6 +280,17 @@ class Decoder final : public CausalLM {
   DType dtype_;
   Device device_;
   mutable Workspace ws_;
+  mutable CudaStream stream_;  // GPU: this model's stream (made on first use)
+  // GPU: the captured decoding step, for the cache, workspace and logits
+  // buffer named by `key`.
+  struct DecodeGraph {
+    CudaGraph graph;
+    const void* key[3] = {};
+    int64_t capacity = 0;
+    int eager_steps = 0;
+    bool failed = false;
+  };
+  mutable DecodeGraph decode_;
   nn::Embedding embed_;
   std::vector<Block> blocks_;
   nn::RMSNorm norm_;

@@ -69,9 +69,10 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
                     LOWBIT_CUDA_BODY(cuda::apply_rope(x, tables, first_position)));
 }
 
-void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
-              Tensor& v_cache) {
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& q_out,
+              Tensor& k_cache, Tensor& v_cache) {
   constexpr std::string_view op = "rope_qkv";
+  const int64_t first_position = position.value;
   LOWBIT_CHECK(q_out.ndim() == 3 && k_cache.ndim() == 3 && k_cache.dim(2) == q_out.dim(2),
                "ops::rope_qkv: q_out must be [tokens, heads, head_dim] and k_cache [capacity, kv_heads, head_dim], got "
                "{} and {}",
@@ -85,9 +86,14 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_positio
   LOWBIT_CHECK(first_position >= 0 && first_position + tokens <= std::min(tables.cos.dim(0), k_cache.dim(0)),
                "ops::rope_qkv: positions [{}, {}) exceed the table's {} positions or the cache's {} rows",
                first_position, first_position + tokens, tables.cos.dim(0), k_cache.dim(0));
+  if (position.on_device.defined())
+    LOWBIT_CHECK(position.on_device.dtype() == DType::I32 && position.on_device.numel() == 1 &&
+                     position.on_device.device() == qkv.device() && qkv.device().is_cuda(),
+                 "ops::rope_qkv: a device position must be an i32 [1] tensor on the GPU of qkv, got {}",
+                 position.on_device.describe());
   detail::on_device(op, detail::common_device(op, {&qkv, &tables.cos, &tables.sin, &q_out, &k_cache, &v_cache}),
                     [&] { cpu::rope_qkv(qkv, tables, first_position, q_out, k_cache, v_cache); },
-                    LOWBIT_CUDA_BODY(cuda::rope_qkv(qkv, tables, first_position, q_out, k_cache, v_cache)));
+                    LOWBIT_CUDA_BODY(cuda::rope_qkv(qkv, tables, position, q_out, k_cache, v_cache)));
 }
 
 }  // namespace lowbit::ops

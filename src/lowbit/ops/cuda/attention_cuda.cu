@@ -21,6 +21,9 @@
 // warps merge in shared memory. With more than one split, each writes its
 // (max, sum, unnormalized output) to a scratch buffer and a second kernel
 // merges the splits. Splits are chosen so that heads * splits fills the GPU.
+// A captured step reads its position from the device: its splits are chosen
+// for the whole cache and each block sizes its chunk from the position, so
+// the work stays spread out as the sequence grows.
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -40,6 +43,7 @@ struct AttentionParams {
   int tokens, heads, kv_heads, d, group;
   int64_t past, window;
   float scale;
+  const int32_t* past_on_device;  // decoding: replaces past when set (a replayed CUDA graph)
 };
 
 constexpr int kTile = 64;          // queries and keys per tile
@@ -172,10 +176,10 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
 
 constexpr int kDecodeWarps = 4;
 
-// One query (position past) per head; keys [key_lo, past] split in chunks.
+// One query (position past) per head; keys [key_lo, past] split in
+// gridDim.y chunks (empty ones write m = -inf, which the merge skips).
 template <typename T, int kMaxD>
-__global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(const AttentionParams p, int64_t key_lo,
-                                                                             int64_t chunk, float* partial) {
+__global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(const AttentionParams p, float* partial) {
   constexpr int kCols = kMaxD / 32;
   __shared__ float warp_o[kDecodeWarps][kMaxD];
   __shared__ float warp_m[kDecodeWarps], warp_l[kDecodeWarps];
@@ -191,7 +195,10 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
     qr[c] = col < d ? to_float(q[col]) : 0.0f;
     acc[c] = 0.0f;
   }
-  const int64_t begin = key_lo + split * chunk, end = min(begin + chunk, p.past + 1);
+  const int64_t past = p.past_on_device ? int64_t(*p.past_on_device) : p.past;
+  const int64_t key_lo = p.window > 0 ? max(int64_t(0), past - p.window + 1) : 0;
+  const int64_t chunk = (past + 1 - key_lo + splits - 1) / splits;
+  const int64_t begin = key_lo + split * chunk, end = min(begin + chunk, past + 1);
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = begin + warp; j < end; j += kDecodeWarps) {
     const T* kr = k + (j * p.kv_heads + kvh) * d;
@@ -284,59 +291,61 @@ void launch_flash(const AttentionParams& p) {
     configured.fetch_or(bit);
   }
   const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
-  flash_attention_kernel<T, kMaxD><<<grid, kFlashThreads, smem>>>(p);
+  flash_attention_kernel<T, kMaxD><<<grid, kFlashThreads, smem, current_stream()>>>(p);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
 template <typename T, int kMaxD>
-void launch_decode(const AttentionParams& p) {
-  const int64_t key_lo = p.window > 0 ? std::max<int64_t>(0, p.past - p.window + 1) : 0;
-  const int64_t keys = p.past + 1 - key_lo;
+void launch_decode(const AttentionParams& p, int64_t capacity) {
+  // Keys of this step, or at most (a captured step, position on the device).
+  int64_t keys = p.past_on_device ? capacity : p.past + 1;
+  if (p.window > 0) keys = std::min(keys, p.window);
   int device = 0, sms = 0;
   LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
   LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   // About two blocks an SM, at least 32 keys a split.
   const int64_t want = std::max<int64_t>(1, (2 * sms + p.heads - 1) / p.heads);
-  const int64_t splits0 = std::clamp<int64_t>((keys + 31) / 32, 1, want);
-  const int64_t chunk = (keys + splits0 - 1) / splits0;
-  const int splits = int((keys + chunk - 1) / chunk);
+  const int splits = int(std::clamp<int64_t>((keys + 31) / 32, 1, want));
+  const cudaStream_t stream = current_stream();
   float* partial = nullptr;
   if (splits > 1)
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
-                                      size_t(p.heads) * splits * (p.d + 2) * sizeof(float), nullptr));
-  decode_attention_kernel<T, kMaxD>
-      <<<dim3(unsigned(p.heads), unsigned(splits)), kDecodeWarps * 32>>>(p, key_lo, chunk, partial);
+                                      size_t(p.heads) * splits * (p.d + 2) * sizeof(float), stream));
+  decode_attention_kernel<T, kMaxD><<<dim3(unsigned(p.heads), unsigned(splits)), kDecodeWarps * 32, 0, stream>>>(
+      p, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (splits > 1) {
-    merge_splits_kernel<T><<<unsigned(p.heads), 128>>>(partial, splits, p.d, static_cast<T*>(p.out));
+    merge_splits_kernel<T><<<unsigned(p.heads), 128, 0, stream>>>(partial, splits, p.d, static_cast<T*>(p.out));
     LOWBIT_CUDA_CHECK_LAUNCH();
-    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, nullptr));
+    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
   }
 }
 
 template <typename T, int kMaxD>
-void launch(const AttentionParams& p) {
-  if (p.tokens == 1) launch_decode<T, kMaxD>(p);
+void launch(const AttentionParams& p, int64_t capacity) {
+  if (p.tokens == 1) launch_decode<T, kMaxD>(p, capacity);
   else launch_flash<T, kMaxD>(p);
 }
 
 }  // namespace
 
-void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, int64_t past, Tensor& out,
+void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window) {
   use_device(q.device().index);
   AttentionParams p{q.raw_data(), k_cache.raw_data(), v_cache.raw_data(), out.raw_data(),
                     int(q.dim(0)), int(q.dim(1)), int(k_cache.dim(1)), int(q.dim(2)), int(q.dim(1) / k_cache.dim(1)),
-                    past, window, 0.0f};
+                    past.value, window, 0.0f,
+                    past.on_device.defined() ? past.on_device.data<int32_t>() : nullptr};
   p.scale = 1.0f / sqrtf(float(p.d));
   if (p.tokens == 0 || p.heads == 0 || p.d == 0) return;
   if (p.d > 256)
     throw_error("ops::attention on CUDA: head_dim " + std::to_string(p.d) + " is above the supported 256");
   dispatch_device_float(q.dtype(), "ops::attention", [&](auto tag) {
     using T = decltype(tag);
-    if (p.d <= 64) launch<T, 64>(p);
-    else if (p.d <= 128) launch<T, 128>(p);
-    else launch<T, 256>(p);
+    const int64_t capacity = k_cache.dim(0);
+    if (p.d <= 64) launch<T, 64>(p, capacity);
+    else if (p.d <= 128) launch<T, 128>(p, capacity);
+    else launch<T, 256>(p, capacity);
   });
 }
 

@@ -10,6 +10,7 @@
 
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/core/dtype.h"
+#include "lowbit/core/stream.h"
 
 namespace lowbit::ops::cuda {
 
@@ -42,6 +43,9 @@ void dispatch_device_float(DType dtype, const char* what, Fn&& fn) {
     default: throw_error(std::string(what) + ": expected an f32, bf16 or f16 tensor, got " + std::string(dtype_name(dtype)));
   }
 }
+
+// The calling thread's current stream (core/stream.h), where ops queue work.
+inline cudaStream_t current_stream() { return static_cast<cudaStream_t>(current_cuda_stream()); }
 
 // One cuBLAS handle per host thread and device, created on first use.
 cublasHandle_t cublas_handle();

@@ -87,7 +87,7 @@ void add(const Tensor& a, const Tensor& b, Tensor& out) {
   if (n == 0) return;
   dispatch_device_float(a.dtype(), "ops::add", [&](auto tag) {
     using T = decltype(tag);
-    add_kernel<T><<<elementwise_grid(n), kThreads>>>(static_cast<const T*>(a.raw_data()),
+    add_kernel<T><<<elementwise_grid(n), kThreads, 0, current_stream()>>>(static_cast<const T*>(a.raw_data()),
                                                      static_cast<const T*>(b.raw_data()),
                                                      static_cast<T*>(out.raw_data()), n);
   });
@@ -100,7 +100,7 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
   if (n == 0) return;
   dispatch_device_float(gate.dtype(), "ops::silu_mul", [&](auto tag) {
     using T = decltype(tag);
-    silu_mul_kernel<T><<<elementwise_grid(n), kThreads>>>(static_cast<const T*>(gate.raw_data()),
+    silu_mul_kernel<T><<<elementwise_grid(n), kThreads, 0, current_stream()>>>(static_cast<const T*>(gate.raw_data()),
                                                           static_cast<const T*>(up.raw_data()),
                                                           static_cast<T*>(out.raw_data()), n);
   });
@@ -113,7 +113,7 @@ void swiglu(const Tensor& gate_up, Tensor& out) {
   if (rows * n == 0) return;
   dispatch_device_float(gate_up.dtype(), "ops::swiglu", [&](auto tag) {
     using T = decltype(tag);
-    swiglu_kernel<T><<<elementwise_grid(rows * n), kThreads>>>(static_cast<const T*>(gate_up.raw_data()),
+    swiglu_kernel<T><<<elementwise_grid(rows * n), kThreads, 0, current_stream()>>>(static_cast<const T*>(gate_up.raw_data()),
                                                                static_cast<T*>(out.raw_data()), rows, n);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
@@ -123,8 +123,13 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
   use_device(ids.device().index);
   const int64_t n = ids.dim(0), vocab = table.dim(0), dim = table.dim(1);
   if (n == 0) return;
+  // The id check reads a flag back (synchronous): not possible while a step
+  // is captured into a CUDA graph, whose caller checks the ids on the host.
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(current_stream(), &capture));
+  const bool check = capture == cudaStreamCaptureStatusNone;
   const unsigned long long none = ~0ull;
-  LOWBIT_CUDA_CHECK(cudaMemcpyToSymbol(g_bad_id, &none, sizeof none));
+  if (check) LOWBIT_CUDA_CHECK(cudaMemcpyToSymbol(g_bad_id, &none, sizeof none));
   const int threads = dim >= 512 ? 256 : 64;
   const auto launch = [&](auto id_tag) {
     using I = decltype(id_tag);
@@ -132,7 +137,7 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
       using S = decltype(st);
       dispatch_device_float(out.dtype(), "ops::embedding (out)", [&](auto dt) {
         using D = decltype(dt);
-        embedding_kernel<I, S, D><<<unsigned(n), threads>>>(static_cast<const I*>(ids.raw_data()),
+        embedding_kernel<I, S, D><<<unsigned(n), threads, 0, current_stream()>>>(static_cast<const I*>(ids.raw_data()),
                                                             static_cast<const S*>(table.raw_data()),
                                                             static_cast<D*>(out.raw_data()), vocab, dim);
       });
@@ -141,6 +146,7 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
   if (ids.dtype() == DType::I64) launch(int64_t{});
   else launch(int32_t{});
   LOWBIT_CUDA_CHECK_LAUNCH();
+  if (!check) return;
   unsigned long long bad = none;
   LOWBIT_CUDA_CHECK(cudaMemcpyFromSymbol(&bad, g_bad_id, sizeof bad));
   if (bad != none)
@@ -156,8 +162,8 @@ void softmax(const Tensor& x, Tensor& out, bool log) {
     using T = decltype(tag);
     const T* xp = static_cast<const T*>(x.raw_data());
     float* op = static_cast<float*>(out.raw_data());
-    if (log) softmax_kernel<T, true><<<unsigned(rows), kThreads>>>(xp, op, cols);
-    else softmax_kernel<T, false><<<unsigned(rows), kThreads>>>(xp, op, cols);
+    if (log) softmax_kernel<T, true><<<unsigned(rows), kThreads, 0, current_stream()>>>(xp, op, cols);
+    else softmax_kernel<T, false><<<unsigned(rows), kThreads, 0, current_stream()>>>(xp, op, cols);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }

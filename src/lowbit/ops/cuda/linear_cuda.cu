@@ -206,7 +206,7 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& o
   if (bias.defined() && bias.dtype() != x.dtype())
     throw_error("ops::linear on CUDA: the bias must have x's dtype, got " + bias.describe());
   gemm_dense(x.dtype(), x.raw_data(), x.dim(0), weight.raw_data(), weight.dim(0), weight.dim(1),
-             bias.defined() ? bias.raw_data() : nullptr, out.raw_data());
+             bias.defined() ? bias.raw_data() : nullptr, out.raw_data(), current_cuda_stream());
 }
 
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
@@ -224,7 +224,8 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
   p.n = w.out_features;
   p.k = w.in_features;
   p.weight_dtype = w.dtype;
-  gemm_4bit(x.dtype(), x.raw_data(), x.dim(0), p, bias.defined() ? bias.raw_data() : nullptr, out.raw_data());
+  gemm_4bit(x.dtype(), x.raw_data(), x.dim(0), p, bias.defined() ? bias.raw_data() : nullptr, out.raw_data(),
+            current_cuda_stream());
 }
 
 }  // namespace lowbit::ops::cuda

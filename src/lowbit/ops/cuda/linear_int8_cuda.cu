@@ -260,7 +260,7 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
                  Tensor& out) {
   gemm_int8(x.dtype(), x.raw_data(), x.dim(0), codes.data<int8_t>(), scb.data<float>(), codes.dim(0), codes.dim(1),
             bias.defined() ? bias.dtype() : x.dtype(), bias.defined() ? bias.raw_data() : nullptr, threshold,
-            out.raw_data());
+            out.raw_data(), current_cuda_stream());
 }
 
 }  // namespace lowbit::ops::cuda

@@ -51,7 +51,7 @@ void launch_rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weig
     using T = decltype(xt);
     dispatch_device_float(weight.dtype(), "ops::rms_norm (weight)", [&](auto wt) {
       using W = decltype(wt);
-      rms_norm_kernel<T, W><<<unsigned(rows), threads>>>(
+      rms_norm_kernel<T, W><<<unsigned(rows), threads, 0, current_stream()>>>(
           static_cast<T*>(x.raw_data()), residual ? static_cast<const T*>(residual->raw_data()) : nullptr,
           static_cast<const W*>(weight.raw_data()), eps, static_cast<T*>(out.raw_data()), dim);
     });

@@ -27,10 +27,12 @@ __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table
 
 // One thread per rotated pair of the q and k heads of a token, and per pair of
 // v elements (copied): [tokens, heads + 2 kv_heads, half] work items.
+// A non-null position_on_device replaces first_position (captured decoding).
 template <typename T>
 __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const float* sin_table, int64_t first_position,
-                                int64_t tokens, int64_t heads, int64_t kv_heads, int64_t half, T* q_out, T* k_cache,
-                                T* v_cache) {
+                                const int32_t* position_on_device, int64_t tokens, int64_t heads, int64_t kv_heads,
+                                int64_t half, T* q_out, T* k_cache, T* v_cache) {
+  if (position_on_device) first_position = *position_on_device;
   const int64_t slots = heads + 2 * kv_heads, dim = 2 * half;
   const int64_t items = tokens * slots * half;
   for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < items; p += int64_t(gridDim.x) * blockDim.x) {
@@ -53,17 +55,18 @@ __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const floa
 
 }  // namespace
 
-void rope_qkv(const Tensor& qkv, const RopeTables& tables, int64_t first_position, Tensor& q_out, Tensor& k_cache,
-              Tensor& v_cache) {
+void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first_position, Tensor& q_out,
+              Tensor& k_cache, Tensor& v_cache) {
   use_device(qkv.device().index);
   const int64_t tokens = q_out.dim(0), heads = q_out.dim(1), kv_heads = k_cache.dim(1), half = q_out.dim(2) / 2;
   const int64_t items = tokens * (heads + 2 * kv_heads) * half;
   if (items == 0) return;
   dispatch_device_float(qkv.dtype(), "ops::rope_qkv", [&](auto tag) {
     using T = decltype(tag);
-    rope_qkv_kernel<T><<<unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16)), 256>>>(
-        static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position,
-        tokens, heads, kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
+    rope_qkv_kernel<T><<<unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16)), 256, 0, current_stream()>>>(
+        static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position.value,
+        first_position.on_device.defined() ? first_position.on_device.data<int32_t>() : nullptr, tokens, heads,
+        kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
         static_cast<T*>(v_cache.raw_data()));
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
@@ -76,7 +79,7 @@ void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
   if (pairs == 0) return;
   dispatch_device_float(x.dtype(), "ops::apply_rope", [&](auto tag) {
     using T = decltype(tag);
-    rope_kernel<T><<<unsigned(std::min<int64_t>(grid_for(pairs, 256), 132 * 16)), 256>>>(
+    rope_kernel<T><<<unsigned(std::min<int64_t>(grid_for(pairs, 256), 132 * 16)), 256, 0, current_stream()>>>(
         static_cast<T*>(x.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position, tokens,
         heads, half);
   });
