@@ -11,6 +11,7 @@
 #include "lowbit/ops/elementwise.h"
 #include "lowbit/ops/norm.h"
 #include "lowbit/ops/rope.h"
+#include "lowbit/ops/sampling.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -207,6 +208,42 @@ TEST(DecoderOpsCuda, FusedAddRmsNormSwigluRopeQkv) {
       ops::rope_qkv(qkv.to(kGpu), gpu_tables, past, q_gpu, k_gpu, v_gpu);
       EXPECT_TRUE(bit_equal(q_gpu, q_cpu) && bit_equal(k_gpu, k_cpu) && bit_equal(v_gpu, v_cpu))
           << "rope_qkv " << dtype_name(dtype) << " rows " << rows;
+      // The same with the position read from the device (captured decoding).
+      Tensor position = Tensor::empty({1}, DType::I32, kGpu);
+      const int32_t at = int32_t(past);
+      copy_bytes(position.raw_data(), kGpu, &at, Device::cpu(), sizeof at);
+      Tensor q_dev = Tensor::empty({rows, heads, 64}, dtype, kGpu);
+      Tensor k_dev = Tensor::zeros({512, kv_heads, 64}, dtype, kGpu), v_dev = Tensor::zeros({512, kv_heads, 64}, dtype, kGpu);
+      ops::rope_qkv(qkv.to(kGpu), gpu_tables, ops::Position(0, position), q_dev, k_dev, v_dev);
+      EXPECT_TRUE(bit_equal(q_dev, q_cpu) && bit_equal(k_dev, k_cpu) && bit_equal(v_dev, v_cpu))
+          << "rope_qkv, device position, " << dtype_name(dtype) << " rows " << rows;
+    }
+}
+
+// First index of the largest value, as the host's greedy choice; -1 marks a
+// row with a NaN. Rows of 1 to 128K columns, ties, -inf rows.
+TEST(DecoderOpsCuda, Argmax) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 900;
+  for (DType dtype : kDtypes)
+    for (int64_t cols : {1, 7, 1000, 32000, 128256}) {
+      Tensor x = random_tensor({5, cols}, dtype, seed++, 4.0f);
+      Tensor xf = x.cast(DType::F32);
+      float* v = xf.data<float>();
+      v[1 * cols + cols / 2] = 100.0f;  // row 1: a clear winner ...
+      v[2 * cols + cols - 1] = 100.0f;  // row 2: a tie, the first one counts
+      v[2 * cols + cols / 3] = 100.0f;
+      for (int64_t i = 0; i < cols; ++i) v[3 * cols + i] = -INFINITY;  // row 3: all -inf -> 0
+      v[4 * cols + cols - 1] = NAN;                                     // row 4: NaN -> -1
+      x = xf.cast(dtype);
+      Tensor want = Tensor::empty({5}, DType::I32), got = Tensor::empty({5}, DType::I32, kGpu);
+      ops::argmax(x, want);
+      ops::argmax(x.to(kGpu), got);
+      EXPECT_TRUE(bit_equal(got, want)) << dtype_name(dtype) << " cols " << cols;
+      EXPECT_EQ(want.data<int32_t>()[1], cols / 2);
+      EXPECT_EQ(want.data<int32_t>()[2], cols == 1 ? 0 : std::min(cols / 3, cols - 1));
+      EXPECT_EQ(want.data<int32_t>()[3], 0);
+      EXPECT_EQ(want.data<int32_t>()[4], -1);
     }
 }
 
@@ -237,6 +274,16 @@ TEST_P(AttentionCuda, MatchesCpu) {
     EXPECT_LE(ulps, dtype == DType::F32 ? 64.0 : 2.0)
         << dtype_name(dtype) << " tokens " << c.tokens << " past " << c.past << " heads " << c.heads << "/"
         << c.kv_heads << " d " << c.dim << " window " << c.window;
+    if (c.tokens != 1) continue;
+    // The position read from the device (a captured decoding step): the keys
+    // are split for the whole capacity instead, same bounds.
+    Tensor position = Tensor::empty({1}, DType::I32, kGpu);
+    const int32_t at = int32_t(c.past);
+    copy_bytes(position.raw_data(), kGpu, &at, Device::cpu(), sizeof at);
+    Tensor got_device = Tensor::empty({c.tokens, c.heads * c.dim}, dtype, kGpu);
+    ops::attention(q.to(kGpu), k.to(kGpu), v.to(kGpu), ops::Position(0, position), got_device, c.window);
+    EXPECT_LE(ulps_of_max(got_device, want), dtype == DType::F32 ? 64.0 : 2.0)
+        << "device position " << dtype_name(dtype) << " past " << c.past << " window " << c.window;
   }
 }
 

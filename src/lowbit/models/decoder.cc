@@ -125,7 +125,7 @@ class Decoder final : public CausalLM {
     // graph once captured (decode_step).
     if (!stream_.get()) stream_ = CudaStream(device_.index);
     CudaStreamScope scope(stream_.get());
-    if (n == 1 && graphs_allowed()) return decode_step(tokens[0], cache);
+    if (n == 1 && all_qkv_stacked()) return decode_step(tokens[0], cache);
     copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
     return run(n, past, cache, all_logits, false);
   }
@@ -143,23 +143,28 @@ class Decoder final : public CausalLM {
                  token, config_.vocab_size);
     const int64_t past = cache.length;
     ensure_logits(1);
-    const void* key[] = {cache.keys.front().raw_data(), ws_.h.raw_data(), ws_.logits.raw_data()};
-    if (std::memcmp(key, decode_.key, sizeof key) != 0 || decode_.capacity != cache.capacity()) {
+    // The buffers the captured kernels write: a graph is valid while they stay.
+    std::vector<const void*> key = {ws_.h.raw_data(), ws_.logits.raw_data(), reinterpret_cast<const void*>(cache.capacity())};
+    for (size_t i = 0; i < cache.keys.size(); ++i) {
+      key.push_back(cache.keys[i].raw_data());
+      key.push_back(cache.values[i].raw_data());
+    }
+    if (key != decode_.key) {
       decode_.graph.reset();
       decode_.eager_steps = 0;
-      std::memcpy(decode_.key, key, sizeof key);
-      decode_.capacity = cache.capacity();
+      decode_.key = std::move(key);
     }
     void* stream = stream_.get();
     const int32_t position = int32_t(past);
     copy_to_device_async(ws_.ids.raw_data(), &token, sizeof token, stream);
     copy_to_device_async(ws_.position.raw_data(), &position, sizeof position, stream);
+    if (decode_.failed || !graphs_enabled()) return run(1, past, cache, false, true);
     if (decode_.graph.ready()) {
       decode_.graph.launch(stream);
       cache.length = past + 1;
       return ws_.logits.rows(0, 1);
     }
-    if (decode_.eager_steps++ == 0 || decode_.failed) return run(1, past, cache, false, true);
+    if (decode_.eager_steps++ == 0) return run(1, past, cache, false, true);
     decode_.graph.begin_capture(stream);
     try {
       run(1, past, cache, false, true);
@@ -175,15 +180,18 @@ class Decoder final : public CausalLM {
     return ws_.logits.rows(0, 1);
   }
 
-  // Graphs need every layer's q/k/v stacked (separate k/v projections write
-  // into cache rows that move with the position) and can be switched off
-  // with LOWBIT_CUDA_GRAPHS=0 (to compare, or to debug a kernel).
-  bool graphs_allowed() const {
-    static const bool enabled = [] {
-      const char* v = std::getenv("LOWBIT_CUDA_GRAPHS");
-      return !(v && std::strcmp(v, "0") == 0);
-    }();
-    return enabled && std::all_of(blocks_.begin(), blocks_.end(), [](const Block& b) { return b.qkv.defined(); });
+  // A decoding step reads its position from the device only with every
+  // layer's q/k/v stacked: separate k/v projections write into cache rows
+  // that move with the position.
+  bool all_qkv_stacked() const {
+    return std::all_of(blocks_.begin(), blocks_.end(), [](const Block& b) { return b.qkv.defined(); });
+  }
+
+  // LOWBIT_CUDA_GRAPHS=0 launches the same steps kernel by kernel (to compare,
+  // or to debug a kernel).
+  static bool graphs_enabled() {
+    const char* v = std::getenv("LOWBIT_CUDA_GRAPHS");
+    return !(v && std::strcmp(v, "0") == 0);
   }
 
   // The logits buffer is reused once the caller has let go of the previous
@@ -281,12 +289,11 @@ class Decoder final : public CausalLM {
   Device device_;
   mutable Workspace ws_;
   mutable CudaStream stream_;  // GPU: this model's stream (made on first use)
-  // GPU: the captured decoding step, for the cache, workspace and logits
-  // buffer named by `key`.
+  // GPU: the captured decoding step, for the workspace, logits buffer and
+  // cache named by `key`.
   struct DecodeGraph {
     CudaGraph graph;
-    const void* key[3] = {};
-    int64_t capacity = 0;
+    std::vector<const void*> key;
     int eager_steps = 0;
     bool failed = false;
   };
