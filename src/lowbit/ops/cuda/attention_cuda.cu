@@ -20,7 +20,7 @@
 // each key row is read coalesced), each warp keeps an online softmax, the
 // warps merge in shared memory. With more than one split, each writes its
 // (max, sum, unnormalized output) to a scratch buffer and a second kernel
-// merges the splits. Splits are chosen so that heads * splits fills the GPU.
+// merges the splits. Splits are chosen so that each warp has about two keys.
 // A captured step reads its position from the device: its splits are chosen
 // for the whole cache and each block sizes its chunk from the position, so
 // the work stays spread out as the sequence grows.
@@ -303,9 +303,11 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   int device = 0, sms = 0;
   LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
   LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  // About two blocks an SM, at least 32 keys a split.
-  const int64_t want = std::max<int64_t>(1, (2 * sms + p.heads - 1) / p.heads);
-  const int splits = int(std::clamp<int64_t>((keys + 31) / 32, 1, want));
+  // A warp walks its keys one after the other, each a chain of dependent
+  // loads and shuffles (~1 us): about two keys a warp, as long as that stays
+  // within 128 splits or two blocks an SM.
+  const int64_t want = std::max<int64_t>(128, (2 * sms + p.heads - 1) / p.heads);
+  const int splits = int(std::clamp<int64_t>((keys + 2 * kDecodeWarps - 1) / (2 * kDecodeWarps), 1, want));
   const cudaStream_t stream = current_stream();
   float* partial = nullptr;
   if (splits > 1)
