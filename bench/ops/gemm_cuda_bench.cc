@@ -109,7 +109,7 @@ struct NF4Copies {
   std::vector<Packed4bit> plain, nested;
 };
 
-void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng& rng) {
+void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng& rng, bool with_int8 = true) {
   const int64_t numel = n * k;
   const int bs = 64;
   const int64_t blocks = numel / bs;
@@ -192,12 +192,13 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
   std::printf("split_k (0 = chosen)  gemv m1:");
   for (int ks : {0, 1, 2, 4, 8, 16}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kGemv, 1, ks));
   for (int64_t m : {1, 16}) {
+    if (m > max_m) continue;  // x holds max_m rows
     std::printf("  mma m%lld:", (long long)m);
     for (int ks : {0, 1, 2, 4, 8}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kMma, m, ks));
   }
   std::printf(" us\n");
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
-  {
+  if (with_int8) {
     const int i8_copies = copies_for(size_t(numel));
     std::vector<void*> w8;
     std::vector<float*> scb;
@@ -262,6 +263,9 @@ int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   // --profile: one shape at batch 1, for a profiler run.
   const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
+  // --small: batches 1-4 and the dequantization only (no LLM.int8), for
+  // comparing GEMV variants.
+  const bool small = argc > 1 && std::strcmp(argv[1], "--small") == 0;
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("%s, %d SMs, %d MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
@@ -270,9 +274,11 @@ int main(int argc, char** argv) {
     bench_shape(8192, 28672, {1}, rng);
     return 0;
   }
-  const std::vector<int64_t> batches = quick ? std::vector<int64_t>{1, 16} : std::vector<int64_t>{1, 2, 3, 4, 8, 16, 32, 64, 256};
-  bench_shape(4096, 11008, batches, rng);
-  bench_shape(11008, 4096, batches, rng);
-  bench_shape(8192, 28672, batches, rng);
+  const std::vector<int64_t> batches = quick   ? std::vector<int64_t>{1, 16}
+                                       : small ? std::vector<int64_t>{1, 2, 3, 4}
+                                               : std::vector<int64_t>{1, 2, 3, 4, 8, 16, 32, 64, 256};
+  bench_shape(4096, 11008, batches, rng, !small);
+  bench_shape(11008, 4096, batches, rng, !small);
+  bench_shape(8192, 28672, batches, rng, !small);
   return 0;
 }

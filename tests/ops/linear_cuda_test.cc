@@ -179,6 +179,73 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
   EXPECT_GE(runs, 60);  // each kernel ran on most cases
 }
 
+// dequantize_4bit_weight (the prompt path's first half) gives the CPU's
+// dequantized values, cast to the output dtype, exactly: partial warp tiles
+// (words not a multiple of 128), blocks of 32 to 4096, f32 and
+// double-quantized absmax, every weight/output dtype pair.
+TEST(Linear4bitCuda, DequantizeWeightMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 900;
+  int runs = 0;
+  struct Case {
+    int64_t n, k;
+    int blocksize;
+  };
+  for (const Case c : {Case{40, 100, 64}, Case{3, 96, 32}, Case{300, 4096, 64}, Case{7, 4160, 4096},
+                       Case{129, 512, 128}}) {
+    for (DType wdtype : {DType::BF16, DType::F16}) {
+      for (bool nested : {false, true}) {
+        const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;
+        const Tensor w = random_tensor({c.n, c.k}, wdtype, seed++);
+        quant::QuantState state;
+        const Tensor packed = quant::quantize_4bit(w, type, c.blocksize, nested, state);
+        const Tensor values = quant::dequantize_4bit(packed, state);  // wdtype
+        const Tensor packed_g = packed.to(kGpu), code = state.code.to(kGpu);
+        const Tensor absmax = nested ? Tensor{} : state.absmax.to(kGpu);
+        const Tensor qabsmax = nested ? state.absmax.to(kGpu) : Tensor{};
+        const Tensor nested_absmax = nested ? state.nested->nested_absmax.to(kGpu) : Tensor{};
+        const Tensor nested_code = nested ? state.nested->nested_code.to(kGpu) : Tensor{};
+        ops::cuda::Packed4bit p;
+        p.packed = packed_g.data<uint8_t>();
+        p.code = code.data<float>();
+        if (nested) {
+          p.qabsmax = qabsmax.data<uint8_t>();
+          p.nested_absmax = nested_absmax.data<float>();
+          p.nested_code = nested_code.data<float>();
+          p.nested_offset = state.nested->offset;
+          p.nested_blocksize = state.nested->blocksize;
+        } else {
+          p.absmax = absmax.data<float>();
+        }
+        p.blocksize = c.blocksize;
+        p.n = c.n;
+        p.k = c.k;
+        p.weight_dtype = wdtype;
+        for (DType out_dtype : {DType::BF16, DType::F16, DType::F32}) {
+          Tensor got = Tensor::from_vector(std::vector<float>(size_t(c.n * c.k), std::nanf("")), {c.n, c.k})
+                           .cast(out_dtype)
+                           .to(kGpu);
+          ops::cuda::dequantize_4bit_weight(out_dtype, p, got.raw_data());
+          LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+          const auto g = testing::to_floats(got.to(Device::cpu()));
+          const auto want = testing::to_floats(values.cast(out_dtype));
+          int64_t bad = 0, first = -1;
+          for (size_t i = 0; i < want.size(); ++i)
+            if (!(g[i] == want[i])) {  // -0 and +0 agree (FP4's code 8)
+              if (first < 0) first = int64_t(i);
+              ++bad;
+            }
+          ++runs;
+          EXPECT_EQ(bad, 0) << "n " << c.n << " k " << c.k << " bs " << c.blocksize << " " << dtype_name(wdtype)
+                            << " -> " << dtype_name(out_dtype) << " " << quant::traits(type).name
+                            << (nested ? " double-quant" : "") << "; first at " << first;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(runs, 60);
+}
+
 TEST(Linear4bitCuda, MatchesBitsandbytes) {
   LOWBIT_REQUIRE_CUDA();
   const auto g = io::SafetensorsReader::open(testing::golden_dir() / "dev-quant.safetensors");

@@ -1,39 +1,41 @@
 // Blockwise 4-bit (NF4/FP4) GEMV on CUDA cores for batches of 1 to 4:
 // out[m, n] = x[m, k] W^T, W read from memory once as packed codes.
 //
-// Work split (one block = 16 warps, 512 threads, persistent):
+// Work split (persistent grid; a block = kWarps warps):
 //
-//   row r   | seg 0 | seg 1 | ... | seg 31 | seg 32 | ...   seg = 32 weights = one
-//   row r+1 | lane0 | lane1 | ... | lane31 | lane0  | ...   16-byte load; lane L takes
-//   ...       (R rows a warp, the same segments)              segments L, L + 32 * split_k, ...
+//   rows of W in groups of R (a warp carries the R rows of a group together)
+//   k in chunks of 1024 weights (32 segments of 32 weights, one 16-byte load
+//   each: lane L takes segment L of every chunk, so a warp reads 512
+//   contiguous bytes of each row)
 //
-// A warp carries R rows (4 for m <= 2, else 2) over the same segments, so each
-// activation load and its conversion to f32 serve R rows; the lanes of a warp
-// read 32 consecutive 16-byte pieces of a row (coalesced), R x kUnroll loads
-// in flight a lane. Without a k split each warp takes row groups on its own
-// (round robin over the grid's warps: no SM runs dry before the others); with
-// split_k > 1 the warps of a block take interleaved segment slices of the same
-// rows (chosen on the host so that small-n shapes still fill every SM) and
-// their sums meet in shared memory.
+//   block b: groups [b G / grid, (b + 1) G / grid)      (G = ceil(n / R))
+//   unit   : one group x one of S k slices (slice = consecutive chunks)
+//   warp w : units w, w + kWarps, ... of its block, in one stream of steps
+//            (a step = one chunk of one unit); the next step's weights and
+//            scales are loaded before the current one is computed
 //
-// Decode: a packed byte (two codes) indexes a 256-entry table of code pairs in
-// bf16x2/f16x2 form (one copy per lane, conflict-free; gemm_4bit_common.cuh);
-// a pair becomes two f32 values with two integer ops (bf16) or two converts
-// (f16). Products and sums are f32: each segment lies inside one absmax block
-// (blocksize a power of two >= 32), so its 32 products are summed unscaled and
-// one FFMA per batch row applies the block's absmax, decoded in the kernel
-// when double-quantized. The lanes' sums meet by a halving shuffle reduction
-// (each step trades half the values): R x m sums cost about R x m + 5
-// shuffles instead of 5 R m.
+// A unit's lanes sum their products, meet in a halving shuffle reduction and
+// leave R x m partial sums in shared memory; the block adds the S slices of
+// each row in a fixed order and writes the output. S is picked on the host so
+// that the units of a block fill its warps evenly (the small shapes have only
+// ~10 segments a lane in all, so a spare unit is a 10% tail).
 //
-// Per weight: half a PRMT, half an LDS and one integer op for the decode, one
-// FFMA per batch row, 2 bytes of activation loads (L1) per R rows; measured
-// 4.4 instructions a weight at m = 1 in all (docs/cuda.md). Launch: 512
-// threads, 64 registers at m = 1 (2 blocks an SM), 66 KB of shared memory
-// (the pair table, the nested code map, the split-k sums). Memory traffic per call:
-// n*k/2 bytes of codes and n*k/blocksize scales (f32, or u8 + the nested f32),
-// streamed past L1; m*k*2 bytes of activations, L1/L2 resident.
+// Decode and math, per code byte (two weights): one PRMT forms the address of
+// the pair in a 256-entry table of bf16x2/f16x2 code pairs (one copy per lane,
+// conflict-free; gemm_4bit_common.cuh), one LDS reads it, one HFMA2 per batch
+// row multiplies it with the activation pair (the 16-byte x load is already
+// in pair form) and adds it to a packed partial sum. Every kChainWords words
+// (8 products a half) the packed partials are widened to f32 and added with
+// the block's absmax (two FFMA): the half-precision sums stay short (their
+// rounding adds ~0.25 ulp of the largest |y|; f16 partials overflow only for
+// |x| > 8K), the long sums are f32. About 2 instructions a weight at m = 1,
+// against 4.4 for f32 products (unpack + 2 FFMA a pair; docs/cuda.md).
+//
+// Memory traffic per call: n*k/2 bytes of codes and n*k/blocksize scales (f32,
+// or u8 + the nested f32), streamed past L1; m*k*2 bytes of activations, L1/L2
+// resident. Shared memory: 64 KB table + 1 KB nested map + the unit sums.
 #include <algorithm>
+#include <cstdlib>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -43,15 +45,43 @@
 namespace lowbit::ops::cuda::fused4 {
 namespace {
 
-constexpr int kWarps = 16;
-constexpr int kThreads = kWarps * 32;
-constexpr int kSeg = 32;     // weights of one 16-byte load
-constexpr int kUnroll = 1;   // segments a lane loads before using the first
+constexpr int kSeg = 32;          // weights of one 16-byte load
+constexpr int kChunkSegs = 32;    // segments of a chunk: one a lane
+constexpr int kChainWords = 2;    // 32-bit code words per packed partial sum
+constexpr int kMaxUnits = 256;    // units of a block in one round (shared sums)
 
-// Rows a warp carries: more rows share each activation load, but cost registers.
-template <int M> constexpr int kRows = M <= 2 ? 4 : 2;
+// Launch shape: warps a block, rows a warp, whether the next step's loads go
+// out before the current step is computed, blocks an SM (registers).
+struct Config {
+  int warps, rows;
+  bool prefetch;
+  int min_blocks;
+};
+constexpr Config kConfigs[] = {
+    {16, 4, false, 2},  // 0: 64 registers, 32 warps an SM, 2 KB in flight a warp while it waits
+    {12, 4, true, 2},   // 1: 85 registers, 24 warps an SM, 2 KB a warp always in flight
+    {8, 8, true, 2},    // 2: 128 registers, 16 warps an SM, 4 KB a warp always in flight
+    {16, 4, true, 1},   // 3: 128 registers, 16 warps an SM, 2 KB a warp always in flight
+    {16, 2, true, 1},   // 4: 128 registers, 16 warps an SM, 1 KB a warp always in flight
+};
+// m >= 2: R x m packed sums and m activation words need the registers.
+template <int M> constexpr int kBatchConfig = M <= 2 ? 3 : 4;
+
 constexpr int pad_pow2(int v) { return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : v <= 8 ? 8 : v <= 16 ? 16 : 32; }
 constexpr int log2_const(int v) { return v <= 1 ? 0 : 1 + log2_const(v / 2); }
+
+// a * b + c on packed pairs, rounded once per half.
+template <typename T> __device__ __forceinline__ uint32_t fma2(uint32_t a, uint32_t b, uint32_t c);
+template <> __device__ __forceinline__ uint32_t fma2<__nv_bfloat16>(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+template <> __device__ __forceinline__ uint32_t fma2<__half>(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
 
 template <typename T> __device__ __forceinline__ float2 unpack(uint32_t v);
 template <> __device__ __forceinline__ float2 unpack<__nv_bfloat16>(uint32_t v) {
@@ -59,11 +89,6 @@ template <> __device__ __forceinline__ float2 unpack<__nv_bfloat16>(uint32_t v) 
 }
 template <> __device__ __forceinline__ float2 unpack<__half>(uint32_t v) {
   return __half22float2(*reinterpret_cast<const __half2*>(&v));
-}
-
-__device__ __forceinline__ uint32_t lookup_byte(int j, uint32_t table, uint32_t w, uint32_t lane4) {
-  return j == 0 ? lookup<0>(table, w, lane4) : j == 1 ? lookup<1>(table, w, lane4)
-       : j == 2 ? lookup<2>(table, w, lane4) : lookup<3>(table, w, lane4);
 }
 
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
@@ -94,146 +119,249 @@ __device__ __forceinline__ float warp_sum_spread(float (&v)[N], int lane) {
   return v[0];
 }
 
-template <typename T>
-__device__ __forceinline__ void store_out(const Params& p, int m, int64_t row, float v) {
-  if (p.bias) v += to_float(static_cast<const T*>(p.bias)[row]);
-  static_cast<T*>(p.out)[int64_t(m) * p.n + row] = from_float<T>(v);
-}
+// How the rows and k are cut (host-chosen, see pick_split).
+struct Split {
+  int64_t groups;  // row groups of R rows
+  int slices;      // k slices a group
+  int chunks;      // chunks of k (the last may be partial)
+  int64_t groups_per_round;
+};
 
-template <typename T, int M, bool kNested>
-__global__ void __launch_bounds__(kThreads, M == 1 ? 2 : 1) gemv_4bit_kernel(const Params p, const int split_k) {
-  constexpr int R = kRows<M>;
+template <int R>
+struct Stage {
+  uint4 w[R];
+  ScaleRaw sc[R];
+  uint32_t block[R];  // absmax block of each row (read by the nested decode only)
+};
+
+template <typename T, int M, bool kNested, int C>
+__global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks)
+    gemv_4bit_kernel(const Params p, const Split sp) {
+  constexpr int kWarps = kConfigs[C].warps, R = kConfigs[C].rows;
+  constexpr bool kPrefetch = kConfigs[C].prefetch;
   constexpr int MP = pad_pow2(M);  // sums a row carries, padded for the reduction
   constexpr int N = R * MP;
+  // Launched as a programmatic dependent (it may start while the previous
+  // kernel finishes): nothing is read before that kernel's results are.
+  asm volatile("griddepcontrol.wait;" ::: "memory");
   extern __shared__ __align__(16) uint32_t smem[];
-  float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);
-  float* red = nested_map + 256;  // [slice][group][N] when split_k > 1
+  __shared__ int slice_first[17];  // first chunk of each slice, then the end
+  const int S = sp.slices;
+  if (threadIdx.x <= unsigned(S)) slice_first[threadIdx.x] = int(threadIdx.x) * sp.chunks / S;
+  float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);  // ends with a barrier
+  float* red = nested_map + 256;  // [unit][N] partial sums of a round
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t lane4 = uint32_t(lane) * 4;
   const uint32_t table = shared_address(smem);
-  const int groups = kWarps / split_k;  // row groups of a block
-  const int group = warp % groups, slice = warp / groups;
   const int64_t segs = p.k / kSeg;
-  const int64_t stride = int64_t(32) * split_k;
-  const int64_t rows_per_tile = int64_t(groups) * R;
-  const int64_t tiles = (p.n + rows_per_tile - 1) / rows_per_tile;
+  const int64_t x_row = p.k / 8;  // 16-byte words of an activation row
+  // A warp's units advance by kWarps: that many slices, carried into groups.
+  const int group_step = kWarps / S, slice_step = kWarps % S;
   const T* x = static_cast<const T*>(p.x);
 
-  // Without a k split each warp takes row groups on its own, so the SMs'
-  // shares stay even to the end; with one, a block's warps share a tile.
-  const bool own = split_k == 1;
-  const int64_t items = own ? (p.n + R - 1) / R : tiles;
-  const int64_t step = own ? int64_t(gridDim.x) * kWarps : gridDim.x;
-  for (int64_t item = own ? int64_t(blockIdx.x) * kWarps + warp : blockIdx.x; item < items; item += step) {
-    const int64_t row0 = own ? item * R : item * rows_per_tile + int64_t(group) * R;
-    int64_t elem0[R];  // first element of each row; rows past n reread row n - 1
-#pragma unroll
-    for (int r = 0; r < R; ++r) elem0[r] = min(row0 + r, p.n - 1) * p.k;
-    float acc[N] = {};
+  const int64_t g_lo = int64_t(blockIdx.x) * sp.groups / gridDim.x;
+  const int64_t g_hi = int64_t(blockIdx.x + 1) * sp.groups / gridDim.x;
+  for (int64_t g_round = g_lo; g_round < g_hi; g_round += sp.groups_per_round) {
+    const int groups = int(g_hi - g_round < sp.groups_per_round ? g_hi - g_round : sp.groups_per_round);
 
-    for (int64_t s0 = int64_t(slice) * 32 + lane; s0 < segs; s0 += stride * kUnroll) {
-      uint4 wv[kUnroll][R];
-      ScaleRaw sc[kUnroll][R];
+    // Step state: unit (group g, slice sl), chunk c of [c, c_end); the
+    // group's first weight and its last row below n (rows past n reread it).
+    int g = warp / S, sl = warp % S, c = 0, c_end = 0, last_row = 0;
+    int64_t elem0 = 0;
+    auto enter_unit = [&] {
+      c = slice_first[sl];
+      c_end = slice_first[sl + 1];
+      const int64_t row0 = (g_round + g) * R;
+      elem0 = row0 * p.k;
+      last_row = int(p.n - row0 < R ? p.n - row0 - 1 : R - 1);
+    };
+    auto load = [&](Stage<R>& st) {
+      const int64_t s = int64_t(c) * kChunkSegs + lane;
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t s = s0 + u * stride;
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          if (s < segs) {
-            const int64_t e = elem0[r] + s * kSeg;
-            wv[u][r] = load_streaming16(p.packed + (e >> 1));
-            sc[u][r] = load_scale<kNested>(p, uint32_t(e >> p.block_shift));
-          } else {
-            wv[u][r] = make_uint4(0, 0, 0, 0);
-            sc[u][r] = ScaleRaw{0.0f, 0u};
-          }
+      for (int r = 0; r < R; ++r) {
+        const int64_t e = elem0 + int64_t(min(r, last_row)) * p.k + s * kSeg;
+        st.block[r] = uint32_t(e >> p.block_shift);
+        if (s < segs) {
+          st.w[r] = load_streaming16(p.packed + (e >> 1));
+          st.sc[r] = load_scale<kNested>(p, st.block[r]);
+        } else {
+          st.w[r] = make_uint4(0, 0, 0, 0);
+          st.sc[r] = ScaleRaw{0.0f, 0u};
         }
       }
+    };
+    float acc[N] = {};
+    auto compute = [&](int chunk, const Stage<R>& st) {
+      const int64_t s = int64_t(chunk) * kChunkSegs + lane;
+      if (s >= segs) return;
+      float scale[R];
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int64_t s = s0 + u * stride;
-        if (s >= segs) break;
-        float part[R][M] = {};
+      for (int r = 0; r < R; ++r) scale[r] = decode_scale<kNested>(p, nested_map, st.sc[r], st.block[r]);
+      const uint4* xs = reinterpret_cast<const uint4*>(x + s * kSeg);
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {  // word i: weights 8i .. 8i + 7 of the segment
+      for (int i0 = 0; i0 < 4; i0 += kChainWords) {
+        uint32_t h[R][M] = {};
+#pragma unroll
+        for (int i = i0; i < i0 + kChainWords; ++i) {  // word i: weights 8i .. 8i + 7 of the segment
           uint4 xv[M];
 #pragma unroll
-          for (int m = 0; m < M; ++m)
-            xv[m] = __ldg(reinterpret_cast<const uint4*>(x + int64_t(m) * p.k + s * kSeg) + i);
+          for (int m = 0; m < M; ++m) xv[m] = __ldg(xs + m * x_row + i);
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {  // byte j: weights 8i + 2j, 8i + 2j + 1
-            float2 xf[M];
+          for (int r = 0; r < R; ++r) {
+            const uint32_t wd = word(st.w[r], i);
+            const uint32_t pairs[4] = {lookup<0>(table, wd, lane4), lookup<1>(table, wd, lane4),
+                                       lookup<2>(table, wd, lane4), lookup<3>(table, wd, lane4)};
 #pragma unroll
-            for (int m = 0; m < M; ++m) xf[m] = unpack<T>(word(xv[m], j));
+            for (int j = 0; j < 4; ++j)
 #pragma unroll
-            for (int r = 0; r < R; ++r) {
-              const float2 c = unpack<T>(lookup_byte(j, table, word(wv[u][r], i), lane4));
-#pragma unroll
-              for (int m = 0; m < M; ++m) {
-                part[r][m] = fmaf(c.x, xf[m].x, part[r][m]);
-                part[r][m] = fmaf(c.y, xf[m].y, part[r][m]);
-              }
-            }
+              for (int m = 0; m < M; ++m) h[r][m] = fma2<T>(pairs[j], word(xv[m], j), h[r][m]);
           }
         }
 #pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const uint32_t block = uint32_t((elem0[r] + s * kSeg) >> p.block_shift);
-          const float scale = decode_scale<kNested>(p, nested_map, sc[u][r], block);
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-          for (int m = 0; m < M; ++m) acc[r * MP + m] = fmaf(part[r][m], scale, acc[r * MP + m]);
+          for (int m = 0; m < M; ++m) {
+            const float2 f = unpack<T>(h[r][m]);
+            acc[r * MP + m] = fmaf(f.x, scale[r], acc[r * MP + m]);
+            acc[r * MP + m] = fmaf(f.y, scale[r], acc[r * MP + m]);
+          }
+      }
+    };
+    auto flush = [&](int unit) {
+      const float total = warp_sum_spread<N>(acc, lane);
+      if ((lane & (32 / N - 1)) == 0) red[unit * N + (lane >> (5 - log2_const(N)))] = total;
+#pragma unroll
+      for (int i = 0; i < N; ++i) acc[i] = 0.0f;
+    };
+    // One step: moves to the next (a new unit after the last chunk), loads
+    // it before computing the current one when prefetching; false when the
+    // warp has no step left.
+    auto step = [&](Stage<R>& cur, Stage<R>& next) {
+      const int chunk = c, unit = g * S + sl;
+      bool more = true;
+      const bool last = ++c == c_end;
+      if (last) {
+        g += group_step;
+        sl += slice_step;
+        if (sl >= S) {
+          sl -= S;
+          ++g;
         }
+        more = g < groups;
+        if (more) enter_unit();
+      }
+      if (kPrefetch && more) load(next);
+      compute(chunk, cur);
+      if (last) flush(unit);
+      if (more && !kPrefetch) load(next);
+      return more;
+    };
+    if (g < groups) {
+      enter_unit();
+      Stage<R> a, b;
+      load(a);
+      while (step(a, b) && step(b, a)) {
       }
     }
-
-    const float total = warp_sum_spread<N>(acc, lane);
-    const int idx = lane >> (5 - log2_const(N));
-    const bool writer = (lane & (32 / N - 1)) == 0;
-    if (own) {
-      const int64_t row = row0 + idx / MP;
-      if (writer && idx % MP < M && row < p.n) store_out<T>(p, idx % MP, row, total);
-    } else {
-      if (writer) red[(slice * groups + group) * N + idx] = total;
-      __syncthreads();
-      for (int i = threadIdx.x; i < groups * N; i += kThreads) {
-        const int g = i / N, id = i % N;
-        float sum = 0.0f;
-        for (int sl = 0; sl < split_k; ++sl) sum += red[(sl * groups + g) * N + id];
-        const int64_t row = item * rows_per_tile + int64_t(g) * R + id / MP;
-        if (id % MP < M && row < p.n) store_out<T>(p, id % MP, row, sum);
+    __syncthreads();
+    const int sums = groups * N;
+    for (int i = threadIdx.x; i < sums; i += kWarps * 32) {
+      const int gi = i / N, id = i % N;
+      float sum = 0.0f;
+      for (int k = 0; k < S; ++k) sum += red[(gi * S + k) * N + id];
+      const int64_t row = (g_round + gi) * R + id / MP;
+      if (id % MP < M && row < p.n) {
+        if (p.bias) sum += to_float(static_cast<const T*>(p.bias)[row]);
+        static_cast<T*>(p.out)[int64_t(id % MP) * p.n + row] = from_float<T>(sum);
       }
-      __syncthreads();  // `red` is rewritten by the next tile
     }
+    __syncthreads();  // `red` is rewritten by the next round
   }
 }
 
-template <typename T, int M, bool kNested>
-void launch(const Params& p, int split_k, cudaStream_t stream) {
-  constexpr int R = kRows<M>;
-  constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * R * pad_pow2(M) * 4;
-  constexpr auto kernel = gemv_4bit_kernel<T, M, kNested>;
-  const int64_t slots = resident_block_slots<kernel>(kThreads, smem);
-  const int64_t segs = p.k / kSeg;
-  auto tiles_for = [&](int ks) {
-    const int64_t rows = int64_t(kWarps / ks) * R;
-    return (p.n + rows - 1) / rows;
-  };
-  // Split k only while the tiles don't fill the block slots and each lane
-  // keeps at least two segments a row.
-  if (split_k <= 0) {
-    split_k = 1;
-    while (split_k < kWarps && tiles_for(split_k) < slots && segs >= int64_t(64) * split_k * 2) split_k *= 2;
+// Slices a group so that a block's units fill its warps evenly: the time of a
+// block is about ceil(units / warps) units of ceil(chunks / S) chunks each,
+// plus a reduction per unit (~1/4 chunk).
+Split pick_split(int64_t n, int64_t k, int rows, int warps, int64_t grid, int forced_slices) {
+  Split sp{};
+  sp.groups = (n + rows - 1) / rows;
+  sp.chunks = int((k / kSeg + kChunkSegs - 1) / kChunkSegs);
+  const int64_t per_block = (sp.groups + grid - 1) / grid;
+  int best = 1;
+  double best_cost = 1e30;
+  for (int s = 1; s <= std::min(sp.chunks, 16); ++s) {
+    const int64_t units = std::min<int64_t>(per_block, kMaxUnits / s) * s;
+    const int64_t rounds = (per_block * s + units - 1) / units;
+    const double cost = double(rounds) * double((units + warps - 1) / warps) *
+                        (double((sp.chunks + s - 1) / s) + 0.25);
+    if (cost < best_cost - 1e-9) {
+      best_cost = cost;
+      best = s;
+    }
   }
-  const int64_t grid = std::min(tiles_for(split_k), slots);
-  kernel<<<unsigned(grid), kThreads, smem, stream>>>(p, split_k);
-  LOWBIT_CUDA_CHECK_LAUNCH();
+  sp.slices = forced_slices > 0 ? std::min(forced_slices, std::min(sp.chunks, kMaxUnits)) : best;
+  sp.groups_per_round = kMaxUnits / sp.slices;
+  return sp;
+}
+
+// LOWBIT_GEMV4_CONFIG (0-3) picks the m = 1 launch shape and LOWBIT_GEMV4_PDL=1
+// launches as a programmatic dependent: for measuring them side by side.
+int config_from_env() {
+  static const int c = [] {
+    const char* v = std::getenv("LOWBIT_GEMV4_CONFIG");
+    return v ? std::clamp(std::atoi(v), 0, 3) : 1;
+  }();
+  return c;
+}
+bool pdl_from_env() {
+  static const bool on = [] {
+    const char* v = std::getenv("LOWBIT_GEMV4_PDL");
+    return !v || std::atoi(v) != 0;
+  }();
+  return on;
+}
+
+template <typename T, int M, bool kNested, int C>
+void launch(const Params& p, int split_k, cudaStream_t stream) {
+  constexpr int kThreads = kConfigs[C].warps * 32;
+  constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4;
+  constexpr auto kernel = gemv_4bit_kernel<T, M, kNested, C>;
+  const int64_t slots = resident_block_slots<kernel>(kThreads, smem);
+  const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
+  const int64_t grid = std::min(groups, slots);
+  const Split sp = pick_split(p.n, p.k, kConfigs[C].rows, kConfigs[C].warps, grid, split_k);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(unsigned(grid));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl_from_env() ? 1 : 0;
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, sp));
+}
+
+template <typename T, int M, bool kNested>
+void launch_config(const Params& p, int split_k, cudaStream_t stream) {
+  if constexpr (M == 1) {
+    switch (config_from_env()) {
+      case 0: launch<T, M, kNested, 0>(p, split_k, stream); return;
+      case 2: launch<T, M, kNested, 2>(p, split_k, stream); return;
+      case 3: launch<T, M, kNested, 3>(p, split_k, stream); return;
+      default: launch<T, M, kNested, 1>(p, split_k, stream); return;
+    }
+  } else {
+    launch<T, M, kNested, kBatchConfig<M>>(p, split_k, stream);
+  }
 }
 
 template <typename T, int M>
 void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
-  if (nested) launch<T, M, true>(p, split_k, stream);
-  else launch<T, M, false>(p, split_k, stream);
+  if (nested) launch_config<T, M, true>(p, split_k, stream);
+  else launch_config<T, M, false>(p, split_k, stream);
 }
 
 template <typename T>
@@ -256,7 +384,7 @@ void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void
           cudaStream_t stream) {
   const Params p = make_params(w, x, m, bias, out);
   const bool nested = w.qabsmax != nullptr;
-  if (split_k > kWarps || (split_k & (split_k - 1)) != 0) split_k = 0;
+  if (split_k < 0 || split_k > 16) split_k = 0;
   if (dtype == DType::BF16) launch_m<__nv_bfloat16>(p, nested, split_k, stream);
   else launch_m<__half>(p, nested, split_k, stream);
 }

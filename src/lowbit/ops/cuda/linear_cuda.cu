@@ -2,8 +2,8 @@
 // linear (prompt-sized batches, odd shapes), and the Tensor-level bodies of
 // ops::linear / ops::linear_4bit for CUDA tensors.
 //
-// dequantize_4bit_weight: one thread per 4 packed bytes (8 weights): reads
-// n*k/2 bytes of codes plus the absmax, writes n*k values of the output dtype.
+// dequantize_4bit_weight: reads n*k/2 bytes of codes plus the absmax, writes
+// n*k values of the output dtype (its kernel's comment has the access pattern).
 #include <cublas_v2.h>
 
 #include <string>
@@ -37,31 +37,52 @@ __device__ __forceinline__ float decode_absmax(const Packed4bit& w, int64_t bloc
   return __fadd_rn(__fmul_rn(w.nested_code[w.qabsmax[block]], w.nested_absmax[outer]), w.nested_offset);
 }
 
-// 32 weights a thread (16 packed bytes, one absmax: blocksize % 32 == 0),
-// the 16 codes in shared memory (one bank each: no conflicts), 16-byte loads
-// and stores.
+// Two weights' values from one packed byte, rounded as bitsandbytes does
+// (the weight dtype, then the output dtype).
 template <typename W, typename Out>
-__global__ void __launch_bounds__(256) dequantize_4bit_vec_kernel(const Packed4bit w, Out* out, int64_t groups) {
+__device__ __forceinline__ void decode_byte(const float* code, uint32_t byte, float absmax, Out* vals) {
+  vals[0] = from_float<Out>(to_float(from_float<W>(__fmul_rn(code[byte >> 4 & 15u], absmax))));
+  vals[1] = from_float<Out>(to_float(from_float<W>(__fmul_rn(code[byte & 15u], absmax))));
+}
+
+// 8 weights a packed word (blocksize % 8 == 0: one absmax). A warp takes 4 x
+// 32 consecutive words and lane L words L, L + 32, L + 64, L + 96, so each
+// load is 128 contiguous bytes and each store 32 x 16 contiguous bytes (16
+// output bytes a lane for bf16/f16: whole sectors, where a lane storing 64
+// bytes would leave every store instruction half-sector pieces). The four
+// loads go out before the first store; the 16 codes sit in shared memory
+// (one bank each: no conflicts); the output bypasses L2 retention (.cs).
+constexpr int kDequantWarps = 8, kDequantWordsPerLane = 4;
+
+template <typename W, typename Out>
+__global__ void __launch_bounds__(kDequantWarps * 32) dequantize_4bit_vec_kernel(const Packed4bit w, Out* out,
+                                                                                 int64_t words, int block_shift) {
   __shared__ float code[16];
   if (threadIdx.x < 16) code[threadIdx.x] = w.code[threadIdx.x];
   __syncthreads();
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= groups) return;
-  const float absmax = decode_absmax(w, (i * 32) / w.blocksize);
-  const uint4 bytes = __ldcs(reinterpret_cast<const uint4*>(w.packed) + i);
-  const uint32_t words[4] = {bytes.x, bytes.y, bytes.z, bytes.w};
+  const int lane = threadIdx.x & 31;
+  const int64_t tile = (int64_t(blockIdx.x) * kDequantWarps + (threadIdx.x >> 5)) * (32 * kDequantWordsPerLane);
+  const uint32_t* packed = reinterpret_cast<const uint32_t*>(w.packed);
+  uint32_t v[kDequantWordsPerLane];
+  float absmax[kDequantWordsPerLane];
 #pragma unroll
-  for (int q = 0; q < 4; ++q) {
+  for (int c = 0; c < kDequantWordsPerLane; ++c) {
+    const int64_t i = tile + c * 32 + lane;
+    if (i < words) {
+      v[c] = __ldcs(packed + i);
+      absmax[c] = decode_absmax(w, block_shift >= 0 ? (i * 8) >> block_shift : (i * 8) / w.blocksize);
+    }
+  }
+#pragma unroll
+  for (int c = 0; c < kDequantWordsPerLane; ++c) {
+    const int64_t i = tile + c * 32 + lane;
+    if (i >= words) break;
     alignas(16) Out vals[8];
 #pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      const uint32_t byte = (words[q] >> (8 * b)) & 0xffu;
-      vals[2 * b] = from_float<Out>(to_float(from_float<W>(__fmul_rn(code[byte >> 4], absmax))));
-      vals[2 * b + 1] = from_float<Out>(to_float(from_float<W>(__fmul_rn(code[byte & 15], absmax))));
-    }
-    uint4* dst = reinterpret_cast<uint4*>(out + i * 32 + q * 8);
+    for (int b = 0; b < 4; ++b) decode_byte<W, Out>(code, v[c] >> (8 * b), absmax[c], vals + 2 * b);
+    uint4* dst = reinterpret_cast<uint4*>(out + i * 8);
 #pragma unroll
-    for (int j = 0; j < int(sizeof(vals) / 16); ++j) dst[j] = reinterpret_cast<const uint4*>(vals)[j];
+    for (int j = 0; j < int(sizeof(vals) / 16); ++j) __stcs(dst + j, reinterpret_cast<const uint4*>(vals)[j]);
   }
 }
 
@@ -110,15 +131,19 @@ void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, voi
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   const int64_t numel = w.n * w.k;
   if (numel == 0) return;
-  const bool vector = numel % 32 == 0 && w.blocksize % 32 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 16 == 0 &&
+  const bool vector = numel % 8 == 0 && w.blocksize % 8 == 0 && reinterpret_cast<uintptr_t>(w.packed) % 4 == 0 &&
                       reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  int block_shift = 0;  // a shift instead of a 64-bit division where the blocksize allows
+  while (block_shift < 30 && (1 << block_shift) < w.blocksize) ++block_shift;
+  if ((1 << block_shift) != w.blocksize) block_shift = -1;
   dispatch_device_float(w.weight_dtype, "dequantize_4bit", [&](auto wtag) {
     using W = decltype(wtag);
     dispatch_device_float(out_dtype, "dequantize_4bit", [&](auto otag) {
       using Out = decltype(otag);
       if (vector)
         dequantize_4bit_vec_kernel<W, Out>
-            <<<blocks_for(numel / 32, 256), 256, 0, stream>>>(w, static_cast<Out*>(out), numel / 32);
+            <<<blocks_for(numel / 8, kDequantWarps * 32 * kDequantWordsPerLane), kDequantWarps * 32, 0, stream>>>(
+                w, static_cast<Out*>(out), numel / 8, block_shift);
       else
         dequantize_4bit_kernel<W, Out>
             <<<blocks_for((numel + 7) / 8, 256), 256, 0, stream>>>(w, static_cast<Out*>(out), numel);
