@@ -115,7 +115,9 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
   for (const Shape4 c : {Shape4{1, 300, 4096, 64}, Shape4{2, 77, 1024, 64}, Shape4{3, 129, 512, 128},
                          Shape4{4, 64, 2048, 256}, Shape4{1, 33, 96, 32}, Shape4{4, 17, 4160, 4096},
                          Shape4{16, 40, 1024, 64}, Shape4{17, 24, 640, 64}, Shape4{3, 20, 640, 256},
-                         Shape4{33, 8, 256, 64}, Shape4{64, 40, 512, 128}}) {
+                         Shape4{33, 8, 256, 64}, Shape4{64, 40, 512, 128},
+                         // Enough rows for the GEMV's 8-row groups (n >= 10 groups a block).
+                         Shape4{1, 40001, 160, 32}}) {
     for (DType dtype : {DType::BF16, DType::F16}) {
       for (bool nested : {false, true}) {
         const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;

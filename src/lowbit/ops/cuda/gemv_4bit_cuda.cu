@@ -35,7 +35,6 @@
 // or u8 + the nested f32), streamed past L1; m*k*2 bytes of activations, L1/L2
 // resident. Shared memory: 64 KB table + 1 KB nested map + the unit sums.
 #include <algorithm>
-#include <cstdlib>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -51,21 +50,25 @@ constexpr int kChainWords = 2;    // 32-bit code words per packed partial sum
 constexpr int kMaxUnits = 256;    // units of a block in one round (shared sums)
 
 // Launch shape: warps a block, rows a warp, whether the next step's loads go
-// out before the current step is computed, blocks an SM (registers).
+// out before the current step is computed, blocks an SM (registers). All
+// keep the next step's 2-4 KB a warp in flight while computing the current.
 struct Config {
   int warps, rows;
   bool prefetch;
   int min_blocks;
 };
 constexpr Config kConfigs[] = {
-    {16, 4, false, 2},  // 0: 64 registers, 32 warps an SM, 2 KB in flight a warp while it waits
-    {12, 4, true, 2},   // 1: 85 registers, 24 warps an SM, 2 KB a warp always in flight
-    {8, 8, true, 2},    // 2: 128 registers, 16 warps an SM, 4 KB a warp always in flight
-    {16, 4, true, 1},   // 3: 128 registers, 16 warps an SM, 2 KB a warp always in flight
-    {16, 2, true, 1},   // 4: 128 registers, 16 warps an SM, 1 KB a warp always in flight
+    {12, 4, true, 2},  // 0: m = 1, 85 registers, 24 warps an SM
+    {8, 8, true, 2},   // 1: m = 1, large n: 128 registers, 16 warps an SM, half the x loads a weight
+    {16, 4, true, 1},  // 2: m = 2, 128 registers, 16 warps an SM
+    {16, 2, true, 1},  // 3: m = 3, 4
 };
 // m >= 2: R x m packed sums and m activation words need the registers.
-template <int M> constexpr int kBatchConfig = M <= 2 ? 3 : 4;
+template <int M> constexpr int kBatchConfig = M <= 2 ? 2 : 3;
+// Row groups a block of the m = 1 kernels needs before 8-row groups pay: with
+// fewer, the last group of a block is a long tail (measured on an H200:
+// 8192 x 28672 2-3% faster with 8 rows, 4096 x 11008 5-10% slower).
+constexpr int64_t kWideRowsMinGroups = 10;
 
 constexpr int pad_pow2(int v) { return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : v <= 8 ? 8 : v <= 16 ? 16 : 32; }
 constexpr int log2_const(int v) { return v <= 1 ? 0 : 1 + log2_const(v / 2); }
@@ -165,30 +168,32 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   for (int64_t g_round = g_lo; g_round < g_hi; g_round += sp.groups_per_round) {
     const int groups = int(g_hi - g_round < sp.groups_per_round ? g_hi - g_round : sp.groups_per_round);
 
-    // Step state: unit (group g, slice sl), chunk c of [c, c_end); the
-    // group's first weight and its last row below n (rows past n reread it).
-    int g = warp / S, sl = warp % S, c = 0, c_end = 0, last_row = 0;
-    int64_t elem0 = 0;
+    // Step state: unit (group g, slice sl), chunk c of [c, c_end); e[r]: the
+    // element this lane loads next in row r (32-bit: n * k < 2^32), advanced
+    // by a chunk each load; rows past n reread row n - 1.
+    int g = warp / S, sl = warp % S, c = 0, c_end = 0;
+    uint32_t e[R];
     auto enter_unit = [&] {
       c = slice_first[sl];
       c_end = slice_first[sl + 1];
       const int64_t row0 = (g_round + g) * R;
-      elem0 = row0 * p.k;
-      last_row = int(p.n - row0 < R ? p.n - row0 - 1 : R - 1);
+      const uint32_t first = uint32_t(c) * (kChunkSegs * kSeg) + uint32_t(lane) * kSeg;
+#pragma unroll
+      for (int r = 0; r < R; ++r) e[r] = uint32_t(min(row0 + r, p.n - 1) * p.k) + first;
     };
     auto load = [&](Stage<R>& st) {
-      const int64_t s = int64_t(c) * kChunkSegs + lane;
+      const bool inside = int64_t(c) * kChunkSegs + lane < segs;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        const int64_t e = elem0 + int64_t(min(r, last_row)) * p.k + s * kSeg;
-        st.block[r] = uint32_t(e >> p.block_shift);
-        if (s < segs) {
-          st.w[r] = load_streaming16(p.packed + (e >> 1));
+        st.block[r] = e[r] >> p.block_shift;
+        if (inside) {
+          st.w[r] = load_streaming16(p.packed + (e[r] >> 1));
           st.sc[r] = load_scale<kNested>(p, st.block[r]);
         } else {
           st.w[r] = make_uint4(0, 0, 0, 0);
           st.sc[r] = ScaleRaw{0.0f, 0u};
         }
+        e[r] += kChunkSegs * kSeg;
       }
     };
     float acc[N] = {};
@@ -305,54 +310,52 @@ Split pick_split(int64_t n, int64_t k, int rows, int warps, int64_t grid, int fo
   return sp;
 }
 
-// LOWBIT_GEMV4_CONFIG (0-3) picks the m = 1 launch shape and LOWBIT_GEMV4_PDL=1
-// launches as a programmatic dependent: for measuring them side by side.
-int config_from_env() {
-  static const int c = [] {
-    const char* v = std::getenv("LOWBIT_GEMV4_CONFIG");
-    return v ? std::clamp(std::atoi(v), 0, 3) : 1;
-  }();
-  return c;
-}
-bool pdl_from_env() {
-  static const bool on = [] {
-    const char* v = std::getenv("LOWBIT_GEMV4_PDL");
-    return !v || std::atoi(v) != 0;
-  }();
-  return on;
+template <int M, int C>
+constexpr size_t smem_bytes() {
+  return (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4;
 }
 
 template <typename T, int M, bool kNested, int C>
+int64_t block_slots() {
+  return resident_block_slots<gemv_4bit_kernel<T, M, kNested, C>>(kConfigs[C].warps * 32, smem_bytes<M, C>());
+}
+
+// Launched as a programmatic dependent of the previous kernel on `stream`:
+// its blocks may be scheduled while that kernel drains (the kernel waits for
+// its results before reading anything); a CUDA graph keeps the edge.
+template <typename T, int M, bool kNested, int C>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr int kThreads = kConfigs[C].warps * 32;
-  constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4;
-  constexpr auto kernel = gemv_4bit_kernel<T, M, kNested, C>;
-  const int64_t slots = resident_block_slots<kernel>(kThreads, smem);
+  const int64_t slots = block_slots<T, M, kNested, C>();
   const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
   const int64_t grid = std::min(groups, slots);
   const Split sp = pick_split(p.n, p.k, kConfigs[C].rows, kConfigs[C].warps, grid, split_k);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(unsigned(grid));
   cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
+  cfg.dynamicSmemBytes = smem_bytes<M, C>();
   cfg.stream = stream;
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr.val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = &attr;
-  cfg.numAttrs = pdl_from_env() ? 1 : 0;
-  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, sp));
+  cfg.numAttrs = 1;
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_4bit_kernel<T, M, kNested, C>, p, sp));
 }
 
 template <typename T, int M, bool kNested>
 void launch_config(const Params& p, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
-    switch (config_from_env()) {
-      case 0: launch<T, M, kNested, 0>(p, split_k, stream); return;
-      case 2: launch<T, M, kNested, 2>(p, split_k, stream); return;
-      case 3: launch<T, M, kNested, 3>(p, split_k, stream); return;
-      default: launch<T, M, kNested, 1>(p, split_k, stream); return;
+    // Double quantization keeps 4 rows: 8 rows of u8 codes and block indices
+    // in flight would spill.
+    const int64_t groups = (p.n + kConfigs[1].rows - 1) / kConfigs[1].rows;
+    if constexpr (!kNested) {
+      if (groups >= kWideRowsMinGroups * block_slots<T, M, kNested, 1>()) {
+        launch<T, M, kNested, 1>(p, split_k, stream);
+        return;
+      }
     }
+    launch<T, M, kNested, 0>(p, split_k, stream);
   } else {
     launch<T, M, kNested, kBatchConfig<M>>(p, split_k, stream);
   }
@@ -377,7 +380,8 @@ void launch_m(const Params& p, bool nested, int split_k, cudaStream_t stream) {
 }  // namespace
 
 bool gemv_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
-  return layout_supported(dtype, w, x) && m >= 1 && m <= kGemvMaxBatch && w.k % kSeg == 0 && w.blocksize >= kSeg;
+  return layout_supported(dtype, w, x) && m >= 1 && m <= kGemvMaxBatch && w.k % kSeg == 0 && w.blocksize >= kSeg &&
+         uint64_t(w.n) * uint64_t(w.k) < (uint64_t(1) << 32);  // 32-bit element offsets
 }
 
 void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
