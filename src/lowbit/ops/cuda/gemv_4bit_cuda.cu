@@ -1,9 +1,10 @@
 // Blockwise 4-bit (NF4/FP4) GEMV on CUDA cores for batches of 1 to 4:
 // out[m, n] = x[m, k] W^T, W read from memory once as packed codes.
 //
-// Work split (persistent grid; a block = kWarps warps):
+// Work split (persistent grid; a block = kWarps warps, kConfigs below):
 //
-//   rows of W in groups of R (a warp carries the R rows of a group together)
+//   rows of W in groups of R (a warp carries the R rows of a group together,
+//   so one activation load serves R rows)
 //   k in chunks of 1024 weights (32 segments of 32 weights, one 16-byte load
 //   each: lane L takes segment L of every chunk, so a warp reads 512
 //   contiguous bytes of each row)
@@ -17,7 +18,7 @@
 // A unit's lanes sum their products, meet in a halving shuffle reduction and
 // leave R x m partial sums in shared memory; the block adds the S slices of
 // each row in a fixed order and writes the output. S is picked on the host so
-// that the units of a block fill its warps evenly (the small shapes have only
+// that the units of a block fill its warps evenly (the 7B shapes have only
 // ~10 segments a lane in all, so a spare unit is a 10% tail).
 //
 // Decode and math, per code byte (two weights): one PRMT forms the address of
@@ -28,12 +29,14 @@
 // (8 products a half) the packed partials are widened to f32 and added with
 // the block's absmax (two FFMA): the half-precision sums stay short (their
 // rounding adds ~0.25 ulp of the largest |y|; f16 partials overflow only for
-// |x| > 8K), the long sums are f32. About 2 instructions a weight at m = 1,
-// against 4.4 for f32 products (unpack + 2 FFMA a pair; docs/cuda.md).
+// |x| > 8K), the long sums are f32. Measured 2.9 instructions a weight at
+// m = 1 (ncu), against 4.4 for f32 products (unpack + 2 FFMA a pair).
+// Element offsets are 32-bit (n * k < 2^32), advanced by a chunk a load.
 //
 // Memory traffic per call: n*k/2 bytes of codes and n*k/blocksize scales (f32,
 // or u8 + the nested f32), streamed past L1; m*k*2 bytes of activations, L1/L2
-// resident. Shared memory: 64 KB table + 1 KB nested map + the unit sums.
+// resident. Shared memory: 64 KB table + 1 KB nested map + the unit sums
+// (kMaxUnits x R x m floats). docs/cuda.md has the measurements.
 #include <algorithm>
 
 #include "lowbit/core/cuda_check.h"
@@ -49,19 +52,16 @@ constexpr int kChunkSegs = 32;    // segments of a chunk: one a lane
 constexpr int kChainWords = 2;    // 32-bit code words per packed partial sum
 constexpr int kMaxUnits = 256;    // units of a block in one round (shared sums)
 
-// Launch shape: warps a block, rows a warp, whether the next step's loads go
-// out before the current step is computed, blocks an SM (registers). All
-// keep the next step's 2-4 KB a warp in flight while computing the current.
+// Launch shape: warps a block, rows a warp, blocks an SM (registers). Each
+// warp keeps its next step (R x 512 bytes) in flight while computing one.
 struct Config {
-  int warps, rows;
-  bool prefetch;
-  int min_blocks;
+  int warps, rows, min_blocks;
 };
 constexpr Config kConfigs[] = {
-    {12, 4, true, 2},  // 0: m = 1, 85 registers, 24 warps an SM
-    {8, 8, true, 2},   // 1: m = 1, large n: 128 registers, 16 warps an SM, half the x loads a weight
-    {16, 4, true, 1},  // 2: m = 2, 128 registers, 16 warps an SM
-    {16, 2, true, 1},  // 3: m = 3, 4
+    {12, 4, 2},  // 0: m = 1, 85 registers, 24 warps an SM
+    {8, 8, 2},   // 1: m = 1, large n: 128 registers, 16 warps an SM, half the x loads a weight
+    {16, 4, 1},  // 2: m = 2, 128 registers, 16 warps an SM
+    {16, 2, 1},  // 3: m = 3, 4
 };
 // m >= 2: R x m packed sums and m activation words need the registers.
 template <int M> constexpr int kBatchConfig = M <= 2 ? 2 : 3;
@@ -141,7 +141,6 @@ template <typename T, int M, bool kNested, int C>
 __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks)
     gemv_4bit_kernel(const Params p, const Split sp) {
   constexpr int kWarps = kConfigs[C].warps, R = kConfigs[C].rows;
-  constexpr bool kPrefetch = kConfigs[C].prefetch;
   constexpr int MP = pad_pow2(M);  // sums a row carries, padded for the reduction
   constexpr int N = R * MP;
   // Launched as a programmatic dependent (it may start while the previous
@@ -240,8 +239,7 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
       for (int i = 0; i < N; ++i) acc[i] = 0.0f;
     };
     // One step: moves to the next (a new unit after the last chunk), loads
-    // it before computing the current one when prefetching; false when the
-    // warp has no step left.
+    // it, then computes the current one; false when the warp has no step left.
     auto step = [&](Stage<R>& cur, Stage<R>& next) {
       const int chunk = c, unit = g * S + sl;
       bool more = true;
@@ -256,10 +254,9 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
         more = g < groups;
         if (more) enter_unit();
       }
-      if (kPrefetch && more) load(next);
+      if (more) load(next);
       compute(chunk, cur);
       if (last) flush(unit);
-      if (more && !kPrefetch) load(next);
       return more;
     };
     if (g < groups) {
