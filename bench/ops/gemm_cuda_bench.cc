@@ -7,17 +7,23 @@
 // scales, activations) and write (output). The roofline is the bandwidth that
 // cuBLAS' bf16 batch-1 product reaches on the same shape in this run.
 //
-//   build/bench/bench_gemm_cuda [--quick]
+//   build/bench/bench_gemm_cuda [--quick | --small | --profile] [--batches 1,16,64] [--shape K N]
+//                               [--sweep] [--no-int8]
+//
+// --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
+// 256 and 512; --no-int8 skips LLM.int8; --shape times one shape (in x out).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <vector>
 
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/quant/formats.h"
+#include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/linear_cuda.h"
 
 namespace {
@@ -109,7 +115,13 @@ struct NF4Copies {
   std::vector<Packed4bit> plain, nested;
 };
 
-void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng& rng, bool with_int8 = true) {
+struct Options {
+  std::vector<int64_t> batches{1, 2, 3, 4, 8, 16, 32, 64, 256, 512};
+  bool sweep = false, int8 = true;
+};
+
+void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
+  const std::vector<int64_t>& batches = opt.batches;
   const int64_t numel = n * k;
   const int bs = 64;
   const int64_t blocks = numel / bs;
@@ -150,9 +162,9 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
-  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %5s\n", "batch", "cublas us",
-              "GB/s", "nf4 us", "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "gemv us", "mma us", "wide us",
-              "path");
+  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %8s %8s %5s\n", "batch",
+              "cublas us", "GB/s", "nf4 us", "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "gemv us", "mma us",
+              "wide us", "large us", "deq us", "path");
   using lowbit::ops::cuda::Gemm4bitPath;
   // One kernel forced (0 when the shape rules it out), then back to auto.
   auto time_path = [&](Gemm4bitPath path, int64_t m, int split_k = 0) {
@@ -180,13 +192,29 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.nested[i], nullptr, out);
     });
     const double t_gemv = time_path(Gemm4bitPath::kGemv, m), t_mma = time_path(Gemm4bitPath::kMma, m),
-                 t_wide = time_path(Gemm4bitPath::kMmaWide, m);
-    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq"};
+                 t_wide = time_path(Gemm4bitPath::kMmaWide, m), t_large = time_path(Gemm4bitPath::kLarge, m),
+                 t_deq = m >= 16 ? time_path(Gemm4bitPath::kDequantize, m) : 0.0;
+    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq", "large"};
     const auto path = lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x);
     const double bw_q = (nf4_bytes + io) / t_q, bw_dq = (nf4dq_bytes + io) / t_dq;
-    std::printf("%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %5s\n",
-                (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
-                100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, path_names[int(path)]);
+    std::printf(
+        "%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %8.1f %8.1f %5s\n",
+        (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
+        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_deq, path_names[int(path)]);
+  }
+  // The tiled GEMM's block tiles (1-5, 0: chosen) and k splits (0: chosen).
+  if (opt.sweep) {
+    for (int64_t m : {16, 64, 256, 512}) {
+      if (m > max_m) continue;
+      std::printf("large m%lld:", (long long)m);
+      for (int tile = 0; tile <= 5; ++tile) {
+        lowbit::ops::cuda::fused4::set_large_tile(tile);
+        std::printf("  t%d", tile);
+        for (int ks : {0, 1, 2, 3, 4}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kLarge, m, ks));
+      }
+      lowbit::ops::cuda::fused4::set_large_tile(0);
+      std::printf(" us\n");
+    }
   }
   // The fused kernels' k split (0: the one they pick).
   std::printf("split_k (0 = chosen)  gemv m1:");
@@ -198,7 +226,7 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
   }
   std::printf(" us\n");
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
-  if (with_int8) {
+  if (opt.int8) {
     const int i8_copies = copies_for(size_t(numel));
     std::vector<void*> w8;
     std::vector<float*> scb;
@@ -260,25 +288,53 @@ void bench_shape(int64_t k, int64_t n, const std::vector<int64_t>& batches, Rng&
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
-  // --profile: one shape at batch 1, for a profiler run.
-  const bool profile = argc > 1 && std::strcmp(argv[1], "--profile") == 0;
-  // --small: batches 1-4 and the dequantization only (no LLM.int8), for
-  // comparing GEMV variants.
-  const bool small = argc > 1 && std::strcmp(argv[1], "--small") == 0;
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines survive a failing run
+  Options opt;
+  bool profile = false;
+  int64_t shape_k = 0, shape_n = 0;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      opt.batches = {1, 16};
+    } else if (std::strcmp(argv[i], "--profile") == 0) {  // one shape at batch 1, for a profiler run
+      profile = true;
+      opt.batches = {1};
+    } else if (std::strcmp(argv[i], "--batches") == 0 && i + 1 < argc) {
+      opt.batches.clear();
+      for (const char* p = argv[++i]; *p;) {
+        char* end = nullptr;
+        opt.batches.push_back(std::strtoll(p, &end, 10));
+        p = *end == ',' ? end + 1 : end;
+      }
+    } else if (std::strcmp(argv[i], "--shape") == 0 && i + 2 < argc) {
+      shape_k = std::strtoll(argv[i + 1], nullptr, 10);
+      shape_n = std::strtoll(argv[i + 2], nullptr, 10);
+      i += 2;
+    } else if (std::strcmp(argv[i], "--small") == 0) {  // batches 1-4, no LLM.int8: GEMV variants
+      opt.batches = {1, 2, 3, 4};
+      opt.int8 = false;
+    } else if (std::strcmp(argv[i], "--sweep") == 0) {
+      opt.sweep = true;
+    } else if (std::strcmp(argv[i], "--no-int8") == 0) {
+      opt.int8 = false;
+    } else {
+      std::fprintf(stderr, "bench_gemm_cuda: unknown option %s\n", argv[i]);
+      return 2;
+    }
+  }
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("%s, %d SMs, %d MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   Rng rng;
   if (profile) {
-    bench_shape(8192, 28672, {1}, rng);
+    bench_shape(8192, 28672, opt, rng);
     return 0;
   }
-  const std::vector<int64_t> batches = quick   ? std::vector<int64_t>{1, 16}
-                                       : small ? std::vector<int64_t>{1, 2, 3, 4}
-                                               : std::vector<int64_t>{1, 2, 3, 4, 8, 16, 32, 64, 256};
-  bench_shape(4096, 11008, batches, rng, !small);
-  bench_shape(11008, 4096, batches, rng, !small);
-  bench_shape(8192, 28672, batches, rng, !small);
+  if (shape_k > 0 && shape_n > 0) {
+    bench_shape(shape_k, shape_n, opt, rng);
+    return 0;
+  }
+  bench_shape(4096, 11008, opt, rng);
+  bench_shape(11008, 4096, opt, rng);
+  bench_shape(8192, 28672, opt, rng);
   return 0;
 }

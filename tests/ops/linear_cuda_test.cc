@@ -1,7 +1,8 @@
 // The CUDA linear ops against the CPU ones: dense (cuBLAS) and 4-bit (a
-// CUDA-core GEMV, two tensor-core kernels, dequantize + cuBLAS; each path
-// also forced where the shape allows it), on shapes that are not multiples
-// of the tiles or blocks, and against bitsandbytes' outputs.
+// CUDA-core GEMV, two tensor-core kernels, a tiled tensor-core GEMM,
+// dequantize + cuBLAS; each path also forced where the shape allows it), on
+// shapes that are not multiples of the tiles or blocks, and against
+// bitsandbytes' outputs.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 #include "lowbit/ops/linear.h"
 #include "lowbit/quant/blockwise.h"
 #include "lowbit/quant/int8.h"
+#include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/linear_cuda.h"
 #include "support/test_support.h"
 
@@ -159,7 +161,8 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
         p.n = c.n;
         p.k = c.k;
         p.weight_dtype = dtype;
-        for (auto path : {Gemm4bitPath::kGemv, Gemm4bitPath::kMma, Gemm4bitPath::kMmaWide, Gemm4bitPath::kDequantize}) {
+        for (auto path : {Gemm4bitPath::kGemv, Gemm4bitPath::kMma, Gemm4bitPath::kMmaWide, Gemm4bitPath::kLarge,
+                          Gemm4bitPath::kDequantize}) {
           ops::cuda::set_gemm_4bit_path(path);
           if (ops::cuda::gemm_4bit_path(dtype, p, c.m, xg.raw_data()) != path) continue;
           // Poisoned: an output the kernel skips stays NaN and fails.
@@ -178,7 +181,107 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
       }
     }
   }
-  EXPECT_GE(runs, 60);  // each kernel ran on most cases
+  EXPECT_GE(runs, 80);  // each kernel ran on most cases
+}
+
+// The tiled GEMM (gemm_4bit_large_cuda.cu) on shapes that cut its tiles
+// (n and k not multiples of 128 / 64, absmax blocks across rows, batch rows
+// past the tile), every tile shape and k split, f32 and double-quantized
+// absmax, both dtypes, with and without bias.
+TEST(Linear4bitCuda, LargePathMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  uint32_t seed = 700;
+  int runs = 0;
+  struct Case {
+    Shape4 shape;
+    int tile, split_k;
+  };
+  for (const Case c : {Case{{1, 77, 4128, 64}, 0, 0}, Case{{3, 200, 96, 64}, 1, 1}, Case{{17, 129, 160, 32}, 0, 0},
+                       Case{{64, 300, 1024, 128}, 3, 3}, Case{{65, 64, 4096, 4096}, 0, 0},
+                       Case{{300, 130, 544, 256}, 0, 0}, Case{{300, 40, 2048, 64}, 4, 5},
+                       Case{{33, 257, 640, 64}, 5, 2}, Case{{16, 1000, 1056, 64}, 1, 0},
+                       Case{{128, 96, 192, 64}, 2, 1}, Case{{9, 33, 3232, 32}, 0, 16}}) {
+    const Shape4 s = c.shape;
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      for (bool nested : {false, true}) {
+        const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;
+        const Tensor w = random_tensor({s.n, s.k}, dtype, seed++);
+        const Tensor x = random_tensor({s.m, s.k}, dtype, seed++);
+        const Tensor bias = (seed & 2) ? random_tensor({s.n}, dtype, seed++) : Tensor{};
+        quant::QuantState state;
+        ops::Blockwise4bitWeight q;
+        q.type = type;
+        q.packed = quant::quantize_4bit(w, type, s.blocksize, nested, state);
+        q.absmax = quant::dequantize_nested_absmax(state);
+        q.code = state.code;
+        q.blocksize = s.blocksize;
+        q.dtype = dtype;
+        q.out_features = s.n;
+        q.in_features = s.k;
+        Tensor want = Tensor::empty({s.m, s.n}, dtype);
+        ops::linear_4bit(x, q, bias, want);
+
+        const Tensor packed = q.packed.to(kGpu), code = state.code.to(kGpu), xg = x.to(kGpu);
+        const Tensor bg = bias.defined() ? bias.to(kGpu) : Tensor{};
+        const Tensor absmax = nested ? Tensor{} : q.absmax.to(kGpu);
+        const Tensor qabsmax = nested ? state.absmax.to(kGpu) : Tensor{};
+        const Tensor nested_absmax = nested ? state.nested->nested_absmax.to(kGpu) : Tensor{};
+        const Tensor nested_code = nested ? state.nested->nested_code.to(kGpu) : Tensor{};
+        ops::cuda::Packed4bit p;
+        p.packed = packed.data<uint8_t>();
+        p.code = code.data<float>();
+        if (nested) {
+          p.qabsmax = qabsmax.data<uint8_t>();
+          p.nested_absmax = nested_absmax.data<float>();
+          p.nested_code = nested_code.data<float>();
+          p.nested_offset = state.nested->offset;
+          p.nested_blocksize = state.nested->blocksize;
+        } else {
+          p.absmax = absmax.data<float>();
+        }
+        p.blocksize = s.blocksize;
+        p.n = s.n;
+        p.k = s.k;
+        p.weight_dtype = dtype;
+        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kLarge, c.split_k);
+        ops::cuda::fused4::set_large_tile(c.tile);
+        ASSERT_EQ(ops::cuda::gemm_4bit_path(dtype, p, s.m, xg.raw_data()), Gemm4bitPath::kLarge);
+        Tensor got = Tensor::from_vector(std::vector<float>(size_t(s.m * s.n), std::nanf("")), {s.m, s.n})
+                         .cast(dtype)
+                         .to(kGpu);
+        ops::cuda::gemm_4bit(dtype, xg.raw_data(), s.m, p, bg.defined() ? bg.raw_data() : nullptr, got.raw_data());
+        LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
+        ops::cuda::fused4::set_large_tile(0);
+        ++runs;
+        EXPECT_LE(error_in_ulps(got, want), 4.0)
+            << "m " << s.m << " n " << s.n << " k " << s.k << " bs " << s.blocksize << " tile " << c.tile
+            << " split_k " << c.split_k << " " << dtype_name(dtype) << " " << quant::traits(type).name
+            << (nested ? " double-quant" : "") << (bias.defined() ? " bias" : "");
+      }
+    }
+  }
+  EXPECT_EQ(runs, 44);
+}
+
+// Shapes the tiled GEMM does not take (k % 32 != 0, f32 x) fall back.
+TEST(Linear4bitCuda, LargePathFallsBack) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  const Tensor x = random_tensor({40, 100}, DType::BF16, 11).to(kGpu);
+  ops::cuda::Packed4bit p;
+  const Tensor packed = Tensor::zeros({50 * 100 / 2}, DType::U8, kGpu);
+  p.packed = packed.data<uint8_t>();
+  p.n = 50;
+  p.k = 100;
+  ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kLarge);
+  EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 40, x.raw_data()), Gemm4bitPath::kDequantize);
+  p.k = 96;
+  EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::F32, p, 40, x.raw_data()), Gemm4bitPath::kDequantize);
+  EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 40, x.raw_data()), Gemm4bitPath::kLarge);
+  ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
+  EXPECT_NE(ops::cuda::gemm_4bit_path(DType::BF16, p, 3000, x.raw_data()), Gemm4bitPath::kLarge);
 }
 
 // dequantize_4bit_weight (the prompt path's first half) gives the CPU's

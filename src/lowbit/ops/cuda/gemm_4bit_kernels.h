@@ -35,4 +35,16 @@ bool wide_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
 void wide(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
           cudaStream_t stream);
 
+// Tiled tensor-core GEMM through a shared-memory pipeline (gemm_4bit_large_cuda.cu):
+// m <= kLargeMaxBatch, bf16/f16, k % 32 == 0, power-of-two blocksize >= 32, x
+// and packed 16-byte aligned. split_k > 1 sums f32 partials in a second kernel
+// (a stream-ordered workspace); 0 picks one from the shape.
+constexpr int64_t kLargeMaxBatch = 1 << 20;
+bool large_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+void large(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
+           cudaStream_t stream);
+// Benchmarks: force the block tile (1-5: 128 x 16, 128 x 32, 128 x 64, 128 x
+// 128, 64 x 128 weight rows x batch rows); 0 picks it from m.
+void set_large_tile(int tile);
+
 }  // namespace lowbit::ops::cuda::fused4

@@ -155,6 +155,15 @@ void dequantize_4bit_weight(DType out_dtype, const Packed4bit& w, void* out, voi
 namespace {
 Gemm4bitPath forced_path = Gemm4bitPath::kAuto;
 int forced_split_k = 0;
+// Batches past this go through dequantize + cuBLAS, whose tensor-core GEMM
+// wins once the weight is reused over enough rows (H200: the tiled GEMM
+// 45-212 us at 64 rows, 108-545 at 256; dequantize 31-152 us plus cuBLAS
+// 27-127 at 64 and 35-181 at 256: the two meet near 100 rows).
+constexpr int64_t kLargeMaxAuto = 96;
+// From this many weights the tiled GEMM streams 9-16 rows faster than the
+// register-streaming kernel (8192 x 28672 at 16 rows: 92 against 120 us; on
+// 4096 x 11008 and 11008 x 4096 it is level or 6% slower).
+constexpr int64_t kLargeFromWeights = int64_t(1) << 26;
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
@@ -164,20 +173,26 @@ void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
 
 Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   const bool gemv = fused4::gemv_supported(dtype, w, m, x), mma = fused4::mma_supported(dtype, w, m, x),
-             wide = fused4::wide_supported(dtype, w, m, x);
+             wide = fused4::wide_supported(dtype, w, m, x), large = fused4::large_supported(dtype, w, m, x);
   switch (forced_path) {
     case Gemm4bitPath::kGemv: return gemv ? Gemm4bitPath::kGemv : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kMma: return mma ? Gemm4bitPath::kMma : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kMmaWide: return wide ? Gemm4bitPath::kMmaWide : Gemm4bitPath::kDequantize;
+    case Gemm4bitPath::kLarge: return large ? Gemm4bitPath::kLarge : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kDequantize: return Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kAuto: break;
   }
   // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1, the
-  // tensor-core kernel from 2 to 16, the wide one above.
+  // tensor-core kernel from 2 to 16 (the tiled GEMM from 9 rows on weights of
+  // 8192 x 28672's size), the tiled GEMM up to kLargeMaxAuto rows. Batches of
+  // 1-4 never take the tiled GEMM by themselves (its k split allocates).
+  const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
+  if (large_auto && m > 8 && (!mma || w.n * w.k >= kLargeFromWeights)) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
   if (gemv) return Gemm4bitPath::kGemv;
+  if (large_auto) return Gemm4bitPath::kLarge;
   return Gemm4bitPath::kDequantize;
 }
 
@@ -189,6 +204,7 @@ void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const
     case Gemm4bitPath::kGemv: fused4::gemv(dtype, x, m, w, bias, out, forced_split_k, stream); return;
     case Gemm4bitPath::kMma: fused4::mma(dtype, x, m, w, bias, out, forced_split_k, stream); return;
     case Gemm4bitPath::kMmaWide: fused4::wide(dtype, x, m, w, bias, out, stream); return;
+    case Gemm4bitPath::kLarge: fused4::large(dtype, x, m, w, bias, out, forced_split_k, stream); return;
     default: break;
   }
   // Prompt-sized batches and odd shapes: dequantize once, then cuBLAS.
