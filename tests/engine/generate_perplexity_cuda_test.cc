@@ -31,6 +31,27 @@ TEST(GenerateCuda, GreedyMatchesTransformers) {
   std::printf("greedy f32 on the GPU: %zu tokens, %.1f tokens/s\n", result.tokens.size(), result.tokens_per_second());
 }
 
+// Sampling on the GPU (ops::sample_token on the device, the history kept
+// there): a seed gives the same tokens again; the first draws equal the CPU
+// model's (f32: the logits agree to ~1e-6, far from any draw boundary).
+TEST(GenerateCuda, SamplingOnTheDeviceIsSeededAndMatchesTheCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  const auto gpu = engine::load_model(shakespeare(), {.dtype = DType::F32, .device = Device::cuda(0)});
+  const auto cpu = engine::load_model(shakespeare(), {.dtype = DType::F32});
+  const std::vector<int32_t> prompt = {1, 306, 626, 29901};
+  engine::GenerationOptions options;
+  options.max_new_tokens = 24;
+  options.sampling = {.temperature = 0.8f, .top_k = 40, .top_p = 0.9f, .repetition_penalty = 1.1f, .seed = 7};
+  const auto a = engine::generate(*gpu, prompt, options), b = engine::generate(*gpu, prompt, options);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.tokens.size(), 24u);
+  const auto c = engine::generate(*cpu, prompt, options);
+  EXPECT_EQ(std::vector<int32_t>(a.tokens.begin(), a.tokens.begin() + 8),
+            std::vector<int32_t>(c.tokens.begin(), c.tokens.begin() + 8));
+  options.sampling.seed = 8;
+  EXPECT_NE(engine::generate(*gpu, prompt, options).tokens, a.tokens);
+}
+
 TEST(PerplexityCuda, EqualsCpuOnAWindowedText) {
   LOWBIT_REQUIRE_CUDA();
   const auto tokens = io::SafetensorsReader::open(testing::models_dir() / "shakespeare-tokens.safetensors");

@@ -247,6 +247,46 @@ TEST(DecoderOpsCuda, Argmax) {
     }
 }
 
+// The GPU draw against the CPU's on the same logits and u: the same id for
+// every u (the probability mass is summed in another order, so only a u
+// within rounding of a boundary could differ; none of these does).
+TEST(DecoderOpsCuda, SampleTokenMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  struct Setting {
+    ops::SamplingParams params;
+    bool ties;
+  };
+  const Setting settings[] = {{{.temperature = 0.7f}, false},
+                              {{.top_k = 50}, false},
+                              {{.temperature = 1.3f, .top_p = 0.9f}, false},
+                              {{.top_k = 40, .top_p = 0.8f, .repetition_penalty = 1.3f}, false},
+                              {{.top_p = 0.5f}, true},
+                              {{.top_k = 7, .top_p = 0.95f}, true}};
+  uint32_t seed = 1200;
+  for (DType dtype : kDtypes)
+    for (int64_t vocab : {5, 32000, 128256})
+      for (const Setting& st : settings) {
+        Tensor x = random_tensor({1, vocab}, DType::F32, seed++, 3.0f);
+        if (st.ties)
+          for (int64_t i = 0; i < vocab; ++i) x.data<float>()[i] = std::round(x.data<float>()[i]);
+        x = x.cast(dtype);
+        std::vector<int32_t> prev;
+        for (int i = 0; i < 20; ++i) prev.push_back(int32_t((i * 7919) % vocab));
+        const Tensor previous = Tensor::from_vector(prev, {int64_t(prev.size())});
+        const Tensor xg = x.to(kGpu), pg = previous.to(kGpu);
+        Tensor want = Tensor::empty({1}, DType::I32), got = Tensor::empty({1}, DType::I32, kGpu);
+        int mismatches = 0;
+        for (int i = 0; i < 64; ++i) {
+          const double u = (i + 0.37) / 64;
+          ops::sample_token(x, previous, st.params, u, want);
+          ops::sample_token(xg, pg, st.params, u, got);
+          mismatches += got.to(Device::cpu()).data<int32_t>()[0] != want.data<int32_t>()[0];
+        }
+        EXPECT_EQ(mismatches, 0) << dtype_name(dtype) << " vocab " << vocab << " top_k " << st.params.top_k
+                                 << " top_p " << st.params.top_p << " ties " << st.ties;
+      }
+}
+
 struct AttentionCase {
   int64_t tokens, past, heads, kv_heads, dim, window;
 };

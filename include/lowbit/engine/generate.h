@@ -8,12 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/engine/sampler.h"
 #include "lowbit/models/causal_lm.h"
 
 namespace lowbit::engine {
 
 // Chooses the next token from the f32 logits of the last position and the
-// tokens so far (prompt + generated). Greedy when not set.
+// tokens so far (prompt + generated), on the host.
 using NextTokenFn = std::function<int32_t(std::span<const float> logits, std::span<const int32_t> history)>;
 
 struct GenerationOptions {
@@ -23,7 +24,11 @@ struct GenerationOptions {
   // max_position_embeddings). A prompt that does not fit is an Error;
   // generation stops when the context is full.
   int64_t context = 0;
-  NextTokenFn next_token;
+  // How tokens are chosen: greedy by default. It runs where the logits are
+  // (on a GPU only the id comes back; greedy with a repetition penalty and
+  // next_token go through the host).
+  SamplingConfig sampling{.temperature = 0.0f};
+  NextTokenFn next_token;  // when set, replaces `sampling`
 };
 
 struct GenerationResult {

@@ -58,7 +58,7 @@ int run_generate(const GenerateArgs& a) {
   for (int32_t id : text.eos_ids())
     if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), id) == options.stop_tokens.end())
       options.stop_tokens.push_back(id);
-  options.next_token = make_next_token_fn(a.sampling);
+  options.sampling = sampling_config(a.sampling);
   std::fputs(a.prompt.c_str(), stdout);
   std::fflush(stdout);
   const auto result = engine::generate(*model, prompt, options, [&](int32_t id) {

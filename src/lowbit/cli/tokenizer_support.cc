@@ -33,15 +33,10 @@ void add_sampling_options(CLI::App& app, SamplingArgs& a) {
   app.add_option("--seed", a.seed, "random seed");
 }
 
-engine::NextTokenFn make_next_token_fn(const SamplingArgs& a) {
-  auto sampler = std::make_shared<engine::Sampler>(  // checks the options
-      engine::SamplingConfig{a.temperature, a.top_k, a.top_p, a.repetition_penalty, a.seed});
-  // Plain greedy: none, so that generate() takes the argmax where the logits
-  // are (on a GPU only the token id comes back).
-  if (sampler->greedy() && a.repetition_penalty == 1.0f) return {};
-  return [sampler](std::span<const float> logits, std::span<const int32_t> history) {
-    return sampler->sample(logits, history);
-  };
+engine::SamplingConfig sampling_config(const SamplingArgs& a) {
+  const engine::SamplingConfig config{a.temperature, a.top_k, a.top_p, a.repetition_penalty, a.seed};
+  (void)engine::Sampler(config);  // checks the values
+  return config;
 }
 
 }  // namespace lowbit::cli

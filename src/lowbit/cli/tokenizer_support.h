@@ -45,6 +45,8 @@ struct SamplingArgs {
 };
 
 void add_sampling_options(CLI::App& app, SamplingArgs& args);
-engine::NextTokenFn make_next_token_fn(const SamplingArgs& args);
+// The settings for engine::generate (checked: a bad value is an Error naming
+// the option).
+engine::SamplingConfig sampling_config(const SamplingArgs& args);
 
 }  // namespace lowbit::cli

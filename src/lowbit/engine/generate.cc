@@ -22,14 +22,31 @@ std::vector<float> last_row_f32(const Tensor& logits) {
 }
 
 // Chooses each next token: the caller's function on the host's f32 logits,
-// or greedy where the logits are (on a GPU only the id comes back).
+// or the sampling settings where the logits are (on a GPU only the id comes
+// back; the history lives there too).
 class TokenChooser {
  public:
-  TokenChooser(const GenerationOptions& options, Device device) : fn_(options.next_token) {
-    if (!fn_) choice_ = Tensor::empty({1}, DType::I32, device);
+  TokenChooser(const GenerationOptions& options, Device device, std::span<const int32_t> prompt, int64_t capacity)
+      : fn_(options.next_token), sampler_(options.sampling) {
+    if (fn_) return;
+    if (sampler_.greedy() && options.sampling.repetition_penalty == 1.0f) {
+      choice_ = Tensor::empty({1}, DType::I32, device);
+      return;
+    }
+    history_ = Tensor::empty({std::max<int64_t>(capacity, 1)}, DType::I32, device);
+    copy_bytes(history_.raw_data(), device, prompt.data(), Device::cpu(), prompt.size_bytes());
+    length_ = int64_t(prompt.size());
   }
+
   int32_t next(const Tensor& logits, std::span<const int32_t> history) {
     if (fn_) return fn_(last_row_f32(logits), history);
+    if (history_.defined()) {
+      // Tokens chosen since the last call (the caller's history is the truth).
+      for (; length_ < int64_t(history.size()) && length_ < history_.numel(); ++length_)
+        copy_bytes(static_cast<int32_t*>(history_.raw_data()) + length_, history_.device(), &history[size_t(length_)],
+                   Device::cpu(), sizeof(int32_t));
+      return sampler_.sample(last_row(logits), history_.rows(0, length_));
+    }
     ops::argmax(last_row(logits), choice_);
     int32_t id = 0;
     copy_bytes(&id, Device::cpu(), choice_.raw_data(), choice_.device(), sizeof id);
@@ -39,7 +56,10 @@ class TokenChooser {
 
  private:
   NextTokenFn fn_;
-  Tensor choice_;
+  Sampler sampler_;
+  Tensor choice_;   // greedy: the id, on the logits' device
+  Tensor history_;  // sampling: prompt and generated ids, on the logits' device
+  int64_t length_ = 0;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
@@ -69,7 +89,7 @@ GenerationResult generate(const models::CausalLM& model, std::span<const int32_t
   std::vector<int32_t> history(prompt.begin(), prompt.end());
   models::KVCache cache = model.make_cache(context);
 
-  TokenChooser chooser(options, model.device());
+  TokenChooser chooser(options, model.device(), prompt, context);
 
   auto t0 = std::chrono::steady_clock::now();
   int32_t next = chooser.next(model.forward(prompt, cache, false), history);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "lowbit/core/error.h"
+#include "lowbit/ops/sampling.h"
 
 namespace lowbit::engine {
 
@@ -35,65 +36,39 @@ void apply_repetition_penalty(std::span<float> scores, std::span<const int32_t> 
 
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> previous_tokens) {
   LOWBIT_CHECK(!logits.empty(), "sampling needs at least one logit");
-  scores_.assign(logits.begin(), logits.end());
-  for (float s : scores_) LOWBIT_CHECK(!std::isnan(s), "logits contain NaN; the model output is broken");
-  apply_repetition_penalty(scores_, previous_tokens, config_.repetition_penalty);
-
-  if (greedy()) return int32_t(std::max_element(scores_.begin(), scores_.end()) - scores_.begin());
-
-  if (config_.temperature != 1.0f)
-    for (float& s : scores_) s /= config_.temperature;
-
-  candidates_.clear();
-  for (size_t i = 0; i < scores_.size(); ++i)
-    if (scores_[i] > -INFINITY) candidates_.push_back(int32_t(i));
-  LOWBIT_CHECK(!candidates_.empty(), "every logit is -inf; nothing to sample");
-  // Highest score first; equal scores keep the lower id first.
-  const auto higher = [&](int32_t a, int32_t b) {
-    return scores_[size_t(a)] > scores_[size_t(b)] || (scores_[size_t(a)] == scores_[size_t(b)] && a < b);
-  };
-
-  if (config_.top_k > 0 && size_t(config_.top_k) < candidates_.size()) {
-    // TopKLogitsWarper: drop scores below the k-th largest (ties with it stay).
-    std::nth_element(candidates_.begin(), candidates_.begin() + (config_.top_k - 1), candidates_.end(), higher);
-    const float kth = scores_[size_t(candidates_[size_t(config_.top_k - 1)])];
-    candidates_.erase(std::remove_if(candidates_.begin(), candidates_.end(),
-                                     [&](int32_t id) { return scores_[size_t(id)] < kth; }),
-                      candidates_.end());
+  for (float s : logits) LOWBIT_CHECK(!std::isnan(s), "logits contain NaN; the model output is broken");
+  for (int32_t id : previous_tokens)
+    LOWBIT_CHECK(id >= 0 && size_t(id) < logits.size(), "previous token {} is outside the vocabulary of {} logits", id,
+                 logits.size());
+  if (greedy()) {
+    scores_.assign(logits.begin(), logits.end());
+    apply_repetition_penalty(scores_, previous_tokens, config_.repetition_penalty);
+    return int32_t(std::max_element(scores_.begin(), scores_.end()) - scores_.begin());
   }
-  double max_score = -INFINITY;
-  for (int32_t id : candidates_) max_score = std::max(max_score, double(scores_[size_t(id)]));
-  weights_.resize(scores_.size());
-  double total = 0.0;
-  for (int32_t id : candidates_) total += weights_[size_t(id)] = std::exp(double(scores_[size_t(id)]) - max_score);
+  const Tensor x = Tensor::from_vector(std::vector<float>(logits.begin(), logits.end()), {1, int64_t(logits.size())});
+  const Tensor previous =
+      Tensor::from_vector(std::vector<int32_t>(previous_tokens.begin(), previous_tokens.end()),
+                          {int64_t(previous_tokens.size())});
+  return sample(x, previous);
+}
 
-  size_t keep = candidates_.size();
-  if (config_.top_p < 1.0f) {
-    // TopPLogitsWarper removes, in ascending order, tokens whose cumulative
-    // probability is <= 1 - top_p; from the top that keeps each token whose
-    // more likely tokens hold less than top_p. The nucleus is usually small:
-    // sort a growing prefix instead of the whole vocabulary.
-    const double target = double(config_.top_p) * total;
-    for (size_t sorted = std::min<size_t>(256, candidates_.size());; sorted = std::min(sorted * 4, candidates_.size())) {
-      std::partial_sort(candidates_.begin(), candidates_.begin() + long(sorted), candidates_.end(), higher);
-      double above = 0.0;
-      keep = 0;
-      while (keep < sorted && above < target) above += weights_[size_t(candidates_[keep++])];
-      if (above >= target || sorted == candidates_.size()) {
-        total = above;
-        break;
-      }
-    }
+int32_t Sampler::sample(const Tensor& logits, const Tensor& previous_tokens) {
+  if (greedy()) {  // on the host: the repetition penalty rewrites the scores first
+    const Tensor row = logits.to(Device::cpu()), f = row.dtype() == DType::F32 ? row : row.cast(DType::F32);
+    const Tensor prev = previous_tokens.to(Device::cpu());
+    return sample(std::span<const float>(f.data<float>(), size_t(f.numel())),
+                  std::span<const int32_t>(prev.data<int32_t>(), size_t(prev.numel())));
   }
-
   // Inverse-CDF draw with 53 random bits.
-  const double u = double(rng_() >> 11) * 0x1.0p-53 * total;
-  double cumulative = 0.0;
-  for (size_t i = 0; i < keep; ++i) {
-    cumulative += weights_[size_t(candidates_[i])];
-    if (u < cumulative) return candidates_[i];
-  }
-  return candidates_[keep - 1];
+  const double u = double(rng_() >> 11) * 0x1.0p-53;
+  if (!choice_.defined() || !(choice_.device() == logits.device()))
+    choice_ = Tensor::empty({1}, DType::I32, logits.device());
+  ops::sample_token(logits, previous_tokens,
+                    {config_.temperature, config_.top_k, config_.top_p, config_.repetition_penalty}, u, choice_);
+  int32_t id = 0;
+  copy_bytes(&id, Device::cpu(), choice_.raw_data(), choice_.device(), sizeof id);
+  LOWBIT_CHECK(id >= 0, "nothing to sample: the logits contain NaN or are all -inf");
+  return id;
 }
 
 }  // namespace lowbit::engine

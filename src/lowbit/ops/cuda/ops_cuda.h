@@ -9,6 +9,7 @@
 
 #include "lowbit/ops/attention.h"
 #include "lowbit/ops/rope.h"
+#include "lowbit/ops/sampling.h"
 
 namespace lowbit::ops::cuda {
 
@@ -22,6 +23,7 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out);
 void softmax(const Tensor& x, Tensor& out, bool log);
 void argmax(const Tensor& x, Tensor& out);
+void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams& params, double u, Tensor& out);
 void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position);
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window);
