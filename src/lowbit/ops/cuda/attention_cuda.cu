@@ -184,6 +184,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
   __shared__ float warp_o[kDecodeWarps][kMaxD];
   __shared__ float warp_m[kDecodeWarps], warp_l[kDecodeWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  wait_for_previous_grid();
   const int h = blockIdx.x, split = blockIdx.y, splits = gridDim.y, kvh = h / p.group, d = p.d;
   const T* q = static_cast<const T*>(p.q) + int64_t(h) * d;
   const T* k = static_cast<const T*>(p.k);
@@ -256,6 +257,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
 // Merges the splits of each head: out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
 template <typename T>
 __global__ void merge_splits_kernel(const float* partial, int splits, int d, T* out) {
+  wait_for_previous_grid();
   const int h = blockIdx.x;
   const float* base = partial + int64_t(h) * splits * (d + 2);
   float mx = -INFINITY;
@@ -313,11 +315,12 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   if (splits > 1)
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
                                       size_t(p.heads) * splits * (p.d + 2) * sizeof(float), stream));
-  decode_attention_kernel<T, kMaxD><<<dim3(unsigned(p.heads), unsigned(splits)), kDecodeWarps * 32, 0, stream>>>(
-      p, partial);
+  launch_dependent(decode_attention_kernel<T, kMaxD>, dim3(unsigned(p.heads), unsigned(splits)),
+                   dim3(kDecodeWarps * 32), 0, stream, p, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (splits > 1) {
-    merge_splits_kernel<T><<<unsigned(p.heads), 128, 0, stream>>>(partial, splits, p.d, static_cast<T*>(p.out));
+    launch_dependent(merge_splits_kernel<T>, dim3(unsigned(p.heads)), dim3(128), 0, stream,
+                     static_cast<const float*>(partial), splits, p.d, static_cast<T*>(p.out));
     LOWBIT_CUDA_CHECK_LAUNCH();
     LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/core/dtype.h"
@@ -46,6 +47,30 @@ void dispatch_device_float(DType dtype, const char* what, Fn&& fn) {
 
 // The calling thread's current stream (core/stream.h), where ops queue work.
 inline cudaStream_t current_stream() { return static_cast<cudaStream_t>(current_cuda_stream()); }
+
+// Kernels launched with launch_dependent may start while the previous kernel
+// on the stream drains (programmatic dependent launch): their launch and
+// prologue overlap its tail, ~1 us a kernel boundary in a decoding step. Such
+// a kernel calls wait_for_previous_grid() before it reads anything the
+// previous kernels wrote (a no-op when launched plainly). CUDA graphs keep
+// the dependency.
+__device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+
+template <typename... Params, typename... Args>
+void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                      Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = shared_bytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
 
 // One cuBLAS handle per host thread and device, created on first use.
 cublasHandle_t cublas_handle();

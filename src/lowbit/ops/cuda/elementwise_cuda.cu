@@ -31,6 +31,7 @@ __global__ void silu_mul_kernel(const T* gate, const T* up, T* out, int64_t n) {
 // gate_up [rows, 2n] (gate | up) -> out [rows, n].
 template <typename T>
 __global__ void swiglu_kernel(const T* gate_up, T* out, int64_t rows, int64_t n) {
+  wait_for_previous_grid();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / n, c = i % n;
     const float g = to_float(gate_up[r * 2 * n + c]);
@@ -113,8 +114,8 @@ void swiglu(const Tensor& gate_up, Tensor& out) {
   if (rows * n == 0) return;
   dispatch_device_float(gate_up.dtype(), "ops::swiglu", [&](auto tag) {
     using T = decltype(tag);
-    swiglu_kernel<T><<<elementwise_grid(rows * n), kThreads, 0, current_stream()>>>(static_cast<const T*>(gate_up.raw_data()),
-                                                               static_cast<T*>(out.raw_data()), rows, n);
+    launch_dependent(swiglu_kernel<T>, dim3(elementwise_grid(rows * n)), dim3(kThreads), 0, current_stream(),
+                     static_cast<const T*>(gate_up.raw_data()), static_cast<T*>(out.raw_data()), rows, n);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }

@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   constexpr int N = R * MP;
   // Launched as a programmatic dependent (it may start while the previous
   // kernel finishes): nothing is read before that kernel's results are.
-  asm volatile("griddepcontrol.wait;" ::: "memory");
+  wait_for_previous_grid();
   extern __shared__ __align__(16) uint32_t smem[];
   __shared__ int slice_first[17];  // first chunk of each slice, then the end
   const int S = sp.slices;
@@ -327,17 +327,8 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
   const int64_t grid = std::min(groups, slots);
   const Split sp = pick_split(p.n, p.k, kConfigs[C].rows, kConfigs[C].warps, grid, split_k);
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(grid));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem_bytes<M, C>();
-  cfg.stream = stream;
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, gemv_4bit_kernel<T, M, kNested, C>, p, sp));
+  launch_dependent(gemv_4bit_kernel<T, M, kNested, C>, dim3(unsigned(grid)), dim3(kThreads), smem_bytes<M, C>(),
+                   stream, p, sp);
 }
 
 template <typename T, int M, bool kNested>

@@ -52,6 +52,7 @@ __global__ void __launch_bounds__(1024) rms_norm_rows_kernel(T* __restrict__ x, 
                                                              const W* __restrict__ weight, float eps,
                                                              T* __restrict__ out, int dim) {
   __shared__ float scratch[32];
+  wait_for_previous_grid();
   T* xr = x + int64_t(blockIdx.x) * dim;
   T* orow = out + int64_t(blockIdx.x) * dim;
   float v[kPer];
@@ -108,9 +109,9 @@ void launch_rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weig
       const cudaStream_t stream = current_stream();
       const int d = int(dim);
       switch (per) {
-        case 4: rms_norm_rows_kernel<T, W, 4><<<unsigned(rows), row_threads, 0, stream>>>(xp, rp, wp, eps, op, d); break;
-        case 8: rms_norm_rows_kernel<T, W, 8><<<unsigned(rows), row_threads, 0, stream>>>(xp, rp, wp, eps, op, d); break;
-        case 16: rms_norm_rows_kernel<T, W, 16><<<unsigned(rows), row_threads, 0, stream>>>(xp, rp, wp, eps, op, d); break;
+        case 4: launch_dependent(rms_norm_rows_kernel<T, W, 4>, dim3(unsigned(rows)), dim3(row_threads), 0, stream, xp, rp, wp, eps, op, d); break;
+        case 8: launch_dependent(rms_norm_rows_kernel<T, W, 8>, dim3(unsigned(rows)), dim3(row_threads), 0, stream, xp, rp, wp, eps, op, d); break;
+        case 16: launch_dependent(rms_norm_rows_kernel<T, W, 16>, dim3(unsigned(rows)), dim3(row_threads), 0, stream, xp, rp, wp, eps, op, d); break;
         default: rms_norm_kernel<T, W><<<unsigned(rows), threads, 0, stream>>>(xp, rp, wp, eps, op, dim);
       }
     });

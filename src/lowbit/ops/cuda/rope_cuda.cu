@@ -32,6 +32,7 @@ template <typename T>
 __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const float* sin_table, int64_t first_position,
                                 const int32_t* position_on_device, int64_t tokens, int64_t heads, int64_t kv_heads,
                                 int64_t half, T* q_out, T* k_cache, T* v_cache) {
+  wait_for_previous_grid();
   if (position_on_device) first_position = *position_on_device;
   const int64_t slots = heads + 2 * kv_heads, dim = 2 * half;
   const int64_t items = tokens * slots * half;
@@ -63,8 +64,9 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
   if (items == 0) return;
   dispatch_device_float(qkv.dtype(), "ops::rope_qkv", [&](auto tag) {
     using T = decltype(tag);
-    rope_qkv_kernel<T><<<unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16)), 256, 0, current_stream()>>>(
-        static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position.value,
+    launch_dependent(
+        rope_qkv_kernel<T>, dim3(unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16))), dim3(256), 0,
+        current_stream(), static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position.value,
         first_position.on_device.defined() ? first_position.on_device.data<int32_t>() : nullptr, tokens, heads,
         kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
         static_cast<T*>(v_cache.raw_data()));
