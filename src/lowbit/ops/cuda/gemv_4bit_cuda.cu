@@ -143,14 +143,16 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   constexpr int kWarps = kConfigs[C].warps, R = kConfigs[C].rows;
   constexpr int MP = pad_pow2(M);  // sums a row carries, padded for the reduction
   constexpr int N = R * MP;
-  // Launched as a programmatic dependent (it may start while the previous
-  // kernel finishes): nothing is read before that kernel's results are.
-  wait_for_previous_grid();
   extern __shared__ __align__(16) uint32_t smem[];
   __shared__ int slice_first[17];  // first chunk of each slice, then the end
   const int S = sp.slices;
   if (threadIdx.x <= unsigned(S)) slice_first[threadIdx.x] = int(threadIdx.x) * sp.chunks / S;
   float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);  // ends with a barrier
+  // Launched as a programmatic dependent (it may start while the previous
+  // kernel finishes): the tables come from the weight's constant code maps and
+  // are built meanwhile; activations are read, and the output written, only
+  // after that kernel's results are visible.
+  wait_for_previous_grid();
   float* red = nested_map + 256;  // [unit][N] partial sums of a round
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

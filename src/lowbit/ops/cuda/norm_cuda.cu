@@ -52,6 +52,13 @@ __global__ void __launch_bounds__(1024) rms_norm_rows_kernel(T* __restrict__ x, 
                                                              const W* __restrict__ weight, float eps,
                                                              T* __restrict__ out, int dim) {
   __shared__ float scratch[32];
+  // The weight is constant: loaded while the previous kernel drains.
+  float w[kPer];
+#pragma unroll
+  for (int j = 0; j < kPer; ++j) {
+    const int i = threadIdx.x + j * blockDim.x;
+    w[j] = i < dim ? to_float(weight[i]) : 0.0f;
+  }
   wait_for_previous_grid();
   T* xr = x + int64_t(blockIdx.x) * dim;
   T* orow = out + int64_t(blockIdx.x) * dim;
@@ -85,7 +92,7 @@ __global__ void __launch_bounds__(1024) rms_norm_rows_kernel(T* __restrict__ x, 
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
-    if (i < dim) orow[i] = from_float<T>(__fmul_rn(to_float(weight[i]), round_to<T>(__fmul_rn(v[j], inv))));
+    if (i < dim) orow[i] = from_float<T>(__fmul_rn(w[j], round_to<T>(__fmul_rn(v[j], inv))));
   }
 }
 
