@@ -24,6 +24,7 @@
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/quant/formats.h"
 #include "ops/cuda/gemm_4bit_kernels.h"
+#include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/linear_cuda.h"
 
 namespace {
@@ -240,20 +241,25 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       for (int64_t c = 7; c < k; c += 1000) xh[size_t(r * k + c)] = 0x4900u;  // 10.0
     void* x16 = device_alloc(xh.size() * 2);
     LOWBIT_CUDA_CHECK(cudaMemcpy(x16, xh.data(), xh.size() * 2, cudaMemcpyHostToDevice));
-    std::printf("LLM.int8 (%d weight copies): %6s | %10s %7s | %10s %7s\n", i8_copies, "batch", "thr6 us", "x bf16",
-                "thr0 us", "x bf16");
+    // Then each GEMM path forced, for m > 4: the tensor-core kernel, cuBLAS.
+    std::printf("LLM.int8 (%d weight copies): %6s | %10s %7s | %10s %7s | %11s %11s | %11s %11s\n", i8_copies, "batch",
+                "thr6 us", "x bf16", "thr0 us", "x bf16", "tiled thr6", "tiled thr0", "cublas thr6", "cublas thr0");
+    using lowbit::ops::cuda::GemmInt8Path;
+    const GemmInt8Path paths[] = {GemmInt8Path::kAuto, GemmInt8Path::kTiled, GemmInt8Path::kCublas};
     for (size_t bi = 0; bi < batches.size(); ++bi) {
       const int64_t m = batches[bi];
-      double t[2];
-      for (int j = 0; j < 2; ++j) {
-        const float threshold = j == 0 ? 6.0f : 0.0f;
+      double t[6] = {0, 0, 0, 0, 0, 0};
+      for (int j = 0; j < (m > 4 ? 6 : 2); ++j) {
+        const float threshold = j % 2 == 0 ? 6.0f : 0.0f;
+        lowbit::ops::cuda::set_gemm_int8_path(paths[j / 2]);
         t[j] = time_us(i8_copies, [&](int i) {
           lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i], n, k,
                                        DType::F16, nullptr, threshold, out);
         });
       }
-      std::printf("%30lld | %10.1f %7.2f | %10.1f %7.2f\n", (long long)m, t[0], t[0] / dense_us[bi], t[1],
-                  t[1] / dense_us[bi]);
+      lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kAuto);
+      std::printf("%30lld | %10.1f %7.2f | %10.1f %7.2f | %11.1f %11.1f | %11.1f %11.1f\n", (long long)m, t[0],
+                  t[0] / dense_us[bi], t[1], t[1] / dense_us[bi], t[2], t[3], t[4], t[5]);
     }
     for (void* p : w8) cudaFree(p);
     for (float* p : scb) cudaFree(p);

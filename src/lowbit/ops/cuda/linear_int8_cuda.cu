@@ -1,29 +1,33 @@
 // LLM.int8 linear on the GPU, the same steps as the CPU op (and bitsandbytes'
 // MatMul8bitLt with f16 compute). Batches of 1-4 rows take the fused GEMV
-// (gemv_int8_cuda.cu); larger ones:
-//  1. quantize_rows_kernel: one block a row; x rounded to f16, row absmax over
-//     |x| < threshold, codes rint(x * 127 / absmax); columns with any
-//     |x| >= threshold are flagged in a mask (any row may set it).
-//  2. outlier columns: the mask compacted into an ascending list (one block),
-//     their codes zeroed in every row. Their count comes back to the host.
-//  3. int8 x int8 -> int32 through cuBLAS (k % 4 == 0), else a plain kernel.
-//  4. the outlier columns' 16-bit product: few columns and few rows are summed
-//     in the epilogue straight from the weight; otherwise x's outlier columns
-//     [m, o] and the dequantized weight columns [o, n] (f16, code * SCB / 127)
-//     are gathered and multiplied by cuBLAS (f16 in, f32 out). Over many rows
-//     the outlier columns add up (any row flags a column: hundreds of columns
-//     at 512 tokens), which the per-element sum cannot afford.
-//  5. epilogue_kernel: f16(fma(acc * row_stat * SCB, 1/127^2, bias)), plus
-//     the outlier product added in f32 and rounded to f16 once more, then
-//     stored in x's dtype.
-// Memory traffic: the int8 weight once (n*k bytes) in the GEMM; x read twice
-// (quantize, outliers), codes m*k, int32 accumulators m*n*4 written and read.
+// (gemv_int8_cuda.cu). Larger ones start with
+//  - a memset of the outlier bitmask and counters (threshold > 0);
+//  - quantize_rows_kernel: one block a row; x rounded to f16, row absmax over
+//    |x| < threshold, codes rint(x * 127 / absmax), 0 where |x| >= threshold,
+//    whose column is set in a bitmask (any row may set it). The last block to
+//    finish lists the set columns in ascending order, with their count.
+// With outliers and fewer than kTiledMaxRows rows, two more launches and no
+// host round trip:
+//  - int8_outlier_product (gemm_int8_outliers_cuda.cu): returns at once for
+//    up to 64 outlier columns; beyond, zeroes their codes and computes their
+//    16-bit product [m, n] on the tensor cores;
+//  - gemm_int8_tiled (gemm_int8_cuda.cu): the tensor-core int8 GEMM whose
+//    epilogue scales, adds the bias and the outlier product (up to 64 columns
+//    summed there in order, their int8 share taken back out of the sums).
+// Otherwise (no outliers, many rows, or k % 16 != 0) the cuBLAS path: outlier
+// codes zeroed, their count copied to the host (threshold > 0 only), int8 x
+// int8 -> int32 through cuBLAS (k % 4 == 0; a plain kernel otherwise), the
+// outlier product summed in the epilogue (few rows and columns) or through
+// cuBLAS (f16 in, f32 out), and one epilogue kernel:
+// f16(fma(acc * row_stat * SCB, 1/127^2, bias)), plus the outlier product
+// added in f32 and rounded to f16 once more, stored in x's dtype.
 #include <cublas_v2.h>
 
 #include <algorithm>
 #include <string>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/gemv_int8_cuda.h"
 #include "quant/reciprocal.h"
 #include "ops/cuda/linear_cuda.h"
@@ -35,24 +39,79 @@ constexpr float kDequantScale = 6.200012e-05f;    // bitsandbytes' MM_DEQUANT_CO
 constexpr float kInv127 = 7.874015718698502e-3f;  // 1/127 as bitsandbytes writes it
 constexpr int kRowThreads = 256;
 
+GemmInt8Path g_path = GemmInt8Path::kAuto;
+// kAuto takes the tensor-core GEMM with outliers (threshold > 0) below this
+// many rows. Measured on an H200 (docs/cuda.md): without outliers cuBLAS's
+// int8 GEMM plus the epilogue kernel is faster than the mma.sync kernel
+// (49 against 65 us at 256 x 4096 x 11008), and with outliers the tiled path
+// saves the host round trip and the outlier gathers (90 against 154 us); at
+// 2048 rows a prompt's outlier columns number in the thousands and cuBLAS's
+// f16 product of them (prefill 7668 tokens/s) beats the gathering kernel (5052).
+constexpr int64_t kTiledMaxRows = 1024;
+
 __device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
 __device__ __forceinline__ int8_t to_int8_rn(float v) {
   return int8_t(uint8_t(uint32_t(__float2int_rn(v)) & 0xffu));
 }
 
+// Outlier columns as the row quantization reports them: a bitmask over k,
+// the number of blocks done, then the ascending list and its length.
+struct OutlierScratch {
+  uint32_t* mask = nullptr;  // [ceil(k / 32)], zeroed before
+  uint32_t* done = nullptr;  // zeroed before
+  int32_t* count = nullptr;
+  int32_t* cols = nullptr;   // [k]
+};
+
+// The mask's set bits in ascending order, by one block (a prefix sum of the
+// words' popcounts per round of kRowThreads words).
+__device__ void list_outliers(const OutlierScratch& o, int64_t k) {
+  __shared__ int32_t warp_sums[kRowThreads / 32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t words = (k + 31) / 32;
+  int32_t base = 0;
+  for (int64_t w0 = 0; w0 < words; w0 += kRowThreads) {
+    const int64_t wi = w0 + threadIdx.x;
+    uint32_t bits = wi < words ? __ldcg(o.mask + wi) : 0u;
+    const int32_t own = __popc(bits);
+    int32_t inclusive = own;
+    for (int off = 1; off < 32; off <<= 1) {
+      const int32_t v = __shfl_up_sync(0xffffffffu, inclusive, off);
+      if (lane >= off) inclusive += v;
+    }
+    if (lane == 31) warp_sums[warp] = inclusive;
+    __syncthreads();
+    int32_t before = 0, total = 0;
+    for (int i = 0; i < kRowThreads / 32; ++i) {
+      before += i < warp ? warp_sums[i] : 0;
+      total += warp_sums[i];
+    }
+    int32_t at = base + before + inclusive - own;
+    while (bits) {
+      const int bit = __ffs(bits) - 1;
+      bits &= bits - 1;
+      o.cols[at++] = int32_t(wi * 32 + bit);
+    }
+    base += total;
+    __syncthreads();  // warp_sums is rewritten next round
+  }
+  if (threadIdx.x == 0) *o.count = base;
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, int64_t k, float threshold,
                                                                     int8_t* codes, float* row_stats,
-                                                                    uint8_t* outlier_mask) {
+                                                                    OutlierScratch outliers) {
   __shared__ float partial[kRowThreads / 32];
+  __shared__ bool last;
   const T* row = x + int64_t(blockIdx.x) * k;
   const bool sparse = threshold > 0.0f;
   float m = 0.0f;
   for (int64_t c = threadIdx.x; c < k; c += kRowThreads) {
     const float v = fabsf(round_f16(to_float(row[c])));
     if (!sparse || v < threshold) m = fmaxf(m, v);
-    else outlier_mask[c] = 1;
+    else atomicOr(outliers.mask + c / 32, 1u << (c % 32));
   }
   for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   if ((threadIdx.x & 31) == 0) partial[threadIdx.x >> 5] = m;
@@ -66,36 +125,19 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
     const float v = round_f16(to_float(row[c]));
     out[c] = (!sparse || fabsf(v) < threshold) ? to_int8_rn(__fmul_rn(v, scale)) : int8_t(0);
   }
+  if (!sparse) return;
+  // The last block to finish sees every row's bits (threadFenceReduction).
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(outliers.done, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (last) list_outliers(outliers, k);
 }
 
-// One block: the flagged columns in ascending order, and their count.
-__global__ void __launch_bounds__(1024) compact_outliers_kernel(const uint8_t* mask, int64_t k, int32_t* cols,
-                                                                int32_t* count) {
-  __shared__ int32_t offsets[1024];
-  const int64_t per = (k + 1023) / 1024;
-  const int64_t lo = threadIdx.x * per, hi = min(k, lo + per);
-  int32_t n = 0;
-  for (int64_t c = lo; c < hi; ++c) n += mask[c];
-  offsets[threadIdx.x] = n;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int32_t sum = 0;
-    for (int i = 0; i < 1024; ++i) {
-      const int32_t v = offsets[i];
-      offsets[i] = sum;
-      sum += v;
-    }
-    *count = sum;
-  }
-  __syncthreads();
-  int32_t at = offsets[threadIdx.x];
-  for (int64_t c = lo; c < hi; ++c)
-    if (mask[c]) cols[at++] = int32_t(c);
-}
-
-__global__ void zero_outlier_codes_kernel(int8_t* codes, int64_t rows, int64_t k, const uint8_t* mask) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < rows * k && mask[i % k]) codes[i] = 0;
+// Every row's codes in the listed outlier columns set to 0 (one block a row).
+__global__ void zero_outlier_codes_kernel(int8_t* codes, int64_t k, const int32_t* cols, const int32_t* count) {
+  const int32_t outliers = *count;
+  for (int32_t o = threadIdx.x; o < outliers; o += blockDim.x) codes[int64_t(blockIdx.x) * k + cols[o]] = 0;
 }
 
 // acc[m, n] = sum_k a[m, k] * w[n, k], one warp an output (shapes cuBLAS' int8 path refuses).
@@ -168,37 +210,21 @@ unsigned blocks_for(int64_t items, int threads) { return unsigned((items + threa
 
 }  // namespace
 
-void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
-               DType bias_dtype, const void* bias, float threshold, void* out, void* stream_ptr) {
-  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  if (m == 0 || n == 0) return;
-  // Decoding's few rows: one fused GEMV launch.
-  if (gemv_int8(dtype, x, m, w, scb, n, k, bias_dtype, bias, threshold, out, stream_ptr)) return;
-  // Scratch: codes [m, k], row stats [m], int32 products [m, n], outlier mask, list and count.
-  const bool sparse = threshold > 0.0f;
-  const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = (size_t(m) * 4 + 15) / 16 * 16,
-               acc_bytes = size_t(m * n) * 4, mask_bytes = (size_t(k) + 15) / 16 * 16, cols_bytes = size_t(k) * 4 + 16;
-  char* scratch = nullptr;
-  LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
-                                    codes_bytes + stats_bytes + acc_bytes + mask_bytes + cols_bytes, stream));
-  int8_t* codes = reinterpret_cast<int8_t*>(scratch);
-  int32_t* acc = reinterpret_cast<int32_t*>(scratch + codes_bytes);
-  float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes + acc_bytes);
-  uint8_t* mask = reinterpret_cast<uint8_t*>(scratch + codes_bytes + acc_bytes + stats_bytes);
-  int32_t* cols = reinterpret_cast<int32_t*>(reinterpret_cast<char*>(mask) + mask_bytes);
-  int32_t* count = cols + k;
-  if (sparse) LOWBIT_CUDA_CHECK(cudaMemsetAsync(mask, 0, size_t(k), stream));
+void set_gemm_int8_path(GemmInt8Path path) { g_path = path; }
+GemmInt8Path gemm_int8_path() { return g_path; }
 
-  dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
-    using T = decltype(tag);
-    quantize_rows_kernel<T><<<unsigned(m), kRowThreads, 0, stream>>>(static_cast<const T*>(x), k, threshold, codes,
-                                                                     row_stats, mask);
-  });
-  LOWBIT_CUDA_CHECK_LAUNCH();
+namespace {
+
+// Steps 3-5 of the cuBLAS path, after the row quantization; `count` null at threshold 0.
+void gemm_int8_cublas(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
+                      DType bias_dtype, const void* bias, int8_t* codes, const float* row_stats, const int32_t* count,
+                      const int32_t* cols, void* out, cudaStream_t stream) {
+  const size_t acc_bytes = size_t(m * n) * 4;
+  int32_t* acc = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&acc), acc_bytes, stream));
   int32_t outliers = 0;
-  if (sparse) {
-    compact_outliers_kernel<<<1, 1024, 0, stream>>>(mask, k, cols, count);
-    zero_outlier_codes_kernel<<<blocks_for(m * k, 256), 256, 0, stream>>>(codes, m, k, mask);
+  if (count) {
+    zero_outlier_codes_kernel<<<unsigned(m), 256, 0, stream>>>(codes, k, cols, count);
     LOWBIT_CUDA_CHECK_LAUNCH();
     // The count sizes the outlier product (one small copy; prompts only).
     LOWBIT_CUDA_CHECK(cudaMemcpyAsync(&outliers, count, sizeof outliers, cudaMemcpyDeviceToHost, stream));
@@ -253,6 +279,52 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (outlier_scratch) LOWBIT_CUDA_CHECK(cudaFreeAsync(outlier_scratch, stream));
+  LOWBIT_CUDA_CHECK(cudaFreeAsync(acc, stream));
+}
+
+}  // namespace
+
+void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
+               DType bias_dtype, const void* bias, float threshold, void* out, void* stream_ptr) {
+  cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
+  if (m == 0 || n == 0) return;
+  // Decoding's few rows: one fused GEMV launch.
+  if (gemv_int8(dtype, x, m, w, scb, n, k, bias_dtype, bias, threshold, out, stream_ptr)) return;
+  // Scratch: codes [m, k], row stats [m], then (zeroed) the outlier bitmask,
+  // the done counter and the count, then the outlier list [k], then the
+  // product of many outlier columns [m, n] (f32).
+  const bool sparse = threshold > 0.0f;
+  const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = (size_t(m) * 4 + 15) / 16 * 16,
+               zeroed_bytes = size_t((k + 31) / 32) * 4 + 8, cols_bytes = (size_t(k) * 4 + 15) / 16 * 16,
+               product_bytes = sparse ? size_t(m * n) * 4 : 0;
+  char* scratch = nullptr;
+  LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
+                                    codes_bytes + stats_bytes + zeroed_bytes + cols_bytes + product_bytes, stream));
+  int8_t* codes = reinterpret_cast<int8_t*>(scratch);
+  float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes);
+  OutlierScratch o;
+  o.mask = reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes);
+  o.done = o.mask + (k + 31) / 32;
+  o.count = reinterpret_cast<int32_t*>(o.done + 1);
+  o.cols = o.count + 1;
+  if (sparse) LOWBIT_CUDA_CHECK(cudaMemsetAsync(o.mask, 0, zeroed_bytes, stream));
+  dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
+    using T = decltype(tag);
+    quantize_rows_kernel<T><<<unsigned(m), kRowThreads, 0, stream>>>(static_cast<const T*>(x), k, threshold, codes,
+                                                                     row_stats, o);
+  });
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  const bool tiled = g_path == GemmInt8Path::kTiled ||
+                     (g_path == GemmInt8Path::kAuto && sparse && m < kTiledMaxRows);
+  if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
+    float* product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
+    const Int8Activations a{x, codes, row_stats, sparse ? o.count : nullptr, o.cols, sparse ? product : nullptr};
+    if (sparse) int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream);
+    gemm_int8_tiled(dtype, a, m, w, scb, n, k, bias_dtype, bias, out, stream);
+  } else {
+    gemm_int8_cublas(dtype, x, m, w, scb, n, k, bias_dtype, bias, codes, row_stats, sparse ? o.count : nullptr,
+                     o.cols, out, stream);
+  }
   LOWBIT_CUDA_CHECK(cudaFreeAsync(scratch, stream));
 }
 

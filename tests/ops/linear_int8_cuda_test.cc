@@ -1,0 +1,134 @@
+// LLM.int8 on the GPU against the CPU op on shapes that miss the kernels'
+// tiles: k not a multiple of 4, 16, 32 or the 128-byte stage; odd n; 1 to 300
+// rows (the GEMV for m <= 4, each tile shape of the tensor-core GEMM, the
+// cuBLAS path without outliers or where k % 16 != 0); with and without
+// outliers, bias, f16 / bf16 / f32 activations. Up to 64 outlier columns the
+// tensor-core GEMM sums them in the CPU's order, so there it must give the
+// CPU's bits.
+#include <cmath>
+#include <tuple>
+
+#include "lowbit/ops/linear.h"
+#include "lowbit/quant/int8.h"
+#include "support/test_support.h"
+
+namespace lowbit {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+struct Int8Case {
+  int64_t m, n, k;
+};
+
+// Activations ~N(0, 1) whose every `stride`-th column is scaled by 9, so
+// that |x| >= 6 in about half of that column's rows.
+Tensor activations(int64_t m, int64_t k, int64_t stride, DType dtype, uint32_t seed) {
+  Tensor x = testing::random_normal({m, k}, DType::F32, seed, 1.0f);
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 3; c < k; c += stride) x.data<float>()[r * k + c] *= 9.0f;
+  return x.cast(dtype);
+}
+
+// Largest |got - want| / max(1, |want|) and the number of elements that differ.
+std::pair<double, int64_t> compare(const Tensor& got_t, const Tensor& want_t) {
+  const auto got = testing::to_floats(got_t.to(Device::cpu()));
+  const auto want = testing::to_floats(want_t);
+  double max_err = 0.0;
+  int64_t differ = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (!std::isfinite(got[i])) return {INFINITY, int64_t(want.size())};
+    const double err = std::fabs(double(got[i]) - want[i]);
+    differ += err != 0.0;
+    max_err = std::max(max_err, err / std::max(1.0, std::fabs(double(want[i]))));
+  }
+  return {max_err, differ};
+}
+
+// The tensor-core GEMM's share of gemm_int8's automatic choice.
+bool tiled_gemm(const Int8Case& c, float threshold) {
+  return c.m > 4 && c.m < 1024 && c.k % 16 == 0 && threshold > 0.0f;
+}
+
+// exact: the tensor-core GEMM must give the CPU's bits (at most
+// kSummedOutliers = 64 outlier columns, summed in the epilogue in order).
+void check_cases(std::initializer_list<Int8Case> cases, int64_t outlier_stride, bool exact, uint32_t seed) {
+  int index = 0;
+  for (const Int8Case& c : cases) {
+    for (DType dtype : {DType::F16, DType::BF16, DType::F32}) {
+      for (float threshold : {0.0f, 6.0f}) {
+        const bool with_bias = index++ % 2 == 0;
+        const Tensor x = activations(c.m, c.k, outlier_stride, dtype, seed++);
+        const auto q = quant::quantize_int8_rowwise(testing::random_normal({c.n, c.k}, DType::F32, seed++, 1.0f));
+        const Tensor bias = with_bias ? testing::random_normal({c.n}, dtype, seed++, 1.0f) : Tensor{};
+        Tensor want = Tensor::empty({c.m, c.n}, dtype);
+        ops::linear_int8(x, q.codes, q.scb, bias, threshold, want);
+        Tensor got = Tensor::empty({c.m, c.n}, dtype, kGpu);
+        ops::linear_int8(x.to(kGpu), q.codes.to(kGpu), q.scb.to(kGpu), with_bias ? bias.to(kGpu) : Tensor{},
+                         threshold, got);
+        const auto [err, differ] = compare(got, want);
+        const std::string what = "m " + std::to_string(c.m) + " n " + std::to_string(c.n) + " k " +
+                                 std::to_string(c.k) + " " + std::string(dtype_name(dtype)) + " threshold " +
+                                 std::to_string(threshold) + (with_bias ? " bias" : "");
+        // cuBLAS's outlier product (from 16 rows) adds a few columns in another
+        // order: one f16 ulp, as ManyOutlierColumnsMatchCpu bounds it. With
+        // a thousand columns and more (the tensor-core outlier product, the
+        // GEMV) the f32 sums part by a few ulps of their largest terms, which
+        // can move the f16 result by two ulps, or a bf16 result by one.
+        const bool cublas_outliers = threshold > 0.0f && !tiled_gemm(c, threshold) && c.m >= 16;
+        const double tolerance = exact ? (cublas_outliers ? 1.0 / 1024 : 1.0 / 2048)
+                                 : dtype == DType::BF16 ? 1.0 / 128 : 1.0 / 512;
+        EXPECT_LE(err, tolerance) << what;
+        if (exact && tiled_gemm(c, threshold))
+          EXPECT_EQ(differ, 0) << what << ": the tensor-core GEMM should give the CPU's bits";
+      }
+    }
+  }
+}
+
+TEST(LinearInt8CudaShapes, FewOutlierColumns) {
+  LOWBIT_REQUIRE_CUDA();
+  check_cases({{1, 77, 130},       // k % 4 != 0: the cuBLAS path's plain kernel, one row
+               {3, 101, 1040},     // GEMV
+               {5, 33, 1040},      // k % 32 = 16, partial 128-byte stage
+               {17, 257, 4096},    // 32-row tile
+               {17, 55, 1002},     // k % 4 != 0: plain kernel
+               {40, 64, 528},      // 64-row tile
+               {64, 129, 2064},
+               {256, 8447, 1040},  // 128 x 128 tiles (132 of them)
+               {300, 1001, 4096},  // 128 x 64 tiles, a partial row tile
+               {300, 65, 1000}},   // k % 16 != 0: cuBLAS int8
+              97, true, 5000);
+}
+
+// Hundreds of outlier columns: their product on the tensor cores
+// (gemm_int8_outliers_cuda.cu), the GEMV's per-lane sums, cuBLAS.
+TEST(LinearInt8CudaShapes, ManyOutlierColumns) {
+  LOWBIT_REQUIRE_CUDA();
+  check_cases({{4, 40, 1024}, {5, 40, 1024}, {40, 70, 1040}, {300, 129, 2048}, {20, 33, 1000}, {130, 300, 4096}}, 3,
+              false, 7000);
+}
+
+// Every row has its own outlier column: a column flagged by one row only must
+// still leave every row's int8 product (the epilogue's correction with up to
+// 64 columns, the zeroed codes beyond).
+TEST(LinearInt8CudaShapes, OutlierColumnOfOneRow) {
+  LOWBIT_REQUIRE_CUDA();
+  for (int64_t m : {40, 100}) {
+    const int64_t n = 130, k = 1056;
+    Tensor x = testing::random_normal({m, k}, DType::F32, 77, 1.0f);
+    for (int64_t r = 0; r < m; ++r) x.data<float>()[r * k + (r * 37) % k] = r % 2 ? 8.0f : -7.5f;
+    x = x.cast(DType::F16);
+    const auto q = quant::quantize_int8_rowwise(testing::random_normal({n, k}, DType::F32, 78, 1.0f));
+    Tensor want = Tensor::empty({m, n}, DType::F16);
+    ops::linear_int8(x, q.codes, q.scb, Tensor{}, 6.0f, want);
+    Tensor got = Tensor::empty({m, n}, DType::F16, kGpu);
+    ops::linear_int8(x.to(kGpu), q.codes.to(kGpu), q.scb.to(kGpu), Tensor{}, 6.0f, got);
+    const auto [err, differ] = compare(got, want);
+    EXPECT_LE(err, 1.0 / 1024) << "m " << m;
+    if (m <= 64) EXPECT_EQ(differ, 0) << "m " << m << ", max error " << err;
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
