@@ -32,8 +32,10 @@ template <typename T>
 __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const float* sin_table, int64_t first_position,
                                 const int32_t* position_on_device, int64_t tokens, int64_t heads, int64_t kv_heads,
                                 int64_t half, T* q_out, T* k_cache, T* v_cache) {
-  wait_for_previous_grid();
+  // The position is written before the step starts, not by the previous
+  // kernel: read while that kernel drains.
   if (position_on_device) first_position = *position_on_device;
+  wait_for_previous_grid();
   const int64_t slots = heads + 2 * kv_heads, dim = 2 * half;
   const int64_t items = tokens * slots * half;
   for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < items; p += int64_t(gridDim.x) * blockDim.x) {

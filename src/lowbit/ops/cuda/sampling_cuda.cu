@@ -43,9 +43,20 @@ __global__ void __launch_bounds__(kArgmaxThreads) argmax_kernel(const T* x, int6
   __shared__ Best warp_best[32];
   const T* row = x + int64_t(blockIdx.x) * cols;
   Best best{-INFINITY, int32_t(cols)};  // column cols: "none yet", loses every tie
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float v = to_float(row[i]);
-    best = better(best, Best{v, isnan(v) ? -1 : int32_t(i)});
+  // Eight loads in flight a thread, then the comparisons in column order.
+  constexpr int kUnroll = 8;
+  for (int64_t base = threadIdx.x; base < cols; base += kUnroll * int64_t(blockDim.x)) {
+    float v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + u * int64_t(blockDim.x);
+      v[u] = i < cols ? to_float(row[i]) : -INFINITY;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + u * int64_t(blockDim.x);
+      if (i < cols) best = better(best, Best{v[u], isnan(v[u]) ? -1 : int32_t(i)});
+    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
