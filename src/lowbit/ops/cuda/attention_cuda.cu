@@ -19,16 +19,13 @@
 // range of keys; its 4 warps take every fourth key, lanes split head_dim (so
 // each key row is read coalesced), each warp keeps an online softmax, the
 // warps merge in shared memory. With more than one split, each writes its
-// (max, sum, unnormalized output) to a scratch buffer and the head's last
-// block to finish merges the splits. Splits are chosen so that each warp has
-// about two keys.
+// (max, sum, unnormalized output) to a scratch buffer and a second kernel
+// merges the splits. Splits are chosen so that each warp has about two keys.
 // A captured step reads its position from the device: its splits are chosen
 // for the whole cache and each block sizes its chunk from the position, so
 // the work stays spread out as the sequence grows.
 #include <algorithm>
 #include <atomic>
-#include <map>
-#include <mutex>
 #include <string>
 
 #include "lowbit/core/tensor.h"
@@ -181,33 +178,8 @@ constexpr int kDecodeWarps = 4;
 
 // One query (position past) per head; keys [key_lo, past] split in
 // gridDim.y chunks (empty ones write m = -inf, which the merge skips).
-// Merges the splits of head h: out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
-// The partials come from other blocks: read through L2 (__ldcg).
-template <typename T>
-__device__ void merge_splits(const float* partial, int splits, int d, T* out, int h) {
-  const float* base = partial + int64_t(h) * splits * (d + 2);
-  float mx = -INFINITY;
-  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, __ldcg(base + s * (d + 2)));
-  float sum = 0.0f;
-  for (int s = 0; s < splits; ++s) {
-    const float ms = __ldcg(base + s * (d + 2));
-    if (ms != -INFINITY) sum += __ldcg(base + s * (d + 2) + 1) * expf(ms - mx);
-  }
-  for (int col = threadIdx.x; col < d; col += blockDim.x) {
-    float o = 0.0f;
-    for (int s = 0; s < splits; ++s) {
-      const float ms = __ldcg(base + s * (d + 2));
-      if (ms != -INFINITY) o += __ldcg(base + s * (d + 2) + 2 + col) * expf(ms - mx);
-    }
-    out[int64_t(h) * d + col] = from_float<T>(o / sum);
-  }
-}
-
-// With several splits, the last block of a head to finish (counted in
-// arrivals[h], which it resets) merges the head's splits: no second kernel.
 template <typename T, int kMaxD>
-__global__ void __launch_bounds__(kDecodeWarps * 32)
-    decode_attention_kernel(const AttentionParams p, float* partial, unsigned* arrivals) {
+__global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(const AttentionParams p, float* partial) {
   constexpr int kCols = kMaxD / 32;
   __shared__ float warp_o[kDecodeWarps][kMaxD];
   __shared__ float warp_m[kDecodeWarps], warp_l[kDecodeWarps];
@@ -280,45 +252,29 @@ __global__ void __launch_bounds__(kDecodeWarps * 32)
       }
     }
   }
-  if (splits == 1) return;
-  __shared__ bool last;
-  __threadfence();  // this block's partial is visible before its arrival counts
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(arrivals + h, 1u) == unsigned(splits - 1);
-    if (last) arrivals[h] = 0;  // for the next launch on this stream
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  merge_splits<T>(partial, splits, d, static_cast<T*>(p.out), h);
 }
 
-// Arrival counters of the decode kernel, zeroed once, per device and stream
-// (kernels on one stream run one after the other; the last block of a head
-// resets its counter). Grown outside of captures: a decoding step runs
-// eagerly once before it is captured.
-unsigned* arrival_counters(int device, cudaStream_t stream, int heads) {
-  struct Counters {
-    unsigned* ptr = nullptr;
-    int size = 0;
-  };
-  static std::mutex mutex;
-  static std::map<std::pair<int, cudaStream_t>, Counters> all;
-  std::lock_guard<std::mutex> lock(mutex);
-  Counters& c = all[{device, stream}];
-  if (c.size < heads) {
-    const int size = std::max(heads, 256);
-    unsigned* ptr = nullptr;
-    LOWBIT_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&ptr), size_t(size) * sizeof(unsigned)));
-    LOWBIT_CUDA_CHECK(cudaMemset(ptr, 0, size_t(size) * sizeof(unsigned)));
-    if (c.ptr) {
-      LOWBIT_CUDA_CHECK(cudaStreamSynchronize(stream));  // the old counters are idle
-      cudaFree(c.ptr);
-    }
-    c = {ptr, size};
+// Merges the splits of each head: out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+template <typename T>
+__global__ void merge_splits_kernel(const float* partial, int splits, int d, T* out) {
+  wait_for_previous_grid();
+  const int h = blockIdx.x;
+  const float* base = partial + int64_t(h) * splits * (d + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, base[s * (d + 2)]);
+  float sum = 0.0f;
+  for (int s = 0; s < splits; ++s) {
+    const float ms = base[s * (d + 2)];
+    if (ms != -INFINITY) sum += base[s * (d + 2) + 1] * expf(ms - mx);
   }
-  return c.ptr;
+  for (int col = threadIdx.x; col < d; col += blockDim.x) {
+    float o = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const float ms = base[s * (d + 2)];
+      if (ms != -INFINITY) o += base[s * (d + 2) + 2 + col] * expf(ms - mx);
+    }
+    out[int64_t(h) * d + col] = from_float<T>(o / sum);
+  }
 }
 
 template <typename T, int kMaxD>
@@ -356,16 +312,18 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   const int splits = int(std::clamp<int64_t>((keys + 2 * kDecodeWarps - 1) / (2 * kDecodeWarps), 1, want));
   const cudaStream_t stream = current_stream();
   float* partial = nullptr;
-  unsigned* arrivals = nullptr;
-  if (splits > 1) {
-    arrivals = arrival_counters(device, stream, p.heads);
+  if (splits > 1)
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
                                       size_t(p.heads) * splits * (p.d + 2) * sizeof(float), stream));
-  }
   launch_dependent(decode_attention_kernel<T, kMaxD>, dim3(unsigned(p.heads), unsigned(splits)),
-                   dim3(kDecodeWarps * 32), 0, stream, p, partial, arrivals);
+                   dim3(kDecodeWarps * 32), 0, stream, p, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
-  if (partial) LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
+  if (splits > 1) {
+    launch_dependent(merge_splits_kernel<T>, dim3(unsigned(p.heads)), dim3(128), 0, stream,
+                     static_cast<const float*>(partial), splits, p.d, static_cast<T*>(p.out));
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
+  }
 }
 
 template <typename T, int kMaxD>
