@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "ops/cpu/cpu_ops.h"
@@ -33,14 +34,20 @@ void argmax(const Tensor& x, Tensor& out) {
 void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams& p, double u, Tensor& out) {
   const int64_t vocab = x.dim(1);
   int32_t& result = out.data<int32_t>()[0];
-  std::vector<float> score(size_t(vocab), 0.0f);
+  // Per-thread buffers kept from call to call: fresh ones of a large
+  // vocabulary's size cost more in page faults than the sampling itself.
+  thread_local std::vector<float> score, values;
+  thread_local std::vector<int32_t> kept, order;
+  thread_local std::vector<double> weight;
+  score.resize(size_t(vocab));
   bool nan = false;
   const auto logit = [&](int64_t i) {
     return detail::dispatch_float("sample_token", x.dtype(), [&]<typename T>(T) { return detail::load(x.data<T>()[i]); });
   };
   detail::dispatch_float("sample_token", x.dtype(), [&]<typename T>(T) {
+    const T* row = x.data<T>();
     for (int64_t i = 0; i < vocab; ++i) {
-      const float v = detail::load(x.data<T>()[i]);
+      const float v = detail::load(row[i]);
       nan |= std::isnan(v);
       score[size_t(i)] = p.temperature != 1.0f ? v / p.temperature : v;
     }
@@ -48,15 +55,16 @@ void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams&
   result = -1;
   if (nan) return;
   // From the logit, not the running score: a repeated id is penalized once.
+  const int32_t* prev = previous.data<int32_t>();
   for (int64_t j = 0; j < previous.numel(); ++j) {
-    const int32_t id = previous.data<int32_t>()[j];
+    const int32_t id = prev[j];
     if (id < 0 || id >= vocab) continue;
     float v = logit(id);
     v = v < 0.0f ? v * p.repetition_penalty : v / p.repetition_penalty;
     score[size_t(id)] = p.temperature != 1.0f ? v / p.temperature : v;
   }
 
-  std::vector<int32_t> kept;
+  kept.clear();
   for (int64_t i = 0; i < vocab; ++i)
     if (score[size_t(i)] > -INFINITY) kept.push_back(int32_t(i));
   if (kept.empty()) return;
@@ -65,21 +73,24 @@ void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams&
     return score[size_t(a)] > score[size_t(b)] || (score[size_t(a)] == score[size_t(b)] && a < b);
   };
   if (p.top_k > 0 && size_t(p.top_k) < kept.size()) {
-    std::vector<int32_t> order = kept;
-    std::nth_element(order.begin(), order.begin() + (p.top_k - 1), order.end(), before);
-    const float kth = score[size_t(order[size_t(p.top_k - 1)])];
+    // The k-th largest value (ties do not move it): a selection over the
+    // values themselves, not over ids compared through the scores.
+    values.resize(kept.size());
+    for (size_t i = 0; i < kept.size(); ++i) values[i] = score[size_t(kept[i])];
+    std::nth_element(values.begin(), values.begin() + (p.top_k - 1), values.end(), std::greater<float>());
+    const float kth = values[size_t(p.top_k - 1)];
     std::erase_if(kept, [&](int32_t id) { return score[size_t(id)] < kth; });
   }
   double max_score = -INFINITY;
   for (int32_t id : kept) max_score = std::max(max_score, double(score[size_t(id)]));
-  std::vector<double> weight(size_t(vocab), 0.0);
+  weight.resize(size_t(vocab));  // only kept ids are read
   double total = 0.0;
   for (int32_t id : kept) total += weight[size_t(id)] = std::exp(double(score[size_t(id)]) - max_score);
 
   if (p.top_p < 1.0f) {
     // The nucleus is usually small: sort a growing prefix, not everything.
     const double target = double(p.top_p) * total;
-    std::vector<int32_t> order = kept;
+    order.assign(kept.begin(), kept.end());
     size_t keep = 0;
     double above = 0.0;
     for (size_t sorted = std::min<size_t>(256, order.size());; sorted = std::min(sorted * 4, order.size())) {
@@ -91,7 +102,7 @@ void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams&
     }
     order.resize(keep);
     std::sort(order.begin(), order.end());
-    kept = std::move(order);
+    kept.assign(order.begin(), order.end());
     total = above;
   }
 
