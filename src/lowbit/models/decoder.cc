@@ -144,7 +144,8 @@ class Decoder final : public CausalLM {
     const int64_t past = cache.length;
     ensure_logits(1);
     // The buffers the captured kernels write: a graph is valid while they stay.
-    std::vector<const void*> key = {ws_.h.raw_data(), ws_.logits.raw_data(), reinterpret_cast<const void*>(cache.capacity())};
+    std::vector<const void*> key = {ws_.h.raw_data(), ws_.logits.raw_data(),
+                                    reinterpret_cast<const void*>(cache.capacity())};
     for (size_t i = 0; i < cache.keys.size(); ++i) {
       key.push_back(cache.keys[i].raw_data());
       key.push_back(cache.values[i].raw_data());

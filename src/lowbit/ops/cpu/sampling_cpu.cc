@@ -42,7 +42,8 @@ void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams&
   score.resize(size_t(vocab));
   bool nan = false;
   const auto logit = [&](int64_t i) {
-    return detail::dispatch_float("sample_token", x.dtype(), [&]<typename T>(T) { return detail::load(x.data<T>()[i]); });
+    return detail::dispatch_float("sample_token", x.dtype(),
+                                  [&]<typename T>(T) { return detail::load(x.data<T>()[i]); });
   };
   detail::dispatch_float("sample_token", x.dtype(), [&]<typename T>(T) {
     const T* row = x.data<T>();

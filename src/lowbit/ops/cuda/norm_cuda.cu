@@ -115,10 +115,11 @@ void launch_rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weig
       T* op = static_cast<T*>(out.raw_data());
       const cudaStream_t stream = current_stream();
       const int d = int(dim);
+      const dim3 grid{unsigned(rows)}, block{unsigned(row_threads)};
       switch (per) {
-        case 4: launch_dependent(rms_norm_rows_kernel<T, W, 4>, dim3(unsigned(rows)), dim3(row_threads), 0, stream, xp, rp, wp, eps, op, d); break;
-        case 8: launch_dependent(rms_norm_rows_kernel<T, W, 8>, dim3(unsigned(rows)), dim3(row_threads), 0, stream, xp, rp, wp, eps, op, d); break;
-        case 16: launch_dependent(rms_norm_rows_kernel<T, W, 16>, dim3(unsigned(rows)), dim3(row_threads), 0, stream, xp, rp, wp, eps, op, d); break;
+        case 4: launch_dependent(rms_norm_rows_kernel<T, W, 4>, grid, block, 0, stream, xp, rp, wp, eps, op, d); break;
+        case 8: launch_dependent(rms_norm_rows_kernel<T, W, 8>, grid, block, 0, stream, xp, rp, wp, eps, op, d); break;
+        case 16: launch_dependent(rms_norm_rows_kernel<T, W, 16>, grid, block, 0, stream, xp, rp, wp, eps, op, d); break;
         default: rms_norm_kernel<T, W><<<unsigned(rows), threads, 0, stream>>>(xp, rp, wp, eps, op, dim);
       }
     });

@@ -66,12 +66,12 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
   if (items == 0) return;
   dispatch_device_float(qkv.dtype(), "ops::rope_qkv", [&](auto tag) {
     using T = decltype(tag);
-    launch_dependent(
-        rope_qkv_kernel<T>, dim3(unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16))), dim3(256), 0,
-        current_stream(), static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(), tables.sin.data<float>(), first_position.value,
-        first_position.on_device.defined() ? first_position.on_device.data<int32_t>() : nullptr, tokens, heads,
-        kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
-        static_cast<T*>(v_cache.raw_data()));
+    launch_dependent(rope_qkv_kernel<T>, dim3(unsigned(std::min<int64_t>(grid_for(items, 256), 132 * 16))), dim3(256),
+                     0, current_stream(), static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(),
+                     tables.sin.data<float>(), first_position.value,
+                     first_position.on_device.defined() ? first_position.on_device.data<int32_t>() : nullptr, tokens,
+                     heads, kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
+                     static_cast<T*>(v_cache.raw_data()));
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
