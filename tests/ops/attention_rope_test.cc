@@ -80,5 +80,28 @@ TEST(Rope, Llama3FrequenciesAndRotation) {
       }
 }
 
+// The fused decoding step equals rope_qkv followed by attention; bad shapes
+// and positions are Errors naming the op.
+TEST(RopeAttentionDecode, EqualsTheTwoOpsAndChecksArguments) {
+  std::mt19937 rng(77);
+  const int64_t heads = 4, kv_heads = 2, dim = 16, capacity = 12, past = 7;
+  const auto tables = ops::rope_tables({.head_dim = int(dim)}, capacity);
+  const Tensor qkv = random_f32({1, (heads + 2 * kv_heads) * dim}, rng);
+  const Tensor k0 = random_f32({capacity, kv_heads, dim}, rng), v0 = random_f32({capacity, kv_heads, dim}, rng);
+  Tensor k1 = k0.clone(), v1 = v0.clone(), k2 = k0.clone(), v2 = v0.clone();
+  Tensor q = Tensor::empty({1, heads, dim}, DType::F32);
+  Tensor want = Tensor::empty({1, heads * dim}, DType::F32), got = Tensor::empty({1, heads * dim}, DType::F32);
+  ops::rope_qkv(qkv, tables, past, q, k1, v1);
+  ops::attention(q, k1, v1, past, want, 3);
+  ops::rope_attention_decode(qkv, tables, past, k2, v2, got, 3);
+  EXPECT_EQ(testing::to_floats(got), testing::to_floats(want));
+  EXPECT_EQ(testing::to_floats(k2), testing::to_floats(k1));
+  EXPECT_EQ(testing::to_floats(v2), testing::to_floats(v1));
+  EXPECT_THROW(ops::rope_attention_decode(qkv, tables, capacity, k2, v2, got), Error);
+  Tensor wide = Tensor::empty({1, 3 * dim}, DType::F32);
+  EXPECT_THROW(ops::rope_attention_decode(qkv, tables, past, k2, v2, wide), Error);
+  EXPECT_THROW(ops::rope_attention_decode(qkv.cast(DType::BF16), tables, past, k2, v2, got), Error);
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -287,6 +287,54 @@ TEST(DecoderOpsCuda, SampleTokenMatchesCpu) {
       }
 }
 
+// The fused decoding step (rope_attention_decode) against rope_qkv followed
+// by attention on the GPU: the same bits (output and cache rows), with the
+// position from the host and from the device; against the CPU the attention
+// bounds.
+TEST(DecoderOpsCuda, RopeAttentionDecodeEqualsTheTwoOps) {
+  LOWBIT_REQUIRE_CUDA();
+  struct Shape {
+    int64_t heads, kv_heads, dim, past, window;
+  };
+  const Shape shapes[] = {{8, 2, 128, 0, 0},  {8, 2, 128, 37, 0}, {8, 2, 128, 299, 16},
+                          {4, 4, 64, 5, 0},   {6, 3, 80, 20, 0},  {2, 1, 256, 130, 0}};
+  uint32_t seed = 1500;
+  for (DType dtype : kDtypes)
+    for (const Shape& sh : shapes) {
+      const int64_t capacity = sh.past + 9, d = sh.dim;
+      const auto tables = ops::rope_tables({.head_dim = int(d)}, capacity);
+      const ops::RopeTables gpu_tables{tables.cos.to(kGpu), tables.sin.to(kGpu)};
+      const Tensor qkv = random_tensor({1, (sh.heads + 2 * sh.kv_heads) * d}, dtype, seed++, 2.0f);
+      const Tensor k0 = random_tensor({capacity, sh.kv_heads, d}, dtype, seed++, 2.0f);
+      const Tensor v0 = random_tensor({capacity, sh.kv_heads, d}, dtype, seed++);
+      Tensor position = Tensor::empty({1}, DType::I32, kGpu);
+      const int32_t at = int32_t(sh.past);
+      copy_bytes(position.raw_data(), kGpu, &at, Device::cpu(), sizeof at);
+      const std::string what = std::string(dtype_name(dtype)) + " heads " + std::to_string(sh.heads) + "/" +
+                               std::to_string(sh.kv_heads) + " d " + std::to_string(d) + " past " +
+                               std::to_string(sh.past) + " window " + std::to_string(sh.window);
+      for (bool on_device : {false, true}) {
+        const ops::Position pos = on_device ? ops::Position(0, position) : ops::Position(sh.past);
+        Tensor k_two = k0.to(kGpu), v_two = v0.to(kGpu), k_one = k0.to(kGpu), v_one = v0.to(kGpu);
+        Tensor q = Tensor::empty({1, sh.heads, d}, dtype, kGpu);
+        Tensor two = Tensor::empty({1, sh.heads * d}, dtype, kGpu), one = Tensor::empty({1, sh.heads * d}, dtype, kGpu);
+        ops::rope_qkv(qkv.to(kGpu), gpu_tables, ops::Position(sh.past, on_device ? position : Tensor{}), q, k_two,
+                      v_two);
+        ops::attention(q, k_two, v_two, pos, two, sh.window);
+        ops::rope_attention_decode(qkv.to(kGpu), gpu_tables, ops::Position(sh.past, on_device ? position : Tensor{}),
+                                   k_one, v_one, one, sh.window);
+        EXPECT_TRUE(bit_equal(one, two)) << what << (on_device ? " (device position)" : "");
+        EXPECT_TRUE(bit_equal(k_one, k_two) && bit_equal(v_one, v_two)) << "cache rows, " << what;
+      }
+      Tensor k_cpu = k0.clone(), v_cpu = v0.clone(), want = Tensor::empty({1, sh.heads * d}, dtype);
+      Tensor k_gpu = k0.to(kGpu), v_gpu = v0.to(kGpu), got = Tensor::empty({1, sh.heads * d}, dtype, kGpu);
+      ops::rope_attention_decode(qkv, tables, sh.past, k_cpu, v_cpu, want, sh.window);
+      ops::rope_attention_decode(qkv.to(kGpu), gpu_tables, sh.past, k_gpu, v_gpu, got, sh.window);
+      EXPECT_LE(ulps_of_max(got, want), dtype == DType::F32 ? 64.0 : 2.0) << "vs CPU, " << what;
+      EXPECT_TRUE(bit_equal(k_gpu, k_cpu) && bit_equal(v_gpu, v_cpu)) << "cache rows vs CPU, " << what;
+    }
+}
+
 struct AttentionCase {
   int64_t tokens, past, heads, kv_heads, dim, window;
 };

@@ -6,6 +6,7 @@
 
 #include "lowbit/core/tensor.h"
 #include "lowbit/ops/position.h"
+#include "lowbit/ops/rope.h"
 
 namespace lowbit::ops {
 
@@ -19,5 +20,13 @@ namespace lowbit::ops {
 // the kernel runs: the work is split for the whole cache capacity then.
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window = 0);
+
+// One decoding step of attention straight from the stacked q/k/v projection
+// qkv [1, (q_heads + 2 kv_heads) * head_dim]: the same values as rope_qkv
+// (q rotated, k rotated and v written to cache row `position`) followed by
+// attention, in one pass (the rotated q is not stored). out: [1, q_heads *
+// head_dim]; the caches as for attention.
+void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
+                           Tensor& v_cache, Tensor& out, int64_t window = 0);
 
 }  // namespace lowbit::ops

@@ -213,6 +213,9 @@ class Decoder final : public CausalLM {
     Tensor qkv = ws_.qkv.rows(0, n), gate_up = ws_.gate_up.rows(0, n);
     Tensor q_heads = q.reshape({n, c.num_heads, c.head_dim});
     const ops::Position position = device_position ? ops::Position(past, ws_.position) : ops::Position(past);
+    // One token on the GPU: RoPE and attention in one kernel (one launch a
+    // layer fewer; the CPU would only run the two ops in turn).
+    const bool fused_decode = n == 1 && device_.is_cuda();
     ops::embedding(ids, embed_.table, h);
     ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
     // Rows [first, n) are the ones whose logits are asked for; after the last
@@ -220,9 +223,13 @@ class Decoder final : public CausalLM {
     const int64_t first = all_logits ? 0 : n - 1;
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
-      if (b.qkv.defined()) {
+      if (b.qkv.defined() && fused_decode) {
+        b.qkv.forward(x, qkv);
+        ops::rope_attention_decode(qkv, rope_, position, cache.keys[i], cache.values[i], attn, c.sliding_window);
+      } else if (b.qkv.defined()) {
         b.qkv.forward(x, qkv);
         ops::rope_qkv(qkv, rope_, position, q_heads, cache.keys[i], cache.values[i]);
+        ops::attention(q_heads, cache.keys[i], cache.values[i], position, attn, c.sliding_window);
       } else {
         // Keys and values go straight into the cache rows of these positions.
         Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
@@ -233,8 +240,8 @@ class Decoder final : public CausalLM {
         Tensor k_heads = k.reshape({n, c.num_kv_heads, c.head_dim});
         ops::apply_rope(q_heads, rope_, past);
         ops::apply_rope(k_heads, rope_, past);
+        ops::attention(q_heads, cache.keys[i], cache.values[i], position, attn, c.sliding_window);
       }
-      ops::attention(q_heads, cache.keys[i], cache.values[i], position, attn, c.sliding_window);
       b.o_proj.forward(attn, tmp);
       ops::add_rms_norm(h, tmp, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
       if (b.gate_up.defined()) {

@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <type_traits>
 
 #include "lowbit/core/tensor.h"
 #include "ops/cuda/ops_cuda.h"
@@ -44,7 +45,24 @@ struct AttentionParams {
   int64_t past, window;
   float scale;
   const int32_t* past_on_device;  // decoding: replaces past when set (a replayed CUDA graph)
+  // rope_attention_decode: the stacked projection [(heads + 2 kv_heads) * d]
+  // and the rope tables; q and key `past` come rotated from it, not from q/k.
+  const void* qkv = nullptr;
+  const float* cos_table = nullptr;
+  const float* sin_table = nullptr;
 };
+
+// Element col of a head of the stacked projection rotated for position pos,
+// rounded to T: what rope_qkv stores (the same products and roundings).
+template <typename T>
+__device__ __forceinline__ float rotated(const T* head, int col, int d, int64_t pos, const float* cos_table,
+                                         const float* sin_table) {
+  const int half = d / 2, i = col < half ? col : col - half;
+  const float c = round_to<T>(cos_table[pos * half + i]), s = round_to<T>(sin_table[pos * half + i]);
+  const float a = to_float(head[i]), b = to_float(head[i + half]);
+  return col < half ? round_to<T>(__fadd_rn(round_to<T>(__fmul_rn(a, c)), round_to<T>(__fmul_rn(-b, s))))
+                    : round_to<T>(__fadd_rn(round_to<T>(__fmul_rn(b, c)), round_to<T>(__fmul_rn(a, s))));
+}
 
 constexpr int kTile = 64;          // queries and keys per tile
 constexpr int kFlashThreads = 256;  // 16 x 16
@@ -178,7 +196,9 @@ constexpr int kDecodeWarps = 4;
 
 // One query (position past) per head; keys [key_lo, past] split in
 // gridDim.y chunks (empty ones write m = -inf, which the merge skips).
-template <typename T, int kMaxD>
+// kRope: q, and the key and value of position past, come from p.qkv (key and
+// value also written to the cache row by the group's first head, split 0).
+template <typename T, int kMaxD, bool kRope>
 __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(const AttentionParams p, float* partial) {
   constexpr int kCols = kMaxD / 32;
   __shared__ float warp_o[kDecodeWarps][kMaxD];
@@ -189,32 +209,49 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
   const T* q = static_cast<const T*>(p.q) + int64_t(h) * d;
   const T* k = static_cast<const T*>(p.k);
   const T* v = static_cast<const T*>(p.v);
+  const int64_t past = p.past_on_device ? int64_t(*p.past_on_device) : p.past;
+  const T* qkv = static_cast<const T*>(p.qkv);
+  const T* k_new = kRope ? qkv + int64_t(p.heads + kvh) * d : nullptr;
+  const T* v_new = kRope ? qkv + int64_t(p.heads + p.kv_heads + kvh) * d : nullptr;
   float qr[kCols], acc[kCols];
 #pragma unroll
   for (int c = 0; c < kCols; ++c) {
     const int col = lane + 32 * c;
-    qr[c] = col < d ? to_float(q[col]) : 0.0f;
+    if constexpr (kRope)
+      qr[c] = col < d ? rotated(qkv + int64_t(h) * d, col, d, past, p.cos_table, p.sin_table) : 0.0f;
+    else
+      qr[c] = col < d ? to_float(q[col]) : 0.0f;
     acc[c] = 0.0f;
   }
-  const int64_t past = p.past_on_device ? int64_t(*p.past_on_device) : p.past;
+  if (kRope && split == 0 && h % p.group == 0) {
+    // This step's key and value into the cache row (read by later steps).
+    T* kc = const_cast<T*>(k) + (past * p.kv_heads + kvh) * d;
+    T* vc = const_cast<T*>(v) + (past * p.kv_heads + kvh) * d;
+    for (int col = threadIdx.x; col < d; col += blockDim.x) {
+      kc[col] = from_float<T>(rotated(k_new, col, d, past, p.cos_table, p.sin_table));
+      vc[col] = v_new[col];
+    }
+  }
   const int64_t key_lo = p.window > 0 ? max(int64_t(0), past - p.window + 1) : 0;
   const int64_t chunk = (past + 1 - key_lo + splits - 1) / splits;
   const int64_t begin = key_lo + split * chunk, end = min(begin + chunk, past + 1);
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = begin + warp; j < end; j += kDecodeWarps) {
-    const T* kr = k + (j * p.kv_heads + kvh) * d;
+    const bool fresh = kRope && j == past;  // this step's key: from the projection
+    const T* kr = fresh ? k_new : k + (j * p.kv_heads + kvh) * d;
     float dot = 0.0f;
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
       const int col = lane + 32 * c;
-      if (col < d) dot = fmaf(qr[c], to_float(kr[col]), dot);
+      if (col < d)
+        dot = fmaf(qr[c], fresh ? rotated(k_new, col, d, past, p.cos_table, p.sin_table) : to_float(kr[col]), dot);
     }
     const float s = warp_sum(dot) * p.scale;
     const float m_new = fmaxf(m, s);
     const float corr = expf(m - m_new), pj = expf(s - m_new);
     l = l * corr + pj;
     m = m_new;
-    const T* vr = v + (j * p.kv_heads + kvh) * d;
+    const T* vr = fresh ? v_new : v + (j * p.kv_heads + kvh) * d;
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
       const int col = lane + 32 * c;
@@ -297,7 +334,7 @@ void launch_flash(const AttentionParams& p) {
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
-template <typename T, int kMaxD>
+template <typename T, int kMaxD, bool kRope>
 void launch_decode(const AttentionParams& p, int64_t capacity) {
   // Keys of this step, or at most (a captured step, position on the device).
   int64_t keys = p.past_on_device ? capacity : p.past + 1;
@@ -315,7 +352,7 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   if (splits > 1)
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
                                       size_t(p.heads) * splits * (p.d + 2) * sizeof(float), stream));
-  launch_dependent(decode_attention_kernel<T, kMaxD>, dim3(unsigned(p.heads), unsigned(splits)),
+  launch_dependent(decode_attention_kernel<T, kMaxD, kRope>, dim3(unsigned(p.heads), unsigned(splits)),
                    dim3(kDecodeWarps * 32), 0, stream, p, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (splits > 1) {
@@ -328,8 +365,20 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
 
 template <typename T, int kMaxD>
 void launch(const AttentionParams& p, int64_t capacity) {
-  if (p.tokens == 1) launch_decode<T, kMaxD>(p, capacity);
+  if (p.qkv) launch_decode<T, kMaxD, true>(p, capacity);
+  else if (p.tokens == 1) launch_decode<T, kMaxD, false>(p, capacity);
   else launch_flash<T, kMaxD>(p);
+}
+
+template <typename Fn>
+void with_head_dim(DType dtype, int d, Fn&& fn) {
+  if (d > 256) throw_error("ops::attention on CUDA: head_dim " + std::to_string(d) + " is above the supported 256");
+  dispatch_device_float(dtype, "ops::attention", [&](auto tag) {
+    using T = decltype(tag);
+    if (d <= 64) fn(T{}, std::integral_constant<int, 64>{});
+    else if (d <= 128) fn(T{}, std::integral_constant<int, 128>{});
+    else fn(T{}, std::integral_constant<int, 256>{});
+  });
 }
 
 }  // namespace
@@ -343,14 +392,23 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
                     past.on_device.defined() ? past.on_device.data<int32_t>() : nullptr};
   p.scale = 1.0f / sqrtf(float(p.d));
   if (p.tokens == 0 || p.heads == 0 || p.d == 0) return;
-  if (p.d > 256)
-    throw_error("ops::attention on CUDA: head_dim " + std::to_string(p.d) + " is above the supported 256");
-  dispatch_device_float(q.dtype(), "ops::attention", [&](auto tag) {
-    using T = decltype(tag);
-    const int64_t capacity = k_cache.dim(0);
-    if (p.d <= 64) launch<T, 64>(p, capacity);
-    else if (p.d <= 128) launch<T, 128>(p, capacity);
-    else launch<T, 256>(p, capacity);
+  with_head_dim(q.dtype(), p.d, [&](auto tag, auto max_d) {
+    launch<decltype(tag), decltype(max_d)::value>(p, k_cache.dim(0));
+  });
+}
+
+void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
+                           Tensor& v_cache, Tensor& out, int64_t window) {
+  use_device(qkv.device().index);
+  const int kv_heads = int(k_cache.dim(1)), d = int(k_cache.dim(2)), heads = int(out.dim(1) / d);
+  AttentionParams p{nullptr, k_cache.raw_data(), v_cache.raw_data(), out.raw_data(), 1, heads, kv_heads, d,
+                    heads / kv_heads, position.value, window, 1.0f / sqrtf(float(d)),
+                    position.on_device.defined() ? position.on_device.data<int32_t>() : nullptr};
+  p.qkv = qkv.raw_data();
+  p.cos_table = tables.cos.data<float>();
+  p.sin_table = tables.sin.data<float>();
+  with_head_dim(qkv.dtype(), d, [&](auto tag, auto max_d) {
+    launch<decltype(tag), decltype(max_d)::value>(p, k_cache.dim(0));
   });
 }
 

@@ -27,5 +27,7 @@ void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams&
 void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position);
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window);
+void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
+                           Tensor& v_cache, Tensor& out, int64_t window);
 
 }  // namespace lowbit::ops::cuda
