@@ -72,6 +72,17 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t s
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
+// Streaming multiprocessors of the first device asked (kept for the process).
+inline int multiprocessors() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    return sms;
+  }();
+  return count;
+}
+
 // One cuBLAS handle per host thread and device, created on first use.
 cublasHandle_t cublas_handle();
 

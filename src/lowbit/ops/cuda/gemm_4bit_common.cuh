@@ -186,4 +186,20 @@ __device__ __forceinline__ float decode_scale(const Params& p, const float* nest
   }
 }
 
+// Two code pairs times the pair (absmax, absmax), rounded to T: the weights
+// as bitsandbytes dequantizes them, up to the rounding of absmax to T.
+template <typename T> __device__ __forceinline__ uint32_t scale_codes(uint32_t codes, uint32_t scale);
+template <> __device__ __forceinline__ uint32_t scale_codes<__nv_bfloat16>(uint32_t codes, uint32_t scale) {
+  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&codes),
+                                   *reinterpret_cast<const __nv_bfloat162*>(&scale));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+template <> __device__ __forceinline__ uint32_t scale_codes<__half>(uint32_t codes, uint32_t scale) {
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&codes), *reinterpret_cast<const __half2*>(&scale));
+  return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+// 32-bit word i of a 16-byte load.
+__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
+
 }  // namespace lowbit::ops::cuda::fused4

@@ -80,21 +80,6 @@ template <typename T> __device__ __forceinline__ uint32_t scale_pair(float v);
 template <> __device__ __forceinline__ uint32_t scale_pair<__nv_bfloat16>(float v) { return pack_pair<__nv_bfloat16>(v, v); }
 template <> __device__ __forceinline__ uint32_t scale_pair<__half>(float v) { return pack_pair<__half>(v, v); }
 
-// Two code pairs times the pair (absmax, absmax), rounded to T: the weights
-// as bitsandbytes dequantizes them, up to the rounding of absmax to T.
-template <typename T> __device__ __forceinline__ uint32_t scale_codes(uint32_t codes, uint32_t scale);
-template <> __device__ __forceinline__ uint32_t scale_codes<__nv_bfloat16>(uint32_t codes, uint32_t scale) {
-  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&codes),
-                                   *reinterpret_cast<const __nv_bfloat162*>(&scale));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <> __device__ __forceinline__ uint32_t scale_codes<__half>(uint32_t codes, uint32_t scale) {
-  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&codes), *reinterpret_cast<const __half2*>(&scale));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-
 template <typename T, int NB, bool kNested>
 __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params p, const int split_k) {
   constexpr int U = kUnroll<NB>;

@@ -110,20 +110,6 @@ template <> __device__ __forceinline__ void mma_16816<__half>(float c[4], const 
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// Code pair times (scale, scale), rounded to T.
-template <typename T> __device__ __forceinline__ uint32_t scale_codes(uint32_t codes, uint32_t scale);
-template <> __device__ __forceinline__ uint32_t scale_codes<__nv_bfloat16>(uint32_t codes, uint32_t scale) {
-  const __nv_bfloat162 r = __hmul2(*reinterpret_cast<const __nv_bfloat162*>(&codes),
-                                   *reinterpret_cast<const __nv_bfloat162*>(&scale));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-template <> __device__ __forceinline__ uint32_t scale_codes<__half>(uint32_t codes, uint32_t scale) {
-  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&codes), *reinterpret_cast<const __half2*>(&scale));
-  return *reinterpret_cast<const uint32_t*>(&r);
-}
-
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-
 // 16 bytes global -> shared without registers; src_bytes 0 fills zeros
 // (rows past m, k past its end). No L2 eviction hint: CUDA 13's ptxas
 // miscompiles cp.async with a fractional cache policy (an illegal

@@ -281,16 +281,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   }
 }
 
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
 template <typename Cfg>
 void launch(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
             DType bias_dtype, const void* bias, void* out, cudaStream_t stream) {

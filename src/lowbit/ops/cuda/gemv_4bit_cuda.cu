@@ -94,8 +94,6 @@ template <> __device__ __forceinline__ float2 unpack<__half>(uint32_t v) {
   return __half22float2(*reinterpret_cast<const __half2*>(&v));
 }
 
-__device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
-
 // Sums each of v[0..N) over the warp (N a power of two <= 32). Each step
 // sends half of the remaining values and keeps the other half, so lane L ends
 // with the total of value L >> (5 - log2 N).

@@ -181,16 +181,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-int multiprocessors() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    return sms;
-  }();
-  return count;
-}
-
 template <int kRows>
 void launch(DType dtype, const void* x, const int8_t* w, const float* scb, int64_t n, int64_t k, DType bias_dtype,
             const void* bias, float threshold, void* out, cudaStream_t stream) {
