@@ -226,6 +226,29 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     for (int ks : {0, 1, 2, 4, 8}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kMma, m, ks));
   }
   std::printf(" us\n");
+  // Batch 1: the GEMV with x staged in shared memory against x read through
+  // L1 (the default), and with a decoding step's fused inputs (an RMSNorm of x,
+  // SwiGLU of [x | x'], the output added to out).
+  if (lowbit::ops::cuda::fused4::gemv_fused_supported(DType::BF16, q.plain[0], x)) {
+    namespace fused4 = lowbit::ops::cuda::fused4;
+    const auto gemv = [&](int i) { lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.plain[i], nullptr, out); };
+    fused4::set_gemv_staging(true);
+    const double staged = time_us(q_copies, gemv);
+    fused4::set_gemv_staging(false);
+    const double unstaged = time_us(q_copies, gemv);
+    const auto fused = [&](fused4::GemvInput::Kind kind, bool accumulate) {
+      fused4::GemvInput in;
+      in.kind = kind;
+      in.norm_weight = x;
+      in.eps = 1e-5f;
+      in.accumulate = accumulate;
+      return time_us(q_copies, [&](int i) { fused4::gemv_fused(DType::BF16, x, q.plain[i], nullptr, in, out, nullptr); });
+    };
+    std::printf("gemv m1: x staged %.1f us, through L1 %.1f us; rmsnorm prologue %.1f us", staged, unstaged,
+                fused(fused4::GemvInput::kRmsNorm, false));
+    if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(fused4::GemvInput::kSwiGLU, true));
+    std::printf("\n");
+  }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
   if (opt.int8) {
     const int i8_copies = copies_for(size_t(numel));

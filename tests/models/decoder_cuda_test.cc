@@ -161,6 +161,35 @@ TEST(DecoderCuda, GraphReplayEqualsEagerSteps) {
   }
 }
 
+// With 4-bit layers, one-token steps on the GPU run each norm, SwiGLU and
+// residual add inside the projections' GEMVs; LOWBIT_FUSED_DECODE=0 runs the
+// ops in turn. Both give the same logits bit for bit (captured or eager).
+TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  const std::vector<int32_t> ids = {1, 17, 33, 2, 90, 5, 64, 12, 7, 41, 3, 99};
+  engine::QuantizeOnLoad nf4;
+  nf4.double_quant = true;
+  const auto gpu = engine::load_model(models_dir() / "shakespeare-llama",
+                                      {.dtype = DType::BF16, .quantize = nf4, .device = Device::cuda(0)});
+  const auto steps = [&](const char* fused, const char* graphs) {
+    setenv("LOWBIT_FUSED_DECODE", fused, 1);
+    setenv("LOWBIT_CUDA_GRAPHS", graphs, 1);
+    auto cache = gpu->make_cache(int64_t(ids.size()));
+    gpu->forward(std::span(ids).first(3), cache, false);
+    std::vector<float> all;
+    for (size_t t = 3; t < ids.size(); ++t) {
+      const auto got = testing::to_floats(gpu->forward(std::span(ids).subspan(t, 1), cache, false));
+      all.insert(all.end(), got.begin(), got.end());
+    }
+    return all;
+  };
+  const auto in_turn = steps("0", "0"), fused_eager = steps("1", "0"), fused_graph = steps("1", "1");
+  unsetenv("LOWBIT_FUSED_DECODE");
+  unsetenv("LOWBIT_CUDA_GRAPHS");
+  EXPECT_TRUE(in_turn == fused_eager);
+  EXPECT_TRUE(in_turn == fused_graph);
+}
+
 TEST(DecoderCuda, CacheOfAnotherDeviceIsRefused) {
   LOWBIT_REQUIRE_CUDA();
   const auto gpu = engine::load_model(golden_dir() / "dev-llama/fp32", {.device = Device::cuda(0)});

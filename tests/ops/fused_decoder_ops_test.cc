@@ -5,8 +5,10 @@
 #include <random>
 
 #include "lowbit/ops/elementwise.h"
+#include "lowbit/ops/linear.h"
 #include "lowbit/ops/norm.h"
 #include "lowbit/ops/rope.h"
+#include "lowbit/quant/blockwise.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -70,6 +72,54 @@ TEST(FusedDecoderOps, RopeQkvSplitsAndRotates) {
     EXPECT_TRUE(same_bytes(k_cache.rows(past, past + tokens).clone(), k_want)) << dtype_name(dtype);
     EXPECT_TRUE(same_bytes(v_cache.rows(past, past + tokens).clone(), v_want)) << dtype_name(dtype);
     EXPECT_THROW(ops::rope_qkv(qkv, tables, capacity - 1, q, k_cache, v_cache), Error);
+  }
+}
+
+// linear_4bit_fused on the CPU is the ops in turn: rms_norm or swiglu of src,
+// linear_4bit, then add into out; the input width is checked.
+TEST(FusedDecoderOps, Linear4bitFusedIsTheOpsInTurn) {
+  const DType dtype = DType::BF16;
+  const int64_t n = 24, k = 64;
+  quant::QuantState state;
+  ops::Blockwise4bitWeight w;
+  w.packed = quant::quantize_4bit(random_tensor({n, k}, dtype, 20), quant::QuantType::NF4, 64, false, state);
+  w.absmax = quant::dequantize_nested_absmax(state);
+  w.code = state.code;
+  w.out_features = n;
+  w.in_features = k;
+  const Tensor norm_weight = random_tensor({k}, dtype, 21);
+  for (auto input : {ops::LinearFusion::Input::Plain, ops::LinearFusion::Input::RmsNorm,
+                     ops::LinearFusion::Input::SwiGLU}) {
+    ops::LinearFusion f;
+    f.input = input;
+    f.norm_weight = norm_weight;
+    f.eps = 1e-5f;
+    f.accumulate = true;
+    const bool swiglu = input == ops::LinearFusion::Input::SwiGLU;
+    const Tensor src = random_tensor({2, swiglu ? 2 * k : k}, dtype, 22);
+    const Tensor out0 = random_tensor({2, n}, dtype, 23);
+    Tensor x = Tensor::empty({2, k}, dtype), y = Tensor::empty({2, n}, dtype), want = out0.clone();
+    if (input == ops::LinearFusion::Input::Plain) x = src;
+    else if (swiglu) ops::swiglu(src, x);
+    else ops::rms_norm(src, norm_weight, f.eps, x);
+    ops::linear_4bit(x, w, Tensor{}, y);
+    ops::add(want, y, want);
+    Tensor got = out0.clone();
+    EXPECT_FALSE(ops::linear_4bit_fuses(src, w, Tensor{}, f, got));
+    ops::linear_4bit_fused(src, w, Tensor{}, f, got);
+    EXPECT_TRUE(same_bytes(got, want)) << int(input);
+    f.accumulate = false;
+    ops::linear_4bit_fused(src, w, Tensor{}, f, got);
+    EXPECT_TRUE(same_bytes(got, y)) << int(input);
+  }
+  ops::LinearFusion f;
+  f.input = ops::LinearFusion::Input::SwiGLU;
+  Tensor out = Tensor::empty({1, n}, dtype);
+  try {
+    ops::linear_4bit_fused(random_tensor({1, k}, dtype, 24), w, Tensor{}, f, out);
+    ADD_FAILURE() << "a SwiGLU input of the weight's width was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[tokens, 128]"), std::string::npos) << e.what();
   }
 }
 

@@ -44,6 +44,11 @@ class Linear {
   // x [tokens, in] in the compute dtype -> [tokens, out] in the same dtype.
   Tensor forward(const Tensor& x) const;
   void forward(const Tensor& x, Tensor& out) const;
+  // With a decoding step's fusions (ops::LinearFusion): the input made from
+  // src, the output stored or added to out. One kernel where fuses() says so
+  // (4-bit weights, one row on the GPU); otherwise the ops in turn.
+  void forward(const Tensor& src, const ops::LinearFusion& f, Tensor& out) const;
+  bool fuses(const Tensor& src, const ops::LinearFusion& f, const Tensor& out) const;
 
  private:
   struct Int8Weight {

@@ -40,6 +40,33 @@ struct Blockwise4bitWeight {
 // accumulation, the output rounded to the compute dtype and then to x's dtype.
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
 
+// The fusions of a decoding step around a linear layer: its input made from
+// `src` as it is read, and its output added to what `out` holds.
+struct LinearFusion {
+  enum class Input {
+    Plain,    // x = src
+    RmsNorm,  // x = rms_norm(src, norm_weight, eps)
+    SwiGLU,   // x = swiglu(src): src = [tokens, 2 * in] (gate | up)
+  };
+  Input input = Input::Plain;
+  Tensor norm_weight;  // RmsNorm: [in]
+  float eps = 0.0f;
+  bool accumulate = false;  // out = out + y (ops::add) instead of out = y
+};
+
+// The activation rows a fused linear reads: src, or the op of f.input on it
+// (a new tensor).
+Tensor fused_linear_input(const Tensor& src, const LinearFusion& f);
+
+// y = linear_4bit(x, w, bias) with x made from src as f says, then out = y or
+// out + y: the same bits as those ops in turn. One row on the GPU runs as one
+// kernel where linear_4bit_fuses says so (the GEMV makes x in shared memory
+// and adds into out); otherwise the ops run in turn.
+void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
+                       Tensor& out);
+bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
+                       const Tensor& out);
+
 // LLM.int8 (bitsandbytes' MatMul8bitLt, f16 compute): x is quantized row-wise
 // to int8 ignoring |x| >= threshold; the int8 product accumulates in int32 and
 // is scaled by row_stat * SCB / 127^2 (+ bias) and rounded to the output dtype;

@@ -217,10 +217,27 @@ class Decoder final : public CausalLM {
     // layer fewer; the CPU would only run the two ops in turn).
     const bool fused_decode = n == 1 && device_.is_cuda();
     ops::embedding(ids, embed_.table, h);
-    ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
     // Rows [first, n) are the ones whose logits are asked for; after the last
     // attention only they go on.
     const int64_t first = all_logits ? 0 : n - 1;
+    if (fused_decode && linears_fuse(h, attn, qkv, gate_up)) {
+      // Each norm, SwiGLU and residual add runs inside the projection that
+      // reads or writes it: four GEMVs and the attention a layer.
+      ops::LinearFusion add_out, swiglu_add;
+      add_out.accumulate = swiglu_add.accumulate = true;
+      swiglu_add.input = ops::LinearFusion::Input::SwiGLU;
+      for (size_t i = 0; i < blocks_.size(); ++i) {
+        const Block& b = blocks_[i];
+        b.qkv.forward(h, norm_input(b.input_norm), qkv);
+        ops::rope_attention_decode(qkv, rope_, position, cache.keys[i], cache.values[i], attn, c.sliding_window);
+        b.o_proj.forward(attn, add_out, h);
+        b.gate_up.forward(h, norm_input(b.post_attention_norm), gate_up);
+        b.down_proj.forward(gate_up, swiglu_add, h);
+      }
+      ops::rms_norm(h, norm_.weight, norm_.eps, x);
+      return finish(n, past, first, x, cache);
+    }
+    ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
       if (b.qkv.defined() && fused_decode) {
@@ -259,12 +276,41 @@ class Decoder final : public CausalLM {
       Tensor h_rows = last ? h.rows(first, n) : h, x_rows = last ? x.rows(first, n) : x;
       ops::add_rms_norm(h_rows, last ? tmp.rows(first, n) : tmp, next.weight, next.eps, x_rows);
     }
+    return finish(n, past, first, x, cache);
+  }
+
+  // The logits of rows [first, n) from the final norm's output x.
+  Tensor finish(int64_t n, int64_t past, int64_t first, const Tensor& x, KVCache& cache) const {
     cache.length = past + n;
     const int64_t out_rows = n - first;
     ensure_logits(out_rows);
     Tensor logits = ws_.logits.rows(0, out_rows);
     lm_head_.forward(x.rows(first, n), logits);
     return logits;
+  }
+
+  static ops::LinearFusion norm_input(const nn::RMSNorm& norm) {
+    ops::LinearFusion f;
+    f.input = ops::LinearFusion::Input::RmsNorm;
+    f.norm_weight = norm.weight;
+    f.eps = norm.eps;
+    return f;
+  }
+
+  // Whether every layer's projections run with their fusions as single
+  // kernels (stacked 4-bit q/k/v and gate/up on the GPU, one row);
+  // LOWBIT_FUSED_DECODE=0 runs the ops in turn (to compare).
+  bool linears_fuse(const Tensor& h, const Tensor& attn, const Tensor& qkv, const Tensor& gate_up) const {
+    const char* v = std::getenv("LOWBIT_FUSED_DECODE");
+    if (v && std::strcmp(v, "0") == 0) return false;
+    ops::LinearFusion add_out, swiglu_add;
+    add_out.accumulate = swiglu_add.accumulate = true;
+    swiglu_add.input = ops::LinearFusion::Input::SwiGLU;
+    return std::all_of(blocks_.begin(), blocks_.end(), [&](const Block& b) {
+      return b.qkv.defined() && b.gate_up.defined() && b.qkv.fuses(h, norm_input(b.input_norm), qkv) &&
+             b.o_proj.fuses(attn, add_out, h) && b.gate_up.fuses(h, norm_input(b.post_attention_norm), gate_up) &&
+             b.down_proj.fuses(gate_up, swiglu_add, h);
+    });
   }
 
 

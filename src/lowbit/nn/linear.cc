@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "lowbit/ops/elementwise.h"
 #include "lowbit/quant/formats.h"
 
 namespace lowbit::nn {
@@ -160,6 +161,21 @@ void Linear::forward(const Tensor& x, Tensor& out) const {
   if (auto* d = std::get_if<Tensor>(&weight_)) return ops::linear(x, *d, bias_, out);
   if (auto* q = std::get_if<Int8Weight>(&weight_)) return ops::linear_int8(x, q->codes, q->scb, bias_, q->threshold, out);
   return ops::linear_4bit(x, std::get<ops::Blockwise4bitWeight>(weight_), bias_, out);
+}
+
+void Linear::forward(const Tensor& src, const ops::LinearFusion& f, Tensor& out) const {
+  LOWBIT_CHECK(defined(), "Linear: forward on an empty layer");
+  if (auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_)) return ops::linear_4bit_fused(src, *q, bias_, f, out);
+  const Tensor x = ops::fused_linear_input(src, f);
+  if (!f.accumulate) return forward(x, out);
+  Tensor y = Tensor::empty(out.shape(), out.dtype(), out.device());
+  forward(x, y);
+  ops::add(out, y, out);
+}
+
+bool Linear::fuses(const Tensor& src, const ops::LinearFusion& f, const Tensor& out) const {
+  auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_);
+  return q && ops::linear_4bit_fuses(src, *q, bias_, f, out);
 }
 
 }  // namespace lowbit::nn

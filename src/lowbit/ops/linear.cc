@@ -1,5 +1,8 @@
 #include "lowbit/ops/linear.h"
 
+#include "lowbit/ops/elementwise.h"
+#include "lowbit/ops/norm.h"
+
 #include "ops/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
 #ifdef LOWBIT_WITH_CUDA
@@ -21,6 +24,21 @@ void check_io(std::string_view op, const Tensor& x, int64_t in, int64_t out_feat
   detail::expect_dtype(op, "out", out, x.dtype());
 }
 
+void check_4bit_weight(const Blockwise4bitWeight& w) {
+  const int64_t n = w.out_features * w.in_features;
+  LOWBIT_CHECK(w.out_features > 0 && w.in_features > 0, "ops::linear_4bit: empty weight shape [{}, {}]",
+               w.out_features, w.in_features);
+  LOWBIT_CHECK(w.blocksize > 0, "ops::linear_4bit: blocksize must be positive, got {}", w.blocksize);
+  LOWBIT_CHECK(w.packed.dtype() == DType::U8 && w.packed.numel() == (n + 1) / 2,
+               "ops::linear_4bit: packed must hold {} u8 values for a [{}, {}] weight, got {}", (n + 1) / 2,
+               w.out_features, w.in_features, w.packed.describe());
+  LOWBIT_CHECK(w.absmax.dtype() == DType::F32 && w.absmax.numel() == (n + w.blocksize - 1) / w.blocksize,
+               "ops::linear_4bit: absmax must be f32 [{}], got {}", (n + w.blocksize - 1) / w.blocksize,
+               w.absmax.describe());
+  LOWBIT_CHECK(w.code.dtype() == DType::F32 && w.code.numel() == 16, "ops::linear_4bit: code must be f32 [16], got {}",
+               w.code.describe());
+}
+
 }  // namespace
 
 void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
@@ -34,22 +52,63 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& o
 
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
   constexpr std::string_view op = "linear_4bit";
-  const int64_t n = w.out_features * w.in_features;
-  LOWBIT_CHECK(w.out_features > 0 && w.in_features > 0, "ops::linear_4bit: empty weight shape [{}, {}]",
-               w.out_features, w.in_features);
-  LOWBIT_CHECK(w.blocksize > 0, "ops::linear_4bit: blocksize must be positive, got {}", w.blocksize);
-  LOWBIT_CHECK(w.packed.dtype() == DType::U8 && w.packed.numel() == (n + 1) / 2,
-               "ops::linear_4bit: packed must hold {} u8 values for a [{}, {}] weight, got {}", (n + 1) / 2,
-               w.out_features, w.in_features, w.packed.describe());
-  LOWBIT_CHECK(w.absmax.dtype() == DType::F32 && w.absmax.numel() == (n + w.blocksize - 1) / w.blocksize,
-               "ops::linear_4bit: absmax must be f32 [{}], got {}", (n + w.blocksize - 1) / w.blocksize,
-               w.absmax.describe());
-  LOWBIT_CHECK(w.code.dtype() == DType::F32 && w.code.numel() == 16, "ops::linear_4bit: code must be f32 [16], got {}",
-               w.code.describe());
+  check_4bit_weight(w);
   check_io(op, x, w.in_features, w.out_features, bias, out);
   detail::on_device(op, detail::common_device(op, {&x, &w.packed, &w.absmax, &bias, &out}),
                     [&] { cpu::linear_4bit(x, w, bias, out); },
                     LOWBIT_CUDA_BODY(cuda::linear_4bit(x, w, bias, out)));
+}
+
+Tensor fused_linear_input(const Tensor& src, const LinearFusion& f) {
+  LOWBIT_CHECK(src.ndim() == 2, "ops::linear (fused): the input must be [tokens, features], got {}", src.describe());
+  switch (f.input) {
+    case LinearFusion::Input::Plain: return src;
+    case LinearFusion::Input::RmsNorm: {
+      Tensor x = Tensor::empty(src.shape(), src.dtype(), src.device());
+      rms_norm(src, f.norm_weight, f.eps, x);
+      return x;
+    }
+    case LinearFusion::Input::SwiGLU: {
+      LOWBIT_CHECK(src.dim(1) % 2 == 0, "ops::linear (fused): a SwiGLU input must hold gate and up, got {}",
+                   src.describe());
+      Tensor x = Tensor::empty({src.dim(0), src.dim(1) / 2}, src.dtype(), src.device());
+      swiglu(src, x);
+      return x;
+    }
+  }
+  return src;
+}
+
+bool linear_4bit_fuses([[maybe_unused]] const Tensor& src, [[maybe_unused]] const Blockwise4bitWeight& w,
+                       [[maybe_unused]] const Tensor& bias, [[maybe_unused]] const LinearFusion& f,
+                       [[maybe_unused]] const Tensor& out) {
+#ifdef LOWBIT_WITH_CUDA
+  return src.device().is_cuda() && out.device() == src.device() && cuda::linear_4bit_fuses(src, w, bias, f, out);
+#else
+  return false;
+#endif
+}
+
+void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
+                       Tensor& out) {
+  const int64_t in = f.input == LinearFusion::Input::SwiGLU ? 2 * w.in_features : w.in_features;
+  LOWBIT_CHECK(src.ndim() == 2 && src.dim(1) == in, "ops::linear_4bit (fused): the input must be [tokens, {}], got {}",
+               in, src.describe());
+  if (f.input == LinearFusion::Input::RmsNorm)
+    detail::expect_shape("linear_4bit (fused)", "norm weight", f.norm_weight, {w.in_features});
+  check_4bit_weight(w);
+  if (linear_4bit_fuses(src, w, bias, f, out)) {
+    check_io("linear_4bit (fused)", src, in, w.out_features, bias, out);
+#ifdef LOWBIT_WITH_CUDA
+    cuda::linear_4bit_fused(src, w, bias, f, out);
+#endif
+    return;
+  }
+  const Tensor x = fused_linear_input(src, f);
+  if (!f.accumulate) return linear_4bit(x, w, bias, out);
+  Tensor y = Tensor::empty(out.shape(), out.dtype(), out.device());
+  linear_4bit(x, w, bias, y);
+  add(out, y, out);
 }
 
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,

@@ -56,6 +56,19 @@ inline cudaStream_t current_stream() { return static_cast<cudaStream_t>(current_
 // the dependency.
 __device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 
+// Lets the next programmatic dependent on the stream launch before this
+// kernel ends: its blocks take the SM slots that this grid's blocks free and
+// run their part before wait_for_previous_grid during this kernel's tail.
+// Only for grids whose blocks are all resident from the start (persistent):
+// waiting dependents must not hold slots that this grid's later blocks need.
+__device__ __forceinline__ void allow_dependent_launch() { asm volatile("griddepcontrol.launch_dependents;"); }
+
+// Starts fetching [p, p + bytes) into L2 (16-byte aligned, bytes a multiple
+// of 16): data read soon, requested before a kernel may read anything else.
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+}
+
 template <typename... Params, typename... Args>
 void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
                       Args&&... args) {

@@ -19,6 +19,28 @@ bool gemv_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
 void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
           cudaStream_t stream);
 
+// The one activation row of a fused GEMV (a decoding step's fusions,
+// ops::linear_4bit_fused): each block makes x in shared memory from `src` (x
+// itself, RMSNorm(src) with norm_weight, or SwiGLU of src = [gate | up]), with
+// the bits of ops::rms_norm / ops::swiglu; the output is stored, or added to
+// `out` as ops::add adds it (accumulate: out = out + y, y rounded first).
+struct GemvInput {
+  enum Kind { kPlain, kRmsNorm, kSwiGLU };
+  Kind kind = kPlain;
+  const void* norm_weight = nullptr;  // kRmsNorm: [k] in x's dtype
+  float eps = 0.0f;
+  bool accumulate = false;
+};
+// Rows of up to this many values are made in shared memory (36 KB of bf16).
+constexpr int64_t kGemvStagedMaxK = 18432;
+// One row (m = 1), what gemv takes, k <= kGemvStagedMaxK; src 16-byte aligned.
+bool gemv_fused_supported(DType dtype, const Packed4bit& w, const void* src);
+void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* bias, const GemvInput& in, void* out,
+                cudaStream_t stream);
+// Benchmarks and tests: true stages the row of plain one-row GEMVs in shared
+// memory too (by default they read it through L1).
+void set_gemv_staging(bool on);
+
 // Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,
 // k % 128 == 0, power-of-two blocksize >= 32, x and packed 16-byte aligned.
 constexpr int64_t kMmaMaxBatch = 16;

@@ -38,11 +38,14 @@
 // resident. Shared memory: 64 KB table + 1 KB nested map + the unit sums
 // (kMaxUnits x R x m floats). docs/cuda.md has the measurements.
 #include <algorithm>
+#include <cstdlib>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
+#include "ops/cuda/reduce_cuda.h"
+#include "ops/cuda/rms_norm_cuda.h"
 
 namespace lowbit::ops::cuda::fused4 {
 namespace {
@@ -126,6 +129,7 @@ struct Split {
   int slices;      // k slices a group
   int chunks;      // chunks of k (the last may be partial)
   int64_t groups_per_round;
+  uint32_t prefetch_bytes;  // weight bytes of a block's first rows fetched into L2 before the wait
 };
 
 template <int R>
@@ -135,27 +139,129 @@ struct Stage {
   uint32_t block[R];  // absmax block of each row (read by the nested decode only)
 };
 
-template <typename T, int M, bool kNested, int C>
+// The kernels' view of GemvInput (the norm's thread count comes from the host).
+struct InputParams {
+  int kind;
+  const void* norm_weight;
+  float eps;
+  int norm_threads;  // rms_norm_layout(k).threads: the norm kernel's sum order
+  bool accumulate;
+};
+
+// A staged row is k values in 16-byte chunks (8 values), chunk c stored at
+// c ^ ((c >> 3) & 7): lane L reads chunk 4 (32 j + L) + i in one instruction
+// (i = 0..3), and the XOR sends the 8 lanes of each quarter warp to 8
+// different bank groups (unswizzled, two lanes in four share one).
+constexpr int kStageBytes = int(kGemvStagedMaxK) * 2;
+__device__ __forceinline__ uint32_t staged_chunk(uint32_t c) { return c ^ ((c >> 3) & 7u); }
+
+__device__ __forceinline__ uint4 load_shared16(uint32_t address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
+  return v;
+}
+
+// Calls fn(c, load(c)) for the 16-byte chunks c < chunks a thread owns (c =
+// threadIdx.x + j * blockDim.x), kBatch loads in flight at a time: a row
+// costs one or two memory round trips, not one a chunk.
+template <int kBatch, typename Load, typename Fn>
+__device__ __forceinline__ void for_chunks(int chunks, Load load, Fn fn) {
+  for (int c0 = threadIdx.x; c0 < chunks; c0 += kBatch * blockDim.x) {
+    decltype(load(0)) v[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (c0 + b * int(blockDim.x) < chunks) v[b] = load(c0 + b * int(blockDim.x));
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b)
+      if (c0 + b * int(blockDim.x) < chunks) fn(c0 + b * int(blockDim.x), v[b]);
+  }
+}
+
+struct ChunkPair {
+  uint4 a, b;
+};
+
+// Makes the activation row in shared memory from p.x as `in` says, with the
+// roundings of the ops it replaces: RMSNorm copies the row in, sums the
+// squares in the order of the norm kernel for this length (virtual threads of
+// rms_norm_layout, each warp's butterfly, then the warps' sums) and scales it
+// in place; SwiGLU computes silu as ops::swiglu. `scratch`: 32 floats. Ends
+// with a barrier.
+template <typename T, int kWarps>
+__device__ void stage_input(const Params& p, const InputParams& in, uint4* stage, float* scratch) {
+  const int chunks = int(p.k / 8);
+  const uint4* src = static_cast<const uint4*>(p.x);
+  const auto load_src = [&](int c) { return __ldg(src + c); };
+  if (in.kind == GemvInput::kRmsNorm) {
+    for_chunks<4>(chunks, load_src, [&](int c, uint4 v) { stage[staged_chunk(c)] = v; });
+    __syncthreads();
+    const T* row = reinterpret_cast<const T*>(stage);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, vt = in.norm_threads, dim = int(p.k);
+    for (int vw = warp; vw < vt / 32; vw += kWarps) {
+      float sum = 0.0f;
+#pragma unroll 4
+      for (int i = vw * 32 + lane; i < dim; i += vt) {
+        const float v = to_float(row[staged_chunk(uint32_t(i) >> 3) * 8 + (i & 7)]);
+        sum = fmaf(v, v, sum);
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) scratch[vw] = sum;
+    }
+    __syncthreads();
+    const float inv = rms_inverse(warp_sum(lane < vt / 32 ? scratch[lane] : 0.0f), dim, in.eps);
+    const uint4* weight = static_cast<const uint4*>(in.norm_weight);
+    for_chunks<4>(chunks, [&](int c) { return __ldg(weight + c); }, [&](int c, uint4 wv) {
+      uint4& slot = stage[staged_chunk(c)];
+      const uint4 hv = slot;
+      uint32_t o[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 x = unpack<T>(word(hv, j)), w = unpack<T>(word(wv, j));
+        o[j] = pack_pair<T>(__fmul_rn(w.x, round_to<T>(__fmul_rn(x.x, inv))),
+                            __fmul_rn(w.y, round_to<T>(__fmul_rn(x.y, inv))));
+      }
+      slot = make_uint4(o[0], o[1], o[2], o[3]);
+    });
+  } else if (in.kind == GemvInput::kSwiGLU) {
+    const auto load_pair = [&](int c) { return ChunkPair{__ldg(src + c), __ldg(src + chunks + c)}; };
+    for_chunks<4>(chunks, load_pair, [&](int c, const ChunkPair& v) {
+      uint32_t o[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 g = unpack<T>(word(v.a, j)), u = unpack<T>(word(v.b, j));
+        o[j] = pack_pair<T>(__fmul_rn(round_to<T>(__fdiv_rn(g.x, __fadd_rn(1.0f, expf(-g.x)))), u.x),
+                            __fmul_rn(round_to<T>(__fdiv_rn(g.y, __fadd_rn(1.0f, expf(-g.y)))), u.y));
+      }
+      stage[staged_chunk(c)] = make_uint4(o[0], o[1], o[2], o[3]);
+    });
+  } else {
+    for_chunks<4>(chunks, load_src, [&](int c, uint4 v) { stage[staged_chunk(c)] = v; });
+  }
+  __syncthreads();
+}
+
+// kStaged (m = 1): the activation row is made in shared memory first
+// (stage_input) and read from there; otherwise it is read through L1.
+template <typename T, int M, bool kNested, int C, bool kStaged>
 __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks)
-    gemv_4bit_kernel(const Params p, const Split sp) {
+    gemv_4bit_kernel(const Params p, const Split sp, const InputParams in) {
   constexpr int kWarps = kConfigs[C].warps, R = kConfigs[C].rows;
   constexpr int MP = pad_pow2(M);  // sums a row carries, padded for the reduction
   constexpr int N = R * MP;
+  static_assert(!kStaged || M == 1, "a staged row is one activation row");
   extern __shared__ __align__(16) uint32_t smem[];
   __shared__ int slice_first[17];  // first chunk of each slice, then the end
   const int S = sp.slices;
   if (threadIdx.x <= unsigned(S)) slice_first[threadIdx.x] = int(threadIdx.x) * sp.chunks / S;
-  float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);  // ends with a barrier
-  // Launched as a programmatic dependent (it may start while the previous
-  // kernel finishes): the tables come from the weight's constant code maps and
-  // are built meanwhile; activations are read, and the output written, only
-  // after that kernel's results are visible.
-  wait_for_previous_grid();
-  float* red = nested_map + 256;  // [unit][N] partial sums of a round
+  __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t lane4 = uint32_t(lane) * 4;
   const uint32_t table = shared_address(smem);
+  float* const nested_map = reinterpret_cast<float*>(smem + kPairTableWords);
+  float* const red = nested_map + 256;  // [unit][N] partial sums of a round
+  uint4* const stage = reinterpret_cast<uint4*>(red + kMaxUnits * N);
+  const uint32_t stage_address = shared_address(stage);
   const int64_t segs = p.k / kSeg;
   const int64_t x_row = p.k / 8;  // 16-byte words of an activation row
   // A warp's units advance by kWarps: that many slices, carried into groups.
@@ -164,105 +270,144 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
 
   const int64_t g_lo = int64_t(blockIdx.x) * sp.groups / gridDim.x;
   const int64_t g_hi = int64_t(blockIdx.x + 1) * sp.groups / gridDim.x;
-  for (int64_t g_round = g_lo; g_round < g_hi; g_round += sp.groups_per_round) {
-    const int groups = int(g_hi - g_round < sp.groups_per_round ? g_hi - g_round : sp.groups_per_round);
+  int64_t g_round = g_lo;
+  int groups = 0;  // row groups of this round
 
-    // Step state: unit (group g, slice sl), chunk c of [c, c_end); e[r]: the
-    // element this lane loads next in row r (32-bit: n * k < 2^32), advanced
-    // by a chunk each load; rows past n reread row n - 1.
-    int g = warp / S, sl = warp % S, c = 0, c_end = 0;
-    uint32_t e[R];
-    auto enter_unit = [&] {
-      c = slice_first[sl];
-      c_end = slice_first[sl + 1];
-      const int64_t row0 = (g_round + g) * R;
-      const uint32_t first = uint32_t(c) * (kChunkSegs * kSeg) + uint32_t(lane) * kSeg;
+  // Step state: unit (group g, slice sl), chunk c of [c, c_end); e[r]: the
+  // element this lane loads next in row r (32-bit: n * k < 2^32), advanced
+  // by a chunk each load; rows past n reread row n - 1.
+  int g = 0, sl = 0, c = 0, c_end = 0;
+  uint32_t e[R];
+  auto enter_unit = [&] {
+    c = slice_first[sl];
+    c_end = slice_first[sl + 1];
+    const int64_t row0 = (g_round + g) * R;
+    const uint32_t first = uint32_t(c) * (kChunkSegs * kSeg) + uint32_t(lane) * kSeg;
 #pragma unroll
-      for (int r = 0; r < R; ++r) e[r] = uint32_t(min(row0 + r, p.n - 1) * p.k) + first;
-    };
-    auto load = [&](Stage<R>& st) {
-      const bool inside = int64_t(c) * kChunkSegs + lane < segs;
+    for (int r = 0; r < R; ++r) e[r] = uint32_t(min(row0 + r, p.n - 1) * p.k) + first;
+  };
+  auto load = [&](Stage<R>& st) {
+    const bool inside = int64_t(c) * kChunkSegs + lane < segs;
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        st.block[r] = e[r] >> p.block_shift;
-        if (inside) {
-          st.w[r] = load_streaming16(p.packed + (e[r] >> 1));
-          st.sc[r] = load_scale<kNested>(p, st.block[r]);
-        } else {
-          st.w[r] = make_uint4(0, 0, 0, 0);
-          st.sc[r] = ScaleRaw{0.0f, 0u};
-        }
-        e[r] += kChunkSegs * kSeg;
+    for (int r = 0; r < R; ++r) {
+      st.block[r] = e[r] >> p.block_shift;
+      if (inside) {
+        st.w[r] = load_streaming16(p.packed + (e[r] >> 1));
+        st.sc[r] = load_scale<kNested>(p, st.block[r]);
+      } else {
+        st.w[r] = make_uint4(0, 0, 0, 0);
+        st.sc[r] = ScaleRaw{0.0f, 0u};
       }
-    };
-    float acc[N] = {};
-    auto compute = [&](int chunk, const Stage<R>& st) {
-      const int64_t s = int64_t(chunk) * kChunkSegs + lane;
-      if (s >= segs) return;
-      float scale[R];
+      e[r] += kChunkSegs * kSeg;
+    }
+  };
+  float acc[N] = {};
+  auto compute = [&](int chunk, const Stage<R>& st) {
+    const int64_t s = int64_t(chunk) * kChunkSegs + lane;
+    if (s >= segs) return;
+    float scale[R];
 #pragma unroll
-      for (int r = 0; r < R; ++r) scale[r] = decode_scale<kNested>(p, nested_map, st.sc[r], st.block[r]);
-      const uint4* xs = reinterpret_cast<const uint4*>(x + s * kSeg);
+    for (int r = 0; r < R; ++r) scale[r] = decode_scale<kNested>(p, nested_map, st.sc[r], st.block[r]);
+    const uint4* xs = reinterpret_cast<const uint4*>(x + s * kSeg);
+    const uint32_t s32 = uint32_t(s), swizzle = (s32 >> 1) & 7u;
 #pragma unroll
-      for (int i0 = 0; i0 < 4; i0 += kChainWords) {
-        uint32_t h[R][M] = {};
+    for (int i0 = 0; i0 < 4; i0 += kChainWords) {
+      uint32_t h[R][M] = {};
 #pragma unroll
-        for (int i = i0; i < i0 + kChainWords; ++i) {  // word i: weights 8i .. 8i + 7 of the segment
-          uint4 xv[M];
+      for (int i = i0; i < i0 + kChainWords; ++i) {  // word i: weights 8i .. 8i + 7 of the segment
+        uint4 xv[M];
+        if constexpr (kStaged) {
+          xv[0] = load_shared16(stage_address + (((s32 * 4 + uint32_t(i)) ^ swizzle) << 4));
+        } else {
 #pragma unroll
           for (int m = 0; m < M; ++m) xv[m] = __ldg(xs + m * x_row + i);
-#pragma unroll
-          for (int r = 0; r < R; ++r) {
-            const uint32_t wd = word(st.w[r], i);
-            const uint32_t pairs[4] = {lookup<0>(table, wd, lane4), lookup<1>(table, wd, lane4),
-                                       lookup<2>(table, wd, lane4), lookup<3>(table, wd, lane4)};
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-              for (int m = 0; m < M; ++m) h[r][m] = fma2<T>(pairs[j], word(xv[m], j), h[r][m]);
-          }
         }
 #pragma unroll
-        for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r) {
+          const uint32_t wd = word(st.w[r], i);
+          const uint32_t pairs[4] = {lookup<0>(table, wd, lane4), lookup<1>(table, wd, lane4),
+                                     lookup<2>(table, wd, lane4), lookup<3>(table, wd, lane4)};
 #pragma unroll
-          for (int m = 0; m < M; ++m) {
-            const float2 f = unpack<T>(h[r][m]);
-            acc[r * MP + m] = fmaf(f.x, scale[r], acc[r * MP + m]);
-            acc[r * MP + m] = fmaf(f.y, scale[r], acc[r * MP + m]);
-          }
-      }
-    };
-    auto flush = [&](int unit) {
-      const float total = warp_sum_spread<N>(acc, lane);
-      if ((lane & (32 / N - 1)) == 0) red[unit * N + (lane >> (5 - log2_const(N)))] = total;
+          for (int j = 0; j < 4; ++j)
 #pragma unroll
-      for (int i = 0; i < N; ++i) acc[i] = 0.0f;
-    };
-    // One step: moves to the next (a new unit after the last chunk), loads
-    // it, then computes the current one; false when the warp has no step left.
-    auto step = [&](Stage<R>& cur, Stage<R>& next) {
-      const int chunk = c, unit = g * S + sl;
-      bool more = true;
-      const bool last = ++c == c_end;
-      if (last) {
-        g += group_step;
-        sl += slice_step;
-        if (sl >= S) {
-          sl -= S;
-          ++g;
+            for (int m = 0; m < M; ++m) h[r][m] = fma2<T>(pairs[j], word(xv[m], j), h[r][m]);
         }
-        more = g < groups;
-        if (more) enter_unit();
       }
-      if (more) load(next);
-      compute(chunk, cur);
-      if (last) flush(unit);
-      return more;
-    };
+#pragma unroll
+      for (int r = 0; r < R; ++r)
+#pragma unroll
+        for (int m = 0; m < M; ++m) {
+          const float2 f = unpack<T>(h[r][m]);
+          acc[r * MP + m] = fmaf(f.x, scale[r], acc[r * MP + m]);
+          acc[r * MP + m] = fmaf(f.y, scale[r], acc[r * MP + m]);
+        }
+    }
+  };
+  auto flush = [&](int unit) {
+    const float total = warp_sum_spread<N>(acc, lane);
+    if ((lane & (32 / N - 1)) == 0) red[unit * N + (lane >> (5 - log2_const(N)))] = total;
+#pragma unroll
+    for (int i = 0; i < N; ++i) acc[i] = 0.0f;
+  };
+  // One step: moves to the next (a new unit after the last chunk), loads
+  // it, then computes the current one; false when the warp has no step left.
+  auto step = [&](Stage<R>& cur, Stage<R>& next) {
+    const int chunk = c, unit = g * S + sl;
+    bool more = true;
+    const bool last = ++c == c_end;
+    if (last) {
+      g += group_step;
+      sl += slice_step;
+      if (sl >= S) {
+        sl -= S;
+        ++g;
+      }
+      more = g < groups;
+      if (more) enter_unit();
+    }
+    if (more) load(next);
+    compute(chunk, cur);
+    if (last) flush(unit);
+    return more;
+  };
+  // A round's first step: its unit, and the weights of its first chunk.
+  Stage<R> a, b;
+  auto start_round = [&] {
+    groups = int(g_hi - g_round < sp.groups_per_round ? g_hi - g_round : sp.groups_per_round);
+    g = warp / S;
+    sl = warp % S;
     if (g < groups) {
       enter_unit();
-      Stage<R> a, b;
       load(a);
+    }
+  };
+  // Launched as a programmatic dependent (it may start while the previous
+  // kernel finishes): the first weights are loaded and the tables built from
+  // the weight's constant code maps meanwhile; activations are read, and the
+  // output written, only after that kernel's results are visible.
+  allow_dependent_launch();
+  // A block's rows are one contiguous range of codes (and of f32 scales):
+  // their first bytes are fetched into L2 while the previous kernel ends.
+  if (threadIdx.x == 0 && sp.prefetch_bytes > 0 && g_lo < g_hi) {
+    const uint64_t row_bytes = uint64_t(p.k) / 2;
+    const uint64_t lo = uint64_t(g_lo) * R * row_bytes, hi = uint64_t(g_hi * R < p.n ? g_hi * R : p.n) * row_bytes;
+    const uint32_t bytes = uint32_t(hi - lo < sp.prefetch_bytes ? hi - lo : sp.prefetch_bytes) & ~15u;
+    prefetch_l2(p.packed + lo, bytes);
+    if constexpr (!kNested) {
+      const uint64_t total = ((uint64_t(p.n) * uint64_t(p.k)) >> p.block_shift) * 4 & ~uint64_t(15);
+      const uint64_t a_lo = ((lo * 2) >> p.block_shift) * 4 & ~uint64_t(15);
+      const uint64_t a_end = a_lo + ((uint64_t(bytes) * 8) >> p.block_shift) + 16;
+      const uint64_t a_hi = (a_end < total ? a_end : total) & ~uint64_t(15);
+      if (a_hi > a_lo) prefetch_l2(reinterpret_cast<const char*>(p.absmax) + a_lo, uint32_t(a_hi - a_lo));
+    }
+  }
+  if (g_round < g_hi) start_round();
+  build_shared_tables<T, kNested>(smem, kPairTableWords, p);  // ends with a barrier
+  wait_for_previous_grid();
+  if constexpr (kStaged) stage_input<T, kWarps>(p, in, stage, red);
+
+  while (g_round < g_hi) {
+    if (g < groups) {
       while (step(a, b) && step(b, a)) {
       }
     }
@@ -275,10 +420,13 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
       const int64_t row = (g_round + gi) * R + id / MP;
       if (id % MP < M && row < p.n) {
         if (p.bias) sum += to_float(static_cast<const T*>(p.bias)[row]);
-        static_cast<T*>(p.out)[int64_t(id % MP) * p.n + row] = from_float<T>(sum);
+        T* out = static_cast<T*>(p.out) + int64_t(id % MP) * p.n + row;
+        *out = in.accumulate ? from_float<T>(to_float(*out) + round_to<T>(sum)) : from_float<T>(sum);
       }
     }
     __syncthreads();  // `red` is rewritten by the next round
+    g_round += sp.groups_per_round;
+    if (g_round < g_hi) start_round();
   }
 }
 
@@ -307,62 +455,95 @@ Split pick_split(int64_t n, int64_t k, int rows, int warps, int64_t grid, int fo
   return sp;
 }
 
-template <int M, int C>
-constexpr size_t smem_bytes() {
-  return (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4;
+// Bytes a block prefetches into L2 before the wait (LOWBIT_GEMV_PREFETCH_KB;
+// none by default: on the 7B decode (H200) 32 KB cost 2%, 128 KB 8%, as the
+// prefetches compete with the previous kernel's own loads).
+uint32_t prefetch_bytes() {
+  static const uint32_t bytes = [] {
+    const char* v = std::getenv("LOWBIT_GEMV_PREFETCH_KB");
+    return v ? uint32_t(std::strtoul(v, nullptr, 10)) * 1024u : 0u;
+  }();
+  return bytes;
 }
 
-template <typename T, int M, bool kNested, int C>
+template <int M, int C, bool kStaged>
+constexpr size_t smem_bytes() {
+  return (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4 +
+         (kStaged ? kStageBytes : 0);
+}
+
+template <typename T, int M, bool kNested, int C, bool kStaged>
 int64_t block_slots() {
-  return resident_block_slots<gemv_4bit_kernel<T, M, kNested, C>>(kConfigs[C].warps * 32, smem_bytes<M, C>());
+  return resident_block_slots<gemv_4bit_kernel<T, M, kNested, C, kStaged>>(kConfigs[C].warps * 32,
+                                                                           smem_bytes<M, C, kStaged>());
 }
 
 // Launched as a programmatic dependent of the previous kernel on `stream`:
 // its blocks may be scheduled while that kernel drains (the kernel waits for
 // its results before reading anything); a CUDA graph keeps the edge.
-template <typename T, int M, bool kNested, int C>
-void launch(const Params& p, int split_k, cudaStream_t stream) {
+template <typename T, int M, bool kNested, int C, bool kStaged>
+void launch(const Params& p, const InputParams& in, int split_k, cudaStream_t stream) {
   constexpr int kThreads = kConfigs[C].warps * 32;
-  const int64_t slots = block_slots<T, M, kNested, C>();
+  const int64_t slots = block_slots<T, M, kNested, C, kStaged>();
   const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
   const int64_t grid = std::min(groups, slots);
-  const Split sp = pick_split(p.n, p.k, kConfigs[C].rows, kConfigs[C].warps, grid, split_k);
-  launch_dependent(gemv_4bit_kernel<T, M, kNested, C>, dim3(unsigned(grid)), dim3(kThreads), smem_bytes<M, C>(),
-                   stream, p, sp);
+  Split sp = pick_split(p.n, p.k, kConfigs[C].rows, kConfigs[C].warps, grid, split_k);
+  sp.prefetch_bytes = prefetch_bytes();
+  launch_dependent(gemv_4bit_kernel<T, M, kNested, C, kStaged>, dim3(unsigned(grid)), dim3(kThreads),
+                   smem_bytes<M, C, kStaged>(), stream, p, sp, in);
 }
 
-template <typename T, int M, bool kNested>
-void launch_config(const Params& p, int split_k, cudaStream_t stream) {
+template <typename T, int M, bool kNested, bool kStaged>
+void launch_config(const Params& p, const InputParams& in, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
     // Double quantization keeps 4 rows: 8 rows of u8 codes and block indices
     // in flight would spill.
     const int64_t groups = (p.n + kConfigs[1].rows - 1) / kConfigs[1].rows;
     if constexpr (!kNested) {
-      if (groups >= kWideRowsMinGroups * block_slots<T, M, kNested, 1>()) {
-        launch<T, M, kNested, 1>(p, split_k, stream);
+      if (groups >= kWideRowsMinGroups * block_slots<T, M, kNested, 1, kStaged>()) {
+        launch<T, M, kNested, 1, kStaged>(p, in, split_k, stream);
         return;
       }
     }
-    launch<T, M, kNested, 0>(p, split_k, stream);
+    launch<T, M, kNested, 0, kStaged>(p, in, split_k, stream);
   } else {
-    launch<T, M, kNested, kBatchConfig<M>>(p, split_k, stream);
+    launch<T, M, kNested, kBatchConfig<M>, false>(p, in, split_k, stream);
   }
 }
 
 template <typename T, int M>
-void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
-  if (nested) launch_config<T, M, true>(p, split_k, stream);
-  else launch_config<T, M, false>(p, split_k, stream);
+void launch_nested(const Params& p, const InputParams& in, bool nested, bool staged, int split_k,
+                   cudaStream_t stream) {
+  if constexpr (M == 1) {
+    if (staged) {
+      if (nested) launch_config<T, M, true, true>(p, in, split_k, stream);
+      else launch_config<T, M, false, true>(p, in, split_k, stream);
+      return;
+    }
+  }
+  if (nested) launch_config<T, M, true, false>(p, in, split_k, stream);
+  else launch_config<T, M, false, false>(p, in, split_k, stream);
 }
 
 template <typename T>
-void launch_m(const Params& p, bool nested, int split_k, cudaStream_t stream) {
+void launch_m(const Params& p, const InputParams& in, bool nested, bool staged, int split_k, cudaStream_t stream) {
   switch (p.m) {
-    case 1: launch_nested<T, 1>(p, nested, split_k, stream); break;
-    case 2: launch_nested<T, 2>(p, nested, split_k, stream); break;
-    case 3: launch_nested<T, 3>(p, nested, split_k, stream); break;
-    default: launch_nested<T, 4>(p, nested, split_k, stream); break;
+    case 1: launch_nested<T, 1>(p, in, nested, staged, split_k, stream); break;
+    case 2: launch_nested<T, 2>(p, in, nested, false, split_k, stream); break;
+    case 3: launch_nested<T, 3>(p, in, nested, false, split_k, stream); break;
+    default: launch_nested<T, 4>(p, in, nested, false, split_k, stream); break;
   }
+}
+
+bool g_staging = false;
+
+void run(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, const InputParams& in,
+         bool staged, void* out, int split_k, cudaStream_t stream) {
+  const Params p = make_params(w, x, m, bias, out);
+  const bool nested = w.qabsmax != nullptr;
+  if (split_k < 0 || split_k > 16) split_k = 0;
+  if (dtype == DType::BF16) launch_m<__nv_bfloat16>(p, in, nested, staged, split_k, stream);
+  else launch_m<__half>(p, in, nested, staged, split_k, stream);
 }
 
 }  // namespace
@@ -372,13 +553,24 @@ bool gemv_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) 
          uint64_t(w.n) * uint64_t(w.k) < (uint64_t(1) << 32);  // 32-bit element offsets
 }
 
+// Plain rows are read through L1 unless set_gemv_staging: staging them
+// measured no faster on the 7B shapes and 8% slower on 8192 x 28672 (H200).
 void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
           cudaStream_t stream) {
-  const Params p = make_params(w, x, m, bias, out);
-  const bool nested = w.qabsmax != nullptr;
-  if (split_k < 0 || split_k > 16) split_k = 0;
-  if (dtype == DType::BF16) launch_m<__nv_bfloat16>(p, nested, split_k, stream);
-  else launch_m<__half>(p, nested, split_k, stream);
+  const bool staged = g_staging && m == 1 && w.k <= kGemvStagedMaxK;
+  run(dtype, x, m, w, bias, InputParams{GemvInput::kPlain, nullptr, 0.0f, 0, false}, staged, out, split_k, stream);
 }
+
+bool gemv_fused_supported(DType dtype, const Packed4bit& w, const void* src) {
+  return gemv_supported(dtype, w, 1, src) && w.k <= kGemvStagedMaxK;
+}
+
+void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* bias, const GemvInput& in, void* out,
+                cudaStream_t stream) {
+  const InputParams params{in.kind, in.norm_weight, in.eps, rms_norm_layout(w.k).threads, in.accumulate};
+  run(dtype, src, 1, w, bias, params, in.kind != GemvInput::kPlain, out, 0, stream);
+}
+
+void set_gemv_staging(bool on) { g_staging = on; }
 
 }  // namespace lowbit::ops::cuda::fused4

@@ -250,13 +250,12 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& o
              bias.defined() ? bias.raw_data() : nullptr, out.raw_data(), current_cuda_stream());
 }
 
-void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
-  if (w.compute_dtype && *w.compute_dtype != x.dtype())
-    throw_error("ops::linear_4bit on CUDA: compute dtype " + std::string(dtype_name(*w.compute_dtype)) +
-                " differs from x's dtype " + std::string(dtype_name(x.dtype())) + "; cast x first");
-  if (bias.defined() && bias.dtype() != x.dtype())
-    throw_error("ops::linear_4bit on CUDA: the bias must have x's dtype, got " + bias.describe());
-  const Tensor code = w.code.device() == x.device() ? w.code : w.code.to(x.device());
+namespace {
+
+// The raw view of a 4-bit weight for a kernel on x's device (the 16 codes are
+// copied there when they live elsewhere: `code` keeps that copy alive).
+Packed4bit packed_view(const Blockwise4bitWeight& w, const Tensor& x, Tensor& code) {
+  code = w.code.device() == x.device() ? w.code : w.code.to(x.device());
   Packed4bit p;
   p.packed = w.packed.data<uint8_t>();
   p.code = code.data<float>();
@@ -265,8 +264,62 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
   p.n = w.out_features;
   p.k = w.in_features;
   p.weight_dtype = w.dtype;
+  return p;
+}
+
+bool aligned16(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.raw_data()) % 16 == 0; }
+
+}  // namespace
+
+void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out) {
+  if (w.compute_dtype && *w.compute_dtype != x.dtype())
+    throw_error("ops::linear_4bit on CUDA: compute dtype " + std::string(dtype_name(*w.compute_dtype)) +
+                " differs from x's dtype " + std::string(dtype_name(x.dtype())) + "; cast x first");
+  if (bias.defined() && bias.dtype() != x.dtype())
+    throw_error("ops::linear_4bit on CUDA: the bias must have x's dtype, got " + bias.describe());
+  Tensor code;
+  const Packed4bit p = packed_view(w, x, code);
   gemm_4bit(x.dtype(), x.raw_data(), x.dim(0), p, bias.defined() ? bias.raw_data() : nullptr, out.raw_data(),
             current_cuda_stream());
+}
+
+bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
+                       const Tensor& out) {
+  const DType dtype = src.dtype();
+  const Device device = src.device();
+  if (src.dim(0) != 1 || (dtype != DType::BF16 && dtype != DType::F16) || (w.compute_dtype && *w.compute_dtype != dtype))
+    return false;
+  if (w.packed.device() != device || w.absmax.device() != device) return false;
+  if (bias.defined() && (bias.dtype() != dtype || bias.device() != device)) return false;
+  // Blocks stage the input while others already write their rows.
+  const auto* s0 = static_cast<const char*>(src.raw_data());
+  const auto* o0 = static_cast<const char*>(out.raw_data());
+  if (s0 < o0 + out.nbytes() && o0 < s0 + src.nbytes()) return false;
+  if (f.input == LinearFusion::Input::RmsNorm &&
+      (!f.norm_weight.defined() || f.norm_weight.dtype() != dtype || f.norm_weight.device() != device ||
+       !aligned16(f.norm_weight)))
+    return false;
+  Packed4bit p;
+  p.packed = static_cast<const uint8_t*>(w.packed.raw_data());
+  p.blocksize = w.blocksize;
+  p.n = w.out_features;
+  p.k = w.in_features;
+  return fused4::gemv_fused_supported(dtype, p, src.raw_data());
+}
+
+void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
+                       Tensor& out) {
+  Tensor code;
+  const Packed4bit p = packed_view(w, src, code);
+  fused4::GemvInput in;
+  in.kind = f.input == LinearFusion::Input::RmsNorm  ? fused4::GemvInput::kRmsNorm
+            : f.input == LinearFusion::Input::SwiGLU ? fused4::GemvInput::kSwiGLU
+                                                     : fused4::GemvInput::kPlain;
+  in.norm_weight = f.input == LinearFusion::Input::RmsNorm ? f.norm_weight.raw_data() : nullptr;
+  in.eps = f.eps;
+  in.accumulate = f.accumulate;
+  fused4::gemv_fused(src.dtype(), src.raw_data(), p, bias.defined() ? bias.raw_data() : nullptr, in, out.raw_data(),
+                     current_stream());
 }
 
 }  // namespace lowbit::ops::cuda

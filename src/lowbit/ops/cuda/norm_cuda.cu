@@ -8,6 +8,7 @@
 #include "lowbit/core/tensor.h"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/cuda/reduce_cuda.h"
+#include "ops/cuda/rms_norm_cuda.h"
 
 namespace lowbit::ops::cuda {
 namespace {
@@ -37,7 +38,7 @@ __global__ void __launch_bounds__(256) rms_norm_kernel(T* __restrict__ x, const 
     }
   }
   sum = block_reduce<false>(sum, scratch);
-  const float inv = 1.0f / sqrtf(sum / float(dim) + eps);
+  const float inv = rms_inverse(sum, dim, eps);
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
     orow[i] = from_float<T>(__fmul_rn(to_float(weight[i]), round_to<T>(__fmul_rn(to_float(xr[i]), inv))));
 }
@@ -88,7 +89,7 @@ __global__ void __launch_bounds__(1024) rms_norm_rows_kernel(T* __restrict__ x, 
 #pragma unroll
   for (int j = 0; j < kPer; ++j) sum = fmaf(v[j], v[j], sum);
   sum = block_reduce<false>(sum, scratch);
-  const float inv = 1.0f / sqrtf(sum / float(dim) + eps);
+  const float inv = rms_inverse(sum, dim, eps);
 #pragma unroll
   for (int j = 0; j < kPer; ++j) {
     const int i = threadIdx.x + j * blockDim.x;
@@ -102,9 +103,8 @@ void launch_rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weig
   if (rows == 0) return;
   // Elements a thread keeps in registers: the fewest that fit the row in
   // 1024 threads (0: too long, the looped kernel).
-  const int per = dim <= 4 * 1024 ? 4 : dim <= 8 * 1024 ? 8 : dim <= 16 * 1024 ? 16 : 0;
-  const int row_threads = per ? int((dim + per - 1) / per + 31) / 32 * 32 : 0;
-  const int threads = dim >= 1024 ? 256 : dim >= 256 ? 128 : 64;
+  const RmsNormLayout layout = rms_norm_layout(dim);
+  const int per = layout.per, row_threads = layout.threads, threads = layout.threads;
   dispatch_device_float(x.dtype(), "ops::rms_norm", [&](auto xt) {
     using T = decltype(xt);
     dispatch_device_float(weight.dtype(), "ops::rms_norm (weight)", [&](auto wt) {

@@ -1,0 +1,147 @@
+// ops::linear_4bit_fused on the GPU: one GEMV kernel that makes its input row
+// in shared memory (as is, RMSNorm or SwiGLU) and stores its output or adds it
+// to `out`, against the same ops run in turn on the GPU: the same bits. Also
+// the plain one-row GEMV with and without the staged row.
+#include <cstring>
+
+#include "lowbit/ops/elementwise.h"
+#include "lowbit/ops/linear.h"
+#include "lowbit/ops/norm.h"
+#include "lowbit/quant/blockwise.h"
+#include "ops/cuda/gemm_4bit_kernels.h"
+#include "support/test_support.h"
+
+namespace lowbit {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+using Input = ops::LinearFusion::Input;
+
+Tensor random_tensor(Shape shape, DType dtype, uint32_t seed, float scale = 1.0f) {
+  return testing::random_normal(shape, dtype, seed, scale);
+}
+
+ops::Blockwise4bitWeight quantize_on_gpu(const Tensor& w, int blocksize) {
+  quant::QuantState state;
+  ops::Blockwise4bitWeight q;
+  q.packed = quant::quantize_4bit(w, quant::QuantType::NF4, blocksize, false, state).to(kGpu);
+  q.absmax = quant::dequantize_nested_absmax(state).to(kGpu);
+  q.code = state.code.to(kGpu);
+  q.blocksize = blocksize;
+  q.dtype = w.dtype();
+  q.out_features = w.dim(0);
+  q.in_features = w.dim(1);
+  return q;
+}
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  const Tensor ca = a.to(Device::cpu()), cb = b.to(Device::cpu());
+  return ca.nbytes() == cb.nbytes() && std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
+}
+
+// The ops that linear_4bit_fused stands for, one by one on the GPU.
+Tensor ops_in_turn(const Tensor& src, const ops::Blockwise4bitWeight& w, const Tensor& bias, const ops::LinearFusion& f,
+                   const Tensor& out0) {
+  const Tensor x = ops::fused_linear_input(src, f);
+  Tensor y = Tensor::empty(out0.shape(), out0.dtype(), kGpu);
+  ops::linear_4bit(x, w, bias, y);
+  if (!f.accumulate) return y;
+  Tensor out = out0.clone();
+  ops::add(out, y, out);
+  return out;
+}
+
+struct FusedShape {
+  int64_t n, k;
+  int blocksize;
+};
+
+// k picks the norm's sum order: 4096 and 160 (four values a thread), 8192
+// (eight), 11008 (sixteen), 18432 (the looped kernel's 256 threads).
+TEST(Linear4bitFusedCuda, EqualsOpsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 1;
+  for (const FusedShape s : {FusedShape{40, 64, 64}, FusedShape{300, 4096, 64}, FusedShape{77, 11008, 64},
+                             FusedShape{33, 8192, 128}, FusedShape{13, 18432, 64}, FusedShape{130, 160, 32},
+                             FusedShape{2100, 4096, 64}}) {
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      const auto w = quantize_on_gpu(random_tensor({s.n, s.k}, dtype, seed++), s.blocksize);
+      for (Input input : {Input::Plain, Input::RmsNorm, Input::SwiGLU}) {
+        for (bool accumulate : {false, true}) {
+          const bool with_bias = (seed % 2) == 0;
+          ops::LinearFusion f;
+          f.input = input;
+          f.accumulate = accumulate;
+          f.eps = 1e-5f;
+          // Activations of a decoder's scale: residual streams of norm ~30,
+          // gate values past silu's tails.
+          const float scale = input == Input::RmsNorm ? 30.0f : input == Input::SwiGLU ? 4.0f : 1.0f;
+          const Tensor src = random_tensor({1, input == Input::SwiGLU ? 2 * s.k : s.k}, dtype, seed++, scale).to(kGpu);
+          if (input == Input::RmsNorm) f.norm_weight = random_tensor({s.k}, dtype, seed++).to(kGpu);
+          const Tensor bias = with_bias ? random_tensor({s.n}, dtype, seed++).to(kGpu) : Tensor{};
+          const Tensor out0 = random_tensor({1, s.n}, dtype, seed++, 8.0f).to(kGpu);
+          Tensor got = out0.clone();
+          ASSERT_TRUE(ops::linear_4bit_fuses(src, w, bias, f, got)) << s.n << " x " << s.k;
+          ops::linear_4bit_fused(src, w, bias, f, got);
+          const Tensor want = ops_in_turn(src, w, bias, f, out0);
+          EXPECT_TRUE(same_bytes(got, want)) << "n " << s.n << " k " << s.k << " " << dtype_name(dtype) << " input "
+                                             << int(input) << (accumulate ? " accumulate" : "")
+                                             << (with_bias ? " bias" : "");
+        }
+      }
+    }
+  }
+}
+
+// Where one kernel does not apply (two rows, k past the staged row, the
+// output overlapping the input, a norm weight of another dtype) the op runs
+// the ops in turn.
+TEST(Linear4bitFusedCuda, FallsBackToOpsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  const DType dtype = DType::BF16;
+  struct Case {
+    int64_t m, n, k;
+    Input input;
+    bool alias, f32_norm;
+  };
+  uint32_t seed = 100;
+  for (const Case c : {Case{2, 64, 256, Input::RmsNorm, false, false}, Case{1, 16, 18464, Input::Plain, false, false},
+                       Case{1, 256, 256, Input::Plain, true, false}, Case{1, 64, 256, Input::RmsNorm, false, true},
+                       Case{3, 48, 128, Input::SwiGLU, false, false}}) {
+    const auto w = quantize_on_gpu(random_tensor({c.n, c.k}, dtype, seed++), 64);
+    ops::LinearFusion f;
+    f.input = c.input;
+    f.accumulate = true;
+    f.eps = 1e-6f;
+    if (c.input == Input::RmsNorm) f.norm_weight = random_tensor({c.k}, c.f32_norm ? DType::F32 : dtype, seed++).to(kGpu);
+    Tensor src = random_tensor({c.m, c.input == Input::SwiGLU ? 2 * c.k : c.k}, dtype, seed++).to(kGpu);
+    const Tensor out0 = c.alias ? src : random_tensor({c.m, c.n}, dtype, seed++).to(kGpu);
+    const Tensor want = ops_in_turn(src, w, Tensor{}, f, out0);
+    Tensor got = c.alias ? src : out0.clone();
+    EXPECT_FALSE(ops::linear_4bit_fuses(src, w, Tensor{}, f, got));
+    ops::linear_4bit_fused(src, w, Tensor{}, f, got);
+    EXPECT_TRUE(same_bytes(got, want)) << c.m << " x " << c.n << " x " << c.k;
+  }
+}
+
+// The plain one-row GEMV gives the same bits whether it stages the row in
+// shared memory or reads it through L1.
+TEST(Linear4bitFusedCuda, StagedRowEqualsUnstaged) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 200;
+  for (const FusedShape s : {FusedShape{4096, 4096, 64}, FusedShape{100, 11008, 64}, FusedShape{70, 96, 32}}) {
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      const auto w = quantize_on_gpu(random_tensor({s.n, s.k}, dtype, seed++), s.blocksize);
+      const Tensor x = random_tensor({1, s.k}, dtype, seed++).to(kGpu);
+      Tensor staged = Tensor::empty({1, s.n}, dtype, kGpu), unstaged = Tensor::empty({1, s.n}, dtype, kGpu);
+      ops::cuda::fused4::set_gemv_staging(true);
+      ops::linear_4bit(x, w, Tensor{}, staged);
+      ops::cuda::fused4::set_gemv_staging(false);
+      ops::linear_4bit(x, w, Tensor{}, unstaged);
+      EXPECT_TRUE(same_bytes(staged, unstaged)) << s.n << " x " << s.k << " " << dtype_name(dtype);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit
