@@ -228,7 +228,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   std::printf(" us\n");
   // Batch 1: the GEMV with x staged in shared memory against x read through
   // L1 (the default), and with a decoding step's fused inputs (an RMSNorm of x,
-  // SwiGLU of [x | x'], the output added to out).
+  // SwiGLU of [x | x'], the output added to out or taken through SwiGLU).
   if (lowbit::ops::cuda::fused4::gemv_fused_supported(DType::BF16, q.plain[0], x)) {
     namespace fused4 = lowbit::ops::cuda::fused4;
     const auto gemv = [&](int i) { lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.plain[i], nullptr, out); };
@@ -236,17 +236,20 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     const double staged = time_us(q_copies, gemv);
     fused4::set_gemv_staging(false);
     const double unstaged = time_us(q_copies, gemv);
-    const auto fused = [&](fused4::GemvInput::Kind kind, bool accumulate) {
+    fused4::set_gemv_staging(true);
+    const auto fused = [&](fused4::GemvInput::Kind kind, fused4::GemvInput::Output output) {
       fused4::GemvInput in;
       in.kind = kind;
       in.norm_weight = x;
       in.eps = 1e-5f;
-      in.accumulate = accumulate;
+      in.output = output;
       return time_us(q_copies, [&](int i) { fused4::gemv_fused(DType::BF16, x, q.plain[i], nullptr, in, out, nullptr); });
     };
     std::printf("gemv m1: x staged %.1f us, through L1 %.1f us; rmsnorm prologue %.1f us", staged, unstaged,
-                fused(fused4::GemvInput::kRmsNorm, false));
-    if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(fused4::GemvInput::kSwiGLU, true));
+                fused(fused4::GemvInput::kRmsNorm, fused4::GemvInput::kStore));
+    std::printf(", + swiglu out %.1f us", fused(fused4::GemvInput::kRmsNorm, fused4::GemvInput::kSwiGLUOut));
+    std::printf(", plain + add %.1f us", fused(fused4::GemvInput::kPlain, fused4::GemvInput::kAdd));
+    if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(fused4::GemvInput::kSwiGLU, fused4::GemvInput::kAdd));
     std::printf("\n");
   }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).

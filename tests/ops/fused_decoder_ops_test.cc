@@ -94,7 +94,7 @@ TEST(FusedDecoderOps, Linear4bitFusedIsTheOpsInTurn) {
     f.input = input;
     f.norm_weight = norm_weight;
     f.eps = 1e-5f;
-    f.accumulate = true;
+    f.output = ops::LinearFusion::Output::Add;
     const bool swiglu = input == ops::LinearFusion::Input::SwiGLU;
     const Tensor src = random_tensor({2, swiglu ? 2 * k : k}, dtype, 22);
     const Tensor out0 = random_tensor({2, n}, dtype, 23);
@@ -108,9 +108,14 @@ TEST(FusedDecoderOps, Linear4bitFusedIsTheOpsInTurn) {
     EXPECT_FALSE(ops::linear_4bit_fuses(src, w, Tensor{}, f, got));
     ops::linear_4bit_fused(src, w, Tensor{}, f, got);
     EXPECT_TRUE(same_bytes(got, want)) << int(input);
-    f.accumulate = false;
+    f.output = ops::LinearFusion::Output::Store;
     ops::linear_4bit_fused(src, w, Tensor{}, f, got);
     EXPECT_TRUE(same_bytes(got, y)) << int(input);
+    f.output = ops::LinearFusion::Output::SwiGLU;
+    Tensor half = Tensor::empty({2, n / 2}, dtype), half_want = Tensor::empty({2, n / 2}, dtype);
+    ops::swiglu(y, half_want);
+    ops::linear_4bit_fused(src, w, Tensor{}, f, half);
+    EXPECT_TRUE(same_bytes(half, half_want)) << int(input);
   }
   ops::LinearFusion f;
   f.input = ops::LinearFusion::Input::SwiGLU;

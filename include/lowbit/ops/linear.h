@@ -41,25 +41,30 @@ struct Blockwise4bitWeight {
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
 
 // The fusions of a decoding step around a linear layer: its input made from
-// `src` as it is read, and its output added to what `out` holds.
+// `src` as it is read, and what becomes of its output y.
 struct LinearFusion {
   enum class Input {
     Plain,    // x = src
     RmsNorm,  // x = rms_norm(src, norm_weight, eps)
     SwiGLU,   // x = swiglu(src): src = [tokens, 2 * in] (gate | up)
   };
+  enum class Output {
+    Store,   // out = y
+    Add,     // out = out + y (ops::add)
+    SwiGLU,  // out = swiglu(y): y = [tokens, out_features] (gate | up), out [tokens, out_features / 2]
+  };
   Input input = Input::Plain;
   Tensor norm_weight;  // RmsNorm: [in]
   float eps = 0.0f;
-  bool accumulate = false;  // out = out + y (ops::add) instead of out = y
+  Output output = Output::Store;
 };
 
 // The activation rows a fused linear reads: src, or the op of f.input on it
 // (a new tensor).
 Tensor fused_linear_input(const Tensor& src, const LinearFusion& f);
 
-// y = linear_4bit(x, w, bias) with x made from src as f says, then out = y or
-// out + y: the same bits as those ops in turn. One row on the GPU runs as one
+// y = linear_4bit(x, w, bias) with x made from src as f says, then out = y,
+// out + y or swiglu(y): the same bits as those ops in turn. One row on the GPU runs as one
 // kernel where linear_4bit_fuses says so (the GEMV makes x in shared memory
 // and adds into out); otherwise the ops run in turn.
 void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,

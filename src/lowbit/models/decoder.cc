@@ -220,19 +220,17 @@ class Decoder final : public CausalLM {
     // Rows [first, n) are the ones whose logits are asked for; after the last
     // attention only they go on.
     const int64_t first = all_logits ? 0 : n - 1;
-    if (fused_decode && linears_fuse(h, attn, qkv, gate_up)) {
+    if (fused_decode && linears_fuse(h, attn, qkv, gate)) {
       // Each norm, SwiGLU and residual add runs inside the projection that
       // reads or writes it: four GEMVs and the attention a layer.
-      ops::LinearFusion add_out, swiglu_add;
-      add_out.accumulate = swiglu_add.accumulate = true;
-      swiglu_add.input = ops::LinearFusion::Input::SwiGLU;
+      const ops::LinearFusion add_out = add_output();
       for (size_t i = 0; i < blocks_.size(); ++i) {
         const Block& b = blocks_[i];
         b.qkv.forward(h, norm_input(b.input_norm), qkv);
         ops::rope_attention_decode(qkv, rope_, position, cache.keys[i], cache.values[i], attn, c.sliding_window);
         b.o_proj.forward(attn, add_out, h);
-        b.gate_up.forward(h, norm_input(b.post_attention_norm), gate_up);
-        b.down_proj.forward(gate_up, swiglu_add, h);
+        b.gate_up.forward(h, norm_input(b.post_attention_norm, ops::LinearFusion::Output::SwiGLU), gate);
+        b.down_proj.forward(gate, add_out, h);
       }
       ops::rms_norm(h, norm_.weight, norm_.eps, x);
       return finish(n, past, first, x, cache);
@@ -289,27 +287,33 @@ class Decoder final : public CausalLM {
     return logits;
   }
 
-  static ops::LinearFusion norm_input(const nn::RMSNorm& norm) {
+  static ops::LinearFusion norm_input(const nn::RMSNorm& norm,
+                                      ops::LinearFusion::Output output = ops::LinearFusion::Output::Store) {
     ops::LinearFusion f;
     f.input = ops::LinearFusion::Input::RmsNorm;
     f.norm_weight = norm.weight;
     f.eps = norm.eps;
+    f.output = output;
+    return f;
+  }
+  static ops::LinearFusion add_output() {
+    ops::LinearFusion f;
+    f.output = ops::LinearFusion::Output::Add;
     return f;
   }
 
   // Whether every layer's projections run with their fusions as single
   // kernels (stacked 4-bit q/k/v and gate/up on the GPU, one row);
   // LOWBIT_FUSED_DECODE=0 runs the ops in turn (to compare).
-  bool linears_fuse(const Tensor& h, const Tensor& attn, const Tensor& qkv, const Tensor& gate_up) const {
+  bool linears_fuse(const Tensor& h, const Tensor& attn, const Tensor& qkv, const Tensor& gate) const {
     const char* v = std::getenv("LOWBIT_FUSED_DECODE");
     if (v && std::strcmp(v, "0") == 0) return false;
-    ops::LinearFusion add_out, swiglu_add;
-    add_out.accumulate = swiglu_add.accumulate = true;
-    swiglu_add.input = ops::LinearFusion::Input::SwiGLU;
+    const ops::LinearFusion add_out = add_output();
     return std::all_of(blocks_.begin(), blocks_.end(), [&](const Block& b) {
       return b.qkv.defined() && b.gate_up.defined() && b.qkv.fuses(h, norm_input(b.input_norm), qkv) &&
-             b.o_proj.fuses(attn, add_out, h) && b.gate_up.fuses(h, norm_input(b.post_attention_norm), gate_up) &&
-             b.down_proj.fuses(gate_up, swiglu_add, h);
+             b.o_proj.fuses(attn, add_out, h) &&
+             b.gate_up.fuses(h, norm_input(b.post_attention_norm, ops::LinearFusion::Output::SwiGLU), gate) &&
+             b.down_proj.fuses(gate, add_out, h);
     });
   }
 

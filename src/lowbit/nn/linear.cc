@@ -167,10 +167,10 @@ void Linear::forward(const Tensor& src, const ops::LinearFusion& f, Tensor& out)
   LOWBIT_CHECK(defined(), "Linear: forward on an empty layer");
   if (auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_)) return ops::linear_4bit_fused(src, *q, bias_, f, out);
   const Tensor x = ops::fused_linear_input(src, f);
-  if (!f.accumulate) return forward(x, out);
-  Tensor y = Tensor::empty(out.shape(), out.dtype(), out.device());
-  forward(x, y);
-  ops::add(out, y, out);
+  if (f.output == ops::LinearFusion::Output::Store) return forward(x, out);
+  Tensor y = forward(x);
+  if (f.output == ops::LinearFusion::Output::SwiGLU) ops::swiglu(y, out);
+  else ops::add(out, y, out);
 }
 
 bool Linear::fuses(const Tensor& src, const ops::LinearFusion& f, const Tensor& out) const {

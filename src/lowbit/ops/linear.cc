@@ -97,18 +97,25 @@ void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Te
   if (f.input == LinearFusion::Input::RmsNorm)
     detail::expect_shape("linear_4bit (fused)", "norm weight", f.norm_weight, {w.in_features});
   check_4bit_weight(w);
+  const bool swiglu_out = f.output == LinearFusion::Output::SwiGLU;
+  LOWBIT_CHECK(!swiglu_out || w.out_features % 2 == 0,
+               "ops::linear_4bit (fused): a SwiGLU output needs gate and up rows, got {} rows", w.out_features);
   if (linear_4bit_fuses(src, w, bias, f, out)) {
-    check_io("linear_4bit (fused)", src, in, w.out_features, bias, out);
+    if (bias.defined()) detail::expect_shape("linear_4bit (fused)", "bias", bias, {w.out_features});
+    detail::expect_shape("linear_4bit (fused)", "out", out,
+                         {src.dim(0), swiglu_out ? w.out_features / 2 : w.out_features});
+    detail::expect_dtype("linear_4bit (fused)", "out", out, src.dtype());
 #ifdef LOWBIT_WITH_CUDA
     cuda::linear_4bit_fused(src, w, bias, f, out);
 #endif
     return;
   }
   const Tensor x = fused_linear_input(src, f);
-  if (!f.accumulate) return linear_4bit(x, w, bias, out);
-  Tensor y = Tensor::empty(out.shape(), out.dtype(), out.device());
+  if (f.output == LinearFusion::Output::Store) return linear_4bit(x, w, bias, out);
+  Tensor y = Tensor::empty({x.dim(0), w.out_features}, x.dtype(), x.device());
   linear_4bit(x, w, bias, y);
-  add(out, y, out);
+  if (swiglu_out) swiglu(y, out);
+  else add(out, y, out);
 }
 
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,

@@ -204,6 +204,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
   __shared__ float warp_o[kDecodeWarps][kMaxD];
   __shared__ float warp_m[kDecodeWarps], warp_l[kDecodeWarps];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // Without splits the next kernel (a projection) may prepare during this
+  // one: a block a head, all resident.
+  if (gridDim.y == 1) allow_dependent_launch();
   wait_for_previous_grid();
   const int h = blockIdx.x, split = blockIdx.y, splits = gridDim.y, kvh = h / p.group, d = p.d;
   const T* q = static_cast<const T*>(p.q) + int64_t(h) * d;
@@ -294,6 +297,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
 // Merges the splits of each head: out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
 template <typename T>
 __global__ void merge_splits_kernel(const float* partial, int splits, int d, T* out) {
+  allow_dependent_launch();  // a block a head, all resident: the next kernel prepares meanwhile
   wait_for_previous_grid();
   const int h = blockIdx.x;
   const float* base = partial + int64_t(h) * splits * (d + 2);

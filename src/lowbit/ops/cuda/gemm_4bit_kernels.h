@@ -22,23 +22,27 @@ void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void
 // The one activation row of a fused GEMV (a decoding step's fusions,
 // ops::linear_4bit_fused): each block makes x in shared memory from `src` (x
 // itself, RMSNorm(src) with norm_weight, or SwiGLU of src = [gate | up]), with
-// the bits of ops::rms_norm / ops::swiglu; the output is stored, or added to
-// `out` as ops::add adds it (accumulate: out = out + y, y rounded first).
+// the bits of ops::rms_norm / ops::swiglu; the output y is stored, added to
+// `out` as ops::add adds it (y rounded first), or taken as [gate | up] rows
+// whose ops::swiglu goes to out[n / 2] (a warp computes gate row j and up row
+// n / 2 + j together).
 struct GemvInput {
   enum Kind { kPlain, kRmsNorm, kSwiGLU };
+  enum Output { kStore, kAdd, kSwiGLUOut };
   Kind kind = kPlain;
   const void* norm_weight = nullptr;  // kRmsNorm: [k] in x's dtype
   float eps = 0.0f;
-  bool accumulate = false;
+  Output output = kStore;
 };
 // Rows of up to this many values are made in shared memory (36 KB of bf16).
 constexpr int64_t kGemvStagedMaxK = 18432;
-// One row (m = 1), what gemv takes, k <= kGemvStagedMaxK; src 16-byte aligned.
+// One row (m = 1), what gemv takes, k <= kGemvStagedMaxK; src 16-byte aligned;
+// kSwiGLUOut needs an even n.
 bool gemv_fused_supported(DType dtype, const Packed4bit& w, const void* src);
 void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* bias, const GemvInput& in, void* out,
                 cudaStream_t stream);
-// Benchmarks and tests: true stages the row of plain one-row GEMVs in shared
-// memory too (by default they read it through L1).
+// Benchmarks and tests: false keeps plain one-row GEMVs reading the row
+// through L1 (by default they stage it in shared memory where they can).
 void set_gemv_staging(bool on);
 
 // Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,

@@ -145,7 +145,7 @@ struct InputParams {
   const void* norm_weight;
   float eps;
   int norm_threads;  // rms_norm_layout(k).threads: the norm kernel's sum order
-  bool accumulate;
+  int output;        // GemvInput::Output
 };
 
 // A staged row is k values in 16-byte chunks (8 values), chunk c stored at
@@ -278,13 +278,26 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   // by a chunk each load; rows past n reread row n - 1.
   int g = 0, sl = 0, c = 0, c_end = 0;
   uint32_t e[R];
+  // kSwiGLUOut: a group's first R / 2 rows are gate rows j.., the others the
+  // up rows n / 2 + j.. (their sums meet in one thread at the end).
+  // (Read from the parameters where used: values kept live across the step
+  // loop cost registers that the loads in flight need.)
   auto enter_unit = [&] {
     c = slice_first[sl];
     c_end = slice_first[sl + 1];
-    const int64_t row0 = (g_round + g) * R;
+    const int64_t group = g_round + g;
     const uint32_t first = uint32_t(c) * (kChunkSegs * kSeg) + uint32_t(lane) * kSeg;
+    if (in.output == GemvInput::kSwiGLUOut) {
+      const int64_t half = p.n >> 1;
 #pragma unroll
-    for (int r = 0; r < R; ++r) e[r] = uint32_t(min(row0 + r, p.n - 1) * p.k) + first;
+      for (int r = 0; r < R; ++r) {
+        const int64_t j = min(group * (R / 2) + r % (R / 2), half - 1);
+        e[r] = uint32_t((r < R / 2 ? j : half + j) * p.k) + first;
+      }
+    } else {
+#pragma unroll
+      for (int r = 0; r < R; ++r) e[r] = uint32_t(min(group * R + r, p.n - 1) * p.k) + first;
+    }
   };
   auto load = [&](Stage<R>& st) {
     const bool inside = int64_t(c) * kChunkSegs + lane < segs;
@@ -412,7 +425,31 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
       }
     }
     __syncthreads();
-    const int sums = groups * N;
+    const bool paired = in.output == GemvInput::kSwiGLUOut;
+    if (paired) {
+      // SwiGLU of the gate and up sums, each rounded to T first (ops::swiglu
+      // of the stored projection).
+      const T* bias = static_cast<const T*>(p.bias);
+      for (int i = threadIdx.x; i < groups * (R / 2); i += kWarps * 32) {
+        const int gi = i / (R / 2), r = i % (R / 2);
+        float gate = 0.0f, up = 0.0f;
+        for (int k = 0; k < S; ++k) {
+          gate += red[(gi * S + k) * N + r];
+          up += red[(gi * S + k) * N + R / 2 + r];
+        }
+        const int64_t j = (g_round + gi) * (R / 2) + r, half = p.n >> 1;
+        if (j < half) {
+          if (bias) {
+            gate += to_float(bias[j]);
+            up += to_float(bias[half + j]);
+          }
+          const float gv = round_to<T>(gate);
+          static_cast<T*>(p.out)[j] =
+              from_float<T>(__fmul_rn(round_to<T>(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))), round_to<T>(up)));
+        }
+      }
+    }
+    const int sums = paired ? 0 : groups * N;
     for (int i = threadIdx.x; i < sums; i += kWarps * 32) {
       const int gi = i / N, id = i % N;
       float sum = 0.0f;
@@ -421,7 +458,7 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
       if (id % MP < M && row < p.n) {
         if (p.bias) sum += to_float(static_cast<const T*>(p.bias)[row]);
         T* out = static_cast<T*>(p.out) + int64_t(id % MP) * p.n + row;
-        *out = in.accumulate ? from_float<T>(to_float(*out) + round_to<T>(sum)) : from_float<T>(sum);
+        *out = in.output == GemvInput::kAdd ? from_float<T>(to_float(*out) + round_to<T>(sum)) : from_float<T>(sum);
       }
     }
     __syncthreads();  // `red` is rewritten by the next round
@@ -433,9 +470,9 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
 // Slices a group so that a block's units fill its warps evenly: the time of a
 // block is about ceil(units / warps) units of ceil(chunks / S) chunks each,
 // plus a reduction per unit (~1/4 chunk).
-Split pick_split(int64_t n, int64_t k, int rows, int warps, int64_t grid, int forced_slices) {
+Split pick_split(int64_t groups, int64_t k, int warps, int64_t grid, int forced_slices) {
   Split sp{};
-  sp.groups = (n + rows - 1) / rows;
+  sp.groups = groups;
   sp.chunks = int((k / kSeg + kChunkSegs - 1) / kChunkSegs);
   const int64_t per_block = (sp.groups + grid - 1) / grid;
   int best = 1;
@@ -481,69 +518,89 @@ int64_t block_slots() {
 // Launched as a programmatic dependent of the previous kernel on `stream`:
 // its blocks may be scheduled while that kernel drains (the kernel waits for
 // its results before reading anything); a CUDA graph keeps the edge.
+// slices: the k slices a row is cut in (see plain_slices).
 template <typename T, int M, bool kNested, int C, bool kStaged>
-void launch(const Params& p, const InputParams& in, int split_k, cudaStream_t stream) {
+void launch(const Params& p, const InputParams& in, int slices, cudaStream_t stream) {
   constexpr int kThreads = kConfigs[C].warps * 32;
   const int64_t slots = block_slots<T, M, kNested, C, kStaged>();
-  const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
+  constexpr int R = kConfigs[C].rows;
+  // kSwiGLUOut: gate and up rows in pairs of half groups.
+  const int64_t groups =
+      in.output == GemvInput::kSwiGLUOut ? (p.n / 2 + R / 2 - 1) / (R / 2) : (p.n + R - 1) / R;
   const int64_t grid = std::min(groups, slots);
-  Split sp = pick_split(p.n, p.k, kConfigs[C].rows, kConfigs[C].warps, grid, split_k);
+  Split sp = pick_split(groups, p.k, kConfigs[C].warps, grid, slices);
   sp.prefetch_bytes = prefetch_bytes();
   launch_dependent(gemv_4bit_kernel<T, M, kNested, C, kStaged>, dim3(unsigned(grid)), dim3(kThreads),
                    smem_bytes<M, C, kStaged>(), stream, p, sp, in);
 }
 
-template <typename T, int M, bool kNested, bool kStaged>
-void launch_config(const Params& p, const InputParams& in, int split_k, cudaStream_t stream) {
+// The launch shape of a call. One row (M = 1): 8-row groups (config 1) for
+// plain rows of many row groups without double quantization (8 rows of u8
+// codes and block indices in flight would spill), where the row is read
+// through L1; otherwise 4-row groups (config 0), the row made in shared
+// memory where it fits (`stage`; a fused input must be). Staging the row
+// with 8-row groups spilled registers (104 bytes) and measured 20% slower.
+template <typename T, int M, bool kNested>
+bool wide_rows(const Params& p) {
+  const int64_t groups = (p.n + kConfigs[1].rows - 1) / kConfigs[1].rows;
+  return !kNested && groups >= kWideRowsMinGroups * block_slots<T, M, kNested, 1, false>();
+}
+
+// The k slices of the plain product (a row's order of summation): every
+// variant of a call uses them, so that the fused ones give its bits whatever
+// their launch shape (the rows and warps of a block do not change a row's sum).
+template <typename T, int M, bool kNested>
+int plain_slices(const Params& p, bool stage, int split_k) {
+  const auto slices = [&]<int C, bool kStaged>() {
+    const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
+    const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
+    return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).slices;
+  };
+  if (wide_rows<T, M, kNested>(p)) return slices.template operator()<1, false>();
+  return stage ? slices.template operator()<0, true>() : slices.template operator()<0, false>();
+}
+
+template <typename T, int M, bool kNested>
+void launch_config(const Params& p, const InputParams& in, bool stage, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
-    // Double quantization keeps 4 rows: 8 rows of u8 codes and block indices
-    // in flight would spill.
-    const int64_t groups = (p.n + kConfigs[1].rows - 1) / kConfigs[1].rows;
-    if constexpr (!kNested) {
-      if (groups >= kWideRowsMinGroups * block_slots<T, M, kNested, 1, kStaged>()) {
-        launch<T, M, kNested, 1, kStaged>(p, in, split_k, stream);
-        return;
-      }
+    const int slices = plain_slices<T, M, kNested>(p, stage, split_k);
+    if (in.kind == GemvInput::kPlain && wide_rows<T, M, kNested>(p)) {
+      if constexpr (!kNested) launch<T, M, kNested, 1, false>(p, in, slices, stream);
+    } else if (stage || in.kind != GemvInput::kPlain) {
+      launch<T, M, kNested, 0, true>(p, in, slices, stream);
+    } else {
+      launch<T, M, kNested, 0, false>(p, in, slices, stream);
     }
-    launch<T, M, kNested, 0, kStaged>(p, in, split_k, stream);
   } else {
     launch<T, M, kNested, kBatchConfig<M>, false>(p, in, split_k, stream);
   }
 }
 
-template <typename T, int M>
-void launch_nested(const Params& p, const InputParams& in, bool nested, bool staged, int split_k,
-                   cudaStream_t stream) {
-  if constexpr (M == 1) {
-    if (staged) {
-      if (nested) launch_config<T, M, true, true>(p, in, split_k, stream);
-      else launch_config<T, M, false, true>(p, in, split_k, stream);
-      return;
-    }
-  }
-  if (nested) launch_config<T, M, true, false>(p, in, split_k, stream);
-  else launch_config<T, M, false, false>(p, in, split_k, stream);
-}
-
 template <typename T>
-void launch_m(const Params& p, const InputParams& in, bool nested, bool staged, int split_k, cudaStream_t stream) {
+void launch_m(const Params& p, const InputParams& in, bool nested, bool stage, int split_k, cudaStream_t stream) {
+  const auto with = [&]<int M>() {
+    if (nested) launch_config<T, M, true>(p, in, stage, split_k, stream);
+    else launch_config<T, M, false>(p, in, stage, split_k, stream);
+  };
   switch (p.m) {
-    case 1: launch_nested<T, 1>(p, in, nested, staged, split_k, stream); break;
-    case 2: launch_nested<T, 2>(p, in, nested, false, split_k, stream); break;
-    case 3: launch_nested<T, 3>(p, in, nested, false, split_k, stream); break;
-    default: launch_nested<T, 4>(p, in, nested, false, split_k, stream); break;
+    case 1: with.template operator()<1>(); break;
+    case 2: with.template operator()<2>(); break;
+    case 3: with.template operator()<3>(); break;
+    default: with.template operator()<4>(); break;
   }
 }
 
-bool g_staging = false;
+// Plain one-row GEMVs with 4-row groups stage the row: 10.4 against 11.9 us
+// on 4096 x 11008, level on 11008 x 4096 (H200).
+bool g_staging = true;
 
 void run(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, const InputParams& in,
-         bool staged, void* out, int split_k, cudaStream_t stream) {
+         bool stage, void* out, int split_k, cudaStream_t stream) {
   const Params p = make_params(w, x, m, bias, out);
   const bool nested = w.qabsmax != nullptr;
   if (split_k < 0 || split_k > 16) split_k = 0;
-  if (dtype == DType::BF16) launch_m<__nv_bfloat16>(p, in, nested, staged, split_k, stream);
-  else launch_m<__half>(p, in, nested, staged, split_k, stream);
+  if (dtype == DType::BF16) launch_m<__nv_bfloat16>(p, in, nested, stage, split_k, stream);
+  else launch_m<__half>(p, in, nested, stage, split_k, stream);
 }
 
 }  // namespace
@@ -553,12 +610,11 @@ bool gemv_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) 
          uint64_t(w.n) * uint64_t(w.k) < (uint64_t(1) << 32);  // 32-bit element offsets
 }
 
-// Plain rows are read through L1 unless set_gemv_staging: staging them
-// measured no faster on the 7B shapes and 8% slower on 8192 x 28672 (H200).
 void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
           cudaStream_t stream) {
   const bool staged = g_staging && m == 1 && w.k <= kGemvStagedMaxK;
-  run(dtype, x, m, w, bias, InputParams{GemvInput::kPlain, nullptr, 0.0f, 0, false}, staged, out, split_k, stream);
+  run(dtype, x, m, w, bias, InputParams{GemvInput::kPlain, nullptr, 0.0f, 0, GemvInput::kStore}, staged, out, split_k,
+      stream);
 }
 
 bool gemv_fused_supported(DType dtype, const Packed4bit& w, const void* src) {
@@ -567,8 +623,10 @@ bool gemv_fused_supported(DType dtype, const Packed4bit& w, const void* src) {
 
 void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* bias, const GemvInput& in, void* out,
                 cudaStream_t stream) {
-  const InputParams params{in.kind, in.norm_weight, in.eps, rms_norm_layout(w.k).threads, in.accumulate};
-  run(dtype, src, 1, w, bias, params, in.kind != GemvInput::kPlain, out, 0, stream);
+  if (in.output == GemvInput::kSwiGLUOut && w.n % 2 != 0)
+    throw_error("gemv_fused: a SwiGLU output needs gate and up rows, got " + std::to_string(w.n) + " rows");
+  const InputParams params{in.kind, in.norm_weight, in.eps, rms_norm_layout(w.k).threads, in.output};
+  run(dtype, src, 1, w, bias, params, g_staging, out, 0, stream);
 }
 
 void set_gemv_staging(bool on) { g_staging = on; }

@@ -287,6 +287,7 @@ bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Te
                        const Tensor& out) {
   const DType dtype = src.dtype();
   const Device device = src.device();
+  if (f.output == LinearFusion::Output::SwiGLU && w.out_features % 2 != 0) return false;
   if (src.dim(0) != 1 || (dtype != DType::BF16 && dtype != DType::F16) || (w.compute_dtype && *w.compute_dtype != dtype))
     return false;
   if (w.packed.device() != device || w.absmax.device() != device) return false;
@@ -317,7 +318,9 @@ void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Te
                                                      : fused4::GemvInput::kPlain;
   in.norm_weight = f.input == LinearFusion::Input::RmsNorm ? f.norm_weight.raw_data() : nullptr;
   in.eps = f.eps;
-  in.accumulate = f.accumulate;
+  in.output = f.output == LinearFusion::Output::Add      ? fused4::GemvInput::kAdd
+               : f.output == LinearFusion::Output::SwiGLU ? fused4::GemvInput::kSwiGLUOut
+                                                          : fused4::GemvInput::kStore;
   fused4::gemv_fused(src.dtype(), src.raw_data(), p, bias.defined() ? bias.raw_data() : nullptr, in, out.raw_data(),
                      current_stream());
 }
