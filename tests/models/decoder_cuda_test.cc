@@ -190,6 +190,27 @@ TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
   EXPECT_TRUE(in_turn == fused_graph);
 }
 
+// A prompt on the GPU whose 4-bit projections take the dequantize path
+// dequantizes the next weight on a side stream while the current one
+// multiplies; LOWBIT_DEQUANTIZE_AHEAD=0 runs them in turn. Same logits.
+TEST(DecoderCuda, DequantizeAheadEqualsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  std::vector<int32_t> ids(200);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 5) % 2000);
+  engine::QuantizeOnLoad nf4;
+  const auto gpu = engine::load_model(models_dir() / "shakespeare-llama",
+                                      {.dtype = DType::BF16, .quantize = nf4, .device = Device::cuda(0)});
+  const auto prompt = [&](const char* ahead) {
+    setenv("LOWBIT_DEQUANTIZE_AHEAD", ahead, 1);
+    auto cache = gpu->make_cache(int64_t(ids.size()));
+    return testing::to_floats(gpu->forward(ids, cache, true));
+  };
+  const auto in_turn = prompt("0"), ahead = prompt("1"), again = prompt("1");
+  unsetenv("LOWBIT_DEQUANTIZE_AHEAD");
+  EXPECT_TRUE(in_turn == ahead);
+  EXPECT_TRUE(ahead == again);
+}
+
 TEST(DecoderCuda, CacheOfAnotherDeviceIsRefused) {
   LOWBIT_REQUIRE_CUDA();
   const auto gpu = engine::load_model(golden_dir() / "dev-llama/fp32", {.device = Device::cuda(0)});

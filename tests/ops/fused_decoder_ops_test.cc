@@ -128,5 +128,29 @@ TEST(FusedDecoderOps, Linear4bitFusedIsTheOpsInTurn) {
   }
 }
 
+// dequantize_4bit_weight gives the values quant::dequantize_4bit gives (the
+// weight's dtype), also into an f32 output.
+TEST(FusedDecoderOps, Dequantize4bitWeightMatchesQuant) {
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    quant::QuantState state;
+    ops::Blockwise4bitWeight w;
+    w.packed = quant::quantize_4bit(random_tensor({24, 128}, dtype, 30), quant::QuantType::FP4, 64, false, state);
+    w.absmax = quant::dequantize_nested_absmax(state);
+    w.code = state.code;
+    w.dtype = dtype;
+    w.out_features = 24;
+    w.in_features = 128;
+    Tensor got = Tensor::empty({24, 128}, dtype), got_f32 = Tensor::empty({24, 128}, DType::F32);
+    ops::dequantize_4bit_weight(w, got);
+    ops::dequantize_4bit_weight(w, got_f32);
+    const Tensor want = quant::dequantize_4bit(w.packed, state);
+    // (Equal values: a zero code may come out as +0 where quant writes -0.)
+    EXPECT_TRUE(testing::to_floats(got) == testing::to_floats(want)) << dtype_name(dtype);
+    EXPECT_TRUE(testing::to_floats(got_f32) == testing::to_floats(want)) << dtype_name(dtype);
+    Tensor wrong = Tensor::empty({24, 64}, dtype);
+    EXPECT_THROW(ops::dequantize_4bit_weight(w, wrong), Error);
+  }
+}
+
 }  // namespace
 }  // namespace lowbit

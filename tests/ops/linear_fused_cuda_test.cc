@@ -148,5 +148,39 @@ TEST(Linear4bitFusedCuda, StagedRowEqualsUnstaged) {
   }
 }
 
+// A prompt's 4-bit product on the GPU dequantizes the weight and calls
+// cuBLAS: dequantize_4bit_weight gives that weight (the CPU's values), and
+// linear on it gives linear_4bit's bits (what the decoder's dequantize-ahead
+// pipeline relies on).
+TEST(Linear4bitFusedCuda, DequantizedWeightGivesLinear4bitBits) {
+  LOWBIT_REQUIRE_CUDA();
+  uint32_t seed = 300;
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    for (const FusedShape s : {FusedShape{192, 256, 64}, FusedShape{100, 4160, 32}}) {
+      const Tensor w_dense = random_tensor({s.n, s.k}, dtype, seed++);
+      const auto w = quantize_on_gpu(w_dense, s.blocksize);
+      const int64_t rows = 300;
+      ASSERT_TRUE(ops::linear_4bit_dequantizes(rows, dtype, kGpu, w));
+      EXPECT_FALSE(ops::linear_4bit_dequantizes(1, dtype, kGpu, w));
+      Tensor deq = Tensor::empty({s.n, s.k}, dtype, kGpu);
+      ops::dequantize_4bit_weight(w, deq);
+      ops::Blockwise4bitWeight on_cpu = w;
+      on_cpu.packed = w.packed.to(Device::cpu());
+      on_cpu.absmax = w.absmax.to(Device::cpu());
+      on_cpu.code = w.code.to(Device::cpu());
+      Tensor deq_cpu = Tensor::empty({s.n, s.k}, dtype);
+      ops::dequantize_4bit_weight(on_cpu, deq_cpu);
+      // (Equal values: the CPU may write +0 where the GPU writes -0.)
+      EXPECT_TRUE(testing::to_floats(deq.to(Device::cpu())) == testing::to_floats(deq_cpu)) << s.n << " x " << s.k;
+      const Tensor x = random_tensor({rows, s.k}, dtype, seed++).to(kGpu);
+      const Tensor bias = random_tensor({s.n}, dtype, seed++).to(kGpu);
+      Tensor want = Tensor::empty({rows, s.n}, dtype, kGpu), got = Tensor::empty({rows, s.n}, dtype, kGpu);
+      ops::linear_4bit(x, w, bias, want);
+      ops::linear(x, deq, bias, got);
+      EXPECT_TRUE(same_bytes(got, want)) << s.n << " x " << s.k << " " << dtype_name(dtype);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lowbit

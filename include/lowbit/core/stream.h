@@ -31,7 +31,9 @@ class CudaStreamScope {
 class CudaStream {
  public:
   CudaStream() = default;
-  explicit CudaStream(int device);
+  // low_priority: the GPU schedules other streams' pending blocks first
+  // (background work that fills what they leave idle).
+  explicit CudaStream(int device, bool low_priority = false);
   ~CudaStream();
   CudaStream(CudaStream&& other) noexcept;
   CudaStream& operator=(CudaStream&& other) noexcept;
@@ -70,6 +72,24 @@ class CudaGraph {
  private:
   void* stream_ = nullptr;  // while capturing
   void* exec_ = nullptr;    // cudaGraphExec_t
+};
+
+// A point in a stream's work that another stream can wait for.
+class CudaEvent {
+ public:
+  CudaEvent() = default;
+  explicit CudaEvent(int device);
+  ~CudaEvent();
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  void record(void* stream);
+  // Work queued on `stream` after this call starts once the recorded point is
+  // reached (nothing to wait for before the first record).
+  void wait(void* stream) const;
+
+ private:
+  void* event_ = nullptr;
+  bool recorded_ = false;
 };
 
 // Asynchronous host -> device copy on `stream` (small per-step values; the

@@ -49,6 +49,13 @@ class Linear {
   // (4-bit weights, one row on the GPU); otherwise the ops in turn.
   void forward(const Tensor& src, const ops::LinearFusion& f, Tensor& out) const;
   bool fuses(const Tensor& src, const ops::LinearFusion& f, const Tensor& out) const;
+  // Whether forward of `rows` rows of `dtype` on `device` dequantizes a 4-bit
+  // weight and multiplies it densely (prompts on the GPU). Then
+  // forward_dequantized(x, w, out), w from dequantize_weight, gives forward's
+  // bits: a caller can dequantize the next layer's weight ahead.
+  bool dequantizes(int64_t rows, DType dtype, Device device) const;
+  void dequantize_weight(Tensor& out) const;  // out [out, in] in the compute dtype
+  void forward_dequantized(const Tensor& x, const Tensor& weight, Tensor& out) const;
 
  private:
   struct Int8Weight {

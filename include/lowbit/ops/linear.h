@@ -40,6 +40,15 @@ struct Blockwise4bitWeight {
 // accumulation, the output rounded to the compute dtype and then to x's dtype.
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
 
+// The weight as linear_4bit's dequantize path multiplies it: code * absmax
+// rounded to w.dtype, then to out's dtype. out: [out_features, in_features]
+// (f32, bf16 or f16) on the weight's device.
+void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out);
+// Whether linear_4bit of `rows` rows of `dtype` on `device` dequantizes the
+// weight and multiplies it densely (prompts on the GPU); then linear(x,
+// dequantized weight, bias) gives its bits.
+bool linear_4bit_dequantizes(int64_t rows, DType dtype, Device device, const Blockwise4bitWeight& w);
+
 // The fusions of a decoding step around a linear layer: its input made from
 // `src` as it is read, and what becomes of its output y.
 struct LinearFusion {

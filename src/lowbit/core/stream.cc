@@ -17,7 +17,11 @@ CudaStreamScope::~CudaStreamScope() { current_stream = previous_; }
 namespace {
 [[noreturn]] void no_cuda() { fail("this lowbit was built without CUDA (configure with nvcc present)"); }
 }  // namespace
-CudaStream::CudaStream(int) { no_cuda(); }
+CudaStream::CudaStream(int, bool) { no_cuda(); }
+CudaEvent::CudaEvent(int) { no_cuda(); }
+CudaEvent::~CudaEvent() = default;
+void CudaEvent::record(void*) { no_cuda(); }
+void CudaEvent::wait(void*) const {}
 CudaStream::~CudaStream() = default;
 CudaStream::CudaStream(CudaStream&&) noexcept = default;
 CudaStream& CudaStream::operator=(CudaStream&&) noexcept = default;

@@ -178,4 +178,19 @@ bool Linear::fuses(const Tensor& src, const ops::LinearFusion& f, const Tensor& 
   return q && ops::linear_4bit_fuses(src, *q, bias_, f, out);
 }
 
+bool Linear::dequantizes(int64_t rows, DType dtype, Device device) const {
+  auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_);
+  return q && ops::linear_4bit_dequantizes(rows, dtype, device, *q);
+}
+
+void Linear::dequantize_weight(Tensor& out) const {
+  auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_);
+  LOWBIT_CHECK(q, "Linear::dequantize_weight: a {} layer has no 4-bit weight", format_name(format_));
+  ops::dequantize_4bit_weight(*q, out);
+}
+
+void Linear::forward_dequantized(const Tensor& x, const Tensor& weight, Tensor& out) const {
+  ops::linear(x, weight, bias_, out);
+}
+
 }  // namespace lowbit::nn

@@ -59,6 +59,24 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
                     LOWBIT_CUDA_BODY(cuda::linear_4bit(x, w, bias, out)));
 }
 
+void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out) {
+  constexpr std::string_view op = "dequantize_4bit_weight";
+  check_4bit_weight(w);
+  detail::expect_shape(op, "out", out, {w.out_features, w.in_features});
+  detail::on_device(op, detail::common_device(op, {&w.packed, &w.absmax, &out}),
+                    [&] { cpu::dequantize_4bit_weight(w, out); },
+                    LOWBIT_CUDA_BODY(cuda::dequantize_4bit_weight(w, out)));
+}
+
+bool linear_4bit_dequantizes([[maybe_unused]] int64_t rows, [[maybe_unused]] DType dtype,
+                             [[maybe_unused]] Device device, [[maybe_unused]] const Blockwise4bitWeight& w) {
+#ifdef LOWBIT_WITH_CUDA
+  return device.is_cuda() && w.packed.device() == device && cuda::linear_4bit_dequantizes(rows, dtype, w);
+#else
+  return false;
+#endif
+}
+
 Tensor fused_linear_input(const Tensor& src, const LinearFusion& f) {
   LOWBIT_CHECK(src.ndim() == 2, "ops::linear (fused): the input must be [tokens, features], got {}", src.describe());
   switch (f.input) {

@@ -8,11 +8,34 @@
 
 namespace lowbit {
 
-CudaStream::CudaStream(int device) : device_(device) {
+CudaStream::CudaStream(int device, bool low_priority) : device_(device) {
   LOWBIT_CUDA_CHECK(cudaSetDevice(device));
+  int least = 0, greatest = 0;
+  LOWBIT_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
   cudaStream_t s = nullptr;
-  LOWBIT_CUDA_CHECK(cudaStreamCreate(&s));
+  LOWBIT_CUDA_CHECK(cudaStreamCreateWithPriority(&s, cudaStreamDefault, low_priority ? least : greatest));
   stream_ = s;
+}
+
+CudaEvent::CudaEvent(int device) {
+  LOWBIT_CUDA_CHECK(cudaSetDevice(device));
+  cudaEvent_t e = nullptr;
+  LOWBIT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  event_ = e;
+}
+
+CudaEvent::~CudaEvent() {
+  if (event_) cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+}
+
+void CudaEvent::record(void* stream) {
+  LOWBIT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), static_cast<cudaStream_t>(stream)));
+  recorded_ = true;
+}
+
+void CudaEvent::wait(void* stream) const {
+  if (recorded_)
+    LOWBIT_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(stream), static_cast<cudaEvent_t>(event_), 0));
 }
 
 CudaStream::~CudaStream() {

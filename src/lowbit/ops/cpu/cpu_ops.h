@@ -24,6 +24,7 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, in
                int64_t window);
 void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out);
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
+void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out);
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
                  Tensor& out);
 

@@ -123,4 +123,20 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
   store_output(acc.data(), bias, out);
 }
 
+void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out) {
+  const int64_t k = w.in_features;
+  detail::dispatch_float("dequantize_4bit_weight", w.dtype, [&]<typename W>(W) {
+    detail::dispatch_float("dequantize_4bit_weight", out.dtype(), [&]<typename C>(C) {
+      C* dst = out.data<C>();
+      parallel_for(0, size_t(w.out_features), gemv_row_grain(k), [&](size_t lo, size_t hi) {
+        std::vector<float> row(static_cast<size_t>(k));
+        for (size_t r = lo; r < hi; ++r) {
+          dequantize_range<W, C>(w, int64_t(r) * k, k, row.data());
+          for (int64_t i = 0; i < k; ++i) dst[int64_t(r) * k + i] = detail::store<C>(row[size_t(i)]);
+        }
+      });
+    });
+  });
+}
+
 }  // namespace lowbit::ops::cpu

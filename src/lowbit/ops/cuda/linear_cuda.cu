@@ -283,6 +283,23 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
             current_cuda_stream());
 }
 
+void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out) {
+  Tensor code;
+  const Packed4bit p = packed_view(w, out, code);
+  dequantize_4bit_weight(out.dtype(), p, out.raw_data(), current_stream());
+}
+
+bool linear_4bit_dequantizes(int64_t rows, DType dtype, const Blockwise4bitWeight& w) {
+  if (w.compute_dtype && *w.compute_dtype != dtype) return false;
+  Packed4bit p;
+  p.packed = static_cast<const uint8_t*>(w.packed.raw_data());
+  p.blocksize = w.blocksize;
+  p.n = w.out_features;
+  p.k = w.in_features;
+  // (x's alignment only matters to the fused kernels.)
+  return rows > 0 && gemm_4bit_path(dtype, p, rows, nullptr) == Gemm4bitPath::kDequantize;
+}
+
 bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
                        const Tensor& out) {
   const DType dtype = src.dtype();

@@ -63,6 +63,8 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& o
 void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bias, Tensor& out);
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,
                  Tensor& out);
+void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out);
+bool linear_4bit_dequantizes(int64_t rows, DType dtype, const Blockwise4bitWeight& w);
 // ops::linear_4bit_fused as one GEMV kernel (linear_4bit_fuses: one row, bf16/f16
 // throughout, tensors on one device, what the GEMV's staged row takes).
 bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
