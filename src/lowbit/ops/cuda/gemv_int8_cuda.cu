@@ -112,6 +112,11 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float row_stats[kRows];
   int8_t* codes = reinterpret_cast<int8_t*>(shared);
   uint16_t* flags = reinterpret_cast<uint16_t*>(codes + kRows * k);
+  // A programmatic dependent with a resident grid: the next kernel may launch
+  // now and prepare while this one runs; x is read only after the previous
+  // kernel's results are visible.
+  allow_dependent_launch();
+  wait_for_previous_grid();
   prepare_rows<T, kRows>(x, k, threshold, codes, flags, row_stats);
 
   const int lane = threadIdx.x % 32;
@@ -196,12 +201,15 @@ void launch(DType dtype, const void* x, const int8_t* w, const float* scb, int64
         return true;
       }();
       (void)raised;
-      // Up to 8 blocks an SM (64 warps, as many as fit): each prepares x once,
-      // then takes rows until n is done.
-      const int64_t blocks = std::min<int64_t>((n + kWarps - 1) / kWarps, int64_t(multiprocessors()) * 8);
-      kernel<<<unsigned(blocks), kThreads, shared_bytes, stream>>>(static_cast<const T*>(x), threshold, w, scb,
-                                                                   static_cast<const B*>(bias), n, k,
-                                                                   static_cast<T*>(out));
+      // As many blocks as the SMs hold at once (up to 8 an SM): each
+      // prepares x once, then takes rows until n is done. All resident, so
+      // the early launch of the next kernel never takes their slots.
+      int resident = 0;
+      LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kernel, kThreads, shared_bytes));
+      const int64_t blocks = std::min<int64_t>((n + kWarps - 1) / kWarps,
+                                               int64_t(multiprocessors()) * std::clamp(resident, 1, 8));
+      launch_dependent(kernel, dim3(unsigned(blocks)), dim3(kThreads), shared_bytes, stream, static_cast<const T*>(x),
+                       threshold, w, scb, static_cast<const B*>(bias), n, k, static_cast<T*>(out));
       LOWBIT_CUDA_CHECK_LAUNCH();
     });
   });
