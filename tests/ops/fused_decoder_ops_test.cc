@@ -111,6 +111,9 @@ TEST(FusedDecoderOps, Linear4bitFusedIsTheOpsInTurn) {
     f.output = ops::LinearFusion::Output::Store;
     ops::linear_4bit_fused(src, w, Tensor{}, f, got);
     EXPECT_TRUE(same_bytes(got, y)) << int(input);
+    Tensor stored = Tensor::empty({2, n}, dtype);
+    ops::fused_linear_output(y, f, stored);
+    EXPECT_TRUE(same_bytes(stored, y)) << int(input);
     f.output = ops::LinearFusion::Output::SwiGLU;
     Tensor half = Tensor::empty({2, n / 2}, dtype), half_want = Tensor::empty({2, n / 2}, dtype);
     ops::swiglu(y, half_want);

@@ -71,6 +71,9 @@ struct LinearFusion {
 // The activation rows a fused linear reads: src, or the op of f.input on it
 // (a new tensor).
 Tensor fused_linear_input(const Tensor& src, const LinearFusion& f);
+// What a fused linear leaves in out from its product y (f.output: out = y,
+// out + y or swiglu(y)).
+void fused_linear_output(const Tensor& y, const LinearFusion& f, Tensor& out);
 
 // y = linear_4bit(x, w, bias) with x made from src as f says, then out = y,
 // out + y or swiglu(y): the same bits as those ops in turn. One row on the GPU runs as one

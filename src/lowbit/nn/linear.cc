@@ -168,9 +168,7 @@ void Linear::forward(const Tensor& src, const ops::LinearFusion& f, Tensor& out)
   if (auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_)) return ops::linear_4bit_fused(src, *q, bias_, f, out);
   const Tensor x = ops::fused_linear_input(src, f);
   if (f.output == ops::LinearFusion::Output::Store) return forward(x, out);
-  Tensor y = forward(x);
-  if (f.output == ops::LinearFusion::Output::SwiGLU) ops::swiglu(y, out);
-  else ops::add(out, y, out);
+  ops::fused_linear_output(forward(x), f, out);
 }
 
 bool Linear::fuses(const Tensor& src, const ops::LinearFusion& f, const Tensor& out) const {

@@ -97,6 +97,18 @@ Tensor fused_linear_input(const Tensor& src, const LinearFusion& f) {
   return src;
 }
 
+void fused_linear_output(const Tensor& y, const LinearFusion& f, Tensor& out) {
+  switch (f.output) {
+    case LinearFusion::Output::Store:
+      detail::expect_shape("linear (fused)", "out", out, y.shape());
+      detail::expect_dtype("linear (fused)", "out", out, y.dtype());
+      copy_bytes(out.raw_data(), out.device(), y.raw_data(), y.device(), y.nbytes());
+      return;
+    case LinearFusion::Output::Add: add(out, y, out); return;
+    case LinearFusion::Output::SwiGLU: swiglu(y, out); return;
+  }
+}
+
 bool linear_4bit_fuses([[maybe_unused]] const Tensor& src, [[maybe_unused]] const Blockwise4bitWeight& w,
                        [[maybe_unused]] const Tensor& bias, [[maybe_unused]] const LinearFusion& f,
                        [[maybe_unused]] const Tensor& out) {
@@ -132,8 +144,7 @@ void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Te
   if (f.output == LinearFusion::Output::Store) return linear_4bit(x, w, bias, out);
   Tensor y = Tensor::empty({x.dim(0), w.out_features}, x.dtype(), x.device());
   linear_4bit(x, w, bias, y);
-  if (swiglu_out) swiglu(y, out);
-  else add(out, y, out);
+  fused_linear_output(y, f, out);
 }
 
 void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const Tensor& bias, float threshold,

@@ -63,12 +63,6 @@ __device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddep
 // waiting dependents must not hold slots that this grid's later blocks need.
 __device__ __forceinline__ void allow_dependent_launch() { asm volatile("griddepcontrol.launch_dependents;"); }
 
-// Starts fetching [p, p + bytes) into L2 (16-byte aligned, bytes a multiple
-// of 16): data read soon, requested before a kernel may read anything else.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-}
-
 template <typename... Params, typename... Args>
 void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
                       Args&&... args) {

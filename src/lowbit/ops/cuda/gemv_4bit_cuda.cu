@@ -33,12 +33,19 @@
 // m = 1 (ncu), against 4.4 for f32 products (unpack + 2 FFMA a pair).
 // Element offsets are 32-bit (n * k < 2^32), advanced by a chunk a load.
 //
+// One row (m = 1) with 4-row groups is staged: each block makes the row in
+// shared memory first (copied, or an RMSNorm / SwiGLU of its source: the fused
+// inputs of a decoding step, stage_input) and reads it from there; the output
+// may be added to `out` or taken as gate/up pairs through SwiGLU (GemvInput).
+// Every variant of a call cuts k in the plain product's slices, so a row's sum
+// is the same bits whatever the launch shape.
+//
 // Memory traffic per call: n*k/2 bytes of codes and n*k/blocksize scales (f32,
 // or u8 + the nested f32), streamed past L1; m*k*2 bytes of activations, L1/L2
-// resident. Shared memory: 64 KB table + 1 KB nested map + the unit sums
-// (kMaxUnits x R x m floats). docs/cuda.md has the measurements.
+// resident (or staged). Shared memory: 64 KB table + 1 KB nested map + the
+// unit sums (kMaxUnits x R x m floats) + the staged row (36 KB). docs/cuda.md
+// has the measurements.
 #include <algorithm>
-#include <cstdlib>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -129,7 +136,6 @@ struct Split {
   int slices;      // k slices a group
   int chunks;      // chunks of k (the last may be partial)
   int64_t groups_per_round;
-  uint32_t prefetch_bytes;  // weight bytes of a block's first rows fetched into L2 before the wait
 };
 
 template <int R>
@@ -397,23 +403,9 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   // Launched as a programmatic dependent (it may start while the previous
   // kernel finishes): the first weights are loaded and the tables built from
   // the weight's constant code maps meanwhile; activations are read, and the
-  // output written, only after that kernel's results are visible.
+  // output written, only after that kernel's results are visible. The grid
+  // is persistent, so the next kernel may launch at once (cuda_common.h).
   allow_dependent_launch();
-  // A block's rows are one contiguous range of codes (and of f32 scales):
-  // their first bytes are fetched into L2 while the previous kernel ends.
-  if (threadIdx.x == 0 && sp.prefetch_bytes > 0 && g_lo < g_hi) {
-    const uint64_t row_bytes = uint64_t(p.k) / 2;
-    const uint64_t lo = uint64_t(g_lo) * R * row_bytes, hi = uint64_t(g_hi * R < p.n ? g_hi * R : p.n) * row_bytes;
-    const uint32_t bytes = uint32_t(hi - lo < sp.prefetch_bytes ? hi - lo : sp.prefetch_bytes) & ~15u;
-    prefetch_l2(p.packed + lo, bytes);
-    if constexpr (!kNested) {
-      const uint64_t total = ((uint64_t(p.n) * uint64_t(p.k)) >> p.block_shift) * 4 & ~uint64_t(15);
-      const uint64_t a_lo = ((lo * 2) >> p.block_shift) * 4 & ~uint64_t(15);
-      const uint64_t a_end = a_lo + ((uint64_t(bytes) * 8) >> p.block_shift) + 16;
-      const uint64_t a_hi = (a_end < total ? a_end : total) & ~uint64_t(15);
-      if (a_hi > a_lo) prefetch_l2(reinterpret_cast<const char*>(p.absmax) + a_lo, uint32_t(a_hi - a_lo));
-    }
-  }
   if (g_round < g_hi) start_round();
   build_shared_tables<T, kNested>(smem, kPairTableWords, p);  // ends with a barrier
   wait_for_previous_grid();
@@ -492,17 +484,6 @@ Split pick_split(int64_t groups, int64_t k, int warps, int64_t grid, int forced_
   return sp;
 }
 
-// Bytes a block prefetches into L2 before the wait (LOWBIT_GEMV_PREFETCH_KB;
-// none by default: on the 7B decode (H200) 32 KB cost 2%, 128 KB 8%, as the
-// prefetches compete with the previous kernel's own loads).
-uint32_t prefetch_bytes() {
-  static const uint32_t bytes = [] {
-    const char* v = std::getenv("LOWBIT_GEMV_PREFETCH_KB");
-    return v ? uint32_t(std::strtoul(v, nullptr, 10)) * 1024u : 0u;
-  }();
-  return bytes;
-}
-
 template <int M, int C, bool kStaged>
 constexpr size_t smem_bytes() {
   return (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4 +
@@ -529,7 +510,6 @@ void launch(const Params& p, const InputParams& in, int slices, cudaStream_t str
       in.output == GemvInput::kSwiGLUOut ? (p.n / 2 + R / 2 - 1) / (R / 2) : (p.n + R - 1) / R;
   const int64_t grid = std::min(groups, slots);
   Split sp = pick_split(groups, p.k, kConfigs[C].warps, grid, slices);
-  sp.prefetch_bytes = prefetch_bytes();
   launch_dependent(gemv_4bit_kernel<T, M, kNested, C, kStaged>, dim3(unsigned(grid)), dim3(kThreads),
                    smem_bytes<M, C, kStaged>(), stream, p, sp, in);
 }
