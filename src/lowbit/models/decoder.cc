@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
-#include <optional>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 
