@@ -243,13 +243,15 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       in.norm_weight = x;
       in.eps = 1e-5f;
       in.output = output;
-      return time_us(q_copies, [&](int i) { fused4::gemv_fused(DType::BF16, x, q.plain[i], nullptr, in, out, nullptr); });
+      return time_us(q_copies,
+                     [&](int i) { fused4::gemv_fused(DType::BF16, x, q.plain[i], nullptr, in, out, nullptr); });
     };
+    using Input = fused4::GemvInput;
     std::printf("gemv m1: x staged %.1f us, through L1 %.1f us; rmsnorm prologue %.1f us", staged, unstaged,
-                fused(fused4::GemvInput::kRmsNorm, fused4::GemvInput::kStore));
-    std::printf(", + swiglu out %.1f us", fused(fused4::GemvInput::kRmsNorm, fused4::GemvInput::kSwiGLUOut));
-    std::printf(", plain + add %.1f us", fused(fused4::GemvInput::kPlain, fused4::GemvInput::kAdd));
-    if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(fused4::GemvInput::kSwiGLU, fused4::GemvInput::kAdd));
+                fused(Input::kRmsNorm, Input::kStore));
+    std::printf(", + swiglu out %.1f us", fused(Input::kRmsNorm, Input::kSwiGLUOut));
+    std::printf(", plain + add %.1f us", fused(Input::kPlain, Input::kAdd));
+    if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(Input::kSwiGLU, Input::kAdd));
     std::printf("\n");
   }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
