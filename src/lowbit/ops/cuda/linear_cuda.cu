@@ -252,18 +252,26 @@ void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& o
 
 namespace {
 
-// The raw view of a 4-bit weight for a kernel on x's device (the 16 codes are
-// copied there when they live elsewhere: `code` keeps that copy alive).
-Packed4bit packed_view(const Blockwise4bitWeight& w, const Tensor& x, Tensor& code) {
-  code = w.code.device() == x.device() ? w.code : w.code.to(x.device());
+// What a kernel's choice depends on (the packed codes' address, the shape and
+// the block size), without touching the code table.
+Packed4bit shape_view(const Blockwise4bitWeight& w) {
   Packed4bit p;
-  p.packed = w.packed.data<uint8_t>();
-  p.code = code.data<float>();
-  p.absmax = w.absmax.data<float>();
+  p.packed = static_cast<const uint8_t*>(w.packed.raw_data());
   p.blocksize = w.blocksize;
   p.n = w.out_features;
   p.k = w.in_features;
   p.weight_dtype = w.dtype;
+  return p;
+}
+
+// The raw view of a 4-bit weight for a kernel on x's device (the 16 codes are
+// copied there when they live elsewhere: `code` keeps that copy alive).
+Packed4bit packed_view(const Blockwise4bitWeight& w, const Tensor& x, Tensor& code) {
+  code = w.code.device() == x.device() ? w.code : w.code.to(x.device());
+  Packed4bit p = shape_view(w);
+  p.packed = w.packed.data<uint8_t>();
+  p.code = code.data<float>();
+  p.absmax = w.absmax.data<float>();
   return p;
 }
 
@@ -291,13 +299,8 @@ void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out) {
 
 bool linear_4bit_dequantizes(int64_t rows, DType dtype, const Blockwise4bitWeight& w) {
   if (w.compute_dtype && *w.compute_dtype != dtype) return false;
-  Packed4bit p;
-  p.packed = static_cast<const uint8_t*>(w.packed.raw_data());
-  p.blocksize = w.blocksize;
-  p.n = w.out_features;
-  p.k = w.in_features;
   // (x's alignment only matters to the fused kernels.)
-  return rows > 0 && gemm_4bit_path(dtype, p, rows, nullptr) == Gemm4bitPath::kDequantize;
+  return rows > 0 && gemm_4bit_path(dtype, shape_view(w), rows, nullptr) == Gemm4bitPath::kDequantize;
 }
 
 bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
@@ -317,12 +320,7 @@ bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Te
       (!f.norm_weight.defined() || f.norm_weight.dtype() != dtype || f.norm_weight.device() != device ||
        !aligned16(f.norm_weight)))
     return false;
-  Packed4bit p;
-  p.packed = static_cast<const uint8_t*>(w.packed.raw_data());
-  p.blocksize = w.blocksize;
-  p.n = w.out_features;
-  p.k = w.in_features;
-  return fused4::gemv_fused_supported(dtype, p, src.raw_data());
+  return fused4::gemv_fused_supported(dtype, shape_view(w), src.raw_data());
 }
 
 void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
