@@ -11,7 +11,7 @@
 //                               [--sweep] [--no-int8]
 //
 // --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
-// 256 and 512; --no-int8 skips LLM.int8; --shape times one shape (in x out).
+// 256 and 512 and the wgmma GEMM's token tiles and k splits at 64-512; --no-int8 skips LLM.int8; --shape times one shape (in x out).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -163,9 +163,9 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
-  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %8s %8s %5s\n", "batch",
+  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %8s %8s %8s %5s\n", "batch",
               "cublas us", "GB/s", "nf4 us", "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "gemv us", "mma us",
-              "wide us", "large us", "deq us", "path");
+              "wide us", "large us", "wgmma us", "deq us", "path");
   using lowbit::ops::cuda::Gemm4bitPath;
   // One kernel forced (0 when the shape rules it out), then back to auto.
   auto time_path = [&](Gemm4bitPath path, int64_t m, int split_k = 0) {
@@ -194,14 +194,16 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     });
     const double t_gemv = time_path(Gemm4bitPath::kGemv, m), t_mma = time_path(Gemm4bitPath::kMma, m),
                  t_wide = time_path(Gemm4bitPath::kMmaWide, m), t_large = time_path(Gemm4bitPath::kLarge, m),
+                 t_wgmma = m >= 16 ? time_path(Gemm4bitPath::kWgmma, m) : 0.0,
                  t_deq = m >= 16 ? time_path(Gemm4bitPath::kDequantize, m) : 0.0;
-    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq", "large"};
+    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq", "large", "wgmma"};
     const auto path = lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x);
     const double bw_q = (nf4_bytes + io) / t_q, bw_dq = (nf4dq_bytes + io) / t_dq;
     std::printf(
-        "%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %8.1f %8.1f %5s\n",
+        "%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f "
+        "%5s\n",
         (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
-        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_deq, path_names[int(path)]);
+        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_wgmma, t_deq, path_names[int(path)]);
   }
   // The tiled GEMM's block tiles (1-5, 0: chosen) and k splits (0: chosen).
   if (opt.sweep) {
@@ -214,6 +216,21 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         for (int ks : {0, 1, 2, 3, 4}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kLarge, m, ks));
       }
       lowbit::ops::cuda::fused4::set_large_tile(0);
+      std::printf(" us\n");
+    }
+  }
+  // The wgmma GEMM's token tiles (0: chosen).
+  if (opt.sweep) {
+    for (int64_t m : {64, 128, 256, 512}) {
+      if (m > max_m) continue;
+      std::printf("wgmma m%lld:", (long long)m);
+      for (int tokens : {0, 64, 128, 256}) {
+        lowbit::ops::cuda::fused4::set_wgmma_tokens(tokens);
+        std::printf("  %d: %.1f", tokens, time_path(Gemm4bitPath::kWgmma, m));
+      }
+      lowbit::ops::cuda::fused4::set_wgmma_tokens(0);
+      std::printf("  split");
+      for (int ks : {1, 2, 3, 4, 6}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kWgmma, m, ks));
       std::printf(" us\n");
     }
   }

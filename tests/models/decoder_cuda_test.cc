@@ -195,7 +195,9 @@ TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
 // multiplies; LOWBIT_DEQUANTIZE_AHEAD=0 runs them in turn. Same logits.
 TEST(DecoderCuda, DequantizeAheadEqualsInTurn) {
   LOWBIT_REQUIRE_CUDA();
-  std::vector<int32_t> ids(200);
+  // 400 tokens: prompts this long take the dequantize path (shorter ones the
+  // wgmma GEMM on Hopper).
+  std::vector<int32_t> ids(400);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 5) % 2000);
   engine::QuantizeOnLoad nf4;
   const auto gpu = engine::load_model(models_dir() / "shakespeare-llama",

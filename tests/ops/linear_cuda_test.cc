@@ -1,12 +1,14 @@
 // The CUDA linear ops against the CPU ones: dense (cuBLAS) and 4-bit (a
-// CUDA-core GEMV, two tensor-core kernels, a tiled tensor-core GEMM,
-// dequantize + cuBLAS; each path also forced where the shape allows it), on
+// CUDA-core GEMV, two tensor-core kernels, a tiled tensor-core GEMM, the
+// Hopper wgmma GEMM, dequantize + cuBLAS; each path also forced where the shape allows it), on
 // shapes that are not multiples of the tiles or blocks, and against
 // bitsandbytes' outputs.
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/io/safetensors.h"
@@ -66,6 +68,71 @@ struct Shape4 {
 
 class Linear4bitCuda : public ::testing::TestWithParam<Shape4> {};
 
+// One forced-kernel case: a random weight quantized (NF4 or FP4 by the seed's
+// parity, f32 or double-quantized absmax), x and maybe a bias (by the seed),
+// the CPU op's output, and the raw device view the kernels take.
+struct KernelCase {
+  Tensor want, xg, bg;
+  Tensor packed, code, absmax, qabsmax, nested_absmax, nested_code;  // keep the device buffers alive
+  ops::cuda::Packed4bit p;
+  std::string name;
+
+  KernelCase(const Shape4& c, DType dtype, bool nested, uint32_t& seed) {
+    const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;
+    const Tensor w = random_tensor({c.n, c.k}, dtype, seed++);
+    const Tensor x = random_tensor({c.m, c.k}, dtype, seed++);
+    const Tensor bias = (seed & 2) ? random_tensor({c.n}, dtype, seed++) : Tensor{};
+    quant::QuantState state;
+    ops::Blockwise4bitWeight q;
+    q.type = type;
+    q.packed = quant::quantize_4bit(w, type, c.blocksize, nested, state);
+    q.absmax = quant::dequantize_nested_absmax(state);
+    q.code = state.code;
+    q.blocksize = c.blocksize;
+    q.dtype = dtype;
+    q.out_features = c.n;
+    q.in_features = c.k;
+    want = Tensor::empty({c.m, c.n}, dtype);
+    ops::linear_4bit(x, q, bias, want);
+
+    packed = q.packed.to(kGpu);
+    code = state.code.to(kGpu);
+    xg = x.to(kGpu);
+    if (bias.defined()) bg = bias.to(kGpu);
+    p.packed = packed.data<uint8_t>();
+    p.code = code.data<float>();
+    if (nested) {
+      qabsmax = state.absmax.to(kGpu);
+      nested_absmax = state.nested->nested_absmax.to(kGpu);
+      nested_code = state.nested->nested_code.to(kGpu);
+      p.qabsmax = qabsmax.data<uint8_t>();
+      p.nested_absmax = nested_absmax.data<float>();
+      p.nested_code = nested_code.data<float>();
+      p.nested_offset = state.nested->offset;
+      p.nested_blocksize = state.nested->blocksize;
+    } else {
+      absmax = q.absmax.to(kGpu);
+      p.absmax = absmax.data<float>();
+    }
+    p.blocksize = c.blocksize;
+    p.n = c.n;
+    p.k = c.k;
+    p.weight_dtype = dtype;
+    name = "m " + std::to_string(c.m) + " n " + std::to_string(c.n) + " k " + std::to_string(c.k) + " bs " +
+           std::to_string(c.blocksize) + " " + std::string(dtype_name(dtype)) + " " +
+           std::string(quant::traits(type).name) + (nested ? " double-quant" : "") + (bias.defined() ? " bias" : "");
+  }
+
+  // gemm_4bit on the case (whatever path is set), into an output poisoned
+  // with NaN: an element the kernel skips fails the comparison.
+  Tensor run(DType dtype, int64_t m) const {
+    Tensor got = Tensor::from_vector(std::vector<float>(size_t(m * p.n), std::nanf("")), {m, p.n}).cast(dtype).to(kGpu);
+    ops::cuda::gemm_4bit(dtype, xg.raw_data(), m, p, bg.defined() ? bg.raw_data() : nullptr, got.raw_data());
+    LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+    return got;
+  }
+};
+
 // The fused kernel multiplies the codes (rounded to the compute dtype) and
 // applies each block's absmax in f32; the CPU rounds code * absmax to the
 // dtype. Both are within half an ulp of the exact weight, so with f32 sums
@@ -122,60 +189,13 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
                          Shape4{1, 40001, 160, 32}}) {
     for (DType dtype : {DType::BF16, DType::F16}) {
       for (bool nested : {false, true}) {
-        const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;
-        const Tensor w = random_tensor({c.n, c.k}, dtype, seed++);
-        const Tensor x = random_tensor({c.m, c.k}, dtype, seed++);
-        const Tensor bias = (seed & 2) ? random_tensor({c.n}, dtype, seed++) : Tensor{};
-        quant::QuantState state;
-        ops::Blockwise4bitWeight q;
-        q.type = type;
-        q.packed = quant::quantize_4bit(w, type, c.blocksize, nested, state);
-        q.absmax = quant::dequantize_nested_absmax(state);
-        q.code = state.code;
-        q.blocksize = c.blocksize;
-        q.dtype = dtype;
-        q.out_features = c.n;
-        q.in_features = c.k;
-        Tensor want = Tensor::empty({c.m, c.n}, dtype);
-        ops::linear_4bit(x, q, bias, want);
-
-        const Tensor packed = q.packed.to(kGpu), code = state.code.to(kGpu), xg = x.to(kGpu);
-        const Tensor bg = bias.defined() ? bias.to(kGpu) : Tensor{};
-        const Tensor absmax = nested ? Tensor{} : q.absmax.to(kGpu);
-        const Tensor qabsmax = nested ? state.absmax.to(kGpu) : Tensor{};
-        const Tensor nested_absmax = nested ? state.nested->nested_absmax.to(kGpu) : Tensor{};
-        const Tensor nested_code = nested ? state.nested->nested_code.to(kGpu) : Tensor{};
-        ops::cuda::Packed4bit p;
-        p.packed = packed.data<uint8_t>();
-        p.code = code.data<float>();
-        if (nested) {
-          p.qabsmax = qabsmax.data<uint8_t>();
-          p.nested_absmax = nested_absmax.data<float>();
-          p.nested_code = nested_code.data<float>();
-          p.nested_offset = state.nested->offset;
-          p.nested_blocksize = state.nested->blocksize;
-        } else {
-          p.absmax = absmax.data<float>();
-        }
-        p.blocksize = c.blocksize;
-        p.n = c.n;
-        p.k = c.k;
-        p.weight_dtype = dtype;
+        const KernelCase kc(c, dtype, nested, seed);
         for (auto path : {Gemm4bitPath::kGemv, Gemm4bitPath::kMma, Gemm4bitPath::kMmaWide, Gemm4bitPath::kLarge,
-                          Gemm4bitPath::kDequantize}) {
+                          Gemm4bitPath::kWgmma, Gemm4bitPath::kDequantize}) {
           ops::cuda::set_gemm_4bit_path(path);
-          if (ops::cuda::gemm_4bit_path(dtype, p, c.m, xg.raw_data()) != path) continue;
-          // Poisoned: an output the kernel skips stays NaN and fails.
-          Tensor got = Tensor::from_vector(std::vector<float>(size_t(c.m * c.n), std::nanf("")), {c.m, c.n})
-                           .cast(dtype)
-                           .to(kGpu);
-          ops::cuda::gemm_4bit(dtype, xg.raw_data(), c.m, p, bg.defined() ? bg.raw_data() : nullptr, got.raw_data());
-          LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+          if (ops::cuda::gemm_4bit_path(dtype, kc.p, c.m, kc.xg.raw_data()) != path) continue;
           ++runs;
-          EXPECT_LE(error_in_ulps(got, want), 4.0)
-              << "path " << int(path) << " m " << c.m << " n " << c.n << " k " << c.k << " bs " << c.blocksize << " "
-              << dtype_name(dtype) << " " << quant::traits(type).name << (nested ? " double-quant" : "")
-              << (bias.defined() ? " bias" : "");
+          EXPECT_LE(error_in_ulps(kc.run(dtype, c.m), kc.want), 4.0) << "path " << int(path) << " " << kc.name;
         }
         ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
       }
@@ -205,60 +225,15 @@ TEST(Linear4bitCuda, LargePathMatchesCpu) {
     const Shape4 s = c.shape;
     for (DType dtype : {DType::BF16, DType::F16}) {
       for (bool nested : {false, true}) {
-        const auto type = (seed & 1) ? quant::QuantType::FP4 : quant::QuantType::NF4;
-        const Tensor w = random_tensor({s.n, s.k}, dtype, seed++);
-        const Tensor x = random_tensor({s.m, s.k}, dtype, seed++);
-        const Tensor bias = (seed & 2) ? random_tensor({s.n}, dtype, seed++) : Tensor{};
-        quant::QuantState state;
-        ops::Blockwise4bitWeight q;
-        q.type = type;
-        q.packed = quant::quantize_4bit(w, type, s.blocksize, nested, state);
-        q.absmax = quant::dequantize_nested_absmax(state);
-        q.code = state.code;
-        q.blocksize = s.blocksize;
-        q.dtype = dtype;
-        q.out_features = s.n;
-        q.in_features = s.k;
-        Tensor want = Tensor::empty({s.m, s.n}, dtype);
-        ops::linear_4bit(x, q, bias, want);
-
-        const Tensor packed = q.packed.to(kGpu), code = state.code.to(kGpu), xg = x.to(kGpu);
-        const Tensor bg = bias.defined() ? bias.to(kGpu) : Tensor{};
-        const Tensor absmax = nested ? Tensor{} : q.absmax.to(kGpu);
-        const Tensor qabsmax = nested ? state.absmax.to(kGpu) : Tensor{};
-        const Tensor nested_absmax = nested ? state.nested->nested_absmax.to(kGpu) : Tensor{};
-        const Tensor nested_code = nested ? state.nested->nested_code.to(kGpu) : Tensor{};
-        ops::cuda::Packed4bit p;
-        p.packed = packed.data<uint8_t>();
-        p.code = code.data<float>();
-        if (nested) {
-          p.qabsmax = qabsmax.data<uint8_t>();
-          p.nested_absmax = nested_absmax.data<float>();
-          p.nested_code = nested_code.data<float>();
-          p.nested_offset = state.nested->offset;
-          p.nested_blocksize = state.nested->blocksize;
-        } else {
-          p.absmax = absmax.data<float>();
-        }
-        p.blocksize = s.blocksize;
-        p.n = s.n;
-        p.k = s.k;
-        p.weight_dtype = dtype;
+        const KernelCase kc(s, dtype, nested, seed);
         ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kLarge, c.split_k);
         ops::cuda::fused4::set_large_tile(c.tile);
-        ASSERT_EQ(ops::cuda::gemm_4bit_path(dtype, p, s.m, xg.raw_data()), Gemm4bitPath::kLarge);
-        Tensor got = Tensor::from_vector(std::vector<float>(size_t(s.m * s.n), std::nanf("")), {s.m, s.n})
-                         .cast(dtype)
-                         .to(kGpu);
-        ops::cuda::gemm_4bit(dtype, xg.raw_data(), s.m, p, bg.defined() ? bg.raw_data() : nullptr, got.raw_data());
-        LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
+        ASSERT_EQ(ops::cuda::gemm_4bit_path(dtype, kc.p, s.m, kc.xg.raw_data()), Gemm4bitPath::kLarge);
+        const Tensor got = kc.run(dtype, s.m);
         ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
         ops::cuda::fused4::set_large_tile(0);
         ++runs;
-        EXPECT_LE(error_in_ulps(got, want), 4.0)
-            << "m " << s.m << " n " << s.n << " k " << s.k << " bs " << s.blocksize << " tile " << c.tile
-            << " split_k " << c.split_k << " " << dtype_name(dtype) << " " << quant::traits(type).name
-            << (nested ? " double-quant" : "") << (bias.defined() ? " bias" : "");
+        EXPECT_LE(error_in_ulps(got, kc.want), 4.0) << kc.name << " tile " << c.tile << " split_k " << c.split_k;
       }
     }
   }
@@ -282,6 +257,73 @@ TEST(Linear4bitCuda, LargePathFallsBack) {
   EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 40, x.raw_data()), Gemm4bitPath::kLarge);
   ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
   EXPECT_NE(ops::cuda::gemm_4bit_path(DType::BF16, p, 3000, x.raw_data()), Gemm4bitPath::kLarge);
+}
+
+// The Hopper wgmma GEMM (gemm_4bit_wgmma_sm90a.cu) on shapes that cut its
+// tiles (n not a multiple of 128 weight rows, batch rows past the token tile,
+// one to a few hundred stages of k, stage counts of every residue mod 3), k
+// splits of 1-7 (slices of one stage), absmax blocks of 64 to 4096 (rows
+// starting mid-block), every token tile, f32 and double-quantized
+// absmax, both dtypes, with and without bias. Skipped off compute capability 9.0.
+TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  {
+    ops::cuda::Packed4bit probe;
+    const Tensor packed = Tensor::zeros({64 * 64 / 2}, DType::U8, kGpu);
+    probe.packed = packed.data<uint8_t>();
+    probe.n = 64;
+    probe.k = 64;
+    if (!ops::cuda::fused4::wgmma_supported(DType::BF16, probe, 1, packed.raw_data()))
+      GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  }
+  uint32_t seed = 1100;
+  int runs = 0;
+  struct Case {
+    Shape4 shape;
+    int tokens, split_k;
+  };
+  for (const Case c :
+       {Case{{1, 77, 64, 64}, 64, 1}, Case{{3, 130, 192, 128}, 0, 0}, Case{{17, 300, 1024, 64}, 128, 3},
+        Case{{64, 128, 4160, 4096}, 64, 5}, Case{{65, 129, 512, 256}, 64, 1}, Case{{129, 200, 320, 64}, 128, 2},
+        Case{{300, 96, 1088, 64}, 256, 4}, Case{{513, 257, 256, 64}, 0, 0}, Case{{200, 1000, 2048, 128}, 0, 0},
+        Case{{40, 64, 448, 64}, 256, 7}}) {
+    const Shape4 s = c.shape;
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      for (bool nested : {false, true}) {
+        const KernelCase kc(s, dtype, nested, seed);
+        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kWgmma, c.split_k);
+        ops::cuda::fused4::set_wgmma_tokens(c.tokens);
+        ASSERT_EQ(ops::cuda::gemm_4bit_path(dtype, kc.p, s.m, kc.xg.raw_data()), Gemm4bitPath::kWgmma) << kc.name;
+        const Tensor got = kc.run(dtype, s.m);
+        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
+        ops::cuda::fused4::set_wgmma_tokens(0);
+        ++runs;
+        EXPECT_LE(error_in_ulps(got, kc.want), 4.0) << kc.name << " tokens " << c.tokens << " split_k " << c.split_k;
+      }
+    }
+  }
+  EXPECT_EQ(runs, 40);
+}
+
+// Shapes the wgmma GEMM does not take fall back: k % 64 != 0, blocksize 32, f32 x.
+TEST(Linear4bitCuda, WgmmaPathFallsBack) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  const Tensor x = random_tensor({300, 192}, DType::BF16, 12).to(kGpu);
+  const Tensor packed = Tensor::zeros({50 * 192 / 2}, DType::U8, kGpu);
+  ops::cuda::Packed4bit p;
+  p.packed = packed.data<uint8_t>();
+  p.n = 50;
+  p.k = 96;
+  ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kWgmma);
+  EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 300, x.raw_data()), Gemm4bitPath::kDequantize);
+  p.k = 192;
+  p.blocksize = 32;
+  EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 300, x.raw_data()), Gemm4bitPath::kDequantize);
+  p.blocksize = 64;
+  EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::F32, p, 300, x.raw_data()), Gemm4bitPath::kDequantize);
+  ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
 }
 
 // dequantize_4bit_weight (the prompt path's first half) gives the CPU's

@@ -79,7 +79,9 @@ constexpr int kPairTableWords = 256 * 64;
 
 // The 16 codes go through shared memory first: one global round trip a block
 // instead of two dependent loads per entry (a fixed cost of every call).
-template <typename T>
+// kRowWords: 64 gives the one-PRMT addressing above; 32 packs the copies
+// (32 KB; the address then costs a shift-add more).
+template <typename T, int kRowWords = 64>
 __device__ __forceinline__ void build_pair_table(uint32_t* table, const float* code) {
   __shared__ float codes[16];
   if (threadIdx.x < 16) codes[threadIdx.x] = __ldg(code + threadIdx.x);
@@ -89,7 +91,7 @@ __device__ __forceinline__ void build_pair_table(uint32_t* table, const float* c
   for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
     const int v = i >> 3;
     const uint32_t pair = pack_pair<T>(codes[v >> 4], codes[v & 15]);
-    reinterpret_cast<uint4*>(table)[v * 16 + (i & 7)] = make_uint4(pair, pair, pair, pair);
+    reinterpret_cast<uint4*>(table)[v * (kRowWords / 4) + (i & 7)] = make_uint4(pair, pair, pair, pair);
   }
 }
 
@@ -97,10 +99,10 @@ __device__ __forceinline__ void build_pair_table(uint32_t* table, const float* c
 // then (double quantization) the 256-value nested map after `table_words`;
 // returns the nested map's address, where the kernel's own scratch begins 256
 // floats later.
-template <typename T, bool kNested>
+template <typename T, bool kNested, int kRowWords = 64>
 __device__ __forceinline__ float* build_shared_tables(uint32_t* smem, int table_words, const Params& p) {
   float* nested_map = reinterpret_cast<float*>(smem + table_words);
-  build_pair_table<T>(smem, p.code);
+  build_pair_table<T, kRowWords>(smem, p.code);
   if constexpr (kNested)
     for (int i = threadIdx.x; i < 256; i += blockDim.x) nested_map[i] = __ldg(p.nested_code + i);
   __syncthreads();
@@ -164,6 +166,22 @@ __device__ __forceinline__ uint32_t shared_address(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
 
+// 16 bytes global -> shared without registers; src_bytes 0 fills zeros
+// (rows past m, k past its end). No L2 eviction hint: CUDA 13's ptxas
+// miscompiles cp.async with a fractional cache policy (an illegal
+// instruction on the H200).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
+__device__ __forceinline__ void store_shared_u32(uint32_t dst, uint32_t v) {
+  asm volatile("st.shared.u32 [%0], %1;" ::"r"(dst), "r"(v));
+}
+
 // A block scale as loaded ahead of use: the f32 absmax, or the u8 code of a
 // double-quantized one (its nested scale is read when the code is decoded).
 struct ScaleRaw {
@@ -200,6 +218,19 @@ template <> __device__ __forceinline__ uint32_t scale_codes<__nv_bfloat16>(uint3
 template <> __device__ __forceinline__ uint32_t scale_codes<__half>(uint32_t codes, uint32_t scale) {
   const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&codes), *reinterpret_cast<const __half2*>(&scale));
   return *reinterpret_cast<const uint32_t*>(&r);
+}
+
+// The second half of a k split: out = the slices' f32 partial outputs
+// ([split_k][m][n]) summed in slice order (deterministic), + bias, rounded.
+template <typename T>
+__global__ void __launch_bounds__(256) sum_k_slices_kernel(const float* partial, int split_k, int64_t mn, int64_t n,
+                                                         const T* bias, T* out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn; i += int64_t(gridDim.x) * blockDim.x) {
+    float v = partial[i];
+    for (int s = 1; s < split_k; ++s) v += partial[int64_t(s) * mn + i];
+    if (bias) v += to_float(bias[i % n]);
+    out[i] = from_float<T>(v);
+  }
 }
 
 // 32-bit word i of a 16-byte load.

@@ -73,4 +73,15 @@ void large(DType dtype, const void* x, int64_t m, const Packed4bit& w, const voi
 // 128, 64 x 128 weight rows x batch rows); 0 picks it from m.
 void set_large_tile(int tile);
 
+// Hopper wgmma GEMM (gemm_4bit_wgmma_sm90a.cu): compute capability 9.0,
+// bf16/f16, k % 64 == 0, power-of-two blocksize >= 64, x and packed 16-byte
+// aligned; any m. split_k > 1 sums f32 partials in a second kernel (a
+// stream-ordered workspace); 0 picks the split and the token tile.
+bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
+           cudaStream_t stream);
+// Benchmarks and tests: tokens a block tile (64, 128 or 256; 0 picks one
+// from the shape).
+void set_wgmma_tokens(int tokens);
+
 }  // namespace lowbit::ops::cuda::fused4

@@ -97,22 +97,6 @@ using Tile128x64 = Tile<2, 4, 2, 3>;  // BN 64 x BM 128: more items on short-n s
 
 int forced_tile = 0;
 
-// 16 bytes global -> shared without registers; src_bytes 0 fills zeros
-// (rows past m, k past its end). No L2 eviction hint: CUDA 13's ptxas
-// miscompiles cp.async with a fractional cache policy (an illegal
-// instruction on the H200).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
-__device__ __forceinline__ void store_shared_u32(uint32_t dst, uint32_t v) {
-  asm volatile("st.shared.u32 [%0], %1;" ::"r"(dst), "r"(v));
-}
-
 // x tile: 16-byte chunk c of row r sits at chunk c ^ (c / 8 * 2) ^ (r % 2),
 // so that the LDS.128 of 8 lanes (rows r, r + 1; chunks 4t + j) hit 8
 // distinct 16-byte bank groups.
@@ -322,18 +306,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 }
 
-// out = sum of the slices' partial tiles in slice order, + bias, rounded.
-template <typename T>
-__global__ void __launch_bounds__(256) sum_slices_kernel(const float* partial, int split_k, int64_t mn, int64_t n,
-                                                         const T* bias, T* out) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < mn; i += int64_t(gridDim.x) * blockDim.x) {
-    float v = partial[i];
-    for (int s = 1; s < split_k; ++s) v += partial[int64_t(s) * mn + i];
-    if (bias) v += to_float(bias[i % n]);
-    out[i] = from_float<T>(v);
-  }
-}
-
 template <typename T, class C, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr size_t smem = C::template smem_bytes<kNested>();
@@ -371,7 +343,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   if (split_k > 1) {
     const int64_t mn = int64_t(p.m) * p.n;
     const int64_t blocks = std::min<int64_t>((mn + 255) / 256, 4096);
-    sum_slices_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(partial, split_k, mn, p.n,
+    sum_k_slices_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(partial, split_k, mn, p.n,
                                                                static_cast<const T*>(p.bias), static_cast<T*>(p.out));
     LOWBIT_CUDA_CHECK_LAUNCH();
     LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));

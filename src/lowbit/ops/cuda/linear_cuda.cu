@@ -164,6 +164,13 @@ constexpr int64_t kLargeMaxAuto = 96;
 // register-streaming kernel (8192 x 28672 at 16 rows: 92 against 120 us; on
 // 4096 x 11008 and 11008 x 4096 it is level or 6% slower).
 constexpr int64_t kLargeFromWeights = int64_t(1) << 26;
+// On Hopper the wgmma GEMM takes the batches between the decode kernels and
+// prompts (H200, docs/cuda.md: at 64 rows 29-110 us against the tiled GEMM's
+// 44-206, at 256 rows 48-188 against dequantize + cuBLAS's 73-370). Longer
+// prompts dequantize (the model does it a projection ahead, overlapped, which
+// beats the wgmma GEMM there: 0.87x bf16 against 0.86x at 512 tokens, and
+// cuBLAS's lead grows with the rows).
+constexpr int64_t kWgmmaFromRows = 24, kWgmmaMaxRows = 383;
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
@@ -173,8 +180,10 @@ void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
 
 Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   const bool gemv = fused4::gemv_supported(dtype, w, m, x), mma = fused4::mma_supported(dtype, w, m, x),
-             wide = fused4::wide_supported(dtype, w, m, x), large = fused4::large_supported(dtype, w, m, x);
+             wide = fused4::wide_supported(dtype, w, m, x), large = fused4::large_supported(dtype, w, m, x),
+             wgmma = fused4::wgmma_supported(dtype, w, m, x);
   switch (forced_path) {
+    case Gemm4bitPath::kWgmma: return wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kGemv: return gemv ? Gemm4bitPath::kGemv : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kMma: return mma ? Gemm4bitPath::kMma : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kMmaWide: return wide ? Gemm4bitPath::kMmaWide : Gemm4bitPath::kDequantize;
@@ -184,10 +193,12 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   }
   // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1, the
   // tensor-core kernel from 2 to 16 (the tiled GEMM from 9 rows on weights of
-  // 8192 x 28672's size), the tiled GEMM up to kLargeMaxAuto rows. Batches of
-  // 1-4 never take the tiled GEMM by themselves (its k split allocates).
+  // 8192 x 28672's size), the tiled GEMM up to kLargeMaxAuto rows, or on
+  // Hopper the wgmma GEMM from kWgmmaFromRows. Batches of 1-4 never take the
+  // tiled or wgmma GEMM by themselves (their k split allocates).
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
+  if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && (!mma || w.n * w.k >= kLargeFromWeights)) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
@@ -205,6 +216,7 @@ void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const
     case Gemm4bitPath::kMma: fused4::mma(dtype, x, m, w, bias, out, forced_split_k, stream); return;
     case Gemm4bitPath::kMmaWide: fused4::wide(dtype, x, m, w, bias, out, stream); return;
     case Gemm4bitPath::kLarge: fused4::large(dtype, x, m, w, bias, out, forced_split_k, stream); return;
+    case Gemm4bitPath::kWgmma: fused4::wgmma(dtype, x, m, w, bias, out, forced_split_k, stream); return;
     default: break;
   }
   // Prompt-sized batches and odd shapes: dequantize once, then cuBLAS.

@@ -30,16 +30,17 @@ struct Packed4bit {
 
 // out[m, n] = x[m, k] W^T (+ bias[n]) for bf16/f16 x, out, bias. Any m, n, k.
 // The packed weight is read once by a CUDA-core GEMV (m = 1), a tensor-core
-// kernel (m <= 16) or a tiled tensor-core GEMM (m <= 96, and 9-16 rows on
-// large weights) where the shape allows (power-of-two blocksize; k a multiple
-// of 32, 128 and 32 respectively; a wide-batch kernel for 17-64 rows stays as
-// a fallback); other cases dequantize to x's dtype and call cuBLAS
+// kernel (m <= 16), a tiled tensor-core GEMM (m <= 96, and 9-16 rows on
+// large weights) or, on Hopper, a wgmma GEMM (larger batches) where the shape
+// allows (power-of-two blocksize; k a multiple of 32, 128, 32 and 64
+// respectively; a wide-batch kernel for 17-64 rows stays as a fallback); other
+// cases dequantize to x's dtype and call cuBLAS
 // (src/lowbit/ops/cuda/gemm_4bit_kernels.h has the conditions).
 void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
                void* stream = nullptr);
 // Which kernel gemm_4bit runs. kAuto: chosen by batch and shape; the others
 // force one where the shape allows it (benchmarks and tests compare them).
-enum class Gemm4bitPath { kAuto, kGemv, kMma, kMmaWide, kDequantize, kLarge };
+enum class Gemm4bitPath { kAuto, kGemv, kMma, kMmaWide, kDequantize, kLarge, kWgmma };
 // split_k: the fused kernels' k slices per row tile (a power of two; 0: chosen
 // from the shape).
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k = 0);

@@ -1,0 +1,483 @@
+// Blockwise 4-bit (NF4/FP4) x bf16/f16 GEMM on Hopper's warpgroup MMA
+// (wgmma, sm_90a) for the batches between decoding and long prompts: the
+// packed weight is decoded in registers straight into wgmma's A operand (no
+// dequantized copy of the weight is written anywhere), and the activations
+// reach shared memory by TMA in the layout wgmma reads.
+//
+// Block tile (three warpgroups, 384 threads, persistent over work items):
+//
+//              k ->  stage 0 | stage 1 | ...         (kStageK = 64 weights a stage)
+//     128      +---------+---------+---
+//     weight   | WG 0: rows 0-63     |  A: codes -> pair table -> x absmax, in registers
+//     rows     | WG 1: rows 64-127   |
+//              +---------+---------+---
+//     BN       | x tile  | x tile  |      B: BN rows x 128 bytes, 128-byte swizzle
+//     tokens   +---------+---------+---
+//
+//   out^T[128 x BN] = W[128 x k] x^T[k x BN]: each consumer warpgroup issues
+//   four m64nBNk16 wgmma a stage (its 64 weight rows against all BN tokens,
+//   BN = 64, 128 or 256), f32 accumulators in registers (BN / 2 a thread).
+//   WG 2 is the producer; setmaxnreg moves its registers to the consumers.
+//
+// Pipeline (kStages slots, each: x tile, the 128 rows' 32 code bytes, one
+// scale a row; a 64-weight stage row lies in one absmax block since the
+// blocksize is a multiple of 64 and k % 64 == 0). The producer's lane 0
+// issues two TMA loads a stage (x with the 128-byte swizzle, chunk c of row r
+// at c ^ (r % 8), rows past m read as zeros; the codes), its 32 lanes copy
+// the scales (cp.async, the f32 absmax or the aligned word holding the u8
+// code plus its nested scale), all counted on the slot's `full` mbarrier. A
+// consumer warp waits on `full`, decodes, issues its wgmma, and after the
+// wgmma wait that retires the stage two back (wait_group 2: two stages of
+// wgmma stay in flight while the next is decoded) arrives on that slot's
+// `empty` barrier, which the producer waits on before refilling it. A block's
+// items follow one another without draining the pipeline.
+//
+// A operand: lane (g, t) of warp w holds rows 16w + g and 16w + g + 8, k
+// values 2t, 2t + 1, 2t + 8, 2t + 9 of each k16 step, i.e. byte t of words
+// 2s and 2s + 1 of the row's 32 code bytes. One byte permute and a
+// shift-add give the pair-table address (gemm_4bit_common.cuh, packed 32 KB
+// form), one LDS the code pair, one HMUL2 applies the absmax (the weight
+// rounded to the compute dtype after the scale, as the other fused kernels
+// do). The three A register sets rotate (the loop is unrolled by three so
+// that each has its own registers; ptxas serializes the wgmma otherwise).
+//
+// Work items are (token tile, weight tile, k slice), token tiles fastest;
+// the token tile and the k split come from a cost model (`choose`); split
+// items write f32 partials that a second kernel sums in slice order.
+//
+// Memory traffic per call: n*k/2 bytes of codes + the scales per token tile
+// (the repeats mostly from L2: the tiles of one weight tile run together),
+// m*k*2 bytes of x per weight tile (from L2), m*n*2 out (+ 8*split*m*n).
+// Shared memory: 33 KB tables + kStages x (BN*128 + 4096 + 1024) bytes.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <string>
+#include <type_traits>
+
+#include "lowbit/core/cuda_check.h"
+#include "ops/cuda/cuda_common.h"
+#include "ops/cuda/gemm_4bit_common.cuh"
+#include "ops/cuda/gemm_4bit_kernels.h"
+#include "ops/cuda/wgmma_sm90a.cuh"
+
+namespace lowbit::ops::cuda::fused4 {
+namespace {
+
+constexpr int kConsumerThreads = 256;         // two warpgroups: decode + wgmma
+constexpr int kThreads = kConsumerThreads + 128;  // and one whose first thread issues the TMA loads
+// Registers after setmaxnreg: each SM sub-partition holds two consumer warps
+// and one producer warp (2 x 240 + 24 <= 512 a lane).
+constexpr int kConsumerRegisters = 240, kProducerRegisters = 24;
+constexpr int kBlockRows = 128;  // weight rows of a block tile: 64 a warpgroup (wgmma's M)
+constexpr int kStageK = 64;      // k of a stage: one 128-byte swizzle row of x
+constexpr int kTableRowWords = 32;  // packed pair table (32 KB): more stages fit
+constexpr int kTableWords = 256 * kTableRowWords;
+constexpr int kConsumerWarps = kConsumerThreads / 32;
+
+template <int BN_>
+struct Config {
+  static constexpr int BN = BN_;  // tokens (batch rows) of a block tile: wgmma's N
+  static constexpr int kXBytes = BN * 128;
+  static constexpr int kWBytes = kBlockRows * 32;
+  // A scale a row: the f32 absmax, or the word holding the u8 code, then
+  // (double quantization) its nested f32 scale.
+  static constexpr int kScaleBytes = kBlockRows * 4;
+  static constexpr int kStageBytes = kXBytes + kWBytes + 1024;  // a multiple of 1024: slots stay swizzle-aligned
+  static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : 10;
+  static constexpr int kTablesOffset = kStages * kStageBytes;
+  static constexpr int kBarriersOffset = kTablesOffset + (kTableWords + 256) * 4;
+  static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
+  static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
+  static_assert(kSmemBytes <= 227 * 1024, "the wgmma 4-bit GEMM's shared memory fits an SM");
+};
+
+int forced_tokens = 0;
+
+// What a block works on: items (token tile, weight tile, k slice), token
+// tile fastest; items blockIdx.x, + gridDim.x, ...
+struct Work {
+  int64_t m_tiles, n_tiles, items;
+  int k_tiles, per_slice;  // stages of k, and of a slice
+};
+
+template <typename T, class C, bool kNested>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
+                           const Params p, const Work work, const int64_t scale_blocks, float* partial) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(1024) uint8_t smem_raw[];
+  const uint32_t raw_addr = shared_address(smem_raw);
+  const uint32_t base = (raw_addr + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (base - raw_addr);
+  uint32_t* tables = reinterpret_cast<uint32_t*>(smem + C::kTablesOffset);
+  const float* nested_map = reinterpret_cast<const float*>(tables + kTableWords);
+  const uint32_t full_bar = base + C::kBarriersOffset, empty_bar = full_bar + 8 * C::kStages;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int t = lane & 3;
+  // This thread's weight rows in the block tile (A rows g and g + 8 of its warp).
+  const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
+  const uint32_t table_lane = shared_address(tables) + uint32_t(lane) * 4;
+  const uint32_t pick_t = 0x4440u | uint32_t(t);  // byte t of a word, alone
+
+  // An item's tile origins and k range (stages [kt0, kt1)).
+  struct Item {
+    int64_t m0, n0;
+    int slice, kt0, kt1;
+  };
+  auto item_at = [&](int64_t item) {
+    const int64_t tile_m = item % work.m_tiles, rest = item / work.m_tiles;
+    const int64_t tile_n = rest % work.n_tiles;
+    const int slice = int(rest / work.n_tiles);
+    const int kt0 = slice * work.per_slice;
+    return Item{tile_m * C::BN, tile_n * kBlockRows, slice, kt0, min(work.k_tiles, kt0 + work.per_slice)};
+  };
+
+  if (tid == 0) {
+    for (int s = 0; s < C::kStages; ++s) {
+      wgmma::barrier_init(full_bar + 8 * s, 1 + 32);  // the TMA's expect, the producer lanes' copies
+      wgmma::barrier_init(empty_bar + 8 * s, kConsumerWarps);
+    }
+    wgmma::barrier_init_fence();
+  }
+  build_shared_tables<T, kNested, kTableRowWords>(tables, kTableWords, p);  // ends with __syncthreads
+
+  // The producer, the last warp: it fills the slots in order, stage after
+  // stage of this block's items, each slot once every consumer warp has
+  // released the stage that used it before. Lane 0 issues the TMA loads of x
+  // and the codes; the 32 lanes copy the 128 rows' scales (cp.async, counted
+  // on the same barrier).
+  if (warp >= kConsumerWarps) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
+    if (warp != kConsumerWarps) return;
+    int slot = 0;
+    uint32_t round = 0;
+    for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
+      const Item it = item_at(item);
+      int64_t rowk[kBlockRows / 32];
+#pragma unroll
+      for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = min(it.n0 + lane + 32 * r, p.n - 1) * p.k;
+      for (int kt = it.kt0; kt < it.kt1; ++kt) {
+        if (round > 0) wgmma::barrier_wait(empty_bar + 8 * slot, (round - 1) & 1);
+        const uint32_t dst = base + uint32_t(slot * C::kStageBytes), bar = full_bar + 8 * slot;
+        if (lane == 0) {
+          wgmma::barrier_arrive_expect(bar, C::kXBytes + C::kWBytes);
+          wgmma::tma_load_2d(dst, &x_map, kt * kStageK, int(it.m0), bar);
+          wgmma::tma_load_2d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), int(it.n0), bar);
+        }
+#pragma unroll
+        for (int r = 0; r < kBlockRows / 32; ++r) {
+          const int64_t block = (rowk[r] + int64_t(kt) * kStageK) >> p.block_shift;
+          const uint32_t to = dst + uint32_t(C::kXBytes + C::kWBytes + (lane + 32 * r) * 4);
+          if constexpr (kNested) {
+            // The aligned word holding the code; the last few codes one by
+            // one (a word there would read past the array).
+            if ((block | 3) < scale_blocks) cp_async4(to, p.qabsmax + (block & ~int64_t(3)), true);
+            else store_shared_u32(to, uint32_t(p.qabsmax[block]) << (8 * (block & 3)));
+            cp_async4(to + C::kScaleBytes, p.nested_absmax + (block >> p.nested_shift), true);
+          } else {
+            cp_async4(to, p.absmax + block, true);
+          }
+        }
+        asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
+        if (++slot == C::kStages) {
+          slot = 0;
+          ++round;
+        }
+      }
+    }
+    return;
+  }
+
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
+  int slot = 0;  // the slot of this thread's next stage, and its fill number
+  uint32_t round = 0;
+  auto slot_back = [&](int back) { return (slot - back + C::kStages) % C::kStages; };
+  for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
+    const Item it = item_at(item);
+    const int nk = it.kt1 - it.kt0;
+    const int64_t rowk0 = min(it.n0 + row0, p.n - 1) * p.k, rowk1 = min(it.n0 + row1, p.n - 1) * p.k;
+    float acc[C::BN / 2];
+    uint32_t a0[4][4], a1[4][4], a2[4][4];
+
+    // Local stage i: wait for its copies, decode its
+    // A fragments into `a`, issue its four wgmma; the wait at the end retires
+    // stage i - 2 (two stages of wgmma stay in flight while the next ones are
+    // decoded), releases its slot and frees `retired`, its registers.
+    auto stage_step = [&](int i, uint32_t (&a)[4][4], uint32_t (&retired)[4][4]) {
+      wgmma::barrier_wait(full_bar + 8 * slot, round & 1);
+
+      const uint8_t* w_tile = smem + slot * C::kStageBytes + C::kXBytes;
+      const uint4 r0a = *reinterpret_cast<const uint4*>(w_tile + row0 * 32);
+      const uint4 r0b = *reinterpret_cast<const uint4*>(w_tile + row0 * 32 + 16);
+      const uint4 r1a = *reinterpret_cast<const uint4*>(w_tile + row1 * 32);
+      const uint4 r1b = *reinterpret_cast<const uint4*>(w_tile + row1 * 32 + 16);
+      const uint8_t* scales = w_tile + C::kWBytes;
+      auto row_scale = [&](int row, int64_t rowk) {
+        float v;
+        if constexpr (kNested) {
+          const uint32_t word = reinterpret_cast<const uint32_t*>(scales)[row];
+          const uint32_t shift = 8 * uint32_t(((rowk + int64_t(it.kt0 + i) * kStageK) >> p.block_shift) & 3);
+          const float nested = reinterpret_cast<const float*>(scales + C::kScaleBytes)[row];
+          v = __fadd_rn(__fmul_rn(nested_map[(word >> shift) & 0xffu], nested), p.nested_offset);
+        } else {
+          v = reinterpret_cast<const float*>(scales)[row];
+        }
+        return pack_pair<T>(v, v);
+      };
+      const uint32_t s0 = row_scale(row0, rowk0), s1 = row_scale(row1, rowk1);
+      const uint32_t w0[8] = {r0a.x, r0a.y, r0a.z, r0a.w, r0b.x, r0b.y, r0b.z, r0b.w};
+      const uint32_t w1[8] = {r1a.x, r1a.y, r1a.z, r1a.w, r1b.x, r1b.y, r1b.z, r1b.w};
+      auto decode = [&](uint32_t word, uint32_t scale_pair) {
+        uint32_t pair;
+        const uint32_t address = table_lane + (__byte_perm(word, 0, pick_t) << 7);
+        asm volatile("ld.shared.b32 %0, [%1];" : "=r"(pair) : "r"(address));
+        return scale_codes<T>(pair, scale_pair);
+      };
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        a[s][0] = decode(w0[2 * s], s0);
+        a[s][1] = decode(w1[2 * s], s1);
+        a[s][2] = decode(w0[2 * s + 1], s0);
+        a[s][3] = decode(w1[2 * s + 1], s1);
+      }
+      // Everything the wgmma read is computed before the fence: an operand
+      // defined between them would serialize them.
+      const uint32_t x_addr = base + uint32_t(slot * C::kStageBytes);
+      uint64_t desc[4];
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        desc[s] = wgmma::sw128_desc(x_addr + 32 * s);
+        wgmma::keep(desc[s]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j) wgmma::keep(a[s][j]);
+      }
+#pragma unroll
+      for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
+      wgmma::fence();
+#pragma unroll
+      for (int s = 0; s < 4; ++s) wgmma::wgmma_rs<T, C::BN>(acc, a[s], desc[s], i > 0 || s > 0);
+      wgmma::commit();
+      wgmma::wait<2>();
+      if (i >= 2 && lane == 0) wgmma::barrier_arrive(empty_bar + 8 * slot_back(2));
+#pragma unroll
+      for (int s = 0; s < 4; ++s)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) wgmma::keep(retired[s][j]);
+#pragma unroll
+      for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
+      if (++slot == C::kStages) {
+        slot = 0;
+        ++round;
+      }
+    };
+
+    // Triples of stages, the last one or two peeled: a conditional step inside
+    // the loop hides from ptxas which register set is in flight, and it then
+    // serializes the wgmma.
+    int i = 0;
+    for (; i + 2 < nk; i += 3) {
+      stage_step(i, a0, a1);
+      stage_step(i + 1, a1, a2);
+      stage_step(i + 2, a2, a0);
+    }
+    if (i < nk) stage_step(i, a0, a1);
+    if (i + 1 < nk) stage_step(i + 1, a1, a2);
+    wgmma::wait<0>();
+#pragma unroll
+    for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
+    if (lane == 0) {
+      wgmma::barrier_arrive(empty_bar + 8 * slot_back(1));
+      if (nk >= 2) wgmma::barrier_arrive(empty_bar + 8 * slot_back(2));
+    }
+
+    // Accumulator j of a thread: weight row (j & 2 ? row1 : row0), token
+    // 8 * (j / 4) + 2t + (j & 1).
+    const int64_t r0 = it.n0 + row0, r1 = it.n0 + row1;
+    if (partial) {
+      float* out = partial + int64_t(it.slice) * p.m * p.n;
+#pragma unroll
+      for (int j = 0; j < C::BN / 2; ++j) {
+        const int64_t token = it.m0 + 8 * (j >> 2) + 2 * t + (j & 1);
+        const int64_t row = (j & 2) ? r1 : r0;
+        if (token < p.m && row < p.n) out[token * p.n + row] = acc[j];
+      }
+    } else {
+      const float b0 = p.bias && r0 < p.n ? to_float(static_cast<const T*>(p.bias)[r0]) : 0.0f;
+      const float b1 = p.bias && r1 < p.n ? to_float(static_cast<const T*>(p.bias)[r1]) : 0.0f;
+      T* out = static_cast<T*>(p.out);
+#pragma unroll
+      for (int j = 0; j < C::BN / 2; ++j) {
+        const int64_t token = it.m0 + 8 * (j >> 2) + 2 * t + (j & 1);
+        const int64_t row = (j & 2) ? r1 : r0;
+        if (token < p.m && row < p.n) out[token * p.n + row] = from_float<T>(acc[j] + ((j & 2) ? b1 : b0));
+      }
+    }
+  }
+#endif
+}
+
+// cuTensorMapEncodeTiled from the driver, found through the runtime (no
+// link against libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess || !fn)
+      throw_error("4-bit wgmma GEMM: the CUDA driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+// A row-major [rows, cols] tensor read in boxes of box_rows x box_cols.
+CUtensorMap tensor_map_2d(const void* data, CUtensorMapDataType type, int element_bytes, int64_t rows, int64_t cols,
+                          int box_rows, int box_cols, CUtensorMapSwizzle swizzle) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(cols * element_bytes)};
+  const cuuint32_t box[2] = {cuuint32_t(box_cols), cuuint32_t(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(&map, type, 2, const_cast<void*>(data), dims, strides, box, element_strides,
+                                          CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw_error("4-bit wgmma GEMM: cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ") for a [" +
+                std::to_string(rows) + ", " + std::to_string(cols) + "] tensor");
+  return map;
+}
+
+template <typename T, class C, bool kNested>
+void launch(const Params& p, int split_k, cudaStream_t stream) {
+  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested>;
+  const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
+  Work work;
+  work.m_tiles = (p.m + C::BN - 1) / C::BN;
+  work.n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
+  work.k_tiles = int(p.k / kStageK);
+  split_k = std::max(1, std::min(split_k, work.k_tiles));
+  work.per_slice = (work.k_tiles + split_k - 1) / split_k;
+  split_k = (work.k_tiles + work.per_slice - 1) / work.per_slice;  // no empty slices
+  work.items = work.m_tiles * work.n_tiles * split_k;
+  const int64_t grid = std::min(work.items, slots);
+  const CUtensorMap x_map =
+      tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                    2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
+  const CUtensorMap w_map = tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
+                                          kStageK / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
+  float* partial = nullptr;
+  if (split_k > 1) LOWBIT_CUDA_CHECK(cudaMallocAsync(&partial, size_t(split_k) * p.m * p.n * 4, stream));
+  const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
+  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, scale_blocks, partial);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  if (split_k > 1) {
+    const int64_t mn = int64_t(p.m) * p.n;
+    const int64_t blocks = std::min<int64_t>((mn + 255) / 256, 4096);
+    sum_k_slices_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(partial, split_k, mn, p.n,
+                                                                 static_cast<const T*>(p.bias), static_cast<T*>(p.out));
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
+  }
+}
+
+template <typename T, int BN>
+void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
+  if (nested) launch<T, Config<BN>, true>(p, split_k, stream);
+  else launch<T, Config<BN>, false>(p, split_k, stream);
+}
+
+int sm_count() {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  }();
+  return sms;
+}
+
+// Token tile and k split: the least time by a model fitted on an H200. A
+// stage costs ~850 / 1030 / 1550 cycles at 64 / 128 / 256 tokens (more
+// tokens a stage, more stages hidden behind the tensor cores), an item its
+// stages plus ~4 of pipeline fill and epilogue, a wave of items the longest
+// item; a split adds its f32 partials, written and read back (~1.2 KB a
+// cycle), and the summing kernel's launch. Matches 11 measured choices within
+// 10% (8192 x 28672 at 256 rows: 207 predicted, 197 us measured).
+struct Choice {
+  int tokens, split_k;
+};
+Choice choose(const Params& p, int forced_split) {
+  const int sms = sm_count();
+  const int64_t n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
+  const int k_tiles = int(p.k / kStageK);
+  Choice best{64, 1};
+  double best_cost = -1.0;
+  for (int bn : {64, 128, 256}) {
+    if (forced_tokens && bn != forced_tokens) continue;
+    const double stage = bn == 64 ? 850.0 : bn == 128 ? 1030.0 : 1550.0;
+    for (int s = 1; s <= 8; ++s) {
+      if (forced_split > 0 && s != forced_split) continue;
+      if (forced_split <= 0 && s > 1 && k_tiles / s < 4) break;
+      const int64_t items = n_tiles * ((p.m + bn - 1) / bn) * s;
+      const double waves = double((items + sms - 1) / sms);
+      double cost = waves * ((k_tiles + s - 1) / s + 4) * stage;
+      if (s > 1) cost += 8.0 * s * double(p.m) * double(p.n) / 1260.0 + 3000.0;
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best = {bn, s};
+      }
+    }
+  }
+  return best;
+}
+
+template <typename T>
+void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t stream) {
+  const Choice c = choose(p, split_k);
+  switch (c.tokens) {
+    case 64: launch_nested<T, 64>(p, nested, c.split_k, stream); return;
+    case 128: launch_nested<T, 128>(p, nested, c.split_k, stream); return;
+    default: launch_nested<T, 256>(p, nested, c.split_k, stream); return;
+  }
+}
+
+// wgmma needs compute capability 9.0 exactly (sm_90a code runs nowhere else).
+bool device_is_sm90() {
+  constexpr int kMaxDevices = 16;
+  static int known[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) return false;
+  if (!known[device]) {
+    int major = 0, minor = 0;
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    known[device] = major == 9 && minor == 0 ? 1 : 2;
+  }
+  return known[device] == 1;
+}
+
+}  // namespace
+
+void set_wgmma_tokens(int tokens) { forced_tokens = tokens; }
+
+bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
+  return layout_supported(dtype, w, x) && m >= 1 && m < (int64_t(1) << 31) && w.k >= kStageK &&
+         w.k % kStageK == 0 && w.blocksize >= kStageK && w.n * w.k / 2 < (int64_t(1) << 40) && device_is_sm90();
+}
+
+void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
+           cudaStream_t stream) {
+  const Params p = make_params(w, x, m, bias, out);
+  const bool nested = w.qabsmax != nullptr;
+  if (dtype == DType::BF16) launch_choice<__nv_bfloat16>(p, nested, split_k, stream);
+  else launch_choice<__half>(p, nested, split_k, stream);
+}
+
+}  // namespace lowbit::ops::cuda::fused4
