@@ -34,6 +34,31 @@ def rs_call(ctype, ptx, n):
     return "\n".join(lines)
 
 
+def ss_s8_call(n):
+    regs = n // 2
+    lines = [
+        "template <>",
+        f"__device__ __forceinline__ void wgmma_ss_s8<{n}>(int32_t (&d)[{regs}], uint64_t a_desc, uint64_t b_desc, "
+        "int accumulate) {",
+        "  asm volatile(",
+        '      "{\\n.reg .pred p;\\n"',
+        f'      "setp.ne.b32 p, %{regs + 2}, 0;\\n"',
+        f'      "wgmma.mma_async.sync.aligned.m64n{n}k32.s32.s8.s8 "',
+    ]
+    chunks = [", ".join(f"%{i}" for i in range(s, min(s + 16, regs))) for s in range(0, regs, 16)]
+    lines.append('      "{"')
+    for i, c in enumerate(chunks):
+        sep = ", " if i + 1 < len(chunks) else ""
+        lines.append(f'      "{c}{sep}"')
+    lines.append(f'      "}}, %{regs}, %{regs + 1}, p;\\n}}\\n"')
+    outs = [f'"+r"(d[{i}])' for i in range(regs)]
+    out_lines = [", ".join(outs[s:s + 8]) for s in range(0, regs, 8)]
+    lines.append("      : " + (",\n        ".join(out_lines)))
+    lines.append('      : "l"(a_desc), "l"(b_desc), "r"(accumulate));')
+    lines.append("}")
+    return "\n".join(lines)
+
+
 def main():
     out = [
         "// Hopper (sm_90a) helpers for the 4-bit wgmma GEMM: warpgroup MMA with A in",
@@ -71,6 +96,7 @@ def main():
         '__device__ __forceinline__ void keep(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }',
         '__device__ __forceinline__ void keep(float& r) { asm volatile("" : "+f"(r)::"memory"); }',
         '__device__ __forceinline__ void keep(uint64_t& r) { asm volatile("" : "+l"(r)::"memory"); }',
+        '__device__ __forceinline__ void keep(int32_t& r) { asm volatile("" : "+r"(r)::"memory"); }',
         "",
         "// mbarrier phases and TMA tile loads (the producer side of a wgmma pipeline).",
         "__device__ __forceinline__ void barrier_init(uint32_t bar, uint32_t count) {",
@@ -115,6 +141,17 @@ def main():
         for n in NS:
             out.append(rs_call(ctype, ptx, n))
             out.append("")
+    out += [
+        "// d[64 x N] (+)= a[64 x 32] b[32 x N] in int8 with int32 sums, both",
+        "// operands K-major in shared memory (descriptors); d in the layout of",
+        "// wgmma_rs. accumulate = 0 overwrites d.",
+        "template <int N>",
+        "__device__ __forceinline__ void wgmma_ss_s8(int32_t (&d)[N / 2], uint64_t a_desc, uint64_t b_desc, int accumulate);",
+        "",
+    ]
+    for n in (64, 128):  # (integer wgmma stops at N = 224)
+        out.append(ss_s8_call(n))
+        out.append("")
     out.append("}  // namespace lowbit::ops::cuda::wgmma")
     path = pathlib.Path(__file__).resolve().parents[2] / "src/lowbit/ops/cuda/wgmma_sm90a.cuh"
     path.write_text("\n".join(out) + "\n")

@@ -1,15 +1,19 @@
 // LLM.int8 on the GPU against the CPU op on shapes that miss the kernels'
 // tiles: k not a multiple of 4, 16, 32 or the 128-byte stage; odd n; 1 to 300
 // rows (the GEMV for m <= 4, each tile shape of the tensor-core GEMM, the
-// cuBLAS path without outliers or where k % 16 != 0); with and without
+// wgmma GEMM without outliers on Hopper, the cuBLAS path without outliers
+// elsewhere or where k % 16 != 0); with and without
 // outliers, bias, f16 / bf16 / f32 activations. Up to 64 outlier columns the
 // tensor-core GEMM sums them in the CPU's order, so there it must give the
 // CPU's bits.
 #include <cmath>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "lowbit/ops/linear.h"
 #include "lowbit/quant/int8.h"
+#include "ops/cuda/gemm_int8_cuda.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -128,6 +132,47 @@ TEST(LinearInt8CudaShapes, OutlierColumnOfOneRow) {
     EXPECT_LE(err, 1.0 / 1024) << "m " << m;
     if (m <= 64) EXPECT_EQ(differ, 0) << "m " << m << ", max error " << err;
   }
+}
+
+// Threshold 0 through the Hopper wgmma GEMM, forced, both token tiles:
+// int32 sums and the CPU's epilogue give the CPU's bits. k past the 128-code
+// stage (16, 48, 1040) and rows past the tiles (5 to 300, odd n); bias or
+// not; f16 / bf16 / f32 activations. Skipped off compute capability 9.0.
+TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
+  LOWBIT_REQUIRE_CUDA();
+  {
+    const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
+    if (!ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>()))
+      GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  }
+  uint32_t seed = 9000;
+  int runs = 0;
+  for (const Int8Case c : {Int8Case{5, 33, 16}, Int8Case{17, 257, 48}, Int8Case{64, 129, 1040},
+                           Int8Case{65, 128, 256}, Int8Case{300, 301, 1040}, Int8Case{130, 1000, 4096}}) {
+    for (DType dtype : {DType::F16, DType::BF16, DType::F32}) {
+      for (int tokens : {64, 128}) {
+        const bool with_bias = (seed & 1) == 0;
+        const Tensor x = activations(c.m, c.k, 97, dtype, seed++);
+        const auto q = quant::quantize_int8_rowwise(testing::random_normal({c.n, c.k}, DType::F32, seed++, 1.0f));
+        const Tensor bias = with_bias ? testing::random_normal({c.n}, dtype, seed++, 1.0f) : Tensor{};
+        Tensor want = Tensor::empty({c.m, c.n}, dtype);
+        ops::linear_int8(x, q.codes, q.scb, bias, 0.0f, want);
+        Tensor got =
+            Tensor::from_vector(std::vector<float>(size_t(c.m * c.n), std::nanf("")), {c.m, c.n}).cast(dtype).to(kGpu);
+        ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
+        ops::cuda::set_gemm_int8_wgmma_tokens(tokens);
+        ops::linear_int8(x.to(kGpu), q.codes.to(kGpu), q.scb.to(kGpu), with_bias ? bias.to(kGpu) : Tensor{}, 0.0f,
+                         got);
+        ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
+        ops::cuda::set_gemm_int8_wgmma_tokens(0);
+        const auto [err, differ] = compare(got, want);
+        ++runs;
+        EXPECT_EQ(differ, 0) << "m " << c.m << " n " << c.n << " k " << c.k << " " << dtype_name(dtype) << " tokens "
+                             << tokens << (with_bias ? " bias" : "") << ", max error " << err;
+      }
+    }
+  }
+  EXPECT_EQ(runs, 36);
 }
 
 }  // namespace

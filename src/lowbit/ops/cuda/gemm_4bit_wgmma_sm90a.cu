@@ -52,9 +52,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cuda.h>
-#include <cudaTypedefs.h>
-
 #include <algorithm>
 #include <string>
 #include <type_traits>
@@ -63,6 +60,7 @@
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
+#include "ops/cuda/hopper_cuda.h"
 #include "ops/cuda/wgmma_sm90a.cuh"
 
 namespace lowbit::ops::cuda::fused4 {
@@ -322,38 +320,6 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-// cuTensorMapEncodeTiled from the driver, found through the runtime (no
-// link against libcuda).
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
-            cudaSuccess ||
-        found != cudaDriverEntryPointSuccess || !fn)
-      throw_error("4-bit wgmma GEMM: the CUDA driver has no cuTensorMapEncodeTiled");
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encode;
-}
-
-// A row-major [rows, cols] tensor read in boxes of box_rows x box_cols.
-CUtensorMap tensor_map_2d(const void* data, CUtensorMapDataType type, int element_bytes, int64_t rows, int64_t cols,
-                          int box_rows, int box_cols, CUtensorMapSwizzle swizzle) {
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(cols * element_bytes)};
-  const cuuint32_t box[2] = {cuuint32_t(box_cols), cuuint32_t(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = tensor_map_encoder()(&map, type, 2, const_cast<void*>(data), dims, strides, box, element_strides,
-                                          CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
-    throw_error("4-bit wgmma GEMM: cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ") for a [" +
-                std::to_string(rows) + ", " + std::to_string(cols) + "] tensor");
-  return map;
-}
-
 template <typename T, class C, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested>;
@@ -368,9 +334,9 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   work.items = work.m_tiles * work.n_tiles * split_k;
   const int64_t grid = std::min(work.items, slots);
   const CUtensorMap x_map =
-      tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+      hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                     2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
-  const CUtensorMap w_map = tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
+  const CUtensorMap w_map = hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
                                           kStageK / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
   float* partial = nullptr;
   if (split_k > 1) LOWBIT_CUDA_CHECK(cudaMallocAsync(&partial, size_t(split_k) * p.m * p.n * 4, stream));
@@ -393,16 +359,6 @@ void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t strea
   else launch<T, Config<BN>, false>(p, split_k, stream);
 }
 
-int sm_count() {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
-  return sms;
-}
-
 // Token tile and k split: the least time by a model fitted on an H200. A
 // stage costs ~850 / 1030 / 1550 cycles at 64 / 128 / 256 tokens (more
 // tokens a stage, more stages hidden behind the tensor cores), an item its
@@ -414,7 +370,7 @@ struct Choice {
   int tokens, split_k;
 };
 Choice choose(const Params& p, int forced_split) {
-  const int sms = sm_count();
+  const int sms = hopper::sm_count();
   const int64_t n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
   const int k_tiles = int(p.k / kStageK);
   Choice best{64, 1};
@@ -448,28 +404,13 @@ void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t strea
   }
 }
 
-// wgmma needs compute capability 9.0 exactly (sm_90a code runs nowhere else).
-bool device_is_sm90() {
-  constexpr int kMaxDevices = 16;
-  static int known[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) return false;
-  if (!known[device]) {
-    int major = 0, minor = 0;
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    known[device] = major == 9 && minor == 0 ? 1 : 2;
-  }
-  return known[device] == 1;
-}
-
 }  // namespace
 
 void set_wgmma_tokens(int tokens) { forced_tokens = tokens; }
 
 bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   return layout_supported(dtype, w, x) && m >= 1 && m < (int64_t(1) << 31) && w.k >= kStageK &&
-         w.k % kStageK == 0 && w.blocksize >= kStageK && w.n * w.k / 2 < (int64_t(1) << 40) && device_is_sm90();
+         w.k % kStageK == 0 && w.blocksize >= kStageK && w.n * w.k / 2 < (int64_t(1) << 40) && hopper::device_is_sm90();
 }
 
 void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,

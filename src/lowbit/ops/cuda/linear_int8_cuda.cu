@@ -14,6 +14,8 @@
 //  - gemm_int8_tiled (gemm_int8_cuda.cu): the tensor-core int8 GEMM whose
 //    epilogue scales, adds the bias and the outlier product (up to 64 columns
 //    summed there in order, their int8 share taken back out of the sums).
+// At threshold 0 on Hopper: the row quantization, then gemm_int8_wgmma
+// (gemm_int8_wgmma_sm90a.cu), int8 wgmma with the epilogue fused.
 // Otherwise (no outliers, many rows, or k % 16 != 0) the cuBLAS path: outlier
 // codes zeroed, their count copied to the host (threshold > 0 only), int8 x
 // int8 -> int32 through cuBLAS (k % 4 == 0; a plain kernel otherwise), the
@@ -316,7 +318,11 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   LOWBIT_CUDA_CHECK_LAUNCH();
   const bool tiled = g_path == GemmInt8Path::kTiled ||
                      (g_path == GemmInt8Path::kAuto && sparse && m < kTiledMaxRows);
-  if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
+  const bool wgmma = !sparse && (g_path == GemmInt8Path::kAuto || g_path == GemmInt8Path::kWgmma) &&
+                     gemm_int8_wgmma_supports(k, codes, w);
+  if (wgmma) {
+    gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, out, stream);
+  } else if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
     float* product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
     const Int8Activations a{x, codes, row_stats, sparse ? o.count : nullptr, o.cols, sparse ? product : nullptr};
     if (sparse) int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream);

@@ -1,0 +1,70 @@
+// Host helpers of the Hopper (sm_90a) kernels (hopper_cuda.h).
+#include "ops/cuda/hopper_cuda.h"
+
+#include <cudaTypedefs.h>
+
+#include <string>
+
+#include "lowbit/core/cuda_check.h"
+
+namespace lowbit::ops::cuda::hopper {
+namespace {
+
+// cuTensorMapEncodeTiled from the driver, found through the runtime (no
+// link against libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess || !fn)
+      throw_error("Hopper kernels: the CUDA driver has no cuTensorMapEncodeTiled");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+}  // namespace
+
+bool device_is_sm90() {
+  constexpr int kMaxDevices = 16;
+  static int known[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) {
+    cudaGetLastError();  // no device: not an error for the caller
+    return false;
+  }
+  if (!known[device]) {
+    int major = 0, minor = 0;
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+    known[device] = major == 9 && minor == 0 ? 1 : 2;
+  }
+  return known[device] == 1;
+}
+
+int sm_count() {
+  int device = 0, count = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  return count;
+}
+
+CUtensorMap tensor_map_2d(const void* data, CUtensorMapDataType type, int element_bytes, int64_t rows, int64_t cols,
+                          int box_rows, int box_cols, CUtensorMapSwizzle swizzle) {
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(cols * element_bytes)};
+  const cuuint32_t box[2] = {cuuint32_t(box_cols), cuuint32_t(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult r = tensor_map_encoder()(&map, type, 2, const_cast<void*>(data), dims, strides, box, element_strides,
+                                          CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    throw_error("TMA tensor map: cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ") for a [" +
+                std::to_string(rows) + ", " + std::to_string(cols) + "] tensor");
+  return map;
+}
+
+}  // namespace lowbit::ops::cuda::hopper
