@@ -49,7 +49,7 @@ std::pair<double, int64_t> compare(const Tensor& got_t, const Tensor& want_t) {
   return {max_err, differ};
 }
 
-// The tensor-core GEMM's share of gemm_int8's automatic choice.
+// The fused GEMMs' share of gemm_int8's automatic choice (mma.sync; wgmma on Hopper).
 bool tiled_gemm(const Int8Case& c, float threshold) {
   return c.m > 4 && c.m < 1024 && c.k % 16 == 0 && threshold > 0.0f;
 }
@@ -103,6 +103,15 @@ TEST(LinearInt8CudaShapes, FewOutlierColumns) {
                {300, 1001, 4096},  // 128 x 64 tiles, a partial row tile
                {300, 65, 1000}},   // k % 16 != 0: cuBLAS int8
               97, true, 5000);
+}
+
+// The same through the mma.sync GEMM forced (on Hopper the wgmma GEMM is
+// the automatic choice): the CPU's bits too.
+TEST(LinearInt8CudaShapes, FewOutlierColumnsMmaSync) {
+  LOWBIT_REQUIRE_CUDA();
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kTiled);
+  check_cases({{5, 33, 1040}, {17, 257, 4096}, {40, 64, 528}, {300, 1001, 4096}}, 97, true, 6000);
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
 }
 
 // Hundreds of outlier columns: their product on the tensor cores

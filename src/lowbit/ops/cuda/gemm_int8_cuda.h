@@ -40,21 +40,23 @@ bool gemm_int8_tiled_supports(int64_t k, const void* codes, const int8_t* w);
 void gemm_int8_tiled(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb, int64_t n,
                      int64_t k, DType bias_dtype, const void* bias, void* out, void* stream);
 
-// Threshold 0 on Hopper (gemm_int8_wgmma_sm90a.cu): out[m, n] =
-// f16(fma(acc * row_stat * SCB, 1/127^2, bias)) in x's dtype from the row
-// quantization's codes, on wgmma. Needs compute capability 9.0, k % 16 == 0
-// and 16-byte aligned codes and weight. Launches one kernel; no host sync.
+// Hopper (gemm_int8_wgmma_sm90a.cu): out[m, n] = f16(fma(acc * row_stat *
+// SCB, 1/127^2, bias)) from the row quantization's codes on wgmma, plus,
+// when *outlier_count > 0, outlier_product[m, n] (f32) added and rounded to
+// f16 once more; stored in x's dtype. The codes of outlier columns must be
+// zero. Needs compute capability 9.0, k % 16 == 0 and 16-byte aligned codes
+// and weight. Launches one kernel; no host sync.
 bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w);
 void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w,
-                     const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias, void* out,
-                     void* stream);
+                     const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
+                     const int32_t* outlier_count, const float* outlier_product, void* out, void* stream);
 // Benchmarks and tests: tokens a tile (64 or 128; 0 picks by shape).
 void set_gemm_int8_wgmma_tokens(int tokens);
 
 // Which GEMM path gemm_int8 takes for m > kGemvInt8MaxRows (benchmarks compare
 // them): kAuto picks by threshold and rows (linear_int8_cuda.cu says why);
 // kTiled takes gemm_int8_tiled wherever it can load the operands; kWgmma
-// takes gemm_int8_wgmma at threshold 0 where it runs.
+// takes gemm_int8_wgmma where it runs.
 enum class GemmInt8Path { kAuto, kTiled, kCublas, kWgmma };
 void set_gemm_int8_path(GemmInt8Path path);
 GemmInt8Path gemm_int8_path();

@@ -1,7 +1,8 @@
-// LLM.int8 without outlier columns (threshold 0) on Hopper's warpgroup MMA
-// (wgmma, sm_90a): int8 x int8 with int32 sums, both operands brought to
-// shared memory by TMA, bitsandbytes' dequantization in the epilogue, so the
-// int32 products never leave the registers.
+// LLM.int8 on Hopper's warpgroup MMA (wgmma, sm_90a): int8 x int8 with
+// int32 sums, both operands brought to shared memory by TMA, bitsandbytes'
+// dequantization (and the outlier columns' 16-bit product, computed before:
+// linear_int8_cuda.cu) in the epilogue, so the int32 products never leave
+// the registers.
 //
 // Block tile (three warpgroups, 384 threads, persistent over tiles):
 //
@@ -22,7 +23,8 @@
 //   and rows past m or n read as zeros.
 //
 // Epilogue, as epilogue_kernel of linear_int8_cuda.cu (and the CPU op):
-// f16(fma(acc * row_stat * SCB, 1/127^2, bias)), stored in x's dtype.
+// f16(fma(acc * row_stat * SCB, 1/127^2, bias)), + the outlier product
+// rounded to f16 once more when there are outlier columns, in x's dtype.
 // Memory traffic: the weight once per token tile (the repeats from L2: the
 // token tiles of a weight tile run together), the codes once per weight tile
 // (from L2), m x n outputs.
@@ -72,8 +74,8 @@ __device__ __forceinline__ float round_f16(float v) { return __half2float(__floa
 template <typename T, typename B, class C>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_int8_wgmma_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap codes_map,
-                           const float* row_stats, const float* scb, const B* bias, T* out, const int64_t m,
-                           const int64_t n, const Work work) {
+                           const float* row_stats, const float* scb, const B* bias, const int32_t* outlier_count,
+                           const float* outlier_product, T* out, const int64_t m, const int64_t n, const Work work) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
@@ -113,6 +115,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
+  const bool add_product = outlier_count && *outlier_count > 0;
   const int wg = warp >> 2, t = lane & 3;
   const int row0 = wg * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
   int slot = 0;
@@ -158,13 +161,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float s0 = r0 < n ? scb[r0] : 0.0f, s1 = r1 < n ? scb[r1] : 0.0f;
     const float b0 = bias && r0 < n ? round_f16(to_float(bias[r0])) : 0.0f;
     const float b1 = bias && r1 < n ? round_f16(to_float(bias[r1])) : 0.0f;
+    // The outlier product's values first, all loads in flight together (one
+    // at a time they cost a memory latency each).
+    float extra[C::BN / 2];
+#pragma unroll
+    for (int j = 0; j < C::BN / 2; ++j) {
+      const int64_t token = m0 + 8 * (j >> 2) + 2 * t + (j & 1);
+      const int64_t row = (j & 2) ? r1 : r0;
+      extra[j] = add_product && token < m && row < n ? __ldg(outlier_product + token * n + row) : 0.0f;
+    }
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) {
       const int64_t token = m0 + 8 * (j >> 2) + 2 * t + (j & 1);
       const int64_t row = (j & 2) ? r1 : r0;
       if (token >= m || row >= n) continue;
       const float scaled = __fmul_rn(__fmul_rn(float(acc[j]), row_stats[token]), (j & 2) ? s1 : s0);
-      out[token * n + row] = from_float<T>(round_f16(fmaf(scaled, kDequantScale, (j & 2) ? b1 : b0)));
+      float v = round_f16(fmaf(scaled, kDequantScale, (j & 2) ? b1 : b0));
+      if (add_product) v = round_f16(__fadd_rn(v, extra[j]));
+      out[token * n + row] = from_float<T>(v);
     }
   }
 #endif
@@ -172,7 +186,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <typename T, typename B, class C>
 void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w, const float* scb, int64_t n,
-            int64_t k, const B* bias, T* out, cudaStream_t stream) {
+            int64_t k, const B* bias, const int32_t* outlier_count, const float* outlier_product, T* out,
+            cudaStream_t stream) {
   constexpr auto kernel = gemm_int8_wgmma_kernel<T, B, C>;
   static const bool attributes_set = [] {
     LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmemBytes)));
@@ -188,8 +203,8 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
       hopper::tensor_map_2d(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n, k, kBlockRows, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap codes_map =
       hopper::tensor_map_2d(codes, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, m, k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
-  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(w_map, codes_map, row_stats, scb, bias, out, m, n,
-                                                                work);
+  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(w_map, codes_map, row_stats, scb, bias, outlier_count,
+                                                                outlier_product, out, m, n, work);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
@@ -213,8 +228,8 @@ bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w) {
 }
 
 void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w,
-                     const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias, void* out,
-                     void* stream_ptr) {
+                     const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
+                     const int32_t* outlier_count, const float* outlier_product, void* out, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
   const int tokens = forced_int8_tokens == 64 || forced_int8_tokens == 128 ? forced_int8_tokens : pick_tokens(m, n);
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
@@ -223,10 +238,10 @@ void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, i
       using Bias = decltype(btag);
       if (tokens == 128)
         launch<T, Bias, Config<128>>(codes, row_stats, m, w, scb, n, k, static_cast<const Bias*>(bias),
-                                     static_cast<T*>(out), stream);
+                                     outlier_count, outlier_product, static_cast<T*>(out), stream);
       else
         launch<T, Bias, Config<64>>(codes, row_stats, m, w, scb, n, k, static_cast<const Bias*>(bias),
-                                    static_cast<T*>(out), stream);
+                                    outlier_count, outlier_product, static_cast<T*>(out), stream);
     });
   });
 }

@@ -14,8 +14,12 @@
 //  - gemm_int8_tiled (gemm_int8_cuda.cu): the tensor-core int8 GEMM whose
 //    epilogue scales, adds the bias and the outlier product (up to 64 columns
 //    summed there in order, their int8 share taken back out of the sums).
-// At threshold 0 on Hopper: the row quantization, then gemm_int8_wgmma
-// (gemm_int8_wgmma_sm90a.cu), int8 wgmma with the epilogue fused.
+// On Hopper (threshold 0, or kWgmmaFromSparseRows to kTiledMaxRows rows
+// with outliers): the outlier columns' codes zeroed, their 16-bit product
+// summed by sum_outlier_columns_kernel (up to kSummedOutliers, in the CPU's
+// order) or int8_outlier_product, then gemm_int8_wgmma
+// (gemm_int8_wgmma_sm90a.cu): int8 wgmma whose epilogue scales, adds the
+// bias and that product; the CPU's bits.
 // Otherwise (no outliers, many rows, or k % 16 != 0) the cuBLAS path: outlier
 // codes zeroed, their count copied to the host (threshold > 0 only), int8 x
 // int8 -> int32 through cuBLAS (k % 4 == 0; a plain kernel otherwise), the
@@ -50,6 +54,11 @@ GemmInt8Path g_path = GemmInt8Path::kAuto;
 // 2048 rows a prompt's outlier columns number in the thousands and cuBLAS's
 // f16 product of them (prefill 7668 tokens/s) beats the gathering kernel (5052).
 constexpr int64_t kTiledMaxRows = 1024;
+// On Hopper the wgmma GEMM takes threshold 0 from 5 rows (H200, 256 rows:
+// 38-129 us against cuBLAS's 49-138) and, with outlier columns, from this
+// many rows (256 rows: 88-246 us against the mma.sync GEMM's 90-335; below
+// 128 rows the mma.sync GEMM's in-epilogue outlier sums win by 5-20%).
+constexpr int64_t kWgmmaFromSparseRows = 128;
 
 __device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
@@ -140,6 +149,36 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
 __global__ void zero_outlier_codes_kernel(int8_t* codes, int64_t k, const int32_t* cols, const int32_t* count) {
   const int32_t outliers = *count;
   for (int32_t o = threadIdx.x; o < outliers; o += blockDim.x) codes[int64_t(blockIdx.x) * k + cols[o]] = 0;
+}
+
+// The 16-bit product of up to kSummedOutliers outlier columns, summed in the
+// CPU op's order (ascending columns, f32), for the wgmma GEMM's epilogue to
+// add; more columns are int8_outlier_product's (no count: nothing to do).
+// First the columns' dequantized weights, f16-rounded, into wv[o][n] (one
+// coalesced row a column for the sums), then one thread an output.
+__global__ void dequantize_outlier_weights_kernel(const int8_t* w, const float* scb, const int32_t* cols,
+                                                  const int32_t* count, int64_t n, int64_t k, float* wv) {
+  const int32_t outliers = *count;
+  if (outliers == 0 || outliers > kSummedOutliers) return;
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
+    const float s = scb[j];
+    for (int32_t o = 0; o < outliers; ++o)
+      wv[o * n + j] = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + cols[o]]), s), kInv127));
+  }
+}
+
+template <typename T>
+__global__ void sum_outlier_columns_kernel(const T* x, const float* wv, const int32_t* cols, const int32_t* count,
+                                           int64_t m, int64_t n, int64_t k, float* product) {
+  const int32_t outliers = *count;
+  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (outliers == 0 || outliers > kSummedOutliers || j >= n) return;
+  for (int64_t r = blockIdx.y; r < m; r += gridDim.y) {
+    float extra = 0.0f;
+    for (int32_t o = 0; o < outliers; ++o)
+      extra = __fadd_rn(extra, __fmul_rn(round_f16(to_float(x[r * k + cols[o]])), wv[o * n + j]));
+    product[r * n + j] = extra;
+  }
 }
 
 // acc[m, n] = sum_k a[m, k] * w[n, k], one warp an output (shapes cuBLAS' int8 path refuses).
@@ -294,14 +333,18 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   if (gemv_int8(dtype, x, m, w, scb, n, k, bias_dtype, bias, threshold, out, stream_ptr)) return;
   // Scratch: codes [m, k], row stats [m], then (zeroed) the outlier bitmask,
   // the done counter and the count, then the outlier list [k], then the
-  // product of many outlier columns [m, n] (f32).
+  // outlier product [m, n] (f32), then the outlier columns' dequantized
+  // weights [kSummedOutliers, n] (f32; the wgmma path).
   const bool sparse = threshold > 0.0f;
   const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = (size_t(m) * 4 + 15) / 16 * 16,
                zeroed_bytes = size_t((k + 31) / 32) * 4 + 8, cols_bytes = (size_t(k) * 4 + 15) / 16 * 16,
-               product_bytes = sparse ? size_t(m * n) * 4 : 0;
+               product_bytes = sparse ? size_t(m * n) * 4 : 0,
+               outlier_weights_bytes = sparse ? size_t(kSummedOutliers) * size_t(n) * 4 : 0;
   char* scratch = nullptr;
   LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
-                                    codes_bytes + stats_bytes + zeroed_bytes + cols_bytes + product_bytes, stream));
+                                    codes_bytes + stats_bytes + zeroed_bytes + cols_bytes + product_bytes +
+                                        outlier_weights_bytes,
+                                    stream));
   int8_t* codes = reinterpret_cast<int8_t*>(scratch);
   float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes);
   OutlierScratch o;
@@ -318,10 +361,34 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   LOWBIT_CUDA_CHECK_LAUNCH();
   const bool tiled = g_path == GemmInt8Path::kTiled ||
                      (g_path == GemmInt8Path::kAuto && sparse && m < kTiledMaxRows);
-  const bool wgmma = !sparse && (g_path == GemmInt8Path::kAuto || g_path == GemmInt8Path::kWgmma) &&
-                     gemm_int8_wgmma_supports(k, codes, w);
+  const bool wgmma_auto = g_path == GemmInt8Path::kAuto && (sparse ? m >= kWgmmaFromSparseRows && m < kTiledMaxRows
+                                                                     : true);
+  const bool wgmma = (g_path == GemmInt8Path::kWgmma || wgmma_auto) && gemm_int8_wgmma_supports(k, codes, w);
   if (wgmma) {
-    gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, out, stream);
+    float* product = nullptr;
+    if (sparse) {
+      // Outlier columns: out of the int8 product for every row, their 16-bit
+      // product into `product` (summed in order up to kSummedOutliers columns,
+      // on the tensor cores beyond), which the epilogue adds.
+      product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
+      zero_outlier_codes_kernel<<<unsigned(m), 256, 0, stream>>>(codes, k, o.cols, o.count);
+      LOWBIT_CUDA_CHECK_LAUNCH();
+      const Int8Activations a{x, codes, row_stats, o.count, o.cols, product};
+      int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream);
+      float* wv = reinterpret_cast<float*>(reinterpret_cast<char*>(product) + product_bytes);
+      dequantize_outlier_weights_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 1024)), 256, 0, stream>>>(
+          w, scb, o.cols, o.count, n, k, wv);
+      LOWBIT_CUDA_CHECK_LAUNCH();
+      dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
+        using T = decltype(tag);
+        const dim3 grid(unsigned((n + 255) / 256), unsigned(std::min<int64_t>(m, 256)));
+        sum_outlier_columns_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(x), wv, o.cols, o.count, m, n,
+                                                                k, product);
+      });
+      LOWBIT_CUDA_CHECK_LAUNCH();
+    }
+    gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, sparse ? o.count : nullptr, product,
+                    out, stream);
   } else if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
     float* product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
     const Int8Activations a{x, codes, row_stats, sparse ? o.count : nullptr, o.cols, sparse ? product : nullptr};
