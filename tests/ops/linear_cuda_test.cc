@@ -131,7 +131,42 @@ struct KernelCase {
     LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
     return got;
   }
+
+  // run() with `path` forced (and its k split), back to automatic after; an
+  // undefined tensor where that path does not take the case.
+  Tensor run_forced(DType dtype, int64_t m, ops::cuda::Gemm4bitPath path, int split_k = 0) const {
+    ops::cuda::set_gemm_4bit_path(path, split_k);
+    const bool taken = ops::cuda::gemm_4bit_path(dtype, p, m, xg.raw_data()) == path;
+    const Tensor got = taken ? run(dtype, m) : Tensor{};
+    ops::cuda::set_gemm_4bit_path(ops::cuda::Gemm4bitPath::kAuto);
+    return got;
+  }
 };
+
+// A case of one kernel forced: its tile choice (`knob`, 0: its own) and k split.
+struct ForcedCase {
+  Shape4 shape;
+  int knob, split_k;
+};
+
+// Every case through `path` forced with set_knob(knob) and the case's k
+// split, bf16 and f16, f32 and double-quantized absmax: within 4 ulps of the
+// largest |y| of the CPU op, and every element written (NaN-poisoned output).
+void check_forced_path(std::initializer_list<ForcedCase> cases, ops::cuda::Gemm4bitPath path,
+                       void (*set_knob)(int), uint32_t seed) {
+  for (const ForcedCase& c : cases) {
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      for (bool nested : {false, true}) {
+        const KernelCase kc(c.shape, dtype, nested, seed);
+        set_knob(c.knob);
+        const Tensor got = kc.run_forced(dtype, c.shape.m, path, c.split_k);
+        set_knob(0);
+        ASSERT_TRUE(got.defined()) << kc.name << ": path " << int(path) << " did not take it";
+        EXPECT_LE(error_in_ulps(got, kc.want), 4.0) << kc.name << " knob " << c.knob << " split_k " << c.split_k;
+      }
+    }
+  }
+}
 
 // The fused kernel multiplies the codes (rounded to the compute dtype) and
 // applies each block's absmax in f32; the CPU rounds code * absmax to the
@@ -192,12 +227,11 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
         const KernelCase kc(c, dtype, nested, seed);
         for (auto path : {Gemm4bitPath::kGemv, Gemm4bitPath::kMma, Gemm4bitPath::kMmaWide, Gemm4bitPath::kLarge,
                           Gemm4bitPath::kWgmma, Gemm4bitPath::kDequantize}) {
-          ops::cuda::set_gemm_4bit_path(path);
-          if (ops::cuda::gemm_4bit_path(dtype, kc.p, c.m, kc.xg.raw_data()) != path) continue;
+          const Tensor got = kc.run_forced(dtype, c.m, path);
+          if (!got.defined()) continue;
           ++runs;
-          EXPECT_LE(error_in_ulps(kc.run(dtype, c.m), kc.want), 4.0) << "path " << int(path) << " " << kc.name;
+          EXPECT_LE(error_in_ulps(got, kc.want), 4.0) << "path " << int(path) << " " << kc.name;
         }
-        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
       }
     }
   }
@@ -210,34 +244,11 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
 // absmax, both dtypes, with and without bias.
 TEST(Linear4bitCuda, LargePathMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
-  using ops::cuda::Gemm4bitPath;
-  uint32_t seed = 700;
-  int runs = 0;
-  struct Case {
-    Shape4 shape;
-    int tile, split_k;
-  };
-  for (const Case c : {Case{{1, 77, 4128, 64}, 0, 0}, Case{{3, 200, 96, 64}, 1, 1}, Case{{17, 129, 160, 32}, 0, 0},
-                       Case{{64, 300, 1024, 128}, 3, 3}, Case{{65, 64, 4096, 4096}, 0, 0},
-                       Case{{300, 130, 544, 256}, 0, 0}, Case{{300, 40, 2048, 64}, 4, 5},
-                       Case{{33, 257, 640, 64}, 5, 2}, Case{{16, 1000, 1056, 64}, 1, 0},
-                       Case{{128, 96, 192, 64}, 2, 1}, Case{{9, 33, 3232, 32}, 0, 16}}) {
-    const Shape4 s = c.shape;
-    for (DType dtype : {DType::BF16, DType::F16}) {
-      for (bool nested : {false, true}) {
-        const KernelCase kc(s, dtype, nested, seed);
-        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kLarge, c.split_k);
-        ops::cuda::fused4::set_large_tile(c.tile);
-        ASSERT_EQ(ops::cuda::gemm_4bit_path(dtype, kc.p, s.m, kc.xg.raw_data()), Gemm4bitPath::kLarge);
-        const Tensor got = kc.run(dtype, s.m);
-        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
-        ops::cuda::fused4::set_large_tile(0);
-        ++runs;
-        EXPECT_LE(error_in_ulps(got, kc.want), 4.0) << kc.name << " tile " << c.tile << " split_k " << c.split_k;
-      }
-    }
-  }
-  EXPECT_EQ(runs, 44);
+  check_forced_path({{{1, 77, 4128, 64}, 0, 0}, {{3, 200, 96, 64}, 1, 1}, {{17, 129, 160, 32}, 0, 0},
+                     {{64, 300, 1024, 128}, 3, 3}, {{65, 64, 4096, 4096}, 0, 0}, {{300, 130, 544, 256}, 0, 0},
+                     {{300, 40, 2048, 64}, 4, 5}, {{33, 257, 640, 64}, 5, 2}, {{16, 1000, 1056, 64}, 1, 0},
+                     {{128, 96, 192, 64}, 2, 1}, {{9, 33, 3232, 32}, 0, 16}},
+                    ops::cuda::Gemm4bitPath::kLarge, ops::cuda::fused4::set_large_tile, 700);
 }
 
 // Shapes the tiled GEMM does not take (k % 32 != 0, f32 x) fall back.
@@ -267,7 +278,6 @@ TEST(Linear4bitCuda, LargePathFallsBack) {
 // absmax, both dtypes, with and without bias. Skipped off compute capability 9.0.
 TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
-  using ops::cuda::Gemm4bitPath;
   {
     ops::cuda::Packed4bit probe;
     const Tensor packed = Tensor::zeros({64 * 64 / 2}, DType::U8, kGpu);
@@ -277,33 +287,11 @@ TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
     if (!ops::cuda::fused4::wgmma_supported(DType::BF16, probe, 1, packed.raw_data()))
       GTEST_SKIP() << "wgmma needs compute capability 9.0";
   }
-  uint32_t seed = 1100;
-  int runs = 0;
-  struct Case {
-    Shape4 shape;
-    int tokens, split_k;
-  };
-  for (const Case c :
-       {Case{{1, 77, 64, 64}, 64, 1}, Case{{3, 130, 192, 128}, 0, 0}, Case{{17, 300, 1024, 64}, 128, 3},
-        Case{{64, 128, 4160, 4096}, 64, 5}, Case{{65, 129, 512, 256}, 64, 1}, Case{{129, 200, 320, 64}, 128, 2},
-        Case{{300, 96, 1088, 64}, 256, 4}, Case{{513, 257, 256, 64}, 0, 0}, Case{{200, 1000, 2048, 128}, 0, 0},
-        Case{{40, 64, 448, 64}, 256, 7}}) {
-    const Shape4 s = c.shape;
-    for (DType dtype : {DType::BF16, DType::F16}) {
-      for (bool nested : {false, true}) {
-        const KernelCase kc(s, dtype, nested, seed);
-        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kWgmma, c.split_k);
-        ops::cuda::fused4::set_wgmma_tokens(c.tokens);
-        ASSERT_EQ(ops::cuda::gemm_4bit_path(dtype, kc.p, s.m, kc.xg.raw_data()), Gemm4bitPath::kWgmma) << kc.name;
-        const Tensor got = kc.run(dtype, s.m);
-        ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
-        ops::cuda::fused4::set_wgmma_tokens(0);
-        ++runs;
-        EXPECT_LE(error_in_ulps(got, kc.want), 4.0) << kc.name << " tokens " << c.tokens << " split_k " << c.split_k;
-      }
-    }
-  }
-  EXPECT_EQ(runs, 40);
+  check_forced_path({{{1, 77, 64, 64}, 64, 1}, {{3, 130, 192, 128}, 0, 0}, {{17, 300, 1024, 64}, 128, 3},
+                     {{64, 128, 4160, 4096}, 64, 5}, {{65, 129, 512, 256}, 64, 1}, {{129, 200, 320, 64}, 128, 2},
+                     {{300, 96, 1088, 64}, 256, 4}, {{513, 257, 256, 64}, 0, 0}, {{200, 1000, 2048, 128}, 0, 0},
+                     {{40, 64, 448, 64}, 256, 7}},
+                    ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1100);
 }
 
 // Shapes the wgmma GEMM does not take fall back: k % 64 != 0, blocksize 32, f32 x.

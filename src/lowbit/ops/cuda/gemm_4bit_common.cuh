@@ -233,6 +233,25 @@ __global__ void __launch_bounds__(256) sum_k_slices_kernel(const float* partial,
   }
 }
 
+// The f32 partial outputs of a k split ([split_k][m][n], stream-ordered
+// workspace; nullptr without a split) and, after the split kernel, their sum
+// into p.out with the bias; the workspace is freed on the stream.
+inline float* allocate_k_slices(const Params& p, int split_k, cudaStream_t stream) {
+  float* partial = nullptr;
+  if (split_k > 1) LOWBIT_CUDA_CHECK(cudaMallocAsync(&partial, size_t(split_k) * p.m * p.n * 4, stream));
+  return partial;
+}
+template <typename T>
+void finish_k_slices(const Params& p, float* partial, int split_k, cudaStream_t stream) {
+  if (!partial) return;
+  const int64_t mn = int64_t(p.m) * p.n;
+  const int64_t blocks = (mn + 255) / 256 < 4096 ? (mn + 255) / 256 : 4096;
+  sum_k_slices_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(partial, split_k, mn, p.n,
+                                                               static_cast<const T*>(p.bias), static_cast<T*>(p.out));
+  LOWBIT_CUDA_CHECK_LAUNCH();
+  LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
+}
+
 // 32-bit word i of a 16-byte load.
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 

@@ -336,18 +336,10 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const int64_t items = tiles * split_k;
   const int64_t grid = std::min(items, slots);
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
-  float* partial = nullptr;
-  if (split_k > 1) LOWBIT_CUDA_CHECK(cudaMallocAsync(&partial, size_t(split_k) * p.m * p.n * 4, stream));
+  float* partial = allocate_k_slices(p, split_k, stream);
   kernel<<<unsigned(grid), kThreads, smem, stream>>>(p, split_k, per_slice, items, scale_blocks, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
-  if (split_k > 1) {
-    const int64_t mn = int64_t(p.m) * p.n;
-    const int64_t blocks = std::min<int64_t>((mn + 255) / 256, 4096);
-    sum_k_slices_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(partial, split_k, mn, p.n,
-                                                               static_cast<const T*>(p.bias), static_cast<T*>(p.out));
-    LOWBIT_CUDA_CHECK_LAUNCH();
-    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
-  }
+  finish_k_slices<T>(p, partial, split_k, stream);
 }
 
 template <typename T, class C>

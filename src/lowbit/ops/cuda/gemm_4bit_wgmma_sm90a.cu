@@ -136,13 +136,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     return Item{tile_m * C::BN, tile_n * kBlockRows, slice, kt0, min(work.k_tiles, kt0 + work.per_slice)};
   };
 
-  if (tid == 0) {
-    for (int s = 0; s < C::kStages; ++s) {
-      wgmma::barrier_init(full_bar + 8 * s, 1 + 32);  // the TMA's expect, the producer lanes' copies
-      wgmma::barrier_init(empty_bar + 8 * s, kConsumerWarps);
-    }
-    wgmma::barrier_init_fence();
-  }
+  // full: the TMA's expect and the producer lanes' scale copies; empty: the consumer warps.
+  if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1 + 32, kConsumerWarps);
   build_shared_tables<T, kNested, kTableRowWords>(tables, kTableWords, p);  // ends with __syncthreads
 
   // The producer, the last warp: it fills the slots in order, stage after
@@ -338,19 +333,11 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
                     2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap w_map = hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
                                           kStageK / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
-  float* partial = nullptr;
-  if (split_k > 1) LOWBIT_CUDA_CHECK(cudaMallocAsync(&partial, size_t(split_k) * p.m * p.n * 4, stream));
+  float* partial = allocate_k_slices(p, split_k, stream);
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, scale_blocks, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
-  if (split_k > 1) {
-    const int64_t mn = int64_t(p.m) * p.n;
-    const int64_t blocks = std::min<int64_t>((mn + 255) / 256, 4096);
-    sum_k_slices_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(partial, split_k, mn, p.n,
-                                                                 static_cast<const T*>(p.bias), static_cast<T*>(p.out));
-    LOWBIT_CUDA_CHECK_LAUNCH();
-    LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
-  }
+  finish_k_slices<T>(p, partial, split_k, stream);
 }
 
 template <typename T, int BN>

@@ -83,13 +83,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t full_bar = base + C::kBarriersOffset, empty_bar = full_bar + 8 * C::kStages;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  if (tid == 0) {
-    for (int s = 0; s < C::kStages; ++s) {
-      wgmma::barrier_init(full_bar + 8 * s, 1);
-      wgmma::barrier_init(empty_bar + 8 * s, kConsumerWarps);
-    }
-    wgmma::barrier_init_fence();
-  }
+  if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, kConsumerWarps);
   __syncthreads();
 
   if (warp >= kConsumerWarps) {
