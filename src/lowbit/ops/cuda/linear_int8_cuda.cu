@@ -361,8 +361,8 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   LOWBIT_CUDA_CHECK_LAUNCH();
   const bool tiled = g_path == GemmInt8Path::kTiled ||
                      (g_path == GemmInt8Path::kAuto && sparse && m < kTiledMaxRows);
-  const bool wgmma_auto = g_path == GemmInt8Path::kAuto && (sparse ? m >= kWgmmaFromSparseRows && m < kTiledMaxRows
-                                                                     : true);
+  const bool wgmma_auto =
+      g_path == GemmInt8Path::kAuto && (!sparse || (m >= kWgmmaFromSparseRows && m < kTiledMaxRows));
   const bool wgmma = (g_path == GemmInt8Path::kWgmma || wgmma_auto) && gemm_int8_wgmma_supports(k, codes, w);
   if (wgmma) {
     float* product = nullptr;
