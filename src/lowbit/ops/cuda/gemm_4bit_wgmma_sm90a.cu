@@ -53,7 +53,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <string>
 #include <type_traits>
 
 #include "lowbit/core/cuda_check.h"
@@ -148,16 +147,15 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp >= kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
     if (warp != kConsumerWarps) return;
-    int slot = 0;
-    uint32_t round = 0;
+    wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
       const Item it = item_at(item);
       int64_t rowk[kBlockRows / 32];
 #pragma unroll
       for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = min(it.n0 + lane + 32 * r, p.n - 1) * p.k;
       for (int kt = it.kt0; kt < it.kt1; ++kt) {
-        if (round > 0) wgmma::barrier_wait(empty_bar + 8 * slot, (round - 1) & 1);
-        const uint32_t dst = base + uint32_t(slot * C::kStageBytes), bar = full_bar + 8 * slot;
+        ring.wait_empty();
+        const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
         if (lane == 0) {
           wgmma::barrier_arrive_expect(bar, C::kXBytes + C::kWBytes);
           wgmma::tma_load_2d(dst, &x_map, kt * kStageK, int(it.m0), bar);
@@ -178,19 +176,14 @@ __global__ void __launch_bounds__(kThreads, 1)
           }
         }
         asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
-        if (++slot == C::kStages) {
-          slot = 0;
-          ++round;
-        }
+        ring.advance();
       }
     }
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
-  int slot = 0;  // the slot of this thread's next stage, and its fill number
-  uint32_t round = 0;
-  auto slot_back = [&](int back) { return (slot - back + C::kStages) % C::kStages; };
+  wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};  // this thread's next stage
   for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
     const Item it = item_at(item);
     const int nk = it.kt1 - it.kt0;
@@ -203,9 +196,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     // stage i - 2 (two stages of wgmma stay in flight while the next ones are
     // decoded), releases its slot and frees `retired`, its registers.
     auto stage_step = [&](int i, uint32_t (&a)[4][4], uint32_t (&retired)[4][4]) {
-      wgmma::barrier_wait(full_bar + 8 * slot, round & 1);
+      ring.wait_full();
 
-      const uint8_t* w_tile = smem + slot * C::kStageBytes + C::kXBytes;
+      const uint8_t* w_tile = smem + ring.slot * C::kStageBytes + C::kXBytes;
       const uint4 r0a = *reinterpret_cast<const uint4*>(w_tile + row0 * 32);
       const uint4 r0b = *reinterpret_cast<const uint4*>(w_tile + row0 * 32 + 16);
       const uint4 r1a = *reinterpret_cast<const uint4*>(w_tile + row1 * 32);
@@ -241,7 +234,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       // Everything the wgmma read is computed before the fence: an operand
       // defined between them would serialize them.
-      const uint32_t x_addr = base + uint32_t(slot * C::kStageBytes);
+      const uint32_t x_addr = base + uint32_t(ring.slot * C::kStageBytes);
       uint64_t desc[4];
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
@@ -257,17 +250,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int s = 0; s < 4; ++s) wgmma::wgmma_rs<T, C::BN>(acc, a[s], desc[s], i > 0 || s > 0);
       wgmma::commit();
       wgmma::wait<2>();
-      if (i >= 2 && lane == 0) wgmma::barrier_arrive(empty_bar + 8 * slot_back(2));
+      if (i >= 2 && lane == 0) ring.release(2);
 #pragma unroll
       for (int s = 0; s < 4; ++s)
 #pragma unroll
         for (int j = 0; j < 4; ++j) wgmma::keep(retired[s][j]);
 #pragma unroll
       for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
-      if (++slot == C::kStages) {
-        slot = 0;
-        ++round;
-      }
+      ring.advance();
     };
 
     // Triples of stages, the last one or two peeled: a conditional step inside
@@ -285,8 +275,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
     if (lane == 0) {
-      wgmma::barrier_arrive(empty_bar + 8 * slot_back(1));
-      if (nk >= 2) wgmma::barrier_arrive(empty_bar + 8 * slot_back(2));
+      ring.release(1);
+      if (nk >= 2) ring.release(2);
     }
 
     // Accumulator j of a thread: weight row (j & 2 ? row1 : row0), token

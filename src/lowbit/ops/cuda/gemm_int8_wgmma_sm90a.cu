@@ -32,7 +32,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <type_traits>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -89,20 +88,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (warp >= kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
     if (tid != kConsumerThreads) return;
-    int slot = 0;
-    uint32_t round = 0;
+    wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
       const int m0 = int((item % work.m_tiles) * C::BN), n0 = int((item / work.m_tiles) * kBlockRows);
       for (int kt = 0; kt < work.k_tiles; ++kt) {
-        if (round > 0) wgmma::barrier_wait(empty_bar + 8 * slot, (round - 1) & 1);
-        const uint32_t dst = base + uint32_t(slot * C::kStageBytes), bar = full_bar + 8 * slot;
+        ring.wait_empty();
+        const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
         wgmma::barrier_arrive_expect(bar, C::kStageBytes);
         wgmma::tma_load_2d(dst, &w_map, kt * kStageK, n0, bar);
         wgmma::tma_load_2d(dst + C::kABytes, &codes_map, kt * kStageK, m0, bar);
-        if (++slot == C::kStages) {
-          slot = 0;
-          ++round;
-        }
+        ring.advance();
       }
     }
     return;
@@ -112,15 +107,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bool add_product = outlier_count && *outlier_count > 0;
   const int wg = warp >> 2, t = lane & 3;
   const int row0 = wg * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
-  int slot = 0;
-  uint32_t round = 0;
+  wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
   for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
     const int64_t m0 = (item % work.m_tiles) * C::BN, n0 = (item / work.m_tiles) * kBlockRows;
     int32_t acc[C::BN / 2];
     for (int kt = 0; kt < work.k_tiles; ++kt) {
-      wgmma::barrier_wait(full_bar + 8 * slot, round & 1);
-      const uint32_t a_addr = base + uint32_t(slot * C::kStageBytes) + uint32_t(wg * 64 * kStageK);
-      const uint32_t b_addr = base + uint32_t(slot * C::kStageBytes + C::kABytes);
+      ring.wait_full();
+      const uint32_t a_addr = base + uint32_t(ring.slot * C::kStageBytes) + uint32_t(wg * 64 * kStageK);
+      const uint32_t b_addr = base + uint32_t(ring.slot * C::kStageBytes + C::kABytes);
       uint64_t a_desc[4], b_desc[4];
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
@@ -139,16 +133,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
       // The stage before retired: its slot is free.
-      if (kt > 0 && lane == 0) wgmma::barrier_arrive(empty_bar + 8 * (slot == 0 ? C::kStages - 1 : slot - 1));
-      if (++slot == C::kStages) {
-        slot = 0;
-        ++round;
-      }
+      if (kt > 0 && lane == 0) ring.release(1);
+      ring.advance();
     }
     wgmma::wait<0>();
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
-    if (lane == 0) wgmma::barrier_arrive(empty_bar + 8 * (slot == 0 ? C::kStages - 1 : slot - 1));
+    if (lane == 0) ring.release(1);
 
     // Accumulator j: weight row (j & 2 ? row1 : row0), token 8 * (j / 4) + 2t + (j & 1).
     const int64_t r0 = n0 + row0, r1 = n0 + row1;

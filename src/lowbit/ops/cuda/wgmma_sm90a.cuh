@@ -76,6 +76,34 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* map, int c
       : "memory");
 }
 
+// The slot ring of a TMA pipeline: a full and an empty barrier a slot, the
+// current slot, and how often the ring has wrapped (the barriers' phase).
+// The producer waits until a slot's previous use is released, fills it and
+// advances; a consumer waits until its slot is full and releases slots once
+// the wgmma that read them retired.
+template <int kStages>
+struct StageRing {
+  uint32_t full_bar, empty_bar;
+  int slot = 0;
+  uint32_t round = 0;
+
+  __device__ __forceinline__ uint32_t full() const { return full_bar + 8 * slot; }
+  __device__ __forceinline__ void wait_empty() const {
+    if (round > 0) barrier_wait(empty_bar + 8 * slot, (round - 1) & 1);
+  }
+  __device__ __forceinline__ void wait_full() const { barrier_wait(full(), round & 1); }
+  // Releases the slot `back` stages behind the current one.
+  __device__ __forceinline__ void release(int back) const {
+    barrier_arrive(empty_bar + 8 * ((slot - back + kStages) % kStages));
+  }
+  __device__ __forceinline__ void advance() {
+    if (++slot == kStages) {
+      slot = 0;
+      ++round;
+    }
+  }
+};
+
 // d[64 x N] (+)= a[64 x 16] b[16 x N]: A from registers (each warp of the
 // warpgroup holds 16 rows in the m16n8k16 A layout), B K-major in shared
 // memory; f32 accumulators in the m16n8 C layout repeated over N / 8
