@@ -194,7 +194,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     });
     const double t_gemv = time_path(Gemm4bitPath::kGemv, m), t_mma = time_path(Gemm4bitPath::kMma, m),
                  t_wide = time_path(Gemm4bitPath::kMmaWide, m), t_large = time_path(Gemm4bitPath::kLarge, m),
-                 t_wgmma = m >= 16 ? time_path(Gemm4bitPath::kWgmma, m) : 0.0,
+                 t_wgmma = time_path(Gemm4bitPath::kWgmma, m),
                  t_deq = m >= 16 ? time_path(Gemm4bitPath::kDequantize, m) : 0.0;
     const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq", "large", "wgmma"};
     const auto path = lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x);
@@ -221,10 +221,11 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   }
   // The wgmma GEMM's token tiles (0: chosen).
   if (opt.sweep) {
-    for (int64_t m : {64, 128, 256, 512}) {
+    for (int64_t m : {1, 4, 8, 16, 32, 64, 128, 256, 512}) {
       if (m > max_m) continue;
       std::printf("wgmma m%lld:", (long long)m);
-      for (int tokens : {0, 64, 128, 256}) {
+      for (int tokens : {0, 8, 16, 32, 64, 128, 256}) {
+        if (tokens > 8 * m) continue;
         lowbit::ops::cuda::fused4::set_wgmma_tokens(tokens);
         std::printf("  %d: %.1f", tokens, time_path(Gemm4bitPath::kWgmma, m));
       }
@@ -308,6 +309,26 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kAuto);
       std::printf("%30lld | %10.1f %7.2f | %10.1f %7.2f | %11.1f %11.1f | %11.1f %11.1f | %11.1f\n", (long long)m,
                   t[0], t[0] / dense_us[bi], t[1], t[1] / dense_us[bi], t[2], t[3], t[4], t[5], t[7]);
+    }
+    // The wgmma GEMM's token tiles and k splits at threshold 0 (0: chosen).
+    for (int64_t m : batches) {
+      if (!opt.sweep || m < 64) continue;
+      lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kWgmma);
+      std::printf("int8 wgmma m%lld:", (long long)m);
+      for (int tokens : {0, 64, 128}) {
+        std::printf("  t%d", tokens);
+        for (int ks : {0, 1, 2, 3, 4}) {
+          if (tokens == 0 && ks > 0) break;
+          lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks);
+          std::printf(" %d: %.1f", ks, time_us(i8_copies, [&](int i) {
+                        lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i], n,
+                                                     k, DType::F16, nullptr, 0.0f, out);
+                      }));
+        }
+      }
+      lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(0);
+      lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kAuto);
+      std::printf(" us\n");
     }
     for (void* p : w8) cudaFree(p);
     for (float* p : scb) cudaFree(p);

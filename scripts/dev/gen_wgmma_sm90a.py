@@ -3,7 +3,7 @@
 accumulator lists (32-128 registers) inline asm needs spelled out."""
 import pathlib
 
-NS = (64, 128, 256)
+NS = (8, 16, 32, 64, 128, 256)
 TYPES = (("__nv_bfloat16", "bf16"), ("__half", "f16"))
 
 

@@ -274,7 +274,7 @@ TEST(Linear4bitCuda, LargePathFallsBack) {
 // tiles (n not a multiple of 128 weight rows, batch rows past the token tile,
 // one to a few hundred stages of k, stage counts of every residue mod 3), k
 // splits of 1-7 (slices of one stage), absmax blocks of 64 to 4096 (rows
-// starting mid-block), every token tile, f32 and double-quantized
+// starting mid-block), every token tile (8 to 256), f32 and double-quantized
 // absmax, both dtypes, with and without bias. Skipped off compute capability 9.0.
 TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
@@ -290,7 +290,9 @@ TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
   check_forced_path({{{1, 77, 64, 64}, 64, 1}, {{3, 130, 192, 128}, 0, 0}, {{17, 300, 1024, 64}, 128, 3},
                      {{64, 128, 4160, 4096}, 64, 5}, {{65, 129, 512, 256}, 64, 1}, {{129, 200, 320, 64}, 128, 2},
                      {{300, 96, 1088, 64}, 256, 4}, {{513, 257, 256, 64}, 0, 0}, {{200, 1000, 2048, 128}, 0, 0},
-                     {{40, 64, 448, 64}, 256, 7}},
+                     {{40, 64, 448, 64}, 256, 7}, {{1, 300, 1088, 64}, 8, 0}, {{5, 129, 640, 128}, 8, 3},
+                     {{16, 200, 2048, 64}, 16, 0}, {{17, 77, 192, 64}, 16, 2}, {{3, 256, 4160, 4096}, 16, 5},
+                     {{32, 130, 512, 64}, 32, 1}, {{33, 64, 1024, 256}, 32, 4}},
                     ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1100);
 }
 

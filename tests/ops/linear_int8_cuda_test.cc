@@ -184,5 +184,26 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
   EXPECT_EQ(runs, 36);
 }
 
+// The wgmma GEMM forced with each token tile and k splits (slices adding
+// int32 sums, then the epilogue kernel), threshold 0 and 6 (few outlier
+// columns summed in the CPU's order): the CPU's bits.
+TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
+  LOWBIT_REQUIRE_CUDA();
+  {
+    const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
+    if (!ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>()))
+      GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  }
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
+  uint32_t seed = 11000;
+  for (const auto [tokens, split] : {std::pair{64, 3}, std::pair{128, 2}, std::pair{64, 1}, std::pair{128, 5}}) {
+    ops::cuda::set_gemm_int8_wgmma_tokens(tokens, split);
+    check_cases({{5, 33, 1040}, {130, 257, 4096}, {300, 1001, 656}}, 97, true, seed);
+    seed += 100;
+  }
+  ops::cuda::set_gemm_int8_wgmma_tokens(0);
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -162,26 +162,6 @@ int64_t resident_block_slots(int threads, size_t smem) {
   return slots;
 }
 
-__device__ __forceinline__ uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global -> shared without registers; src_bytes 0 fills zeros
-// (rows past m, k past its end). No L2 eviction hint: CUDA 13's ptxas
-// miscompiles cp.async with a fractional cache policy (an illegal
-// instruction on the H200).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async4(uint32_t dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(dst), "l"(src), "r"(valid ? 4 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N)); }
-__device__ __forceinline__ void store_shared_u32(uint32_t dst, uint32_t v) {
-  asm volatile("st.shared.u32 [%0], %1;" ::"r"(dst), "r"(v));
-}
-
 // A block scale as loaded ahead of use: the f32 absmax, or the u8 code of a
 // double-quantized one (its nested scale is read when the code is decoded).
 struct ScaleRaw {

@@ -16,7 +16,7 @@
 //
 //   out^T[128 x BN] = W[128 x k] x^T[k x BN]: each consumer warpgroup issues
 //   four m64nBNk16 wgmma a stage (its 64 weight rows against all BN tokens,
-//   BN = 64, 128 or 256), f32 accumulators in registers (BN / 2 a thread).
+//   BN = 8 to 256), f32 accumulators in registers (BN / 2 a thread).
 //   WG 2 is the producer; setmaxnreg moves its registers to the consumers.
 //
 // Pipeline (kStages slots, each: x tile, the 128 rows' 32 code bytes, one
@@ -85,7 +85,9 @@ struct Config {
   // (double quantization) its nested f32 scale.
   static constexpr int kScaleBytes = kBlockRows * 4;
   static constexpr int kStageBytes = kXBytes + kWBytes + 1024;  // a multiple of 1024: slots stay swizzle-aligned
-  static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : 10;
+  // Narrow tiles (decode-sized batches) are bound by the weight stream: more
+  // stages keep more of it in flight.
+  static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : BN == 64 ? 10 : 16;
   static constexpr int kTablesOffset = kStages * kStageBytes;
   static constexpr int kBarriersOffset = kTablesOffset + (kTableWords + 256) * 4;
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
@@ -121,6 +123,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
   const uint32_t table_lane = shared_address(tables) + uint32_t(lane) * 4;
   const uint32_t pick_t = 0x4440u | uint32_t(t);  // byte t of a word, alone
+  // The code tile's 32-byte swizzle puts the first 16 bytes of row r at byte
+  // 16 * ((r / 4) % 2) (rows g and g + 4 of a warp then hit different banks);
+  // row0 and row1 share r / 4 % 2, bit 2 of g.
+  const int code_half = (lane & 16);
 
   // An item's tile origins and k range (stages [kt0, kt1)).
   struct Item {
@@ -199,10 +205,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       ring.wait_full();
 
       const uint8_t* w_tile = smem + ring.slot * C::kStageBytes + C::kXBytes;
-      const uint4 r0a = *reinterpret_cast<const uint4*>(w_tile + row0 * 32);
-      const uint4 r0b = *reinterpret_cast<const uint4*>(w_tile + row0 * 32 + 16);
-      const uint4 r1a = *reinterpret_cast<const uint4*>(w_tile + row1 * 32);
-      const uint4 r1b = *reinterpret_cast<const uint4*>(w_tile + row1 * 32 + 16);
+      const uint4 r0a = *reinterpret_cast<const uint4*>(w_tile + row0 * 32 + code_half);
+      const uint4 r0b = *reinterpret_cast<const uint4*>(w_tile + row0 * 32 + (code_half ^ 16));
+      const uint4 r1a = *reinterpret_cast<const uint4*>(w_tile + row1 * 32 + code_half);
+      const uint4 r1b = *reinterpret_cast<const uint4*>(w_tile + row1 * 32 + (code_half ^ 16));
       const uint8_t* scales = w_tile + C::kWBytes;
       auto row_scale = [&](int row, int64_t rowk) {
         float v;
@@ -322,7 +328,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
       hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                     2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap w_map = hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
-                                          kStageK / 2, CU_TENSOR_MAP_SWIZZLE_NONE);
+                                          kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
   float* partial = allocate_k_slices(p, split_k, stream);
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, scale_blocks, partial);
@@ -337,7 +343,7 @@ void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t strea
 }
 
 // Token tile and k split: the least time by a model fitted on an H200. A
-// stage costs ~850 / 1030 / 1550 cycles at 64 / 128 / 256 tokens (more
+// stage costs ~640-685 cycles at 8-32 tokens, ~850 / 1030 / 1550 at 64 / 128 / 256 tokens (more
 // tokens a stage, more stages hidden behind the tensor cores), an item its
 // stages plus ~4 of pipeline fill and epilogue, a wave of items the longest
 // item; a split adds its f32 partials, written and read back (~1.2 KB a
@@ -346,15 +352,25 @@ void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t strea
 struct Choice {
   int tokens, split_k;
 };
+double stage_cycles(int tokens) {
+  switch (tokens) {
+    case 8: return 640.0;  // 8-32 tokens: the decode and the pipeline's
+    case 16: return 655.0;  // waits, not the tensor cores, set the pace
+    case 32: return 685.0;  // (H200, 8192 x 28672 at 1-32 rows)
+    case 64: return 850.0;
+    case 128: return 1030.0;
+    default: return 1550.0;
+  }
+}
 Choice choose(const Params& p, int forced_split) {
   const int sms = hopper::sm_count();
   const int64_t n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
   const int k_tiles = int(p.k / kStageK);
   Choice best{64, 1};
   double best_cost = -1.0;
-  for (int bn : {64, 128, 256}) {
+  for (int bn : {8, 16, 32, 64, 128, 256}) {
     if (forced_tokens && bn != forced_tokens) continue;
-    const double stage = bn == 64 ? 850.0 : bn == 128 ? 1030.0 : 1550.0;
+    const double stage = stage_cycles(bn);
     for (int s = 1; s <= 8; ++s) {
       if (forced_split > 0 && s != forced_split) continue;
       if (forced_split <= 0 && s > 1 && k_tiles / s < 4) break;
@@ -375,6 +391,9 @@ template <typename T>
 void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t stream) {
   const Choice c = choose(p, split_k);
   switch (c.tokens) {
+    case 8: launch_nested<T, 8>(p, nested, c.split_k, stream); return;
+    case 16: launch_nested<T, 16>(p, nested, c.split_k, stream); return;
+    case 32: launch_nested<T, 32>(p, nested, c.split_k, stream); return;
     case 64: launch_nested<T, 64>(p, nested, c.split_k, stream); return;
     case 128: launch_nested<T, 128>(p, nested, c.split_k, stream); return;
     default: launch_nested<T, 256>(p, nested, c.split_k, stream); return;

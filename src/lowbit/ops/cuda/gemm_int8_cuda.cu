@@ -68,16 +68,6 @@ __device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
   return uint32_t(row * kTileK + ((chunk ^ (row & 7)) << 4));
 }
 
-// 16 bytes global -> shared, not kept in L1; src_bytes = 0 writes zeros.
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
 __device__ __forceinline__ void ldmatrix_x4(uint32_t addr, uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
                : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
@@ -102,7 +92,7 @@ __device__ __forceinline__ void load_tile(uint32_t dst, const int8_t* src, int64
     const int q = int(threadIdx.x) + i * Threads, r = q >> 3, c = q & 7;
     const int64_t row = first + r, col = k0 + c * 16;
     const bool inside = row < rows && col < k;
-    cp_async16(dst + swizzled(r, c), src + (inside ? row * k + col : 0), inside ? 16 : 0);
+    cp_async16(dst + swizzled(r, c), src + (inside ? row * k + col : 0), inside);
   }
 }
 

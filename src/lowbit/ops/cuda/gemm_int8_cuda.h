@@ -40,18 +40,29 @@ bool gemm_int8_tiled_supports(int64_t k, const void* codes, const int8_t* w);
 void gemm_int8_tiled(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb, int64_t n,
                      int64_t k, DType bias_dtype, const void* bias, void* out, void* stream);
 
+// The outlier columns' 16-bit product as the wgmma GEMM's epilogue takes it
+// (all on the device; count null at threshold 0): up to kSummedOutliers
+// columns it sums x_cols[token][o] * w_cols[o][row] itself, in the CPU's
+// order; more come as `product` [m, n] (int8_outlier_product).
+struct Int8OutlierTerms {
+  const int32_t* count = nullptr;
+  const float* x_cols = nullptr;   // [m, kSummedOutliers]: x's outlier columns rounded to f16
+  const float* w_cols = nullptr;   // [kSummedOutliers, n]: their weights dequantized, rounded to f16
+  const float* product = nullptr;  // [m, n]
+};
+
 // Hopper (gemm_int8_wgmma_sm90a.cu): out[m, n] = f16(fma(acc * row_stat *
 // SCB, 1/127^2, bias)) from the row quantization's codes on wgmma, plus,
-// when *outlier_count > 0, outlier_product[m, n] (f32) added and rounded to
-// f16 once more; stored in x's dtype. The codes of outlier columns must be
+// when *outliers.count > 0, the outlier product added and rounded to f16
+// once more; stored in x's dtype. The codes of outlier columns must be
 // zero. Needs compute capability 9.0, k % 16 == 0 and 16-byte aligned codes
-// and weight. Launches one kernel; no host sync.
+// and weight. No host sync.
 bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w);
 void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w,
                      const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
-                     const int32_t* outlier_count, const float* outlier_product, void* out, void* stream);
-// Benchmarks and tests: tokens a tile (64 or 128; 0 picks by shape).
-void set_gemm_int8_wgmma_tokens(int tokens);
+                     const Int8OutlierTerms& outliers, void* out, void* stream);
+// Benchmarks and tests: tokens a tile (64 or 128) and k slices; 0 picks by shape.
+void set_gemm_int8_wgmma_tokens(int tokens, int split_k = 0);
 
 // Which GEMM path gemm_int8 takes for m > kGemvInt8MaxRows (benchmarks compare
 // them): kAuto picks by threshold and rows (linear_int8_cuda.cu says why);

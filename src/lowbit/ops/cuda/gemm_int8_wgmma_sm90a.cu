@@ -15,8 +15,8 @@
 //     tokens   +---------+---------+---
 //
 //   out^T[128 x BN] = W[128 x k] codes^T[k x BN]: each consumer warpgroup
-//   issues four m64nBNk32 wgmma a stage (BN = 64 or 128; integer wgmma stops
-//   at N = 224). WG 2 is the producer: its first thread waits for a free slot
+//   issues four m64nBNk32 wgmma a stage (BN = 64 or 128; a 256-token tile,
+//   two n128 wgmma a step, measured no faster on an H200). WG 2 is the producer: its first thread waits for a free slot
 //   (`empty` mbarrier, one arrival a consumer warp once its wgmma reading the
 //   slot retired) and issues the two TMA loads counted on the slot's `full`
 //   barrier; setmaxnreg moves its registers to the consumers. Codes past k
@@ -24,7 +24,13 @@
 //
 // Epilogue, as epilogue_kernel of linear_int8_cuda.cu (and the CPU op):
 // f16(fma(acc * row_stat * SCB, 1/127^2, bias)), + the outlier product
-// rounded to f16 once more when there are outlier columns, in x's dtype.
+// rounded to f16 once more when there are outlier columns, in x's dtype;
+// up to kSummedOutliers columns the product is summed here from the
+// columns' f16 values (Int8OutlierTerms), in the CPU's order.
+// Shapes with few tiles for the SMs split k: work items are (token tile,
+// weight tile, k slice); the slices add their int32 sums into a zeroed
+// [m, n] buffer (integer sums: the order does not change a bit) and a second
+// kernel applies the same epilogue.
 // Memory traffic: the weight once per token tile (the repeats from L2: the
 // token tiles of a weight tile run together), the codes once per weight tile
 // (from L2), m x n outputs.
@@ -50,37 +56,94 @@ constexpr int kConsumerRegisters = 240, kProducerRegisters = 24;  // 2 x 240 + 2
 constexpr int kBlockRows = 128;
 constexpr int kStageK = 128;
 
-template <int BN_>
+constexpr int kOutlierChunk = 16, kXStride = 20;
+
+// kSparse: threshold > 0, so the epilogue may add outlier columns. Their
+// shared memory costs a stage: the whole (<= 196 KB) fits the next smaller
+// shared-memory carveout, which measured 5-10% faster on 8192 x 28672 than
+// one more stage in the largest.
+template <int BN_, bool kSparse_>
 struct Config {
   static constexpr int BN = BN_;
+  static constexpr bool kSparse = kSparse_;
   static constexpr int kABytes = kBlockRows * kStageK;
   static constexpr int kBBytes = BN * kStageK;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kStages = BN == 128 ? 6 : 8;
-  static constexpr int kBarriersOffset = kStages * kStageBytes;
+  static constexpr int kStages = (BN == 128 ? 6 : 8) - (kSparse ? 1 : 0);
+  // The epilogue's outlier columns, kOutlierChunk at a time: the tile's
+  // tokens' values (rows of kXStride floats: the four tokens a warp reads
+  // together fall in distinct banks) and the 128 rows' weights.
+  static constexpr int kOutlierXOffset = kStages * kStageBytes;
+  static constexpr int kOutlierWOffset = kOutlierXOffset + (kSparse ? BN * kXStride * 4 : 0);
+  static constexpr int kBarriersOffset = kOutlierWOffset + (kSparse ? kOutlierChunk * kBlockRows * 4 : 0);
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
   static_assert(kSmemBytes <= 227 * 1024, "the int8 wgmma GEMM's shared memory fits an SM");
 };
 
 struct Work {
-  int64_t m_tiles, items;
-  int k_tiles;
+  int64_t m_tiles, n_tiles, items;
+  int k_tiles, per_slice;  // stages of k, and of a slice
 };
 
 __device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
+// The consumer warpgroups alone (named barrier 1; the producer warp is busy).
+__device__ __forceinline__ void consumer_sync() {
+  asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+}
+
+// One output of the CPU op from its int32 sum: bias b already f16-rounded;
+// `extra` the outlier product when there is one.
+__device__ __forceinline__ float int8_output(int32_t acc, float row_stat, float scb, float b, bool add_product,
+                                             float extra) {
+  const float scaled = __fmul_rn(__fmul_rn(float(acc), row_stat), scb);
+  const float v = round_f16(fmaf(scaled, kDequantScale, b));
+  return add_product ? round_f16(__fadd_rn(v, extra)) : v;
+}
+
+// The epilogue of split items, one thread an output.
+template <typename T, typename B>
+__global__ void int8_split_epilogue_kernel(const int32_t* sums, const float* row_stats, const float* scb,
+                                           const B* bias, const Int8OutlierTerms outliers, T* out, int64_t m,
+                                           int64_t n) {
+  const int32_t count = outliers.count ? *outliers.count : 0;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t token = i / n, row = i % n;
+    const float b = bias ? round_f16(to_float(bias[row])) : 0.0f;
+    float extra = 0.0f;
+    if (count > kSummedOutliers) {
+      extra = outliers.product[i];
+    } else {
+      for (int32_t o = 0; o < count; ++o)
+        extra = __fadd_rn(extra, __fmul_rn(outliers.x_cols[token * kSummedOutliers + o], outliers.w_cols[o * n + row]));
+    }
+    out[i] = from_float<T>(int8_output(sums[i], row_stats[token], scb[row], b, count > 0, extra));
+  }
+}
+
 template <typename T, typename B, class C>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_int8_wgmma_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap codes_map,
-                           const float* row_stats, const float* scb, const B* bias, const int32_t* outlier_count,
-                           const float* outlier_product, T* out, const int64_t m, const int64_t n, const Work work) {
+                           const float* row_stats, const float* scb, const B* bias, const Int8OutlierTerms outliers,
+                           T* out, const int64_t m, const int64_t n, const Work work,
+                           int32_t* sums) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
   const uint32_t base = (raw_addr + 1023u) & ~1023u;
   const uint32_t full_bar = base + C::kBarriersOffset, empty_bar = full_bar + 8 * C::kStages;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  // An item's tile origins and k range (stages [kt0, kt1)).
+  struct Item {
+    int64_t m0, n0;
+    int kt0, kt1;
+  };
+  auto item_at = [&](int64_t item) {
+    const int64_t tile_m = item % work.m_tiles, rest = item / work.m_tiles;
+    const int kt0 = int(rest / work.n_tiles) * work.per_slice;
+    return Item{tile_m * C::BN, (rest % work.n_tiles) * kBlockRows, kt0, min(work.k_tiles, kt0 + work.per_slice)};
+  };
 
   if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, kConsumerWarps);
   __syncthreads();
@@ -90,13 +153,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid != kConsumerThreads) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-      const int m0 = int((item % work.m_tiles) * C::BN), n0 = int((item / work.m_tiles) * kBlockRows);
-      for (int kt = 0; kt < work.k_tiles; ++kt) {
+      const Item it = item_at(item);
+      for (int kt = it.kt0; kt < it.kt1; ++kt) {
         ring.wait_empty();
         const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
         wgmma::barrier_arrive_expect(bar, C::kStageBytes);
-        wgmma::tma_load_2d(dst, &w_map, kt * kStageK, n0, bar);
-        wgmma::tma_load_2d(dst + C::kABytes, &codes_map, kt * kStageK, m0, bar);
+        wgmma::tma_load_2d(dst, &w_map, kt * kStageK, int(it.n0), bar);
+        wgmma::tma_load_2d(dst + C::kABytes, &codes_map, kt * kStageK, int(it.m0), bar);
         ring.advance();
       }
     }
@@ -104,14 +167,39 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
-  const bool add_product = outlier_count && *outlier_count > 0;
+  const int32_t outlier_count = C::kSparse && outliers.count ? *outliers.count : 0;
+  // Up to kSummedOutliers outlier columns the epilogue sums their product
+  // from shared memory: an item's first kOutlierChunk columns are copied
+  // there by cp.async before its k loop (they land while it runs), the
+  // rest (if any) in the epilogue.
+  const bool stage_outliers = C::kSparse && !sums && outlier_count > 0 && outlier_count <= kSummedOutliers;
+  const uint32_t xs_addr = base + C::kOutlierXOffset, ws_addr = base + C::kOutlierWOffset;
+  const auto stage_outlier_chunk = [&](int64_t m0, int64_t n0, int o0) {
+    const int cols = min(kOutlierChunk, outlier_count - o0);
+    for (int i = tid; i < C::BN * (kOutlierChunk / 4); i += kConsumerThreads) {
+      const int64_t token = m0 + i / (kOutlierChunk / 4);
+      const int q = i % (kOutlierChunk / 4);
+      cp_async16(xs_addr + uint32_t(((i / (kOutlierChunk / 4)) * kXStride + 4 * q) * 4),
+                 outliers.x_cols + (token < m ? token : 0) * kSummedOutliers + o0 + 4 * q, token < m);
+    }
+    for (int i = tid; i < cols * kBlockRows; i += kConsumerThreads) {
+      const int64_t row = n0 + i % kBlockRows;
+      cp_async4(ws_addr + uint32_t(i * 4), outliers.w_cols + int64_t(o0 + i / kBlockRows) * n + (row < n ? row : 0),
+                row < n);
+    }
+    cp_async_commit();
+  };
   const int wg = warp >> 2, t = lane & 3;
   const int row0 = wg * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
   for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-    const int64_t m0 = (item % work.m_tiles) * C::BN, n0 = (item / work.m_tiles) * kBlockRows;
+    const Item it = item_at(item);
+    if (stage_outliers) {
+      consumer_sync();  // the item before has read its columns
+      stage_outlier_chunk(it.m0, it.n0, 0);
+    }
     int32_t acc[C::BN / 2];
-    for (int kt = 0; kt < work.k_tiles; ++kt) {
+    for (int kt = it.kt0; kt < it.kt1; ++kt) {
       ring.wait_full();
       const uint32_t a_addr = base + uint32_t(ring.slot * C::kStageBytes) + uint32_t(wg * 64 * kStageK);
       const uint32_t b_addr = base + uint32_t(ring.slot * C::kStageBytes + C::kABytes);
@@ -127,13 +215,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
       wgmma::fence();
 #pragma unroll
-      for (int s = 0; s < 4; ++s) wgmma::wgmma_ss_s8<C::BN>(acc, a_desc[s], b_desc[s], kt > 0 || s > 0);
+      for (int s = 0; s < 4; ++s) wgmma::wgmma_ss_s8<C::BN>(acc, a_desc[s], b_desc[s], kt > it.kt0 || s > 0);
       wgmma::commit();
       wgmma::wait<1>();
 #pragma unroll
       for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
       // The stage before retired: its slot is free.
-      if (kt > 0 && lane == 0) ring.release(1);
+      if (kt > it.kt0 && lane == 0) ring.release(1);
       ring.advance();
     }
     wgmma::wait<0>();
@@ -142,28 +230,62 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) ring.release(1);
 
     // Accumulator j: weight row (j & 2 ? row1 : row0), token 8 * (j / 4) + 2t + (j & 1).
-    const int64_t r0 = n0 + row0, r1 = n0 + row1;
+    const int64_t r0 = it.n0 + row0, r1 = it.n0 + row1;
+    const auto token_of = [&](int j) { return it.m0 + 8 * (j >> 2) + 2 * t + (j & 1); };
+    if (sums) {  // a k slice: its int32 sums added to the others'
+#pragma unroll
+      for (int j = 0; j < C::BN / 2; ++j) {
+        const int64_t token = token_of(j), row = (j & 2) ? r1 : r0;
+        if (token < m && row < n) atomicAdd(sums + token * n + row, acc[j]);
+      }
+      continue;
+    }
     const float s0 = r0 < n ? scb[r0] : 0.0f, s1 = r1 < n ? scb[r1] : 0.0f;
     const float b0 = bias && r0 < n ? round_f16(to_float(bias[r0])) : 0.0f;
     const float b1 = bias && r1 < n ? round_f16(to_float(bias[r1])) : 0.0f;
-    // The outlier product's values first, all loads in flight together (one
-    // at a time they cost a memory latency each).
+    // The outlier product: summed here column by column (each column's two
+    // weights and the tokens' values loaded once, all the tile's sums kept in
+    // registers), or loaded, all loads in flight together (one at a time
+    // they cost a memory latency each).
     float extra[C::BN / 2];
 #pragma unroll
-    for (int j = 0; j < C::BN / 2; ++j) {
-      const int64_t token = m0 + 8 * (j >> 2) + 2 * t + (j & 1);
-      const int64_t row = (j & 2) ? r1 : r0;
-      extra[j] = add_product && token < m && row < n ? __ldg(outlier_product + token * n + row) : 0.0f;
+    for (int j = 0; j < C::BN / 2; ++j) extra[j] = 0.0f;
+    if (C::kSparse && outlier_count > kSummedOutliers) {
+#pragma unroll
+      for (int j = 0; j < C::BN / 2; ++j) {
+        const int64_t token = token_of(j), row = (j & 2) ? r1 : r0;
+        if (token < m && row < n) extra[j] = __ldg(outliers.product + token * n + row);
+      }
+    } else if (stage_outliers) {
+      // The staged columns summed, kOutlierChunk at a time.
+      const float* xs = reinterpret_cast<const float*>(smem_raw + (base - raw_addr) + C::kOutlierXOffset);
+      const float* ws = reinterpret_cast<const float*>(smem_raw + (base - raw_addr) + C::kOutlierWOffset);
+      for (int32_t o0 = 0; o0 < outlier_count; o0 += kOutlierChunk) {
+        const int cols = min(kOutlierChunk, outlier_count - o0);
+        if (o0 > 0) {
+          consumer_sync();  // the chunk before is read
+          stage_outlier_chunk(it.m0, it.n0, o0);
+        }
+        cp_async_wait<0>();
+        consumer_sync();
+        for (int o = 0; o < cols; ++o) {
+          const float w0 = ws[o * kBlockRows + row0], w1 = ws[o * kBlockRows + row1];
+#pragma unroll
+          for (int j = 0; j < C::BN / 2; ++j) {
+            if (j & 2) continue;  // accumulators j and j + 2: one token, rows r0 and r1
+            const float xv = xs[(token_of(j) - it.m0) * kXStride + o];
+            extra[j] = __fadd_rn(extra[j], __fmul_rn(xv, w0));
+            extra[j + 2] = __fadd_rn(extra[j + 2], __fmul_rn(xv, w1));
+          }
+        }
+      }
     }
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) {
-      const int64_t token = m0 + 8 * (j >> 2) + 2 * t + (j & 1);
-      const int64_t row = (j & 2) ? r1 : r0;
+      const int64_t token = token_of(j), row = (j & 2) ? r1 : r0;
       if (token >= m || row >= n) continue;
-      const float scaled = __fmul_rn(__fmul_rn(float(acc[j]), row_stats[token]), (j & 2) ? s1 : s0);
-      float v = round_f16(fmaf(scaled, kDequantScale, (j & 2) ? b1 : b0));
-      if (add_product) v = round_f16(__fadd_rn(v, extra[j]));
-      out[token * n + row] = from_float<T>(v);
+      out[token * n + row] = from_float<T>(int8_output(acc[j], row_stats[token], (j & 2) ? s1 : s0,
+                                                       (j & 2) ? b1 : b0, outlier_count > 0, extra[j]));
     }
   }
 #endif
@@ -171,7 +293,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <typename T, typename B, class C>
 void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w, const float* scb, int64_t n,
-            int64_t k, const B* bias, const int32_t* outlier_count, const float* outlier_product, T* out,
+            int64_t k, const B* bias, const Int8OutlierTerms& outliers, T* out, int split_k,
             cudaStream_t stream) {
   constexpr auto kernel = gemm_int8_wgmma_kernel<T, B, C>;
   static const bool attributes_set = [] {
@@ -181,31 +303,76 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
   (void)attributes_set;
   Work work;
   work.m_tiles = (m + C::BN - 1) / C::BN;
-  work.items = work.m_tiles * ((n + kBlockRows - 1) / kBlockRows);
+  work.n_tiles = (n + kBlockRows - 1) / kBlockRows;
   work.k_tiles = int((k + kStageK - 1) / kStageK);
+  split_k = std::max(1, std::min(split_k, work.k_tiles));
+  work.per_slice = (work.k_tiles + split_k - 1) / split_k;
+  split_k = (work.k_tiles + work.per_slice - 1) / work.per_slice;  // no empty slices
+  work.items = work.m_tiles * work.n_tiles * split_k;
   const int64_t grid = std::min<int64_t>(work.items, hopper::sm_count());
   const CUtensorMap w_map =
       hopper::tensor_map_2d(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n, k, kBlockRows, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap codes_map =
       hopper::tensor_map_2d(codes, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, m, k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
-  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(w_map, codes_map, row_stats, scb, bias, outlier_count,
-                                                                outlier_product, out, m, n, work);
+  int32_t* sums = nullptr;
+  if (split_k > 1) {
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums), size_t(m * n) * 4, stream));
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(sums, 0, size_t(m * n) * 4, stream));
+  }
+  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(w_map, codes_map, row_stats, scb, bias, outliers, out,
+                                                                m, n, work, sums);
   LOWBIT_CUDA_CHECK_LAUNCH();
+  if (sums) {
+    const int64_t blocks = std::min<int64_t>((m * n + 255) / 256, int64_t(hopper::sm_count()) * 16);
+    int8_split_epilogue_kernel<T, B><<<unsigned(blocks), 256, 0, stream>>>(sums, row_stats, scb, bias, outliers,
+                                                                          out, m, n);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+    LOWBIT_CUDA_CHECK(cudaFreeAsync(sums, stream));
+  }
 }
 
-// 64 or 128 tokens a tile: the fewer waves of tiles over the SMs, a stage
-// at 128 tokens costing ~1.4 times one at 64.
-int pick_tokens(int64_t m, int64_t n) {
+// Token tile and k split by a cost model fitted on an H200 (64 and 256 rows
+// of 4096 x 11008, 11008 x 4096, 8192 x 28672): a stage costs ~600 / 1050
+// cycles at 64 / 128 tokens (two to three times the tensor cores' time; the
+// 64-token tile wins wherever it fills the SMs), an item its stages plus ~2
+// of pipeline fill and epilogue, a wave of items the longest item; a split
+// adds zeroing, adding and reading back the int32 sums and two launches
+// (~10 us at 256 x 11008).
+struct Int8Choice {
+  int tokens, split_k;
+};
+int forced_int8_tokens = 0, forced_int8_split = 0;
+
+Int8Choice choose(int64_t m, int64_t n, int64_t k) {
   const int64_t sms = hopper::sm_count(), n_tiles = (n + kBlockRows - 1) / kBlockRows;
-  const auto waves = [&](int64_t bn) { return double((n_tiles * ((m + bn - 1) / bn) + sms - 1) / sms); };
-  return waves(128) * 1.4 <= waves(64) ? 128 : 64;
+  const int k_tiles = int((k + kStageK - 1) / kStageK);
+  Int8Choice best{64, 1};
+  double best_cost = -1.0;
+  for (int bn : {64, 128}) {
+    if (forced_int8_tokens && bn != forced_int8_tokens) continue;
+    const double stage = bn == 64 ? 600.0 : 1050.0;
+    for (int s = 1; s <= 8; ++s) {
+      if (forced_int8_split > 0 && s != forced_int8_split) continue;
+      if (forced_int8_split <= 0 && s > 1 && k_tiles / s < 4) break;
+      const int64_t items = n_tiles * ((m + bn - 1) / bn) * s;
+      const double waves = double((items + sms - 1) / sms);
+      double cost = waves * ((k_tiles + s - 1) / s + 2) * stage;
+      if (s > 1) cost += 4.0 * double(m) * double(n) * (s + 2) / 1000.0 + 4000.0;
+      if (best_cost < 0 || cost < best_cost) {
+        best_cost = cost;
+        best = {bn, s};
+      }
+    }
+  }
+  return best;
 }
-
-int forced_int8_tokens = 0;
 
 }  // namespace
 
-void set_gemm_int8_wgmma_tokens(int tokens) { forced_int8_tokens = tokens; }
+void set_gemm_int8_wgmma_tokens(int tokens, int split_k) {
+  forced_int8_tokens = tokens == 64 || tokens == 128 ? tokens : 0;
+  forced_int8_split = split_k;
+}
 
 bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w) {
   return k > 0 && k % 16 == 0 && reinterpret_cast<uintptr_t>(codes) % 16 == 0 &&
@@ -214,19 +381,20 @@ bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w) {
 
 void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w,
                      const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
-                     const int32_t* outlier_count, const float* outlier_product, void* out, void* stream_ptr) {
+                     const Int8OutlierTerms& outliers, void* out, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  const int tokens = forced_int8_tokens == 64 || forced_int8_tokens == 128 ? forced_int8_tokens : pick_tokens(m, n);
+  const Int8Choice c = choose(m, n, k);
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
     dispatch_device_float(bias_dtype, "linear_int8 bias", [&](auto btag) {
       using Bias = decltype(btag);
-      if (tokens == 128)
-        launch<T, Bias, Config<128>>(codes, row_stats, m, w, scb, n, k, static_cast<const Bias*>(bias),
-                                     outlier_count, outlier_product, static_cast<T*>(out), stream);
-      else
-        launch<T, Bias, Config<64>>(codes, row_stats, m, w, scb, n, k, static_cast<const Bias*>(bias),
-                                    outlier_count, outlier_product, static_cast<T*>(out), stream);
+      const auto run = [&](auto config) {
+        launch<T, Bias, decltype(config)>(codes, row_stats, m, w, scb, n, k, static_cast<const Bias*>(bias),
+                                          outliers, static_cast<T*>(out), c.split_k, stream);
+      };
+      const bool sparse = outliers.count != nullptr;
+      if (c.tokens == 128) sparse ? run(Config<128, true>{}) : run(Config<128, false>{});
+      else sparse ? run(Config<64, true>{}) : run(Config<64, false>{});
     });
   });
 }

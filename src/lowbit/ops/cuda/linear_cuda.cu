@@ -165,12 +165,14 @@ constexpr int64_t kLargeMaxAuto = 96;
 // 4096 x 11008 and 11008 x 4096 it is level or 6% slower).
 constexpr int64_t kLargeFromWeights = int64_t(1) << 26;
 // On Hopper the wgmma GEMM takes the batches between the decode kernels and
-// prompts (H200, docs/cuda.md: at 64 rows 29-110 us against the tiled GEMM's
-// 44-206, at 256 rows 48-188 against dequantize + cuBLAS's 73-370). Longer
+// prompts (H200, docs/cuda.md: at 17-20 rows 28-103 us against the tiled
+// GEMM's 33-135, at 64 rows 29-110 against 44-206, at 256 rows 48-188
+// against dequantize + cuBLAS's 73-370; at 16 rows the m <= 16 kernel and
+// the tiled GEMM stay ahead: 24-91 us against 27-99). Longer
 // prompts dequantize (the model does it a projection ahead, overlapped, which
 // beats the wgmma GEMM there: 0.87x bf16 against 0.86x at 512 tokens, and
 // cuBLAS's lead grows with the rows).
-constexpr int64_t kWgmmaFromRows = 24, kWgmmaMaxRows = 383;
+constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 383;
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {

@@ -15,11 +15,12 @@
 //    epilogue scales, adds the bias and the outlier product (up to 64 columns
 //    summed there in order, their int8 share taken back out of the sums).
 // On Hopper (threshold 0, or kWgmmaFromSparseRows to kTiledMaxRows rows
-// with outliers): the outlier columns' codes zeroed, their 16-bit product
-// summed by sum_outlier_columns_kernel (up to kSummedOutliers, in the CPU's
-// order) or int8_outlier_product, then gemm_int8_wgmma
-// (gemm_int8_wgmma_sm90a.cu): int8 wgmma whose epilogue scales, adds the
-// bias and that product; the CPU's bits.
+// with outliers): the outlier columns' codes zeroed and, up to
+// kSummedOutliers of them, their f16 values gathered by
+// prepare_outlier_columns_kernel (beyond that their 16-bit product by
+// int8_outlier_product), then gemm_int8_wgmma (gemm_int8_wgmma_sm90a.cu):
+// int8 wgmma whose epilogue scales, adds the bias and the outlier product
+// (summed there in the CPU's order); the CPU's bits.
 // Otherwise (no outliers, many rows, or k % 16 != 0) the cuBLAS path: outlier
 // codes zeroed, their count copied to the host (threshold > 0 only), int8 x
 // int8 -> int32 through cuBLAS (k % 4 == 0; a plain kernel otherwise), the
@@ -110,16 +111,68 @@ __device__ void list_outliers(const OutlierScratch& o, int64_t k) {
   if (threadIdx.x == 0) *o.count = base;
 }
 
+// kVec consecutive values of x from `at` (a multiple of kVec), as floats
+// rounded to f16 as the CPU op rounds them: one 16-byte load when `vector`.
+template <typename T, int kVec>
+__device__ __forceinline__ void load_f16_rounded(const T* row, int64_t at, bool vector, float (&v)[kVec]) {
+  if (vector) {
+    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(row + at));
+    const T* e = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) v[i] = round_f16(to_float(e[i]));
+  } else {
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) v[i] = round_f16(to_float(row[at + i]));
+  }
+}
+
+// One block a row. Each thread takes kVec-column groups (16-byte loads when
+// k % kVec == 0 and x is aligned; the tail of a row one value at a time): the
+// row absmax over |x| < threshold, then the codes; an outlier group sets its
+// columns' bits with one atomicOr (kVec divides 32, so a group lies in one
+// mask word). A thread's first kCachedGroups groups stay in registers for
+// the second pass (all of a row up to 8192 16-bit values), their loads in
+// flight together.
 template <typename T>
 __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, int64_t k, float threshold,
                                                                     int8_t* codes, float* row_stats,
                                                                     OutlierScratch outliers) {
+  constexpr int kVec = 16 / int(sizeof(T));
   __shared__ float partial[kRowThreads / 32];
   __shared__ bool last;
   const T* row = x + int64_t(blockIdx.x) * k;
   const bool sparse = threshold > 0.0f;
+  const bool vector = k % kVec == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const int64_t groups = vector ? k / kVec : 0;  // the rest (all of k without vector loads) value by value
   float m = 0.0f;
-  for (int64_t c = threadIdx.x; c < k; c += kRowThreads) {
+  const auto absmax_group = [&](int64_t g, const float (&v)[kVec]) {
+    uint32_t bits = 0;
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      const float a = fabsf(v[i]);
+      if (!sparse || a < threshold) m = fmaxf(m, a);
+      else bits |= 1u << i;
+    }
+    if (bits) atomicOr(outliers.mask + (g * kVec) / 32, bits << ((g * kVec) % 32));
+  };
+  constexpr int kCachedGroups = 4;
+  float cached[kCachedGroups][kVec];
+#pragma unroll
+  for (int u = 0; u < kCachedGroups; ++u) {
+    const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
+    if (g < groups) load_f16_rounded<T, kVec>(row, g * kVec, true, cached[u]);
+  }
+#pragma unroll
+  for (int u = 0; u < kCachedGroups; ++u) {
+    const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
+    if (g < groups) absmax_group(g, cached[u]);
+  }
+  for (int64_t g = threadIdx.x + kCachedGroups * kRowThreads; g < groups; g += kRowThreads) {
+    float v[kVec];
+    load_f16_rounded<T, kVec>(row, g * kVec, true, v);
+    absmax_group(g, v);
+  }
+  for (int64_t c = groups * kVec + threadIdx.x; c < k; c += kRowThreads) {
     const float v = fabsf(round_f16(to_float(row[c])));
     if (!sparse || v < threshold) m = fmaxf(m, v);
     else atomicOr(outliers.mask + c / 32, 1u << (c % 32));
@@ -132,10 +185,30 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
   if (threadIdx.x == 0) row_stats[blockIdx.x] = m;
   const float scale = __fmul_rn(127.0f, quant::gpu_reciprocal(m));  // bitsandbytes: __fdividef(127, absmax)
   int8_t* out = codes + int64_t(blockIdx.x) * k;
-  for (int64_t c = threadIdx.x; c < k; c += kRowThreads) {
-    const float v = round_f16(to_float(row[c]));
-    out[c] = (!sparse || fabsf(v) < threshold) ? to_int8_rn(__fmul_rn(v, scale)) : int8_t(0);
+  const auto code = [&](float v) {
+    return (!sparse || fabsf(v) < threshold) ? to_int8_rn(__fmul_rn(v, scale)) : int8_t(0);
+  };
+  const auto store_group = [&](int64_t g, const float (&v)[kVec]) {
+    uint32_t packed[kVec / 4];
+#pragma unroll
+    for (int i = 0; i < kVec; ++i) {
+      const uint32_t b = uint32_t(uint8_t(code(v[i]))) << (8 * (i % 4));
+      packed[i / 4] = i % 4 == 0 ? b : packed[i / 4] | b;
+    }
+    if constexpr (kVec == 8) *reinterpret_cast<uint2*>(out + g * kVec) = make_uint2(packed[0], packed[1]);
+    else *reinterpret_cast<uint32_t*>(out + g * kVec) = packed[0];
+  };
+#pragma unroll
+  for (int u = 0; u < kCachedGroups; ++u) {
+    const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
+    if (g < groups) store_group(g, cached[u]);
   }
+  for (int64_t g = threadIdx.x + kCachedGroups * kRowThreads; g < groups; g += kRowThreads) {
+    float v[kVec];
+    load_f16_rounded<T, kVec>(row, g * kVec, true, v);
+    store_group(g, v);
+  }
+  for (int64_t c = groups * kVec + threadIdx.x; c < k; c += kRowThreads) out[c] = code(round_f16(to_float(row[c])));
   if (!sparse) return;
   // The last block to finish sees every row's bits (threadFenceReduction).
   __threadfence();
@@ -151,33 +224,25 @@ __global__ void zero_outlier_codes_kernel(int8_t* codes, int64_t k, const int32_
   for (int32_t o = threadIdx.x; o < outliers; o += blockDim.x) codes[int64_t(blockIdx.x) * k + cols[o]] = 0;
 }
 
-// The 16-bit product of up to kSummedOutliers outlier columns, summed in the
-// CPU op's order (ascending columns, f32), for the wgmma GEMM's epilogue to
-// add; more columns are int8_outlier_product's (no count: nothing to do).
-// First the columns' dequantized weights, f16-rounded, into wv[o][n] (one
-// coalesced row a column for the sums), then one thread an output.
-__global__ void dequantize_outlier_weights_kernel(const int8_t* w, const float* scb, const int32_t* cols,
-                                                  const int32_t* count, int64_t n, int64_t k, float* wv) {
-  const int32_t outliers = *count;
-  if (outliers == 0 || outliers > kSummedOutliers) return;
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x) {
-    const float s = scb[j];
-    for (int32_t o = 0; o < outliers; ++o)
-      wv[o * n + j] = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + cols[o]]), s), kInv127));
-  }
-}
-
+// Up to kSummedOutliers outlier columns (more are int8_outlier_product's:
+// nothing to do), for the wgmma GEMM's epilogue to sum in the CPU's order:
+// column o = blockIdx.y's weights dequantized as bitsandbytes does and
+// rounded to f16, w_cols[o][j] (one gathered load a thread); the blocks of
+// blockIdx.x == 0 also take its activations, x_cols[r][o] = f16(x[r][c]),
+// and zero its codes so that the int8 product leaves it out.
 template <typename T>
-__global__ void sum_outlier_columns_kernel(const T* x, const float* wv, const int32_t* cols, const int32_t* count,
-                                           int64_t m, int64_t n, int64_t k, float* product) {
-  const int32_t outliers = *count;
-  const int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (outliers == 0 || outliers > kSummedOutliers || j >= n) return;
-  for (int64_t r = blockIdx.y; r < m; r += gridDim.y) {
-    float extra = 0.0f;
-    for (int32_t o = 0; o < outliers; ++o)
-      extra = __fadd_rn(extra, __fmul_rn(round_f16(to_float(x[r * k + cols[o]])), wv[o * n + j]));
-    product[r * n + j] = extra;
+__global__ void prepare_outlier_columns_kernel(const T* x, int8_t* codes, const int8_t* w, const float* scb,
+                                               const int32_t* cols, const int32_t* count, int64_t m, int64_t n,
+                                               int64_t k, float* x_cols, float* w_cols) {
+  const int32_t outliers = *count, o = int32_t(blockIdx.y);
+  if (outliers > kSummedOutliers || o >= outliers) return;
+  const int64_t c = cols[o];
+  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x)
+    w_cols[o * n + j] = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + c]), scb[j]), kInv127));
+  if (blockIdx.x != 0) return;
+  for (int64_t r = threadIdx.x; r < m; r += blockDim.x) {
+    x_cols[r * kSummedOutliers + o] = round_f16(to_float(x[r * k + c]));
+    codes[r * k + c] = 0;
   }
 }
 
@@ -331,15 +396,19 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   if (m == 0 || n == 0) return;
   // Decoding's few rows: one fused GEMV launch.
   if (gemv_int8(dtype, x, m, w, scb, n, k, bias_dtype, bias, threshold, out, stream_ptr)) return;
-  // Scratch: codes [m, k], row stats [m], then (zeroed) the outlier bitmask,
+  // Scratch (each part 16-byte aligned: the wgmma epilogue reads the
+  // outlier activations 16 bytes at a time): codes [m, k], row stats [m],
+  // then (zeroed) the outlier bitmask,
   // the done counter and the count, then the outlier list [k], then the
   // outlier product [m, n] (f32), then the outlier columns' dequantized
-  // weights [kSummedOutliers, n] (f32; the wgmma path).
+  // weights [kSummedOutliers, n] and activations [m, kSummedOutliers] (f32;
+  // the wgmma path).
   const bool sparse = threshold > 0.0f;
   const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = (size_t(m) * 4 + 15) / 16 * 16,
-               zeroed_bytes = size_t((k + 31) / 32) * 4 + 8, cols_bytes = (size_t(k) * 4 + 15) / 16 * 16,
-               product_bytes = sparse ? size_t(m * n) * 4 : 0,
-               outlier_weights_bytes = sparse ? size_t(kSummedOutliers) * size_t(n) * 4 : 0;
+               zeroed_bytes = (size_t((k + 31) / 32) * 4 + 8 + 15) / 16 * 16,
+               cols_bytes = (size_t(k) * 4 + 15) / 16 * 16,
+               product_bytes = sparse ? (size_t(m * n) * 4 + 15) / 16 * 16 : 0,
+               outlier_weights_bytes = sparse ? size_t(kSummedOutliers) * size_t(n + m) * 4 : 0;
   char* scratch = nullptr;
   LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&scratch),
                                     codes_bytes + stats_bytes + zeroed_bytes + cols_bytes + product_bytes +
@@ -365,30 +434,26 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
       g_path == GemmInt8Path::kAuto && (!sparse || (m >= kWgmmaFromSparseRows && m < kTiledMaxRows));
   const bool wgmma = (g_path == GemmInt8Path::kWgmma || wgmma_auto) && gemm_int8_wgmma_supports(k, codes, w);
   if (wgmma) {
-    float* product = nullptr;
+    Int8OutlierTerms terms;
     if (sparse) {
-      // Outlier columns: out of the int8 product for every row, their 16-bit
-      // product into `product` (summed in order up to kSummedOutliers columns,
-      // on the tensor cores beyond), which the epilogue adds.
-      product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
-      zero_outlier_codes_kernel<<<unsigned(m), 256, 0, stream>>>(codes, k, o.cols, o.count);
-      LOWBIT_CUDA_CHECK_LAUNCH();
+      // Outlier columns: out of the int8 product for every row; up to
+      // kSummedOutliers their f16 values for the epilogue to sum, beyond that
+      // their 16-bit product on the tensor cores, which the epilogue adds.
+      float* product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
+      float* w_cols = reinterpret_cast<float*>(reinterpret_cast<char*>(product) + product_bytes);
+      float* x_cols = w_cols + kSummedOutliers * n;
+      terms = Int8OutlierTerms{o.count, x_cols, w_cols, product};
       const Int8Activations a{x, codes, row_stats, o.count, o.cols, product};
       int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream);
-      float* wv = reinterpret_cast<float*>(reinterpret_cast<char*>(product) + product_bytes);
-      dequantize_outlier_weights_kernel<<<unsigned(std::min<int64_t>((n + 255) / 256, 1024)), 256, 0, stream>>>(
-          w, scb, o.cols, o.count, n, k, wv);
-      LOWBIT_CUDA_CHECK_LAUNCH();
       dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
         using T = decltype(tag);
-        const dim3 grid(unsigned((n + 255) / 256), unsigned(std::min<int64_t>(m, 256)));
-        sum_outlier_columns_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(x), wv, o.cols, o.count, m, n,
-                                                                k, product);
+        const dim3 grid(unsigned(std::min<int64_t>((n + 255) / 256, 1024)), unsigned(kSummedOutliers));
+        prepare_outlier_columns_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(x), codes, w, scb, o.cols,
+                                                                    o.count, m, n, k, x_cols, w_cols);
       });
       LOWBIT_CUDA_CHECK_LAUNCH();
     }
-    gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, sparse ? o.count : nullptr, product,
-                    out, stream);
+    gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, terms, out, stream);
   } else if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
     float* product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
     const Int8Activations a{x, codes, row_stats, sparse ? o.count : nullptr, o.cols, sparse ? product : nullptr};

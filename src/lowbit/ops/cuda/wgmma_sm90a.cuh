@@ -111,6 +111,55 @@ struct StageRing {
 template <typename T, int N>
 __device__ __forceinline__ void wgmma_rs(float (&d)[N / 2], const uint32_t (&a)[4], uint64_t b_desc, int accumulate);
 
+#define LOWBIT_WGMMA_RS_8(CTYPE, PTX) \
+template <> __device__ __forceinline__ void wgmma_rs<CTYPE, 8>(float (&d)[4], const uint32_t (&a)[4], uint64_t b_desc, int accumulate) { \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %9, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n8k16.f32." PTX "." PTX " " \
+      "{" \
+      "%0, %1, %2, %3" \
+      "}, {%4, %5, %6, %7}, %8, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate)); \
+}
+LOWBIT_WGMMA_RS_8(__nv_bfloat16, "bf16")
+LOWBIT_WGMMA_RS_8(__half, "f16")
+#undef LOWBIT_WGMMA_RS_8
+
+#define LOWBIT_WGMMA_RS_16(CTYPE, PTX) \
+template <> __device__ __forceinline__ void wgmma_rs<CTYPE, 16>(float (&d)[8], const uint32_t (&a)[4], uint64_t b_desc, int accumulate) { \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %13, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n16k16.f32." PTX "." PTX " " \
+      "{" \
+      "%0, %1, %2, %3, %4, %5, %6, %7" \
+      "}, {%8, %9, %10, %11}, %12, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate)); \
+}
+LOWBIT_WGMMA_RS_16(__nv_bfloat16, "bf16")
+LOWBIT_WGMMA_RS_16(__half, "f16")
+#undef LOWBIT_WGMMA_RS_16
+
+#define LOWBIT_WGMMA_RS_32(CTYPE, PTX) \
+template <> __device__ __forceinline__ void wgmma_rs<CTYPE, 32>(float (&d)[16], const uint32_t (&a)[4], uint64_t b_desc, int accumulate) { \
+  asm volatile( \
+      "{\n.reg .pred p;\n" \
+      "setp.ne.b32 p, %21, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n32k16.f32." PTX "." PTX " " \
+      "{" \
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15" \
+      "}, {%16, %17, %18, %19}, %20, p, 1, 1, 0;\n}\n" \
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate)); \
+}
+LOWBIT_WGMMA_RS_32(__nv_bfloat16, "bf16")
+LOWBIT_WGMMA_RS_32(__half, "f16")
+#undef LOWBIT_WGMMA_RS_32
+
 #define LOWBIT_WGMMA_RS_64(CTYPE, PTX) \
 template <> __device__ __forceinline__ void wgmma_rs<CTYPE, 64>(float (&d)[32], const uint32_t (&a)[4], uint64_t b_desc, int accumulate) { \
   asm volatile( \
