@@ -1,8 +1,8 @@
 // LLM.int8 on the GPU against the CPU op on shapes that miss the kernels'
 // tiles: k not a multiple of 4, 16, 32 or the 128-byte stage; odd n; 1 to 300
-// rows (the GEMV for m <= 4, each tile shape of the tensor-core GEMM, the
-// wgmma GEMM without outliers on Hopper, the cuBLAS path without outliers
-// elsewhere or where k % 16 != 0); with and without
+// rows (the GEMV for m <= 4, the wgmma GEMM on Hopper, each tile shape of
+// the mma.sync GEMM elsewhere, the cuBLAS path without outliers elsewhere
+// or where k % 16 != 0); with and without
 // outliers, bias, f16 / bf16 / f32 activations. Up to 64 outlier columns the
 // tensor-core GEMM sums them in the CPU's order, so there it must give the
 // CPU's bits.

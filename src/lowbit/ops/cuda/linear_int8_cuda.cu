@@ -6,21 +6,20 @@
 //    |x| < threshold, codes rint(x * 127 / absmax), 0 where |x| >= threshold,
 //    whose column is set in a bitmask (any row may set it). The last block to
 //    finish lists the set columns in ascending order, with their count.
-// With outliers and fewer than kTiledMaxRows rows, two more launches and no
-// host round trip:
+// On Hopper (threshold 0, or fewer than kTiledMaxRows rows with outliers):
+// the outlier columns' codes zeroed and, up to kSummedOutliers of them, their
+// f16 values gathered by prepare_outlier_columns_kernel (beyond that their
+// 16-bit product by int8_outlier_product), then gemm_int8_wgmma
+// (gemm_int8_wgmma_sm90a.cu): int8 wgmma whose epilogue scales, adds the
+// bias and the outlier product (summed there in the CPU's order); the CPU's
+// bits. Elsewhere, with outliers and fewer than kTiledMaxRows rows, two more
+// launches and no host round trip:
 //  - int8_outlier_product (gemm_int8_outliers_cuda.cu): returns at once for
 //    up to 64 outlier columns; beyond, zeroes their codes and computes their
 //    16-bit product [m, n] on the tensor cores;
 //  - gemm_int8_tiled (gemm_int8_cuda.cu): the tensor-core int8 GEMM whose
 //    epilogue scales, adds the bias and the outlier product (up to 64 columns
 //    summed there in order, their int8 share taken back out of the sums).
-// On Hopper (threshold 0, or kWgmmaFromSparseRows to kTiledMaxRows rows
-// with outliers): the outlier columns' codes zeroed and, up to
-// kSummedOutliers of them, their f16 values gathered by
-// prepare_outlier_columns_kernel (beyond that their 16-bit product by
-// int8_outlier_product), then gemm_int8_wgmma (gemm_int8_wgmma_sm90a.cu):
-// int8 wgmma whose epilogue scales, adds the bias and the outlier product
-// (summed there in the CPU's order); the CPU's bits.
 // Otherwise (no outliers, many rows, or k % 16 != 0) the cuBLAS path: outlier
 // codes zeroed, their count copied to the host (threshold > 0 only), int8 x
 // int8 -> int32 through cuBLAS (k % 4 == 0; a plain kernel otherwise), the
@@ -55,11 +54,11 @@ GemmInt8Path g_path = GemmInt8Path::kAuto;
 // 2048 rows a prompt's outlier columns number in the thousands and cuBLAS's
 // f16 product of them (prefill 7668 tokens/s) beats the gathering kernel (5052).
 constexpr int64_t kTiledMaxRows = 1024;
-// On Hopper the wgmma GEMM takes threshold 0 from 5 rows (H200, 256 rows:
-// 38-129 us against cuBLAS's 49-138) and, with outlier columns, from this
-// many rows (256 rows: 88-246 us against the mma.sync GEMM's 90-335; below
-// 128 rows the mma.sync GEMM's in-epilogue outlier sums win by 5-20%).
-constexpr int64_t kWgmmaFromSparseRows = 128;
+// On Hopper the wgmma GEMM takes every batch of 5 rows and more, threshold 0
+// (H200, 256 rows: 36-130 us against cuBLAS's 47-138) and, up to
+// kTiledMaxRows, with outlier columns (256 rows: 50-173 us against the
+// mma.sync GEMM's 83-323; 5-64 rows: 36-99 us against 33-117, behind only
+// on 4096 x 11008 below 32 rows, by up to 10%).
 
 __device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
@@ -430,8 +429,7 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   LOWBIT_CUDA_CHECK_LAUNCH();
   const bool tiled = g_path == GemmInt8Path::kTiled ||
                      (g_path == GemmInt8Path::kAuto && sparse && m < kTiledMaxRows);
-  const bool wgmma_auto =
-      g_path == GemmInt8Path::kAuto && (!sparse || (m >= kWgmmaFromSparseRows && m < kTiledMaxRows));
+  const bool wgmma_auto = g_path == GemmInt8Path::kAuto && (!sparse || m < kTiledMaxRows);
   const bool wgmma = (g_path == GemmInt8Path::kWgmma || wgmma_auto) && gemm_int8_wgmma_supports(k, codes, w);
   if (wgmma) {
     Int8OutlierTerms terms;
