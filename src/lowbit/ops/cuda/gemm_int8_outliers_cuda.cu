@@ -49,6 +49,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
     outlier_product_kernel(const T* x, const int32_t* count, const int32_t* cols, const int8_t* w, const float* scb,
                            int64_t m, int64_t n, int64_t k, int8_t* codes, float* product) {
+  wait_for_previous_grid();  // the count comes from the row quantization
   const int32_t outliers = *count;
   if (outliers <= kSummedOutliers) return;
   __shared__ __align__(16) __half sx[kRows * kStride];
@@ -143,8 +144,8 @@ void int8_outlier_product(DType dtype, const Int8Activations& a, int64_t m, cons
   const dim3 grid(unsigned((m + kRows - 1) / kRows), unsigned((n + kFeatures - 1) / kFeatures));
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
-    outlier_product_kernel<T><<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(
-        static_cast<const T*>(a.x), a.outlier_count, a.outlier_cols, w, scb, m, n, k, codes, product);
+    launch_dependent(outlier_product_kernel<T>, grid, dim3(kThreads), 0, static_cast<cudaStream_t>(stream),
+                     static_cast<const T*>(a.x), a.outlier_count, a.outlier_cols, w, scb, m, n, k, codes, product);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }

@@ -107,6 +107,7 @@ template <typename T, typename B>
 __global__ void int8_split_epilogue_kernel(const int32_t* sums, const float* row_stats, const float* scb,
                                            const B* bias, const Int8OutlierTerms outliers, T* out, int64_t m,
                                            int64_t n) {
+  wait_for_previous_grid();
   const int32_t count = outliers.count ? *outliers.count : 0;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < m * n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t token = i / n, row = i % n;
@@ -147,6 +148,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, kConsumerWarps);
   __syncthreads();
+  wait_for_previous_grid();  // a programmatic dependent of the row quantization (and outlier kernels)
 
   if (warp >= kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
@@ -319,13 +321,13 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums), size_t(m * n) * 4, stream));
     LOWBIT_CUDA_CHECK(cudaMemsetAsync(sums, 0, size_t(m * n) * 4, stream));
   }
-  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(w_map, codes_map, row_stats, scb, bias, outliers, out,
-                                                                m, n, work, sums);
+  launch_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, w_map, codes_map, row_stats,
+                   scb, bias, outliers, out, m, n, work, sums);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sums) {
     const int64_t blocks = std::min<int64_t>((m * n + 255) / 256, int64_t(hopper::sm_count()) * 16);
-    int8_split_epilogue_kernel<T, B><<<unsigned(blocks), 256, 0, stream>>>(sums, row_stats, scb, bias, outliers,
-                                                                          out, m, n);
+    launch_dependent(int8_split_epilogue_kernel<T, B>, dim3(unsigned(blocks)), dim3(256), 0, stream,
+                     static_cast<const int32_t*>(sums), row_stats, scb, bias, outliers, out, m, n);
     LOWBIT_CUDA_CHECK_LAUNCH();
     LOWBIT_CUDA_CHECK(cudaFreeAsync(sums, stream));
   }

@@ -139,6 +139,7 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
   constexpr int kVec = 16 / int(sizeof(T));
   __shared__ float partial[kRowThreads / 32];
   __shared__ bool last;
+  wait_for_previous_grid();  // x comes from the kernels before
   const T* row = x + int64_t(blockIdx.x) * k;
   const bool sparse = threshold > 0.0f;
   const bool vector = k % kVec == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
@@ -233,6 +234,7 @@ template <typename T>
 __global__ void prepare_outlier_columns_kernel(const T* x, int8_t* codes, const int8_t* w, const float* scb,
                                                const int32_t* cols, const int32_t* count, int64_t m, int64_t n,
                                                int64_t k, float* x_cols, float* w_cols) {
+  wait_for_previous_grid();
   const int32_t outliers = *count, o = int32_t(blockIdx.y);
   if (outliers > kSummedOutliers || o >= outliers) return;
   const int64_t c = cols[o];
@@ -423,8 +425,10 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   if (sparse) LOWBIT_CUDA_CHECK(cudaMemsetAsync(o.mask, 0, zeroed_bytes, stream));
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
-    quantize_rows_kernel<T><<<unsigned(m), kRowThreads, 0, stream>>>(static_cast<const T*>(x), k, threshold, codes,
-                                                                     row_stats, o);
+    // The kernels of this op launch as programmatic dependents (each waits
+    // for the one before): their launches overlap the previous one's tail.
+    launch_dependent(quantize_rows_kernel<T>, dim3(unsigned(m)), dim3(kRowThreads), 0, stream,
+                     static_cast<const T*>(x), k, threshold, codes, row_stats, o);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
   const bool tiled = g_path == GemmInt8Path::kTiled ||
@@ -446,8 +450,9 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
       dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
         using T = decltype(tag);
         const dim3 grid(unsigned(std::min<int64_t>((n + 255) / 256, 1024)), unsigned(kSummedOutliers));
-        prepare_outlier_columns_kernel<T><<<grid, 256, 0, stream>>>(static_cast<const T*>(x), codes, w, scb, o.cols,
-                                                                    o.count, m, n, k, x_cols, w_cols);
+        launch_dependent(prepare_outlier_columns_kernel<T>, grid, dim3(256), 0, stream, static_cast<const T*>(x),
+                         codes, w, scb, static_cast<const int32_t*>(o.cols), static_cast<const int32_t*>(o.count), m,
+                         n, k, x_cols, w_cols);
       });
       LOWBIT_CUDA_CHECK_LAUNCH();
     }
