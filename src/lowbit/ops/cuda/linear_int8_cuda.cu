@@ -110,19 +110,14 @@ __device__ void list_outliers(const OutlierScratch& o, int64_t k) {
   if (threadIdx.x == 0) *o.count = base;
 }
 
-// kVec consecutive values of x from `at` (a multiple of kVec), as floats
-// rounded to f16 as the CPU op rounds them: one 16-byte load when `vector`.
+// kVec consecutive values of x from `at` (a multiple of kVec, 16-byte
+// aligned), one 16-byte load, as floats rounded to f16 as the CPU op rounds them.
 template <typename T, int kVec>
-__device__ __forceinline__ void load_f16_rounded(const T* row, int64_t at, bool vector, float (&v)[kVec]) {
-  if (vector) {
-    const uint4 raw = __ldg(reinterpret_cast<const uint4*>(row + at));
-    const T* e = reinterpret_cast<const T*>(&raw);
+__device__ __forceinline__ void load_f16_rounded(const T* row, int64_t at, float (&v)[kVec]) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(row + at));
+  const T* e = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-    for (int i = 0; i < kVec; ++i) v[i] = round_f16(to_float(e[i]));
-  } else {
-#pragma unroll
-    for (int i = 0; i < kVec; ++i) v[i] = round_f16(to_float(row[at + i]));
-  }
+  for (int i = 0; i < kVec; ++i) v[i] = round_f16(to_float(e[i]));
 }
 
 // One block a row. Each thread takes kVec-column groups (16-byte loads when
@@ -160,18 +155,22 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
 #pragma unroll
   for (int u = 0; u < kCachedGroups; ++u) {
     const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
-    if (g < groups) load_f16_rounded<T, kVec>(row, g * kVec, true, cached[u]);
+    if (g < groups) load_f16_rounded<T, kVec>(row, g * kVec, cached[u]);
   }
+  // fn(g, values) for each of this thread's groups: the cached ones, then the rest loaded again.
+  const auto for_each_group = [&](auto&& fn) {
 #pragma unroll
-  for (int u = 0; u < kCachedGroups; ++u) {
-    const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
-    if (g < groups) absmax_group(g, cached[u]);
-  }
-  for (int64_t g = threadIdx.x + kCachedGroups * kRowThreads; g < groups; g += kRowThreads) {
-    float v[kVec];
-    load_f16_rounded<T, kVec>(row, g * kVec, true, v);
-    absmax_group(g, v);
-  }
+    for (int u = 0; u < kCachedGroups; ++u) {
+      const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
+      if (g < groups) fn(g, cached[u]);
+    }
+    for (int64_t g = threadIdx.x + kCachedGroups * kRowThreads; g < groups; g += kRowThreads) {
+      float v[kVec];
+      load_f16_rounded<T, kVec>(row, g * kVec, v);
+      fn(g, v);
+    }
+  };
+  for_each_group(absmax_group);
   for (int64_t c = groups * kVec + threadIdx.x; c < k; c += kRowThreads) {
     const float v = fabsf(round_f16(to_float(row[c])));
     if (!sparse || v < threshold) m = fmaxf(m, v);
@@ -198,16 +197,7 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
     if constexpr (kVec == 8) *reinterpret_cast<uint2*>(out + g * kVec) = make_uint2(packed[0], packed[1]);
     else *reinterpret_cast<uint32_t*>(out + g * kVec) = packed[0];
   };
-#pragma unroll
-  for (int u = 0; u < kCachedGroups; ++u) {
-    const int64_t g = threadIdx.x + int64_t(u) * kRowThreads;
-    if (g < groups) store_group(g, cached[u]);
-  }
-  for (int64_t g = threadIdx.x + kCachedGroups * kRowThreads; g < groups; g += kRowThreads) {
-    float v[kVec];
-    load_f16_rounded<T, kVec>(row, g * kVec, true, v);
-    store_group(g, v);
-  }
+  for_each_group(store_group);
   for (int64_t c = groups * kVec + threadIdx.x; c < k; c += kRowThreads) out[c] = code(round_f16(to_float(row[c])));
   if (!sparse) return;
   // The last block to finish sees every row's bits (threadFenceReduction).
