@@ -245,10 +245,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float s0 = r0 < n ? scb[r0] : 0.0f, s1 = r1 < n ? scb[r1] : 0.0f;
     const float b0 = bias && r0 < n ? round_f16(to_float(bias[r0])) : 0.0f;
     const float b1 = bias && r1 < n ? round_f16(to_float(bias[r1])) : 0.0f;
-    // The outlier product: summed here column by column (each column's two
-    // weights and the tokens' values loaded once, all the tile's sums kept in
-    // registers), or loaded, all loads in flight together (one at a time
-    // they cost a memory latency each).
+    // The outlier product: loaded (beyond kSummedOutliers columns; all loads
+    // in flight together, one at a time they cost a memory latency each), or
+    // summed here from the staged columns, the tile's sums in registers.
     float extra[C::BN / 2];
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) extra[j] = 0.0f;
