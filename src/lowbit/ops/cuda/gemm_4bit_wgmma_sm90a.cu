@@ -97,17 +97,10 @@ struct Config {
 
 int forced_tokens = 0;
 
-// What a block works on: items (token tile, weight tile, k slice), token
-// tile fastest; items blockIdx.x, + gridDim.x, ...
-struct Work {
-  int64_t m_tiles, n_tiles, items;
-  int k_tiles, per_slice;  // stages of k, and of a slice
-};
-
 template <typename T, class C, bool kNested>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                           const Params p, const Work work, const int64_t scale_blocks, float* partial) {
+                           const Params p, const wgmma::WorkItems work, const int64_t scale_blocks, float* partial) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = shared_address(smem_raw);
@@ -128,18 +121,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   // row0 and row1 share r / 4 % 2, bit 2 of g.
   const int code_half = (lane & 16);
 
-  // An item's tile origins and k range (stages [kt0, kt1)).
-  struct Item {
-    int64_t m0, n0;
-    int slice, kt0, kt1;
-  };
-  auto item_at = [&](int64_t item) {
-    const int64_t tile_m = item % work.m_tiles, rest = item / work.m_tiles;
-    const int64_t tile_n = rest % work.n_tiles;
-    const int slice = int(rest / work.n_tiles);
-    const int kt0 = slice * work.per_slice;
-    return Item{tile_m * C::BN, tile_n * kBlockRows, slice, kt0, min(work.k_tiles, kt0 + work.per_slice)};
-  };
 
   // full: the TMA's expect and the producer lanes' scale copies; empty: the consumer warps.
   if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1 + 32, kConsumerWarps);
@@ -155,7 +136,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (warp != kConsumerWarps) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-      const Item it = item_at(item);
+      const auto it = work.at<C::BN, kBlockRows>(item);
       int64_t rowk[kBlockRows / 32];
 #pragma unroll
       for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = min(it.n0 + lane + 32 * r, p.n - 1) * p.k;
@@ -191,7 +172,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};  // this thread's next stage
   for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-    const Item it = item_at(item);
+    const auto it = work.at<C::BN, kBlockRows>(item);
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = min(it.n0 + row0, p.n - 1) * p.k, rowk1 = min(it.n0 + row1, p.n - 1) * p.k;
     float acc[C::BN / 2];
@@ -315,14 +296,8 @@ template <typename T, class C, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested>;
   const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
-  Work work;
-  work.m_tiles = (p.m + C::BN - 1) / C::BN;
-  work.n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
-  work.k_tiles = int(p.k / kStageK);
-  split_k = std::max(1, std::min(split_k, work.k_tiles));
-  work.per_slice = (work.k_tiles + split_k - 1) / split_k;
-  split_k = (work.k_tiles + work.per_slice - 1) / work.per_slice;  // no empty slices
-  work.items = work.m_tiles * work.n_tiles * split_k;
+  const wgmma::WorkItems work = wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, (p.n + kBlockRows - 1) / kBlockRows,
+                                                       int(p.k / kStageK), split_k);
   const int64_t grid = std::min(work.items, slots);
   const CUtensorMap x_map =
       hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,

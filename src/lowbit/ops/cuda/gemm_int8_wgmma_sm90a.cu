@@ -81,11 +81,6 @@ struct Config {
   static_assert(kSmemBytes <= 227 * 1024, "the int8 wgmma GEMM's shared memory fits an SM");
 };
 
-struct Work {
-  int64_t m_tiles, n_tiles, items;
-  int k_tiles, per_slice;  // stages of k, and of a slice
-};
-
 __device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
@@ -127,7 +122,7 @@ template <typename T, typename B, class C>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_int8_wgmma_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap codes_map,
                            const float* row_stats, const float* scb, const B* bias, const Int8OutlierTerms outliers,
-                           T* out, const int64_t m, const int64_t n, const Work work,
+                           T* out, const int64_t m, const int64_t n, const wgmma::WorkItems work,
                            int32_t* sums) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
@@ -135,16 +130,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t base = (raw_addr + 1023u) & ~1023u;
   const uint32_t full_bar = base + C::kBarriersOffset, empty_bar = full_bar + 8 * C::kStages;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  // An item's tile origins and k range (stages [kt0, kt1)).
-  struct Item {
-    int64_t m0, n0;
-    int kt0, kt1;
-  };
-  auto item_at = [&](int64_t item) {
-    const int64_t tile_m = item % work.m_tiles, rest = item / work.m_tiles;
-    const int kt0 = int(rest / work.n_tiles) * work.per_slice;
-    return Item{tile_m * C::BN, (rest % work.n_tiles) * kBlockRows, kt0, min(work.k_tiles, kt0 + work.per_slice)};
-  };
 
   if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, kConsumerWarps);
   __syncthreads();
@@ -155,7 +140,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (tid != kConsumerThreads) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-      const Item it = item_at(item);
+      const auto it = work.at<C::BN, kBlockRows>(item);
       for (int kt = it.kt0; kt < it.kt1; ++kt) {
         ring.wait_empty();
         const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
@@ -195,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int row0 = wg * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
   for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-    const Item it = item_at(item);
+    const auto it = work.at<C::BN, kBlockRows>(item);
     if (stage_outliers) {
       consumer_sync();  // the item before has read its columns
       stage_outlier_chunk(it.m0, it.n0, 0);
@@ -302,14 +287,8 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
     return true;
   }();
   (void)attributes_set;
-  Work work;
-  work.m_tiles = (m + C::BN - 1) / C::BN;
-  work.n_tiles = (n + kBlockRows - 1) / kBlockRows;
-  work.k_tiles = int((k + kStageK - 1) / kStageK);
-  split_k = std::max(1, std::min(split_k, work.k_tiles));
-  work.per_slice = (work.k_tiles + split_k - 1) / split_k;
-  split_k = (work.k_tiles + work.per_slice - 1) / work.per_slice;  // no empty slices
-  work.items = work.m_tiles * work.n_tiles * split_k;
+  const wgmma::WorkItems work = wgmma::WorkItems::make((m + C::BN - 1) / C::BN, (n + kBlockRows - 1) / kBlockRows,
+                                                       int((k + kStageK - 1) / kStageK), split_k);
   const int64_t grid = std::min<int64_t>(work.items, hopper::sm_count());
   const CUtensorMap w_map =
       hopper::tensor_map_2d(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n, k, kBlockRows, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);

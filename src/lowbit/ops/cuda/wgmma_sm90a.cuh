@@ -104,6 +104,39 @@ struct StageRing {
   }
 };
 
+// The work items of a persistent wgmma GEMM: (token tile, weight tile, k
+// slice), token tiles fastest, so that the token tiles of one weight tile
+// run together (its repeats come from L2). Blocks take items blockIdx.x,
+// + gridDim.x, ...
+struct WorkItems {
+  int64_t m_tiles, n_tiles, items;
+  int k_tiles, per_slice;  // stages of k, and of a slice
+
+  // split_k (clamped to 1 .. k_tiles) becomes the number of slices it
+  // really makes: none is empty.
+  static WorkItems make(int64_t m_tiles, int64_t n_tiles, int k_tiles, int& split_k) {
+    WorkItems w{m_tiles, n_tiles, 0, k_tiles, 0};
+    split_k = split_k < 1 ? 1 : split_k > k_tiles ? k_tiles : split_k;
+    w.per_slice = (k_tiles + split_k - 1) / split_k;
+    split_k = (k_tiles + w.per_slice - 1) / w.per_slice;
+    w.items = m_tiles * n_tiles * split_k;
+    return w;
+  }
+
+  // An item's tile origins (tiles of kTokens x kRows) and k range, stages [kt0, kt1).
+  struct Item {
+    int64_t m0, n0;
+    int slice, kt0, kt1;
+  };
+  template <int kTokens, int kRows>
+  __device__ __forceinline__ Item at(int64_t item) const {
+    const int64_t tile_m = item % m_tiles, rest = item / m_tiles;
+    const int slice = int(rest / n_tiles);
+    const int kt0 = slice * per_slice;
+    return Item{tile_m * kTokens, (rest % n_tiles) * kRows, slice, kt0, min(k_tiles, kt0 + per_slice)};
+  }
+};
+
 // d[64 x N] (+)= a[64 x 16] b[16 x N]: A from registers (each warp of the
 // warpgroup holds 16 rows in the m16n8k16 A layout), B K-major in shared
 // memory; f32 accumulators in the m16n8 C layout repeated over N / 8
