@@ -40,12 +40,11 @@
 #include <cstdint>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/int8_epilogue.cuh"
 
 namespace lowbit::ops::cuda {
 namespace {
 
-constexpr float kDequantScale = 6.200012e-05f;    // bitsandbytes' MM_DEQUANT_CONST
-constexpr float kInv127 = 7.874015718698502e-3f;  // 1/127 as bitsandbytes writes it
 constexpr int kTileK = 128;                       // bytes of k a stage holds per row
 constexpr int kOutlierChunk = 32;                 // outlier columns staged at once
 
@@ -61,8 +60,6 @@ struct Tile {
   static constexpr int kSmemBytes = std::max(kStageBytes * Stages, kStagedBytes);
   static_assert(kNI % 2 == 0 && (M * 8) % kThreads == 0 && (N * 8) % kThreads == 0);
 };
-
-__device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
 __device__ __forceinline__ uint32_t swizzled(int row, int chunk) {
   return uint32_t(row * kTileK + ((chunk ^ (row & 7)) << 4));

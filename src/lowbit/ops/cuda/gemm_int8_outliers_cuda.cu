@@ -19,12 +19,12 @@
 #include <cstdint>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/int8_epilogue.cuh"
 #include "ops/cuda/gemm_int8_cuda.h"
 
 namespace lowbit::ops::cuda {
 namespace {
 
-constexpr float kInv127 = 7.874015718698502e-3f;  // 1/127 as bitsandbytes writes it
 constexpr int kRows = 64, kFeatures = 128, kThreads = 256;
 constexpr int kChunk = 64;             // outlier columns a step
 constexpr int kStride = kChunk + 8;    // halves a shared row (144 bytes)

@@ -43,12 +43,12 @@
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/hopper_cuda.h"
+#include "ops/cuda/int8_epilogue.cuh"
 #include "ops/cuda/wgmma_sm90a.cuh"
 
 namespace lowbit::ops::cuda {
 namespace {
 
-constexpr float kDequantScale = 6.200012e-05f;  // bitsandbytes' MM_DEQUANT_CONST
 constexpr int kConsumerThreads = 256;
 constexpr int kThreads = kConsumerThreads + 128;
 constexpr int kConsumerWarps = kConsumerThreads / 32;
@@ -81,20 +81,9 @@ struct Config {
   static_assert(kSmemBytes <= 227 * 1024, "the int8 wgmma GEMM's shared memory fits an SM");
 };
 
-__device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
-
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
 __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
-}
-
-// One output of the CPU op from its int32 sum: bias b already f16-rounded;
-// `extra` the outlier product when there is one.
-__device__ __forceinline__ float int8_output(int32_t acc, float row_stat, float scb, float b, bool add_product,
-                                             float extra) {
-  const float scaled = __fmul_rn(__fmul_rn(float(acc), row_stat), scb);
-  const float v = round_f16(fmaf(scaled, kDequantScale, b));
-  return add_product ? round_f16(__fadd_rn(v, extra)) : v;
 }
 
 // The epilogue of split items, one thread an output.

@@ -22,19 +22,16 @@
 #include <cstdint>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/int8_epilogue.cuh"
 #include "quant/reciprocal.h"
 
 namespace lowbit::ops::cuda {
 namespace {
 
-constexpr float kDequantScale = 6.200012e-05f;    // bitsandbytes' MM_DEQUANT_CONST
-constexpr float kInv127 = 7.874015718698502e-3f;  // 1/127 as bitsandbytes writes it
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kUnroll = 4;
 constexpr size_t kMaxSharedBytes = 160 * 1024;
-
-__device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
 // 16 activations as loaded (sizeof(T) 16-byte words), then as f16-rounded
 // floats, so that the loads of several chunks can be issued before any is used.

@@ -35,14 +35,13 @@
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/gemv_int8_cuda.h"
+#include "ops/cuda/int8_epilogue.cuh"
 #include "quant/reciprocal.h"
 #include "ops/cuda/linear_cuda.h"
 
 namespace lowbit::ops::cuda {
 namespace {
 
-constexpr float kDequantScale = 6.200012e-05f;    // bitsandbytes' MM_DEQUANT_CONST
-constexpr float kInv127 = 7.874015718698502e-3f;  // 1/127 as bitsandbytes writes it
 constexpr int kRowThreads = 256;
 
 GemmInt8Path g_path = GemmInt8Path::kAuto;
@@ -59,8 +58,6 @@ constexpr int64_t kTiledMaxRows = 1024;
 // kTiledMaxRows, with outlier columns (256 rows: 50-173 us against the
 // mma.sync GEMM's 83-323; 5-64 rows: 36-99 us against 33-117, behind only
 // on 4096 x 11008 below 32 rows, by up to 10%).
-
-__device__ __forceinline__ float round_f16(float v) { return __half2float(__float2half_rn(v)); }
 
 __device__ __forceinline__ int8_t to_int8_rn(float v) {
   return int8_t(uint8_t(uint32_t(__float2int_rn(v)) & 0xffu));
