@@ -1,6 +1,8 @@
 // LLM.int8's numerics shared by its CUDA kernels (the GEMV, the mma.sync and
-// wgmma GEMMs, the cuBLAS path's epilogue): bitsandbytes' constants and its
-// dequantization of an int32 sum, as the CPU op computes it.
+// wgmma GEMMs, the outlier product, the cuBLAS path's epilogue):
+// bitsandbytes' constants, the f16 rounding, and the dequantization of an
+// int32 sum as the CPU op computes it (int8_output: the wgmma GEMM's; the
+// other epilogues spell out the same steps).
 #pragma once
 
 #include <cuda_fp16.h>
