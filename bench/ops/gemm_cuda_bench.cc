@@ -118,7 +118,7 @@ struct NF4Copies {
 
 struct Options {
   std::vector<int64_t> batches{1, 2, 3, 4, 8, 16, 32, 64, 256, 512};
-  bool sweep = false, int8 = true;
+  bool sweep = false, wgmma_sweep = false, int8 = true;
 };
 
 void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
@@ -220,7 +220,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     }
   }
   // The wgmma GEMM's token tiles (0: chosen).
-  if (opt.sweep) {
+  if (opt.sweep || opt.wgmma_sweep) {
     for (int64_t m : {1, 4, 8, 16, 32, 64, 128, 256, 512}) {
       if (m > max_m) continue;
       std::printf("wgmma m%lld:", (long long)m);
@@ -389,6 +389,8 @@ int main(int argc, char** argv) {
       opt.int8 = false;
     } else if (std::strcmp(argv[i], "--sweep") == 0) {
       opt.sweep = true;
+    } else if (std::strcmp(argv[i], "--wgmma-sweep") == 0) {  // the wgmma part of --sweep alone
+      opt.wgmma_sweep = true;
     } else if (std::strcmp(argv[i], "--no-int8") == 0) {
       opt.int8 = false;
     } else {

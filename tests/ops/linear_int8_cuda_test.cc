@@ -11,6 +11,9 @@
 #include <tuple>
 #include <vector>
 
+#include <cuda_runtime.h>
+
+#include "lowbit/core/stream.h"
 #include "lowbit/ops/linear.h"
 #include "lowbit/quant/int8.h"
 #include "ops/cuda/gemm_int8_cuda.h"
@@ -203,6 +206,42 @@ TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
   }
   ops::cuda::set_gemm_int8_wgmma_tokens(0);
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
+}
+
+// The outlier bitmask and counters live per stream from call to call, left
+// zeroed by each call: a call with outlier columns, then calls without, with
+// other columns, a larger and a smaller k, on the default stream and on
+// another, each give the CPU's bits (a column left over in the mask would
+// change them).
+TEST(LinearInt8CudaShapes, OutlierStateStartsCleanEachCall) {
+  LOWBIT_REQUIRE_CUDA();
+  cudaStream_t side = nullptr;
+  ASSERT_EQ(cudaStreamCreate(&side), cudaSuccess);
+  uint32_t seed = 12000;
+  struct Call {
+    int64_t m, n, k, stride;  // stride 0: no outliers
+    bool side_stream;
+  };
+  for (const Call c : {Call{16, 64, 1024, 97, false}, Call{16, 64, 1024, 0, false}, Call{33, 40, 2048, 301, false},
+                       Call{8, 64, 512, 0, false}, Call{8, 64, 512, 50, true}, Call{300, 96, 4096, 0, true},
+                       Call{300, 96, 1024, 0, false}, Call{12, 80, 256, 7, false}, Call{12, 80, 256, 0, true}}) {
+    const Tensor x = c.stride > 0 ? activations(c.m, c.k, c.stride, DType::F16, seed++)
+                                  : testing::random_normal({c.m, c.k}, DType::F32, seed++, 1.0f).cast(DType::F16);
+    const auto q = quant::quantize_int8_rowwise(testing::random_normal({c.n, c.k}, DType::F32, seed++, 1.0f));
+    Tensor want = Tensor::empty({c.m, c.n}, DType::F16);
+    ops::linear_int8(x, q.codes, q.scb, Tensor{}, 6.0f, want);
+    Tensor got = Tensor::empty({c.m, c.n}, DType::F16, kGpu);
+    const Tensor xg = x.to(kGpu), codes = q.codes.to(kGpu), scb = q.scb.to(kGpu);
+    {
+      CudaStreamScope scope(c.side_stream ? side : nullptr);
+      ops::linear_int8(xg, codes, scb, Tensor{}, 6.0f, got);
+      ASSERT_EQ(cudaStreamSynchronize(c.side_stream ? side : nullptr), cudaSuccess);
+    }
+    const auto [err, differ] = compare(got, want);
+    EXPECT_EQ(differ, 0) << "m " << c.m << " n " << c.n << " k " << c.k << " stride " << c.stride
+                         << (c.side_stream ? " side stream" : "") << ", max error " << err;
+  }
+  ASSERT_EQ(cudaStreamDestroy(side), cudaSuccess);
 }
 
 }  // namespace

@@ -45,13 +45,39 @@ __device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], c
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// Up to kSummedOutliers columns, for the wgmma GEMM's epilogue to sum in the
+// CPU's order (gathered over the whole grid, one load a thread):
+// w_cols[o][j] = column o's weights dequantized as bitsandbytes does and
+// rounded to f16, x_cols[r][o] = f16(x[r][c]); and the columns' codes zeroed
+// so that the int8 product leaves them out.
+template <typename T>
+__device__ void gather_summed_columns(const T* x, const int32_t* cols, int32_t outliers, const int8_t* w,
+                                      const float* scb, int64_t m, int64_t n, int64_t k, int8_t* codes, float* x_cols,
+                                      float* w_cols) {
+  const int64_t threads = int64_t(gridDim.x) * gridDim.y * kThreads;
+  const int64_t first = (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * kThreads + threadIdx.x;
+  for (int64_t i = first; i < int64_t(outliers) * n; i += threads) {
+    const int64_t o = i / n, j = i % n;
+    w_cols[i] = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + cols[o]]), scb[j]), kInv127));
+  }
+  for (int64_t i = first; i < m * outliers; i += threads) {
+    const int64_t r = i / outliers, o = i % outliers, c = cols[o];
+    x_cols[r * kSummedOutliers + o] = round_f16(to_float(x[r * k + c]));
+    codes[r * k + c] = 0;
+  }
+}
+
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     outlier_product_kernel(const T* x, const int32_t* count, const int32_t* cols, const int8_t* w, const float* scb,
-                           int64_t m, int64_t n, int64_t k, int8_t* codes, float* product) {
+                           int64_t m, int64_t n, int64_t k, int8_t* codes, float* product, float* x_cols,
+                           float* w_cols) {
   wait_for_previous_grid();  // the count comes from the row quantization
   const int32_t outliers = *count;
-  if (outliers <= kSummedOutliers) return;
+  if (outliers <= kSummedOutliers) {
+    if (x_cols) gather_summed_columns(x, cols, outliers, w, scb, m, n, k, codes, x_cols, w_cols);
+    return;
+  }
   __shared__ __align__(16) __half sx[kRows * kStride];
   __shared__ __align__(16) __half sw[kFeatures * kStride];
   const int64_t m0 = int64_t(blockIdx.x) * kRows, n0 = int64_t(blockIdx.y) * kFeatures;
@@ -140,12 +166,16 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 void int8_outlier_product(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb,
-                          int64_t n, int64_t k, int8_t* codes, float* product, void* stream) {
+                          int64_t n, int64_t k, int8_t* codes, float* product, void* stream,
+                          const Int8OutlierTerms* summed) {
   const dim3 grid(unsigned((m + kRows - 1) / kRows), unsigned((n + kFeatures - 1) / kFeatures));
+  float* x_cols = summed ? const_cast<float*>(summed->x_cols) : nullptr;
+  float* w_cols = summed ? const_cast<float*>(summed->w_cols) : nullptr;
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
     launch_dependent(outlier_product_kernel<T>, grid, dim3(kThreads), 0, static_cast<cudaStream_t>(stream),
-                     static_cast<const T*>(a.x), a.outlier_count, a.outlier_cols, w, scb, m, n, k, codes, product);
+                     static_cast<const T*>(a.x), a.outlier_count, a.outlier_cols, w, scb, m, n, k, codes, product,
+                     x_cols, w_cols);
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }

@@ -1,15 +1,16 @@
 // LLM.int8 linear on the GPU, the same steps as the CPU op (and bitsandbytes'
 // MatMul8bitLt with f16 compute). Batches of 1-4 rows take the fused GEMV
 // (gemv_int8_cuda.cu). Larger ones start with
-//  - a memset of the outlier bitmask and counters (threshold > 0);
+//  - (threshold > 0) the outlier bitmask and counters, kept zeroed per
+//    stream from call to call (OutlierState);
 //  - quantize_rows_kernel: one block a row; x rounded to f16, row absmax over
 //    |x| < threshold, codes rint(x * 127 / absmax), 0 where |x| >= threshold,
 //    whose column is set in a bitmask (any row may set it). The last block to
 //    finish lists the set columns in ascending order, with their count.
 // On Hopper (threshold 0, or fewer than kTiledMaxRows rows with outliers):
-// the outlier columns' codes zeroed and, up to kSummedOutliers of them, their
-// f16 values gathered by prepare_outlier_columns_kernel (beyond that their
-// 16-bit product by int8_outlier_product), then gemm_int8_wgmma
+// int8_outlier_product zeroes the outlier columns' codes and, up to
+// kSummedOutliers of them, gathers their f16 values (beyond that computes
+// their 16-bit product), then gemm_int8_wgmma
 // (gemm_int8_wgmma_sm90a.cu): int8 wgmma whose epilogue scales, adds the
 // bias and the outlier product (summed there in the CPU's order); the CPU's
 // bits. Elsewhere, with outliers and fewer than kTiledMaxRows rows, two more
@@ -30,7 +31,10 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_int8_cuda.h"
@@ -64,10 +68,11 @@ __device__ __forceinline__ int8_t to_int8_rn(float v) {
 }
 
 // Outlier columns as the row quantization reports them: a bitmask over k,
-// the number of blocks done, then the ascending list and its length.
+// the number of blocks done, then the ascending list and its length. The
+// last block leaves the mask and the counter zeroed again.
 struct OutlierScratch {
-  uint32_t* mask = nullptr;  // [ceil(k / 32)], zeroed before
-  uint32_t* done = nullptr;  // zeroed before
+  uint32_t* mask = nullptr;  // [ceil(k / 32)], zero on entry and on exit
+  uint32_t* done = nullptr;  // zero on entry and on exit
   int32_t* count = nullptr;
   int32_t* cols = nullptr;   // [k]
 };
@@ -82,6 +87,7 @@ __device__ void list_outliers(const OutlierScratch& o, int64_t k) {
   for (int64_t w0 = 0; w0 < words; w0 += kRowThreads) {
     const int64_t wi = w0 + threadIdx.x;
     uint32_t bits = wi < words ? __ldcg(o.mask + wi) : 0u;
+    if (wi < words && bits) o.mask[wi] = 0u;  // left zeroed for the next call (OutlierState)
     const int32_t own = __popc(bits);
     int32_t inclusive = own;
     for (int off = 1; off < 32; off <<= 1) {
@@ -104,7 +110,10 @@ __device__ void list_outliers(const OutlierScratch& o, int64_t k) {
     base += total;
     __syncthreads();  // warp_sums is rewritten next round
   }
-  if (threadIdx.x == 0) *o.count = base;
+  if (threadIdx.x == 0) {
+    *o.count = base;
+    *o.done = 0u;
+  }
 }
 
 // kVec consecutive values of x from `at` (a multiple of kVec, 16-byte
@@ -209,29 +218,6 @@ __global__ void __launch_bounds__(kRowThreads) quantize_rows_kernel(const T* x, 
 __global__ void zero_outlier_codes_kernel(int8_t* codes, int64_t k, const int32_t* cols, const int32_t* count) {
   const int32_t outliers = *count;
   for (int32_t o = threadIdx.x; o < outliers; o += blockDim.x) codes[int64_t(blockIdx.x) * k + cols[o]] = 0;
-}
-
-// Up to kSummedOutliers outlier columns (more are int8_outlier_product's:
-// nothing to do), for the wgmma GEMM's epilogue to sum in the CPU's order:
-// column o = blockIdx.y's weights dequantized as bitsandbytes does and
-// rounded to f16, w_cols[o][j] (one gathered load a thread); the blocks of
-// blockIdx.x == 0 also take its activations, x_cols[r][o] = f16(x[r][c]),
-// and zero its codes so that the int8 product leaves it out.
-template <typename T>
-__global__ void prepare_outlier_columns_kernel(const T* x, int8_t* codes, const int8_t* w, const float* scb,
-                                               const int32_t* cols, const int32_t* count, int64_t m, int64_t n,
-                                               int64_t k, float* x_cols, float* w_cols) {
-  wait_for_previous_grid();
-  const int32_t outliers = *count, o = int32_t(blockIdx.y);
-  if (outliers > kSummedOutliers || o >= outliers) return;
-  const int64_t c = cols[o];
-  for (int64_t j = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; j < n; j += int64_t(gridDim.x) * blockDim.x)
-    w_cols[o * n + j] = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + c]), scb[j]), kInv127));
-  if (blockIdx.x != 0) return;
-  for (int64_t r = threadIdx.x; r < m; r += blockDim.x) {
-    x_cols[r * kSummedOutliers + o] = round_f16(to_float(x[r * k + c]));
-    codes[r * k + c] = 0;
-  }
 }
 
 // acc[m, n] = sum_k a[m, k] * w[n, k], one warp an output (shapes cuBLAS' int8 path refuses).
@@ -378,6 +364,54 @@ void gemm_int8_cublas(DType dtype, const void* x, int64_t m, const int8_t* w, co
 
 }  // namespace
 
+// The outlier bookkeeping of a stream's calls (mask, done counter, count,
+// list), kept from call to call: the row quantization's last block leaves the
+// mask and the counter zeroed, so that a call needs no memset before its
+// first kernel (which would keep that kernel from starting early). Grown for
+// a larger k on the stream itself; a few KB a stream, held until exit.
+class OutlierState {
+ public:
+  // The state for k columns on `stream` (the current device), or false while
+  // the stream is being captured into a graph (the caller then uses its own
+  // zeroed scratch).
+  static bool get(cudaStream_t stream, int64_t k, OutlierScratch& o) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+    if (capture != cudaStreamCaptureStatusNone) return false;
+    int device = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    static std::mutex mutex;
+    static std::map<std::pair<int, cudaStream_t>, Buffer> buffers;
+    const std::lock_guard<std::mutex> lock(mutex);
+    Buffer& b = buffers[{device, stream}];
+    if (b.k < k) {
+      if (b.data) LOWBIT_CUDA_CHECK(cudaFreeAsync(b.data, stream));
+      const size_t bytes = size_t(words(k) + 2 + k) * 4;
+      LOWBIT_CUDA_CHECK(cudaMallocAsync(&b.data, bytes, stream));
+      LOWBIT_CUDA_CHECK(cudaMemsetAsync(b.data, 0, bytes, stream));
+      b.k = k;
+    }
+    o = layout(static_cast<uint32_t*>(b.data), b.k);
+    return true;
+  }
+  static int64_t words(int64_t k) { return (k + 31) / 32; }
+  // mask [words(k)], done, count, cols [k] from `base`.
+  static OutlierScratch layout(uint32_t* base, int64_t k) {
+    OutlierScratch o;
+    o.mask = base;
+    o.done = o.mask + words(k);
+    o.count = reinterpret_cast<int32_t*>(o.done + 1);
+    o.cols = o.count + 1;
+    return o;
+  }
+
+ private:
+  struct Buffer {
+    void* data = nullptr;
+    int64_t k = 0;
+  };
+};
+
 void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
                DType bias_dtype, const void* bias, float threshold, void* out, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
@@ -405,11 +439,10 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   int8_t* codes = reinterpret_cast<int8_t*>(scratch);
   float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes);
   OutlierScratch o;
-  o.mask = reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes);
-  o.done = o.mask + (k + 31) / 32;
-  o.count = reinterpret_cast<int32_t*>(o.done + 1);
-  o.cols = o.count + 1;
-  if (sparse) LOWBIT_CUDA_CHECK(cudaMemsetAsync(o.mask, 0, zeroed_bytes, stream));
+  if (sparse && !OutlierState::get(stream, k, o)) {
+    o = OutlierState::layout(reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes), k);
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(o.mask, 0, zeroed_bytes, stream));
+  }
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
     // The kernels of this op launch as programmatic dependents (each waits
@@ -433,15 +466,7 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
       float* x_cols = w_cols + kSummedOutliers * n;
       terms = Int8OutlierTerms{o.count, x_cols, w_cols, product};
       const Int8Activations a{x, codes, row_stats, o.count, o.cols, product};
-      int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream);
-      dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
-        using T = decltype(tag);
-        const dim3 grid(unsigned(std::min<int64_t>((n + 255) / 256, 1024)), unsigned(kSummedOutliers));
-        launch_dependent(prepare_outlier_columns_kernel<T>, grid, dim3(256), 0, stream, static_cast<const T*>(x),
-                         codes, w, scb, static_cast<const int32_t*>(o.cols), static_cast<const int32_t*>(o.count), m,
-                         n, k, x_cols, w_cols);
-      });
-      LOWBIT_CUDA_CHECK_LAUNCH();
+      int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream, &terms);
     }
     gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, terms, out, stream);
   } else if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
