@@ -8,6 +8,7 @@
 // CPU's bits.
 #include <cmath>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -242,6 +243,44 @@ TEST(LinearInt8CudaShapes, OutlierStateStartsCleanEachCall) {
                          << (c.side_stream ? " side stream" : "") << ", max error " << err;
   }
   ASSERT_EQ(cudaStreamDestroy(side), cudaSuccess);
+}
+
+// Two host threads calling the op on one stream (the legacy default stream)
+// with different outlier columns and k: each call queues its kernels under
+// its stream's outlier-state lease, so neither reads the other's column list.
+TEST(LinearInt8CudaShapes, ThreadsSharingAStreamKeepTheirOutliers) {
+  LOWBIT_REQUIRE_CUDA();
+  struct Case {
+    Tensor x, codes, scb, want, xg, codes_g, scb_g;
+  };
+  auto make = [](int64_t m, int64_t n, int64_t k, int64_t stride, uint32_t seed) {
+    Case c;
+    c.x = activations(m, k, stride, DType::F16, seed);
+    const auto q = quant::quantize_int8_rowwise(testing::random_normal({n, k}, DType::F32, seed + 1, 1.0f));
+    c.codes = q.codes;
+    c.scb = q.scb;
+    c.want = Tensor::empty({m, n}, DType::F16);
+    ops::linear_int8(c.x, c.codes, c.scb, Tensor{}, 6.0f, c.want);
+    c.xg = c.x.to(kGpu);
+    c.codes_g = c.codes.to(kGpu);
+    c.scb_g = c.scb.to(kGpu);
+    return c;
+  };
+  const Case cases[2] = {make(24, 96, 1024, 97, 13000), make(40, 64, 2048, 41, 13100)};
+  int differ[2] = {0, 0};
+  auto work = [&](int t) {
+    const Case& c = cases[t];
+    for (int i = 0; i < 20; ++i) {
+      Tensor got = Tensor::empty({c.want.dim(0), c.want.dim(1)}, DType::F16, kGpu);
+      ops::linear_int8(c.xg, c.codes_g, c.scb_g, Tensor{}, 6.0f, got);
+      differ[t] += compare(got, c.want).second != 0;  // to(cpu) synchronizes
+    }
+  };
+  std::thread a(work, 0), b(work, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(differ[0], 0);
+  EXPECT_EQ(differ[1], 0);
 }
 
 }  // namespace

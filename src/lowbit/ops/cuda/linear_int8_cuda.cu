@@ -368,31 +368,44 @@ void gemm_int8_cublas(DType dtype, const void* x, int64_t m, const int8_t* w, co
 // list), kept from call to call: the row quantization's last block leaves the
 // mask and the counter zeroed, so that a call needs no memset before its
 // first kernel (which would keep that kernel from starting early). Grown for
-// a larger k on the stream itself; a few KB a stream, held until exit.
+// a larger k on the stream itself; a few KB a stream, held until exit. A
+// call holds its stream's state (a lease) until its kernels are queued, so
+// that calls from several host threads on one stream queue one after the
+// other instead of interleaving on the shared list.
 class OutlierState {
  public:
-  // The state for k columns on `stream` (the current device), or false while
+  struct Lease {
+    std::unique_lock<std::mutex> lock;  // not owning: the stream was being captured
+    OutlierScratch scratch;
+  };
+  // The state for k columns on `stream` (the current device); no lock while
   // the stream is being captured into a graph (the caller then uses its own
   // zeroed scratch).
-  static bool get(cudaStream_t stream, int64_t k, OutlierScratch& o) {
+  static Lease get(cudaStream_t stream, int64_t k) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
     LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    if (capture != cudaStreamCaptureStatusNone) return false;
+    if (capture != cudaStreamCaptureStatusNone) return {};
     int device = 0;
     LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    static std::mutex mutex;
-    static std::map<std::pair<int, cudaStream_t>, Buffer> buffers;
-    const std::lock_guard<std::mutex> lock(mutex);
-    Buffer& b = buffers[{device, stream}];
-    if (b.k < k) {
-      if (b.data) LOWBIT_CUDA_CHECK(cudaFreeAsync(b.data, stream));
-      const size_t bytes = size_t(words(k) + 2 + k) * 4;
-      LOWBIT_CUDA_CHECK(cudaMallocAsync(&b.data, bytes, stream));
-      LOWBIT_CUDA_CHECK(cudaMemsetAsync(b.data, 0, bytes, stream));
-      b.k = k;
+    static std::mutex map_mutex;
+    static std::map<std::pair<int, cudaStream_t>, Buffer> buffers;  // nodes never move
+    Buffer* b = nullptr;
+    {
+      const std::lock_guard<std::mutex> lock(map_mutex);
+      b = &buffers[{device, stream}];
     }
-    o = layout(static_cast<uint32_t*>(b.data), b.k);
-    return true;
+    Lease lease{std::unique_lock<std::mutex>(b->mutex), {}};
+    if (b->k < k) {
+      if (b->data) LOWBIT_CUDA_CHECK(cudaFreeAsync(b->data, stream));
+      b->data = nullptr;
+      b->k = 0;
+      const size_t bytes = size_t(words(k) + 2 + k) * 4;
+      LOWBIT_CUDA_CHECK(cudaMallocAsync(&b->data, bytes, stream));
+      LOWBIT_CUDA_CHECK(cudaMemsetAsync(b->data, 0, bytes, stream));
+      b->k = k;
+    }
+    lease.scratch = layout(static_cast<uint32_t*>(b->data), b->k);
+    return lease;
   }
   static int64_t words(int64_t k) { return (k + 31) / 32; }
   // mask [words(k)], done, count, cols [k] from `base`.
@@ -407,6 +420,7 @@ class OutlierState {
 
  private:
   struct Buffer {
+    std::mutex mutex;
     void* data = nullptr;
     int64_t k = 0;
   };
@@ -438,8 +452,10 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
                                     stream));
   int8_t* codes = reinterpret_cast<int8_t*>(scratch);
   float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes);
-  OutlierScratch o;
-  if (sparse && !OutlierState::get(stream, k, o)) {
+  OutlierState::Lease lease;  // held until this call's kernels are queued
+  if (sparse) lease = OutlierState::get(stream, k);
+  OutlierScratch o = lease.scratch;
+  if (sparse && !lease.lock.owns_lock()) {
     o = OutlierState::layout(reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes), k);
     LOWBIT_CUDA_CHECK(cudaMemsetAsync(o.mask, 0, zeroed_bytes, stream));
   }
