@@ -22,17 +22,15 @@ struct Int8Activations {
 // itself, exactly in the CPU's order; more take int8_outlier_product.
 inline constexpr int32_t kSummedOutliers = 64;
 
-struct Int8OutlierTerms;
-
 // When the count exceeds kSummedOutliers (read on the device):
 // product[m, n] = the outlier columns' 16-bit product (f16 x f16 on the
-// tensor cores, f32 sums), and those columns' codes zeroed. Otherwise, with
-// `summed` (the wgmma GEMM's epilogue terms), the columns' codes zeroed and
-// their values gathered into summed->x_cols / w_cols; without, nothing (the
-// kernel returns at once).
+// tensor cores, f32 sums), and those columns' codes zeroed. Otherwise, given
+// x_cols / w_cols (Int8OutlierTerms' layout, for the wgmma GEMM's epilogue),
+// the columns' codes zeroed and their values gathered there; without them,
+// nothing (the kernel returns at once).
 void int8_outlier_product(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb,
                           int64_t n, int64_t k, int8_t* codes, float* product, void* stream,
-                          const Int8OutlierTerms* summed = nullptr);
+                          float* x_cols = nullptr, float* w_cols = nullptr);
 
 // True when gemm_int8_tiled can run these operands: k % 16 == 0 and 16-byte
 // aligned codes and weight rows (the tiles are loaded 16 bytes at a time).

@@ -13,7 +13,10 @@
 // distinct banks). Memory traffic: x's and w's outlier columns once per block
 // row / column tile (from L2 after the first), the product m x n x 4 bytes.
 // The blocks of the first feature tile also zero the outlier columns' codes,
-// so that the int8 GEMM that follows leaves them out.
+// so that the int8 GEMM that follows leaves them out. With up to 64 columns
+// the same launch instead gathers them for the wgmma GEMM's epilogue (when
+// asked to), which sums them itself: one launch either way, the count being
+// known only on the device.
 #include <cuda_fp16.h>
 
 #include <cstdint>
@@ -166,11 +169,9 @@ __global__ void __launch_bounds__(kThreads)
 }  // namespace
 
 void int8_outlier_product(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb,
-                          int64_t n, int64_t k, int8_t* codes, float* product, void* stream,
-                          const Int8OutlierTerms* summed) {
+                          int64_t n, int64_t k, int8_t* codes, float* product, void* stream, float* x_cols,
+                          float* w_cols) {
   const dim3 grid(unsigned((m + kRows - 1) / kRows), unsigned((n + kFeatures - 1) / kFeatures));
-  float* x_cols = summed ? const_cast<float*>(summed->x_cols) : nullptr;
-  float* w_cols = summed ? const_cast<float*>(summed->w_cols) : nullptr;
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
     launch_dependent(outlier_product_kernel<T>, grid, dim3(kThreads), 0, static_cast<cudaStream_t>(stream),

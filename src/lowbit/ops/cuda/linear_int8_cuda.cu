@@ -482,7 +482,7 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
       float* x_cols = w_cols + kSummedOutliers * n;
       terms = Int8OutlierTerms{o.count, x_cols, w_cols, product};
       const Int8Activations a{x, codes, row_stats, o.count, o.cols, product};
-      int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream, &terms);
+      int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream, x_cols, w_cols);
     }
     gemm_int8_wgmma(dtype, codes, row_stats, m, w, scb, n, k, bias_dtype, bias, terms, out, stream);
   } else if (tiled && gemm_int8_tiled_supports(k, codes, w)) {
