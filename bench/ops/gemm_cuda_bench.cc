@@ -118,7 +118,7 @@ struct NF4Copies {
 
 struct Options {
   std::vector<int64_t> batches{1, 2, 3, 4, 8, 16, 32, 64, 256, 512};
-  bool sweep = false, wgmma_sweep = false, int8 = true;
+  bool sweep = false, wgmma_sweep = false, int8_sweep = false, int8 = true;
 };
 
 void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
@@ -310,25 +310,27 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
                   (long long)m, t[0], t[0] / dense_us[bi], t[1], t[1] / dense_us[bi], t[2], t[3], t[4], t[5], t[6],
                   t[7]);
     }
-    // The wgmma GEMM's token tiles and k splits at threshold 0 (0: chosen).
+    // The wgmma GEMM's token tiles and k splits at thresholds 0 and 6 (0: chosen).
     for (int64_t m : batches) {
-      if (!opt.sweep || m < 64) continue;
+      if ((!opt.sweep && !opt.int8_sweep) || m < 64) continue;
       lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kWgmma);
-      std::printf("int8 wgmma m%lld:", (long long)m);
-      for (int tokens : {0, 64, 128}) {
-        std::printf("  t%d", tokens);
-        for (int ks : {0, 1, 2, 3, 4}) {
-          if (tokens == 0 && ks > 0) break;
-          lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks);
-          std::printf(" %d: %.1f", ks, time_us(i8_copies, [&](int i) {
-                        lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i], n,
-                                                     k, DType::F16, nullptr, 0.0f, out);
-                      }));
+      for (float threshold : {0.0f, 6.0f}) {
+        std::printf("int8 wgmma m%lld thr%.0f:", (long long)m, threshold);
+        for (int tokens : {0, 64, 96, 128}) {
+          std::printf("  t%d", tokens);
+          for (int ks : {0, 1, 2, 3, 4}) {
+            if (tokens == 0 && ks > 0) break;
+            lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks);
+            std::printf(" %d: %.1f", ks, time_us(i8_copies, [&](int i) {
+                          lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i],
+                                                       n, k, DType::F16, nullptr, threshold, out);
+                        }));
+          }
         }
+        std::printf(" us\n");
       }
       lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(0);
       lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kAuto);
-      std::printf(" us\n");
     }
     for (void* p : w8) cudaFree(p);
     for (float* p : scb) cudaFree(p);
@@ -389,8 +391,10 @@ int main(int argc, char** argv) {
       opt.int8 = false;
     } else if (std::strcmp(argv[i], "--sweep") == 0) {
       opt.sweep = true;
-    } else if (std::strcmp(argv[i], "--wgmma-sweep") == 0) {  // the wgmma part of --sweep alone
+    } else if (std::strcmp(argv[i], "--wgmma-sweep") == 0) {  // the 4-bit wgmma part of --sweep alone
       opt.wgmma_sweep = true;
+    } else if (std::strcmp(argv[i], "--int8-sweep") == 0) {  // the int8 wgmma part of --sweep alone
+      opt.int8_sweep = true;
     } else if (std::strcmp(argv[i], "--no-int8") == 0) {
       opt.int8 = false;
     } else {

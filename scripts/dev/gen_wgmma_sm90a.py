@@ -212,7 +212,7 @@ def main():
         "__device__ __forceinline__ void wgmma_ss_s8(int32_t (&d)[N / 2], uint64_t a_desc, uint64_t b_desc, int accumulate);",
         "",
     ]
-    for n in (64, 128):  # (integer wgmma stops at N = 224)
+    for n in (64, 96, 128):  # (integer wgmma stops at N = 224)
         out.append(ss_s8_call(n))
         out.append("")
     out.append("}  // namespace lowbit::ops::cuda::wgmma")

@@ -163,7 +163,7 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
   for (const Int8Case c : {Int8Case{5, 33, 16}, Int8Case{17, 257, 48}, Int8Case{64, 129, 1040},
                            Int8Case{65, 128, 256}, Int8Case{300, 301, 1040}, Int8Case{130, 1000, 4096}}) {
     for (DType dtype : {DType::F16, DType::BF16, DType::F32}) {
-      for (int tokens : {64, 128}) {
+      for (int tokens : {64, 96, 128}) {
         const bool with_bias = (seed & 1) == 0;
         const Tensor x = activations(c.m, c.k, 97, dtype, seed++);
         const auto q = quant::quantize_int8_rowwise(testing::random_normal({c.n, c.k}, DType::F32, seed++, 1.0f));
@@ -185,7 +185,7 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
       }
     }
   }
-  EXPECT_EQ(runs, 36);
+  EXPECT_EQ(runs, 54);
 }
 
 // The wgmma GEMM forced with each token tile and k splits (slices adding
@@ -200,7 +200,8 @@ TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
   }
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
   uint32_t seed = 11000;
-  for (const auto [tokens, split] : {std::pair{64, 3}, std::pair{128, 2}, std::pair{64, 1}, std::pair{128, 5}}) {
+  for (const auto [tokens, split] : {std::pair{64, 3}, std::pair{128, 2}, std::pair{64, 1}, std::pair{128, 5},
+                                     std::pair{96, 1}, std::pair{96, 4}}) {
     ops::cuda::set_gemm_int8_wgmma_tokens(tokens, split);
     check_cases({{5, 33, 1040}, {130, 257, 4096}, {300, 1001, 656}}, 97, true, seed);
     seed += 100;

@@ -65,7 +65,7 @@ bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w);
 void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w,
                      const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
                      const Int8OutlierTerms& outliers, void* out, void* stream);
-// Benchmarks and tests: tokens a tile (64 or 128) and k slices; 0 picks by shape.
+// Benchmarks and tests: tokens a tile (64, 96 or 128) and k slices; 0 picks by shape.
 void set_gemm_int8_wgmma_tokens(int tokens, int split_k = 0);
 
 // Which GEMM path gemm_int8 takes for m > kGemvInt8MaxRows (benchmarks compare

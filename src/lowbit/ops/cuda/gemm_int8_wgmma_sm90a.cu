@@ -15,7 +15,7 @@
 //     tokens   +---------+---------+---
 //
 //   out^T[128 x BN] = W[128 x k] codes^T[k x BN]: each consumer warpgroup
-//   issues four m64nBNk32 wgmma a stage (BN = 64 or 128; a 256-token tile,
+//   issues four m64nBNk32 wgmma a stage (BN = 64, 96 or 128; a 256-token tile,
 //   two n128 wgmma a step, measured no faster on an H200). WG 2 is the producer: its first thread waits for a free slot
 //   (`empty` mbarrier, one arrival a consumer warp once its wgmma reading the
 //   slot retired) and issues the two TMA loads counted on the slot's `full`
@@ -69,7 +69,7 @@ struct Config {
   static constexpr int kABytes = kBlockRows * kStageK;
   static constexpr int kBBytes = BN * kStageK;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kStages = (BN == 128 ? 6 : 8) - (kSparse ? 1 : 0);
+  static constexpr int kStages = (BN == 128 ? 6 : BN == 96 ? 7 : 8) - (kSparse ? 1 : 0);
   // The epilogue's outlier columns, kOutlierChunk at a time: the tile's
   // tokens' values (rows of kXStride floats: the four tokens a warp reads
   // together fall in distinct banks) and the 128 rows' weights.
@@ -317,9 +317,9 @@ Int8Choice choose(int64_t m, int64_t n, int64_t k) {
   const int k_tiles = int((k + kStageK - 1) / kStageK);
   Int8Choice best{64, 1};
   double best_cost = -1.0;
-  for (int bn : {64, 128}) {
+  for (int bn : {64, 96, 128}) {
     if (forced_int8_tokens && bn != forced_int8_tokens) continue;
-    const double stage = bn == 64 ? 600.0 : 1050.0;
+    const double stage = bn == 64 ? 600.0 : bn == 96 ? 830.0 : 1050.0;
     for (int s = 1; s <= 8; ++s) {
       if (forced_int8_split > 0 && s != forced_int8_split) continue;
       if (forced_int8_split <= 0 && s > 1 && k_tiles / s < 4) break;
@@ -339,7 +339,7 @@ Int8Choice choose(int64_t m, int64_t n, int64_t k) {
 }  // namespace
 
 void set_gemm_int8_wgmma_tokens(int tokens, int split_k) {
-  forced_int8_tokens = tokens == 64 || tokens == 128 ? tokens : 0;
+  forced_int8_tokens = tokens == 64 || tokens == 96 || tokens == 128 ? tokens : 0;
   forced_int8_split = split_k;
 }
 
@@ -363,6 +363,7 @@ void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, i
       };
       const bool sparse = outliers.count != nullptr;
       if (c.tokens == 128) sparse ? run(Config<128, true>{}) : run(Config<128, false>{});
+      else if (c.tokens == 96) sparse ? run(Config<96, true>{}) : run(Config<96, false>{});
       else sparse ? run(Config<64, true>{}) : run(Config<64, false>{});
     });
   });
