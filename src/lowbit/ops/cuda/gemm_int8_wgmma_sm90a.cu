@@ -300,26 +300,31 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
   }
 }
 
-// Token tile and k split by a cost model fitted on an H200 (64 and 256 rows
-// of 4096 x 11008, 11008 x 4096, 8192 x 28672): a stage costs ~600 / 1050
-// cycles at 64 / 128 tokens (two to three times the tensor cores' time; the
-// 64-token tile wins wherever it fills the SMs), an item its stages plus ~2
-// of pipeline fill and epilogue, a wave of items the longest item; a split
-// adds zeroing, adding and reading back the int32 sums and two launches
-// (~10 us at 256 x 11008).
+// Token tile and k split by a cost model fitted on an H200 (64-512 rows of
+// 4096 x 11008, 11008 x 4096, 8192 x 28672): a stage costs ~600 / 830 / 1050
+// cycles at 64 / 96 / 128 tokens (two to three times the tensor cores' time;
+// the 64-token tile wins wherever it fills the SMs, the 96-token one where
+// the others leave a wave partly empty), ~240 more with outlier columns (the
+// configuration that keeps their shared memory has a stage fewer: measured
+// 236-290 cycles a stage more on all three shapes, whatever the tile), an
+// item its stages plus ~2 of pipeline fill and epilogue, a wave of items the
+// longest item; a split adds zeroing, adding and reading back the int32 sums
+// and two launches (~10 us at 256 x 11008). In the 24 cases of
+// `--int8-sweep` (64-512 rows, thresholds 0 and 6) it picks the fastest
+// forced choice or one within 3.4%, about the spread of one choice timed twice.
 struct Int8Choice {
   int tokens, split_k;
 };
 int forced_int8_tokens = 0, forced_int8_split = 0;
 
-Int8Choice choose(int64_t m, int64_t n, int64_t k) {
+Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
   const int64_t sms = hopper::sm_count(), n_tiles = (n + kBlockRows - 1) / kBlockRows;
   const int k_tiles = int((k + kStageK - 1) / kStageK);
   Int8Choice best{64, 1};
   double best_cost = -1.0;
   for (int bn : {64, 96, 128}) {
     if (forced_int8_tokens && bn != forced_int8_tokens) continue;
-    const double stage = bn == 64 ? 600.0 : bn == 96 ? 830.0 : 1050.0;
+    const double stage = (bn == 64 ? 600.0 : bn == 96 ? 830.0 : 1050.0) + (sparse ? 240.0 : 0.0);
     for (int s = 1; s <= 8; ++s) {
       if (forced_int8_split > 0 && s != forced_int8_split) continue;
       if (forced_int8_split <= 0 && s > 1 && k_tiles / s < 4) break;
@@ -352,7 +357,7 @@ void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, i
                      const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
                      const Int8OutlierTerms& outliers, void* out, void* stream_ptr) {
   cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-  const Int8Choice c = choose(m, n, k);
+  const Int8Choice c = choose(m, n, k, outliers.count != nullptr);
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
     dispatch_device_float(bias_dtype, "linear_int8 bias", [&](auto btag) {
