@@ -61,7 +61,7 @@ __device__ void gather_summed_columns(const T* x, const int32_t* cols, int32_t o
   const int64_t first = (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * kThreads + threadIdx.x;
   for (int64_t i = first; i < int64_t(outliers) * n; i += threads) {
     const int64_t o = i / n, j = i % n;
-    w_cols[i] = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + cols[o]]), scb[j]), kInv127));
+    w_cols[i] = round_f16(outlier_weight(w[j * k + cols[o]], scb[j]));
   }
   for (int64_t i = first; i < m * outliers; i += threads) {
     const int64_t r = i / outliers, o = i % outliers, c = cols[o];
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int i = 0; i < kXPerThread; ++i) sx[xr * kStride + xo + i] = xv[i];
 #pragma unroll
     for (int i = 0; i < kWPerThread; ++i)
-      sw[wf * kStride + wo + i] = __float2half_rn(__fmul_rn(__fmul_rn(float(wv[i]), s), kInv127));
+      sw[wf * kStride + wo + i] = __float2half_rn(outlier_weight(wv[i], s));
     __syncthreads();
     if (first + kChunk < outliers) gather(first + kChunk);
 #pragma unroll

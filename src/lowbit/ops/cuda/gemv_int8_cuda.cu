@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(kThreads)
             // The code from the registers already loaded (no second trip to L2).
             const uint32_t word = i < 8 ? (i < 4 ? wv[u].x : wv[u].y) : (i < 12 ? wv[u].z : wv[u].w);
             const int32_t code = int32_t(word << (24 - 8 * (i % 4))) >> 24;
-            const float wf = round_f16(__fmul_rn(__fmul_rn(float(code), s), kInv127));
+            const float wf = round_f16(outlier_weight(code, s));
 #pragma unroll
             for (int r = 0; r < kRows; ++r)
               extra[r] = __fadd_rn(extra[r], __fmul_rn(round_f16(to_float(x[r * k + c + i])), wf));

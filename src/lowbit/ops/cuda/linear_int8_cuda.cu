@@ -247,7 +247,7 @@ __global__ void gather_outlier_weights_kernel(const int8_t* w, const float* scb,
   if (j >= n) return;
   const float s = scb[j];
   for (int32_t o = 0; o < outliers; ++o)
-    sub_w[int64_t(o) * n + j] = __float2half_rn(__fmul_rn(__fmul_rn(float(w[j * k + cols[o]]), s), kInv127));
+    sub_w[int64_t(o) * n + j] = __float2half_rn(outlier_weight(w[j * k + cols[o]], s));
 }
 
 // x's outlier columns rounded to f16: sub_x[r][o].
@@ -278,7 +278,7 @@ __global__ void epilogue_kernel(const int32_t* acc, const float* row_stats, cons
     float extra = 0.0f;
     for (int32_t o = 0; o < outliers; ++o) {
       const int32_t c = outlier_cols[o];
-      const float wv = round_f16(__fmul_rn(__fmul_rn(float(w[j * k + c]), s), kInv127));
+      const float wv = round_f16(outlier_weight(w[j * k + c], s));
       extra = __fadd_rn(extra, __fmul_rn(round_f16(to_float(x[r * k + c])), wv));
     }
     v = round_f16(__fadd_rn(v, extra));
