@@ -210,6 +210,30 @@ TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
 }
 
+// Unsplit, the wgmma GEMM copies the outlier columns' weight codes from its
+// own weight tiles (no gather): 63 columns inside one 128-byte stage, 64
+// columns one every half stage, 62 columns with k not a multiple of the
+// stage; every token tile; the CPU's bits.
+TEST(LinearInt8CudaShapes, WgmmaCapturedOutlierWeightsGiveCpuBits) {
+  LOWBIT_REQUIRE_CUDA();
+  {
+    const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
+    if (!ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>()))
+      GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  }
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
+  uint32_t seed = 13000;
+  for (const int tokens : {64, 96, 128}) {
+    ops::cuda::set_gemm_int8_wgmma_tokens(tokens, 1);
+    check_cases({{70, 200, 128}}, 2, true, seed);
+    check_cases({{40, 130, 4096}}, 64, true, seed + 20);
+    check_cases({{100, 300, 1008}}, 16, true, seed + 40);
+    seed += 100;
+  }
+  ops::cuda::set_gemm_int8_wgmma_tokens(0);
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
+}
+
 // The outlier bitmask and counters live per stream from call to call, left
 // zeroed by each call: a call with outlier columns, then calls without, with
 // other columns, a larger and a smaller k, on the default stream and on

@@ -221,11 +221,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       // Everything the wgmma read is computed before the fence: an operand
       // defined between them would serialize them.
-      const uint32_t x_addr = base + uint32_t(ring.slot * C::kStageBytes);
+      // The k16 steps 32 bytes apart: +2 in the descriptor's 16-byte address
+      // field, which cannot carry (shared addresses < 2^18).
+      const uint64_t desc0 = wgmma::sw128_desc(base + uint32_t(ring.slot * C::kStageBytes));
       uint64_t desc[4];
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
-        desc[s] = wgmma::sw128_desc(x_addr + 32 * s);
+        desc[s] = desc0 + uint64_t(2 * s);
         wgmma::keep(desc[s]);
 #pragma unroll
         for (int j = 0; j < 4; ++j) wgmma::keep(a[s][j]);

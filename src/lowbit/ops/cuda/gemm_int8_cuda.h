@@ -26,7 +26,8 @@ inline constexpr int32_t kSummedOutliers = 64;
 // product[m, n] = the outlier columns' 16-bit product (f16 x f16 on the
 // tensor cores, f32 sums), and those columns' codes zeroed. Otherwise, given
 // x_cols / w_cols (Int8OutlierTerms' layout, for the wgmma GEMM's epilogue),
-// the columns' codes zeroed and their values gathered there; without them,
+// the columns' codes zeroed and their values gathered there (w_cols may be
+// null: the GEMM then takes the weights from its tiles); without them,
 // nothing (the kernel returns at once).
 void int8_outlier_product(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, const float* scb,
                           int64_t n, int64_t k, int8_t* codes, float* product, void* stream,
@@ -53,6 +54,10 @@ struct Int8OutlierTerms {
   const float* x_cols = nullptr;   // [m, kSummedOutliers]: x's outlier columns rounded to f16
   const float* w_cols = nullptr;   // [kSummedOutliers, n]: their weights dequantized, rounded to f16
   const float* product = nullptr;  // [m, n]
+  // Without w_cols, the wgmma GEMM takes the columns' weight codes from its
+  // own weight tiles as they pass through shared memory (cols: the ordered
+  // column list), instead of a scattered gather of one byte a weight row.
+  const int32_t* cols = nullptr;
 };
 
 // Hopper (gemm_int8_wgmma_sm90a.cu): out[m, n] = f16(fma(acc * row_stat *
@@ -65,6 +70,9 @@ bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w);
 void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, int64_t m, const int8_t* w,
                      const float* scb, int64_t n, int64_t k, DType bias_dtype, const void* bias,
                      const Int8OutlierTerms& outliers, void* out, void* stream);
+// True when gemm_int8_wgmma splits k for this shape: its split epilogue then
+// reads the outlier columns' weights from w_cols (gathered beforehand).
+bool gemm_int8_wgmma_splits_k(int64_t m, int64_t n, int64_t k, bool sparse);
 // Benchmarks and tests: tokens a tile (64, 96 or 128) and k slices; 0 picks by shape.
 void set_gemm_int8_wgmma_tokens(int tokens, int split_k = 0);
 

@@ -58,10 +58,11 @@ constexpr int kStageK = 128;
 
 constexpr int kOutlierChunk = 16, kXStride = 20;
 
-// kSparse: threshold > 0, so the epilogue may add outlier columns. Their
-// shared memory costs a stage: the whole (<= 196 KB) fits the next smaller
-// shared-memory carveout, which measured 5-10% faster on 8192 x 28672 than
-// one more stage in the largest.
+// kSparse: threshold > 0, so the epilogue may add outlier columns (their
+// shared memory beside the stages). Giving it a stage to stay in the 196 KB
+// carveout measured 5-10% faster while the epilogue loaded each token's row
+// statistic from memory; with those loaded before the k loop, keeping every
+// stage measured 1-5% faster at 16-512 rows on the three shapes.
 template <int BN_, bool kSparse_>
 struct Config {
   static constexpr int BN = BN_;
@@ -69,13 +70,17 @@ struct Config {
   static constexpr int kABytes = kBlockRows * kStageK;
   static constexpr int kBBytes = BN * kStageK;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kStages = (BN == 128 ? 6 : BN == 96 ? 7 : 8) - (kSparse ? 1 : 0);
+  static constexpr int kStages = BN == 128 ? 6 : BN == 96 ? 7 : 8;
   // The epilogue's outlier columns, kOutlierChunk at a time: the tile's
   // tokens' values (rows of kXStride floats: the four tokens a warp reads
-  // together fall in distinct banks) and the 128 rows' weights.
+  // together fall in distinct banks); the 128 rows' weights, as f32 values
+  // gathered beforehand or (the same bytes) the codes of all kSummedOutliers
+  // columns taken from the weight tiles; then the ordered column list.
   static constexpr int kOutlierXOffset = kStages * kStageBytes;
   static constexpr int kOutlierWOffset = kOutlierXOffset + (kSparse ? BN * kXStride * 4 : 0);
-  static constexpr int kBarriersOffset = kOutlierWOffset + (kSparse ? kOutlierChunk * kBlockRows * 4 : 0);
+  static constexpr int kOutlierColsOffset = kOutlierWOffset + (kSparse ? kOutlierChunk * kBlockRows * 4 : 0);
+  static constexpr int kBarriersOffset = kOutlierColsOffset + (kSparse ? kSummedOutliers * 4 : 0);
+  static_assert(kSummedOutliers * kBlockRows <= kOutlierChunk * kBlockRows * 4, "captured codes fit the weights' area");
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
   static_assert(kSmemBytes <= 227 * 1024, "the int8 wgmma GEMM's shared memory fits an SM");
@@ -122,7 +127,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, kConsumerWarps);
   __syncthreads();
-  wait_for_previous_grid();  // a programmatic dependent of the row quantization (and outlier kernels)
+  wait_for_previous_grid();  // a programmatic dependent of the row quantization (and outlier kernel)
 
   if (warp >= kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
@@ -149,6 +154,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   // there by cp.async before its k loop (they land while it runs), the
   // rest (if any) in the epilogue.
   const bool stage_outliers = C::kSparse && !sums && outlier_count > 0 && outlier_count <= kSummedOutliers;
+  // Without gathered weights (w_cols null; never with a k split) the
+  // columns' codes are copied from each weight tile as it passes: code[o][r]
+  // for column o and tile row r, all kSummedOutliers columns at once.
+  const bool capture = stage_outliers && outliers.w_cols == nullptr;
+  int8_t* const captured = reinterpret_cast<int8_t*>(smem_raw + (base - raw_addr) + C::kOutlierWOffset);
+  int32_t* const cols_s = reinterpret_cast<int32_t*>(smem_raw + (base - raw_addr) + C::kOutlierColsOffset);
+  if (capture) {
+    for (int i = tid; i < outlier_count; i += kConsumerThreads) cols_s[i] = outliers.cols[i];
+    consumer_sync();
+  }
   const uint32_t xs_addr = base + C::kOutlierXOffset, ws_addr = base + C::kOutlierWOffset;
   const auto stage_outlier_chunk = [&](int64_t m0, int64_t n0, int o0) {
     const int cols = min(kOutlierChunk, outlier_count - o0);
@@ -158,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       cp_async16(xs_addr + uint32_t(((i / (kOutlierChunk / 4)) * kXStride + 4 * q) * 4),
                  outliers.x_cols + (token < m ? token : 0) * kSummedOutliers + o0 + 4 * q, token < m);
     }
-    for (int i = tid; i < cols * kBlockRows; i += kConsumerThreads) {
+    for (int i = tid; i < (capture ? 0 : cols * kBlockRows); i += kConsumerThreads) {
       const int64_t row = n0 + i % kBlockRows;
       cp_async4(ws_addr + uint32_t(i * 4), outliers.w_cols + int64_t(o0 + i / kBlockRows) * n + (row < n ? row : 0),
                 row < n);
@@ -174,16 +189,57 @@ __global__ void __launch_bounds__(kThreads, 1)
       consumer_sync();  // the item before has read its columns
       stage_outlier_chunk(it.m0, it.n0, 0);
     }
+    // The epilogue's operands are loaded before the k loop, whose barriers
+    // keep them there, so that their latency hides behind it: loaded in the
+    // epilogue, each token's row statistic was a memory round trip between
+    // two stores (ncu at 256 x 4096 x 11008: the epilogue took ~40% of the
+    // consumer warps' stall samples). stat[i]: token_of(j) for j = 4 (i / 2) + i % 2.
+    const int64_t r0 = it.n0 + row0, r1 = it.n0 + row1;
+    const auto token_of = [&](int j) { return it.m0 + 8 * (j >> 2) + 2 * t + (j & 1); };
+    float stat[C::BN / 4];
+    float s0 = 0.0f, s1 = 0.0f, b0 = 0.0f, b1 = 0.0f;
+    if (!sums) {
+#pragma unroll
+      for (int i = 0; i < C::BN / 4; ++i) {
+        const int64_t token = token_of(4 * (i >> 1) + (i & 1));
+        stat[i] = token < m ? __ldg(row_stats + token) : 0.0f;
+      }
+      if (r0 < n) s0 = __ldg(scb + r0);
+      if (r1 < n) s1 = __ldg(scb + r1);
+      if (bias && r0 < n) b0 = round_f16(to_float(bias[r0]));
+      if (bias && r1 < n) b1 = round_f16(to_float(bias[r1]));
+    }
     int32_t acc[C::BN / 2];
+    int next_outlier = 0;  // capture: the next column to copy, and where it is
+    int32_t next_col = capture ? cols_s[0] : 0;
     for (int kt = it.kt0; kt < it.kt1; ++kt) {
       ring.wait_full();
+      if (capture) {
+        // Lane t copies the columns o = t (mod 4) of its two rows; the tile
+        // sits in TMA's 128-byte swizzle (16-byte chunk j of row r at j ^ (r % 8)).
+        const uint8_t* tile = smem_raw + (base - raw_addr) + ring.slot * C::kStageBytes;
+        while (next_outlier < outlier_count && next_col < (kt + 1) * kStageK) {
+          if ((next_outlier & 3) == t) {
+            const int c = next_col - kt * kStageK;
+            captured[next_outlier * kBlockRows + row0] =
+                int8_t(tile[row0 * kStageK + ((((c >> 4) ^ (row0 & 7)) << 4) | (c & 15))]);
+            captured[next_outlier * kBlockRows + row1] =
+                int8_t(tile[row1 * kStageK + ((((c >> 4) ^ (row1 & 7)) << 4) | (c & 15))]);
+          }
+          ++next_outlier;
+          next_col = next_outlier < outlier_count ? cols_s[next_outlier] : 0x7fffffff;
+        }
+      }
       const uint32_t a_addr = base + uint32_t(ring.slot * C::kStageBytes) + uint32_t(wg * 64 * kStageK);
       const uint32_t b_addr = base + uint32_t(ring.slot * C::kStageBytes + C::kABytes);
+      // The k32 steps 32 bytes apart: +2 in the descriptors' 16-byte address
+      // field, which cannot carry (shared addresses < 2^18).
+      const uint64_t a_desc0 = wgmma::sw128_desc(a_addr), b_desc0 = wgmma::sw128_desc(b_addr);
       uint64_t a_desc[4], b_desc[4];
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
-        a_desc[s] = wgmma::sw128_desc(a_addr + 32 * s);
-        b_desc[s] = wgmma::sw128_desc(b_addr + 32 * s);
+        a_desc[s] = a_desc0 + uint64_t(2 * s);
+        b_desc[s] = b_desc0 + uint64_t(2 * s);
         wgmma::keep(a_desc[s]);
         wgmma::keep(b_desc[s]);
       }
@@ -206,8 +262,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) ring.release(1);
 
     // Accumulator j: weight row (j & 2 ? row1 : row0), token 8 * (j / 4) + 2t + (j & 1).
-    const int64_t r0 = it.n0 + row0, r1 = it.n0 + row1;
-    const auto token_of = [&](int j) { return it.m0 + 8 * (j >> 2) + 2 * t + (j & 1); };
     if (sums) {  // a k slice: its int32 sums added to the others'
 #pragma unroll
       for (int j = 0; j < C::BN / 2; ++j) {
@@ -216,9 +270,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       continue;
     }
-    const float s0 = r0 < n ? scb[r0] : 0.0f, s1 = r1 < n ? scb[r1] : 0.0f;
-    const float b0 = bias && r0 < n ? round_f16(to_float(bias[r0])) : 0.0f;
-    const float b1 = bias && r1 < n ? round_f16(to_float(bias[r1])) : 0.0f;
     // The outlier product: loaded (beyond kSummedOutliers columns; all loads
     // in flight together, one at a time they cost a memory latency each), or
     // summed here from the staged columns, the tile's sums in registers.
@@ -244,7 +295,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         cp_async_wait<0>();
         consumer_sync();
         for (int o = 0; o < cols; ++o) {
-          const float w0 = ws[o * kBlockRows + row0], w1 = ws[o * kBlockRows + row1];
+          // Captured codes: the weight as int8_outlier_product's gather makes it.
+          const float w0 = capture ? round_f16(outlier_weight(captured[(o0 + o) * kBlockRows + row0], s0))
+                                   : ws[o * kBlockRows + row0];
+          const float w1 = capture ? round_f16(outlier_weight(captured[(o0 + o) * kBlockRows + row1], s1))
+                                   : ws[o * kBlockRows + row1];
 #pragma unroll
           for (int j = 0; j < C::BN / 2; ++j) {
             if (j & 2) continue;  // accumulators j and j + 2: one token, rows r0 and r1
@@ -255,12 +310,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         }
       }
     }
+    const bool add_extra = outlier_count > 0;
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) {
       const int64_t token = token_of(j), row = (j & 2) ? r1 : r0;
       if (token >= m || row >= n) continue;
-      out[token * n + row] = from_float<T>(int8_output(acc[j], row_stats[token], (j & 2) ? s1 : s0,
-                                                       (j & 2) ? b1 : b0, outlier_count > 0, extra[j]));
+      out[token * n + row] = from_float<T>(int8_output(acc[j], stat[2 * (j >> 2) + (j & 1)], (j & 2) ? s1 : s0,
+                                                       (j & 2) ? b1 : b0, add_extra, extra[j]));
     }
   }
 #endif
@@ -342,6 +398,10 @@ Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
 }
 
 }  // namespace
+
+bool gemm_int8_wgmma_splits_k(int64_t m, int64_t n, int64_t k, bool sparse) {
+  return choose(m, n, k, sparse).split_k > 1;
+}
 
 void set_gemm_int8_wgmma_tokens(int tokens, int split_k) {
   forced_int8_tokens = tokens == 64 || tokens == 96 || tokens == 128 ? tokens : 0;

@@ -480,7 +480,9 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
       float* product = reinterpret_cast<float*>(scratch + codes_bytes + stats_bytes + zeroed_bytes + cols_bytes);
       float* w_cols = reinterpret_cast<float*>(reinterpret_cast<char*>(product) + product_bytes);
       float* x_cols = w_cols + kSummedOutliers * n;
-      terms = Int8OutlierTerms{o.count, x_cols, w_cols, product};
+      // Unsplit, the GEMM takes the columns' weights from its own tiles.
+      if (!gemm_int8_wgmma_splits_k(m, n, k, true)) w_cols = nullptr;
+      terms = Int8OutlierTerms{o.count, x_cols, w_cols, product, o.cols};
       const Int8Activations a{x, codes, row_stats, o.count, o.cols, product};
       int8_outlier_product(dtype, a, m, w, scb, n, k, codes, product, stream, x_cols, w_cols);
     }

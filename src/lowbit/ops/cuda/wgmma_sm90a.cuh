@@ -94,7 +94,8 @@ struct StageRing {
   __device__ __forceinline__ void wait_full() const { barrier_wait(full(), round & 1); }
   // Releases the slot `back` stages behind the current one.
   __device__ __forceinline__ void release(int back) const {
-    barrier_arrive(empty_bar + 8 * ((slot - back + kStages) % kStages));
+    const int s = slot - back;  // back <= kStages: a select, not a division
+    barrier_arrive(empty_bar + 8 * (s < 0 ? s + kStages : s));
   }
   __device__ __forceinline__ void advance() {
     if (++slot == kStages) {
