@@ -357,17 +357,18 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
 }
 
 // Token tile and k split by a cost model fitted on an H200 (64-512 rows of
-// 4096 x 11008, 11008 x 4096, 8192 x 28672): a stage costs ~600 / 830 / 1050
-// cycles at 64 / 96 / 128 tokens (two to three times the tensor cores' time;
-// the 64-token tile wins wherever it fills the SMs, the 96-token one where
-// the others leave a wave partly empty), ~240 more with outlier columns (the
-// configuration that keeps their shared memory has a stage fewer: measured
-// 236-290 cycles a stage more on all three shapes, whatever the tile), an
+// 4096 x 11008, 11008 x 4096, 8192 x 28672, thresholds 0 and 6): a stage
+// costs ~470 / 700 / 850 cycles at 64 / 96 / 128 tokens (the 64-token tile
+// wins wherever it fills the SMs, the 96-token one where the others leave a
+// wave partly empty), ~100 more with outlier columns (the epilogue's sums and
+// the weight codes taken from the tiles, spread over the stages; it was ~240
+// while that configuration had a stage fewer and gathered the weights), an
 // item its stages plus ~2 of pipeline fill and epilogue, a wave of items the
 // longest item; a split adds zeroing, adding and reading back the int32 sums
-// and two launches (~10 us at 256 x 11008). In the 24 cases of
-// `--int8-sweep` (64-512 rows, thresholds 0 and 6) it picks the fastest
-// forced choice or one within 3.4%, about the spread of one choice timed twice.
+// and two launches (~10 us at 256 x 11008). In the 30 cases of
+// `--int8-sweep` (64-512 rows, thresholds 0 and 6) it picks a choice 1.3%
+// slower than the fastest forced one on average (worst 9%: 11008 x 4096 at
+// 96 and 128 rows, split four ways where two or none measured faster).
 struct Int8Choice {
   int tokens, split_k;
 };
@@ -380,7 +381,7 @@ Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
   double best_cost = -1.0;
   for (int bn : {64, 96, 128}) {
     if (forced_int8_tokens && bn != forced_int8_tokens) continue;
-    const double stage = (bn == 64 ? 600.0 : bn == 96 ? 830.0 : 1050.0) + (sparse ? 240.0 : 0.0);
+    const double stage = (bn == 64 ? 470.0 : bn == 96 ? 700.0 : 850.0) + (sparse ? 100.0 : 0.0);
     for (int s = 1; s <= 8; ++s) {
       if (forced_int8_split > 0 && s != forced_int8_split) continue;
       if (forced_int8_split <= 0 && s > 1 && k_tiles / s < 4) break;
