@@ -212,7 +212,7 @@ TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
 
 // Unsplit, the wgmma GEMM copies the outlier columns' weight codes from its
 // own weight tiles (no gather): 63 columns inside one 128-byte stage, 64
-// columns one every half stage, 62 columns with k not a multiple of the
+// columns one every half stage, 63 columns with k not a multiple of the
 // stage; every token tile; the CPU's bits.
 TEST(LinearInt8CudaShapes, WgmmaCapturedOutlierWeightsGiveCpuBits) {
   LOWBIT_REQUIRE_CUDA();

@@ -52,7 +52,7 @@ __device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], c
 // CPU's order (gathered over the whole grid, one load a thread):
 // w_cols[o][j] = column o's weights dequantized as bitsandbytes does and
 // rounded to f16 (unless w_cols is null: one 32-byte sector a weight row and
-// column, 14.5 us of 8192 x 28672's scattered reads for 8 columns, which the
+// column, 14.5 us of 8192 x 28672's scattered reads for 9 columns, which the
 // GEMM avoids by taking them from its tiles), x_cols[r][o] = f16(x[r][c]);
 // and the columns' codes zeroed so that the int8 product leaves them out.
 template <typename T>

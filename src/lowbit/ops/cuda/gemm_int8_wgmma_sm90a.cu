@@ -62,7 +62,8 @@ constexpr int kOutlierChunk = 16, kXStride = 20;
 // shared memory beside the stages). Giving it a stage to stay in the 196 KB
 // carveout measured 5-10% faster while the epilogue loaded each token's row
 // statistic from memory; with those loaded before the k loop, keeping every
-// stage measured 1-5% faster at 16-512 rows on the three shapes.
+// stage measured 0-5% faster in 8 of 9 cases (16 / 256 / 512 rows on the
+// three shapes of the benchmark), 1% slower in one.
 template <int BN_, bool kSparse_>
 struct Config {
   static constexpr int BN = BN_;
@@ -218,13 +219,14 @@ __global__ void __launch_bounds__(kThreads, 1)
         // Lane t copies the columns o = t (mod 4) of its two rows; the tile
         // sits in TMA's 128-byte swizzle (16-byte chunk j of row r at j ^ (r % 8)).
         const uint8_t* tile = smem_raw + (base - raw_addr) + ring.slot * C::kStageBytes;
+        const auto code_at = [&](int r, int c) {
+          return int8_t(tile[r * kStageK + ((((c >> 4) ^ (r & 7)) << 4) | (c & 15))]);
+        };
         while (next_outlier < outlier_count && next_col < (kt + 1) * kStageK) {
           if ((next_outlier & 3) == t) {
             const int c = next_col - kt * kStageK;
-            captured[next_outlier * kBlockRows + row0] =
-                int8_t(tile[row0 * kStageK + ((((c >> 4) ^ (row0 & 7)) << 4) | (c & 15))]);
-            captured[next_outlier * kBlockRows + row1] =
-                int8_t(tile[row1 * kStageK + ((((c >> 4) ^ (row1 & 7)) << 4) | (c & 15))]);
+            captured[next_outlier * kBlockRows + row0] = code_at(row0, c);
+            captured[next_outlier * kBlockRows + row1] = code_at(row1, c);
           }
           ++next_outlier;
           next_col = next_outlier < outlier_count ? cols_s[next_outlier] : 0x7fffffff;
