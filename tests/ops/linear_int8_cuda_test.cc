@@ -147,17 +147,19 @@ TEST(LinearInt8CudaShapes, OutlierColumnOfOneRow) {
   }
 }
 
+// Whether the int8 wgmma GEMM runs on this GPU (compute capability 9.0).
+bool wgmma_runs_here() {
+  const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
+  return ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>());
+}
+
 // Threshold 0 through the Hopper wgmma GEMM, forced, both token tiles:
 // int32 sums and the CPU's epilogue give the CPU's bits. k past the 128-code
 // stage (16, 48, 1040) and rows past the tiles (5 to 300, odd n); bias or
 // not; f16 / bf16 / f32 activations. Skipped off compute capability 9.0.
 TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
   LOWBIT_REQUIRE_CUDA();
-  {
-    const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
-    if (!ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>()))
-      GTEST_SKIP() << "wgmma needs compute capability 9.0";
-  }
+  if (!wgmma_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   uint32_t seed = 9000;
   int runs = 0;
   for (const Int8Case c : {Int8Case{5, 33, 16}, Int8Case{17, 257, 48}, Int8Case{64, 129, 1040},
@@ -193,11 +195,7 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
 // columns summed in the CPU's order): the CPU's bits.
 TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
   LOWBIT_REQUIRE_CUDA();
-  {
-    const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
-    if (!ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>()))
-      GTEST_SKIP() << "wgmma needs compute capability 9.0";
-  }
+  if (!wgmma_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
   uint32_t seed = 11000;
   for (const auto [tokens, split] : {std::pair{64, 3}, std::pair{128, 2}, std::pair{64, 1}, std::pair{128, 5},
@@ -216,11 +214,7 @@ TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
 // stage; every token tile; the CPU's bits.
 TEST(LinearInt8CudaShapes, WgmmaCapturedOutlierWeightsGiveCpuBits) {
   LOWBIT_REQUIRE_CUDA();
-  {
-    const Tensor probe = Tensor::zeros({64}, DType::I8, kGpu);
-    if (!ops::cuda::gemm_int8_wgmma_supports(16, probe.raw_data(), probe.data<int8_t>()))
-      GTEST_SKIP() << "wgmma needs compute capability 9.0";
-  }
+  if (!wgmma_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
   uint32_t seed = 13000;
   for (const int tokens : {64, 96, 128}) {
