@@ -226,12 +226,22 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       std::printf("wgmma m%lld:", (long long)m);
       for (int tokens : {0, 8, 16, 32, 64, 128, 256}) {
         if (tokens > 8 * m) continue;
+        lowbit::ops::cuda::fused4::set_wgmma_stream_k(tokens == 0 ? 0 : -1);  // 0: the choice, stream-K or not
         lowbit::ops::cuda::fused4::set_wgmma_tokens(tokens);
         std::printf("  %d: %.1f", tokens, time_path(Gemm4bitPath::kWgmma, m));
       }
+      // Stream-K (sk64 ...).
+      lowbit::ops::cuda::fused4::set_wgmma_stream_k(1);
+      for (int tokens : {64, 128, 256}) {
+        if (tokens > 8 * m) continue;
+        lowbit::ops::cuda::fused4::set_wgmma_tokens(tokens);
+        std::printf("  sk%d: %.1f", tokens, time_path(Gemm4bitPath::kWgmma, m));
+      }
+      lowbit::ops::cuda::fused4::set_wgmma_stream_k(-1);
       lowbit::ops::cuda::fused4::set_wgmma_tokens(0);
       std::printf("  split");
       for (int ks : {1, 2, 3, 4, 6}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kWgmma, m, ks));
+      lowbit::ops::cuda::fused4::set_wgmma_stream_k(0);
       std::printf(" us\n");
     }
   }

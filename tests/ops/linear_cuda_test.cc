@@ -276,17 +276,18 @@ TEST(Linear4bitCuda, LargePathFallsBack) {
 // splits of 1-7 (slices of one stage), absmax blocks of 64 to 4096 (rows
 // starting mid-block), every token tile (8 to 256), f32 and double-quantized
 // absmax, both dtypes, with and without bias. Skipped off compute capability 9.0.
+bool wgmma_4bit_runs_here() {
+  ops::cuda::Packed4bit probe;
+  const Tensor packed = Tensor::zeros({64 * 64 / 2}, DType::U8, kGpu);
+  probe.packed = packed.data<uint8_t>();
+  probe.n = 64;
+  probe.k = 64;
+  return ops::cuda::fused4::wgmma_supported(DType::BF16, probe, 1, packed.raw_data());
+}
+
 TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
-  {
-    ops::cuda::Packed4bit probe;
-    const Tensor packed = Tensor::zeros({64 * 64 / 2}, DType::U8, kGpu);
-    probe.packed = packed.data<uint8_t>();
-    probe.n = 64;
-    probe.k = 64;
-    if (!ops::cuda::fused4::wgmma_supported(DType::BF16, probe, 1, packed.raw_data()))
-      GTEST_SKIP() << "wgmma needs compute capability 9.0";
-  }
+  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   check_forced_path({{{1, 77, 64, 64}, 64, 1}, {{3, 130, 192, 128}, 0, 0}, {{17, 300, 1024, 64}, 128, 3},
                      {{64, 128, 4160, 4096}, 64, 5}, {{65, 129, 512, 256}, 64, 1}, {{129, 200, 320, 64}, 128, 2},
                      {{300, 96, 1088, 64}, 256, 4}, {{513, 257, 256, 64}, 0, 0}, {{200, 1000, 2048, 128}, 0, 0},
@@ -294,6 +295,21 @@ TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
                      {{16, 200, 2048, 64}, 16, 0}, {{17, 77, 192, 64}, 16, 2}, {{3, 256, 4160, 4096}, 16, 5},
                      {{32, 130, 512, 64}, 32, 1}, {{33, 64, 1024, 256}, 32, 4}},
                     ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1100);
+}
+
+// The wgmma GEMM split stream-K (equal ranges of (tile, stage) units a
+// block; tiles shared by blocks summed through partial slots): tiles spread
+// over dozens of blocks (few tiles, long k), a block's range inside one
+// tile, ranges ending mid-tile, n and m not multiples of the tiles, token
+// tiles of 64 and 128, both dtypes, f32 and double-quantized absmax.
+TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  ops::cuda::fused4::set_wgmma_stream_k(1);
+  check_forced_path({{{65, 129, 4096, 64}, 64, 0}, {{100, 300, 2048, 128}, 128, 0}, {{256, 257, 1088, 64}, 128, 0},
+                     {{17, 64, 8192, 4096}, 64, 0}, {{300, 1000, 640, 64}, 128, 0}, {{129, 2000, 448, 64}, 0, 0}},
+                    ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1300);
+  ops::cuda::fused4::set_wgmma_stream_k(0);
 }
 
 // Shapes the wgmma GEMM does not take fall back: k % 64 != 0, blocksize 32, f32 x.

@@ -83,5 +83,8 @@ void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const voi
 // Benchmarks and tests: tokens a block tile (64, 128 or 256; 0 picks one
 // from the shape).
 void set_wgmma_tokens(int tokens);
+// Benchmarks and tests: 1 splits the work stream-K wherever the token tile
+// allows it (64 or 128 tokens), -1 never, 0 lets the cost model pick.
+void set_wgmma_stream_k(int mode);
 
 }  // namespace lowbit::ops::cuda::fused4

@@ -43,7 +43,10 @@
 //
 // Work items are (token tile, weight tile, k slice), token tiles fastest;
 // the token tile and the k split come from a cost model (`choose`); split
-// items write f32 partials that a second kernel sums in slice order.
+// items write f32 partials that a second kernel sums in slice order. Shapes
+// with at least as many tiles as SMs but a partly empty last wave may run
+// stream-K instead (StreamK below: equal ranges of stages a block, the
+// tiles that blocks share summed through partial slots in the kernel).
 //
 // Memory traffic per call: n*k/2 bytes of codes + the scales per token tile
 // (the repeats mostly from L2: the tiles of one weight tile run together),
@@ -97,10 +100,59 @@ struct Config {
 
 int forced_tokens = 0;
 
-template <typename T, class C, bool kNested>
+// Stream-K (shapes whose tiles leave SMs idle in the last wave): the units
+// (tile, stage), tile by tile and stage by stage within a tile, are cut in
+// equal ranges, block b taking [b U / G, (b + 1) U / G) of U units over G
+// blocks (all resident). A block's range starts inside a tile at most once
+// (its first segment): that segment's sums go to the block's partial slot,
+// and a flag says they are there. The block holding a tile's first stage
+// adds the later blocks' partials to its own, in block order (the same bits
+// from run to run), and stores the tile. Those later blocks reach the tile
+// at the start of their ranges, the first block at the end of its own, so
+// the wait is short; and every block waited for is resident and waits for
+// nobody before its first segment, so none waits forever.
+struct StreamK {
+  int64_t units = 0;          // 0: work items instead
+  float* partials = nullptr;  // [G][BN / 2][256]: a block's first-segment sums, thread-interleaved
+  uint32_t* flags = nullptr;  // [G], zeroed: set once that block's partial is written
+
+  __device__ __forceinline__ int64_t begin(int64_t block) const { return units * block / gridDim.x; }
+  // The block whose range holds unit u.
+  __device__ __forceinline__ int64_t owner(int64_t u) const {
+    int64_t b = u * gridDim.x / units;
+    while (b + 1 < gridDim.x && begin(b + 1) <= u) ++b;
+    while (b > 0 && begin(b) > u) --b;
+    return b;
+  }
+};
+
+// fn(item) for each (token tile, weight tile, k range) this block computes, in order.
+template <int BN, bool kStreamK, class Fn>
+__device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, const StreamK& sk, Fn&& fn) {
+  if constexpr (!kStreamK) {
+    for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) fn(work.at<BN, kBlockRows>(item));
+    return;
+  }
+  const int64_t end = sk.begin(blockIdx.x + 1);
+  for (int64_t u = sk.begin(blockIdx.x); u < end;) {
+    const int64_t tile = u / work.k_tiles;
+    const int kt0 = int(u - tile * work.k_tiles);
+    const int kt1 = int(min(int64_t(work.k_tiles), kt0 + (end - u)));
+    fn(wgmma::WorkItems::Item{(tile % work.m_tiles) * BN, (tile / work.m_tiles) * kBlockRows, 0, kt0, kt1});
+    u += kt1 - kt0;
+  }
+}
+
+// The consumer warpgroups alone (named barrier 1; the producer warp is busy).
+__device__ __forceinline__ void consumer_sync() {
+  asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+}
+
+template <typename T, class C, bool kNested, bool kStreamK>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                           const Params p, const wgmma::WorkItems work, const int64_t scale_blocks, float* partial) {
+                           const Params p, const wgmma::WorkItems work, const StreamK sk, const int64_t scale_blocks,
+                           float* partial) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = shared_address(smem_raw);
@@ -135,8 +187,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
     if (warp != kConsumerWarps) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
-    for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-      const auto it = work.at<C::BN, kBlockRows>(item);
+    for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
       int64_t rowk[kBlockRows / 32];
 #pragma unroll
       for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = min(it.n0 + lane + 32 * r, p.n - 1) * p.k;
@@ -165,14 +216,13 @@ __global__ void __launch_bounds__(kThreads, 1)
         asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
         ring.advance();
       }
-    }
+    });
     return;
   }
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};  // this thread's next stage
-  for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-    const auto it = work.at<C::BN, kBlockRows>(item);
+  for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = min(it.n0 + row0, p.n - 1) * p.k, rowk1 = min(it.n0 + row1, p.n - 1) * p.k;
     float acc[C::BN / 2];
@@ -268,6 +318,33 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (nk >= 2) ring.release(2);
     }
 
+    if (kStreamK && !(it.kt0 == 0 && it.kt1 == work.k_tiles)) {
+      constexpr int64_t kSlot = int64_t(C::BN / 2) * kConsumerThreads;
+      if (it.kt0 > 0) {  // the tile began in an earlier block: hand the sums over
+        float* slot = sk.partials + int64_t(blockIdx.x) * kSlot + tid;
+#pragma unroll
+        for (int j = 0; j < C::BN / 2; ++j) __stcg(slot + j * kConsumerThreads, acc[j]);
+        __threadfence();
+        consumer_sync();
+        if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
+        return;
+      }
+      // The tile's first stages: the later blocks' sums added in block order.
+      const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
+      const int64_t last = sk.owner((tile + 1) * work.k_tiles - 1);
+      for (int64_t b = int64_t(blockIdx.x) + 1; b <= last; ++b) {
+        if (tid == 0) {
+          uint32_t ready = 0;
+          do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(ready) : "l"(sk.flags + b) : "memory");
+          } while (ready == 0);
+        }
+        consumer_sync();
+        const float* slot = sk.partials + b * kSlot + tid;
+#pragma unroll
+        for (int j = 0; j < C::BN / 2; ++j) acc[j] += __ldcg(slot + j * kConsumerThreads);
+      }
+    }
     // Accumulator j of a thread: weight row (j & 2 ? row1 : row0), token
     // 8 * (j / 4) + 2t + (j & 1).
     const int64_t r0 = it.n0 + row0, r1 = it.n0 + row1;
@@ -290,17 +367,29 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (token < p.m && row < p.n) out[token * p.n + row] = from_float<T>(acc[j] + ((j & 2) ? b1 : b0));
       }
     }
-  }
+  });
 #endif
 }
 
-template <typename T, class C, bool kNested>
+template <typename T, class C, bool kNested, bool stream_k>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
-  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested>;
+  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k>;
   const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
+  if constexpr (stream_k) split_k = 1;
   const wgmma::WorkItems work = wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, (p.n + kBlockRows - 1) / kBlockRows,
                                                        int(p.k / kStageK), split_k);
-  const int64_t grid = std::min(work.items, slots);
+  StreamK sk;
+  void* sk_buffer = nullptr;
+  int64_t grid = std::min(work.items, slots);
+  if constexpr (stream_k) {
+    sk.units = work.items * work.k_tiles;
+    grid = std::min(sk.units, slots);
+    const size_t partial_bytes = size_t(grid) * (C::BN / 2) * kConsumerThreads * 4;
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, partial_bytes + size_t(grid) * 4, stream));
+    sk.partials = static_cast<float*>(sk_buffer);
+    sk.flags = reinterpret_cast<uint32_t*>(static_cast<char*>(sk_buffer) + partial_bytes);
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(sk.flags, 0, size_t(grid) * 4, stream));
+  }
   const CUtensorMap x_map =
       hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                     2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
@@ -308,15 +397,25 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
                                           kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
   float* partial = allocate_k_slices(p, split_k, stream);
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
-  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, scale_blocks, partial);
+  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, sk, scale_blocks, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
+  if (sk_buffer) LOWBIT_CUDA_CHECK(cudaFreeAsync(sk_buffer, stream));
   finish_k_slices<T>(p, partial, split_k, stream);
 }
 
+// Stream-K only with 64- and 128-token tiles: with 256 the consumers' state
+// spills registers (measured 7-27% slower than plain items there).
 template <typename T, int BN>
-void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
-  if (nested) launch<T, Config<BN>, true>(p, split_k, stream);
-  else launch<T, Config<BN>, false>(p, split_k, stream);
+void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, cudaStream_t stream) {
+  if constexpr (BN == 64 || BN == 128) {
+    if (stream_k) {
+      if (nested) launch<T, Config<BN>, true, true>(p, split_k, stream);
+      else launch<T, Config<BN>, false, true>(p, split_k, stream);
+      return;
+    }
+  }
+  if (nested) launch<T, Config<BN>, true, false>(p, split_k, stream);
+  else launch<T, Config<BN>, false, false>(p, split_k, stream);
 }
 
 // Token tile and k split: the least time by a model fitted on an H200. A
@@ -328,7 +427,9 @@ void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t strea
 // 10% (8192 x 28672 at 256 rows: 207 predicted, 197 us measured).
 struct Choice {
   int tokens, split_k;
+  bool stream_k;
 };
+int forced_stream_k = 0;  // 1: stream-K wherever the token tile allows it (64, 128), -1: never
 double stage_cycles(int tokens) {
   switch (tokens) {
     case 8: return 640.0;  // 8-32 tokens: the decode and the pipeline's
@@ -343,7 +444,7 @@ Choice choose(const Params& p, int forced_split) {
   const int sms = hopper::sm_count();
   const int64_t n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
   const int k_tiles = int(p.k / kStageK);
-  Choice best{64, 1};
+  Choice best{64, 1, false};
   double best_cost = -1.0;
   for (int bn : {8, 16, 32, 64, 128, 256}) {
     if (forced_tokens && bn != forced_tokens) continue;
@@ -355,9 +456,26 @@ Choice choose(const Params& p, int forced_split) {
       const double waves = double((items + sms - 1) / sms);
       double cost = waves * ((k_tiles + s - 1) / s + 4) * stage;
       if (s > 1) cost += 8.0 * s * double(p.m) * double(p.n) / 1260.0 + 3000.0;
-      if (best_cost < 0 || cost < best_cost) {
+      if ((forced_stream_k <= 0 || (bn != 64 && bn != 128)) && (best_cost < 0 || cost < best_cost)) {
         best_cost = cost;
-        best = {bn, s};
+        best = {bn, s, false};
+      }
+    }
+    // Stream-K: every SM busy to the end, ~8 stages more for handing over
+    // and adding the partial sums of the tiles that blocks share; taken
+    // where there are at least as many tiles as SMs and it is 10% faster by
+    // this count. Measured on the H200: 8-13% faster at 64 and 128 rows of
+    // 8192 x 28672 (224 tiles: 1.7 waves of plain items); on the 7B shapes
+    // (32-86 tiles, each shared by two or three blocks) level or up to 8%
+    // slower, for reasons not broken down.
+    const int64_t tiles = n_tiles * ((p.m + bn - 1) / bn);
+    if ((bn == 64 || bn == 128) && forced_stream_k >= 0 && forced_split <= 0 &&
+        (tiles >= sms || forced_stream_k > 0)) {
+      const int64_t units = tiles * k_tiles;
+      const double cost = (double((units + sms - 1) / sms) + 4 + 8) * stage * (forced_stream_k > 0 ? 1.0 : 1.1);
+      if (best_cost < 0 || cost < best_cost || (forced_stream_k > 0 && !best.stream_k)) {
+        best_cost = cost;
+        best = {bn, 1, true};
       }
     }
   }
@@ -368,18 +486,19 @@ template <typename T>
 void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t stream) {
   const Choice c = choose(p, split_k);
   switch (c.tokens) {
-    case 8: launch_nested<T, 8>(p, nested, c.split_k, stream); return;
-    case 16: launch_nested<T, 16>(p, nested, c.split_k, stream); return;
-    case 32: launch_nested<T, 32>(p, nested, c.split_k, stream); return;
-    case 64: launch_nested<T, 64>(p, nested, c.split_k, stream); return;
-    case 128: launch_nested<T, 128>(p, nested, c.split_k, stream); return;
-    default: launch_nested<T, 256>(p, nested, c.split_k, stream); return;
+    case 8: launch_nested<T, 8>(p, nested, c.split_k, false, stream); return;
+    case 16: launch_nested<T, 16>(p, nested, c.split_k, false, stream); return;
+    case 32: launch_nested<T, 32>(p, nested, c.split_k, false, stream); return;
+    case 64: launch_nested<T, 64>(p, nested, c.split_k, c.stream_k, stream); return;
+    case 128: launch_nested<T, 128>(p, nested, c.split_k, c.stream_k, stream); return;
+    default: launch_nested<T, 256>(p, nested, c.split_k, c.stream_k, stream); return;
   }
 }
 
 }  // namespace
 
 void set_wgmma_tokens(int tokens) { forced_tokens = tokens; }
+void set_wgmma_stream_k(int mode) { forced_stream_k = mode; }
 
 bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   return layout_supported(dtype, w, x) && m >= 1 && m < (int64_t(1) << 31) && w.k >= kStageK &&
