@@ -109,8 +109,9 @@ int forced_tokens = 0;
 // adds the later blocks' partials to its own, in block order (the same bits
 // from run to run), and stores the tile. Those later blocks reach the tile
 // at the start of their ranges, the first block at the end of its own, so
-// the wait is short; and every block waited for is resident and waits for
-// nobody before its first segment, so none waits forever.
+// the wait is short. The launch is cooperative, so every block is resident
+// at once (whatever else runs on the GPU), and a block waited for waits for
+// nobody before its first segment: none waits forever.
 struct StreamK {
   int64_t units = 0;          // 0: work items instead
   float* partials = nullptr;  // [G][BN / 2][256]: a block's first-segment sums, thread-interleaved
@@ -397,14 +398,28 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
                                           kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
   float* partial = allocate_k_slices(p, split_k, stream);
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
-  kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, sk, scale_blocks, partial);
+  if constexpr (stream_k) {
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3(unsigned(grid));
+    cfg.blockDim = dim3(kThreads);
+    cfg.dynamicSmemBytes = C::kSmemBytes;
+    cfg.stream = stream;
+    cudaLaunchAttribute cooperative{};
+    cooperative.id = cudaLaunchAttributeCooperative;
+    cooperative.val.cooperative = 1;
+    cfg.attrs = &cooperative;
+    cfg.numAttrs = 1;
+    LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x_map, w_map, p, work, sk, scale_blocks, partial));
+  } else {
+    kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, sk, scale_blocks, partial);
+  }
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sk_buffer) LOWBIT_CUDA_CHECK(cudaFreeAsync(sk_buffer, stream));
   finish_k_slices<T>(p, partial, split_k, stream);
 }
 
 // Stream-K only with 64- and 128-token tiles: with 256 the consumers' state
-// spills registers (measured 7-27% slower than plain items there).
+// spilled registers, and it measured 7-27% slower than plain items there.
 template <typename T, int BN>
 void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, cudaStream_t stream) {
   if constexpr (BN == 64 || BN == 128) {
