@@ -399,17 +399,8 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   float* partial = allocate_k_slices(p, split_k, stream);
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   if constexpr (stream_k) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(unsigned(grid));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = C::kSmemBytes;
-    cfg.stream = stream;
-    cudaLaunchAttribute cooperative{};
-    cooperative.id = cudaLaunchAttributeCooperative;
-    cooperative.val.cooperative = 1;
-    cfg.attrs = &cooperative;
-    cfg.numAttrs = 1;
-    LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, x_map, w_map, p, work, sk, scale_blocks, partial));
+    launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, p, work, sk,
+                       scale_blocks, partial);
   } else {
     kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, sk, scale_blocks, partial);
   }
