@@ -8,7 +8,8 @@
 // cuBLAS' bf16 batch-1 product reaches on the same shape in this run.
 //
 //   build/bench/bench_gemm_cuda [--quick | --small | --profile] [--batches 1,16,64] [--shape K N]
-//                               [--sweep] [--no-int8]
+//                               [--sweep] [--wgmma-sweep] [--int8-sweep] [--mma-sweep] [--gemv-sweep]
+//                               [--no-int8]
 //
 // --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
 // 256 and 512 and the wgmma GEMM's token tiles and k splits at 64-512; --no-int8 skips LLM.int8; --shape times one shape (in x out).
@@ -118,7 +119,7 @@ struct NF4Copies {
 
 struct Options {
   std::vector<int64_t> batches{1, 2, 3, 4, 8, 16, 32, 64, 256, 512};
-  bool sweep = false, wgmma_sweep = false, int8_sweep = false, int8 = true;
+  bool sweep = false, wgmma_sweep = false, int8_sweep = false, mma_sweep = false, gemv_sweep = false, int8 = true;
 };
 
 void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
@@ -245,6 +246,21 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       std::printf(" us\n");
     }
   }
+  // 9-16 rows: the m <= 16 kernel with the weights or x as the mma's A
+  // operand, each k split (0: the one it picks).
+  if (opt.mma_sweep) {
+    for (int64_t m : batches) {
+      if (m < 9 || m > 16) continue;
+      std::printf("mma m%lld:", (long long)m);
+      for (int mode : {-1, 1}) {
+        lowbit::ops::cuda::fused4::set_mma_x_operand(mode);
+        std::printf("  %s", mode > 0 ? "x as A" : "w as A");
+        for (int ks : {0, 1, 2, 4, 8}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kMma, m, ks));
+      }
+      lowbit::ops::cuda::fused4::set_mma_x_operand(0);
+      std::printf(" us\n");
+    }
+  }
   // The fused kernels' k split (0: the one they pick).
   std::printf("split_k (0 = chosen)  gemv m1:");
   for (int ks : {0, 1, 2, 4, 8, 16}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kGemv, 1, ks));
@@ -281,6 +297,20 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     std::printf(", plain + add %.1f us", fused(Input::kPlain, Input::kAdd));
     if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(Input::kSwiGLU, Input::kAdd));
     std::printf("\n");
+    // Blocks of 12 warps (-1) against 10 (1), whatever the count of row groups.
+    if (opt.gemv_sweep) {
+      for (int config : {-1, 1}) {
+        fused4::set_gemv_large_n_config(config);
+        const double dq = time_us(q_copies, [&](int i) {
+          lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.nested[i], nullptr, out);
+        });
+        std::printf("gemv m1 %s warps: plain %.1f us, double-quant %.1f us, rmsnorm prologue %.1f us, "
+                    "+ swiglu out %.1f us, plain + add %.1f us\n",
+                    config > 0 ? "10" : "12", time_us(q_copies, gemv), dq, fused(Input::kRmsNorm, Input::kStore),
+                    fused(Input::kRmsNorm, Input::kSwiGLUOut), fused(Input::kPlain, Input::kAdd));
+      }
+      fused4::set_gemv_large_n_config(0);
+    }
   }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
   if (opt.int8) {
@@ -405,6 +435,10 @@ int main(int argc, char** argv) {
       opt.wgmma_sweep = true;
     } else if (std::strcmp(argv[i], "--int8-sweep") == 0) {  // the int8 wgmma part of --sweep alone
       opt.int8_sweep = true;
+    } else if (std::strcmp(argv[i], "--mma-sweep") == 0) {  // the m <= 16 kernel's operand orders and k splits
+      opt.mma_sweep = true;
+    } else if (std::strcmp(argv[i], "--gemv-sweep") == 0) {  // the one-row GEMV's two launch shapes
+      opt.gemv_sweep = true;
     } else if (std::strcmp(argv[i], "--no-int8") == 0) {
       opt.int8 = false;
     } else {

@@ -220,7 +220,7 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
                          Shape4{4, 64, 2048, 256}, Shape4{1, 33, 96, 32}, Shape4{4, 17, 4160, 4096},
                          Shape4{16, 40, 1024, 64}, Shape4{17, 24, 640, 64}, Shape4{3, 20, 640, 256},
                          Shape4{33, 8, 256, 64}, Shape4{64, 40, 512, 128},
-                         // Enough rows for the GEMV's 8-row groups (n >= 10 groups a block).
+                         // Enough row groups for the GEMV's 10-warp blocks (>= 20 a block).
                          Shape4{1, 40001, 160, 32}}) {
     for (DType dtype : {DType::BF16, DType::F16}) {
       for (bool nested : {false, true}) {
@@ -236,6 +236,29 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
     }
   }
   EXPECT_GE(runs, 80);  // each kernel ran on most cases
+}
+
+// The m <= 16 kernel with x as the mma's A operand (9-16 rows): n not a
+// multiple of its 32-row warp tile, rows past n, every k split, blocks
+// across rows, k down to one round.
+TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  ops::cuda::fused4::set_mma_x_operand(1);
+  check_forced_path({{{16, 40, 1024, 64}, 0, 0}, {{9, 130, 2048, 64}, 0, 2}, {{16, 300, 4096, 128}, 0, 4},
+                     {{12, 64, 8192, 4096}, 0, 8}, {{13, 33, 640, 32}, 0, 1}, {{10, 7, 128, 64}, 0, 0},
+                     {{16, 1000, 256, 256}, 0, 0}},
+                    ops::cuda::Gemm4bitPath::kMma, [](int) {}, 1600);
+  ops::cuda::fused4::set_mma_x_operand(0);
+}
+
+// The one-row GEMV in both launch shapes (blocks of 10 and of 12 warps) on
+// many row groups, f32 and double-quantized absmax, k slices and partial
+// chunks.
+TEST(Linear4bitCuda, GemvLargeNConfigsMatchCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  for (int config : {-1, 1})
+    check_forced_path({{{1, 40001, 160, 32}, config, 0}, {{1, 22001, 1088, 64}, config, 2}},
+                      ops::cuda::Gemm4bitPath::kGemv, ops::cuda::fused4::set_gemv_large_n_config, 1702 + config);
 }
 
 // The tiled GEMM (gemm_4bit_large_cuda.cu) on shapes that cut its tiles

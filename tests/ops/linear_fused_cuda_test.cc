@@ -60,12 +60,8 @@ struct FusedShape {
 
 // k picks the norm's sum order: 4096 and 160 (four values a thread), 8192
 // (eight), 11008 (sixteen), 18432 (the looped kernel's 256 threads).
-TEST(Linear4bitFusedCuda, EqualsOpsInTurn) {
-  LOWBIT_REQUIRE_CUDA();
-  uint32_t seed = 1;
-  for (const FusedShape s : {FusedShape{40, 64, 64}, FusedShape{300, 4096, 64}, FusedShape{77, 11008, 64},
-                             FusedShape{33, 8192, 128}, FusedShape{13, 18432, 64}, FusedShape{130, 160, 32},
-                             FusedShape{2100, 4096, 64}, FusedShape{22016, 4096, 64}, FusedShape{8192, 4096, 64}}) {
+void expect_equals_ops_in_turn(std::initializer_list<FusedShape> shapes, uint32_t seed) {
+  for (const FusedShape s : shapes) {
     for (DType dtype : {DType::BF16, DType::F16}) {
       const auto w = quantize_on_gpu(random_tensor({s.n, s.k}, dtype, seed++), s.blocksize);
       for (Input input : {Input::Plain, Input::RmsNorm, Input::SwiGLU}) {
@@ -95,6 +91,25 @@ TEST(Linear4bitFusedCuda, EqualsOpsInTurn) {
       }
     }
   }
+}
+
+TEST(Linear4bitFusedCuda, EqualsOpsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  expect_equals_ops_in_turn({FusedShape{40, 64, 64}, FusedShape{300, 4096, 64}, FusedShape{77, 11008, 64},
+                             FusedShape{33, 8192, 128}, FusedShape{13, 18432, 64}, FusedShape{130, 160, 32},
+                             FusedShape{2100, 4096, 64}, FusedShape{22016, 4096, 64}, FusedShape{8192, 4096, 64}},
+                            1);
+}
+
+// Many row groups (large n): both launch shapes (blocks of 10 and of 12
+// warps), the plain GEMV's and the fused ones'.
+TEST(Linear4bitFusedCuda, EqualsOpsInTurnOnManyRows) {
+  LOWBIT_REQUIRE_CUDA();
+  for (int config : {-1, 1}) {
+    ops::cuda::fused4::set_gemv_large_n_config(config);
+    expect_equals_ops_in_turn({FusedShape{22016, 4096, 64}, FusedShape{40002, 160, 32}}, 302 + config);
+  }
+  ops::cuda::fused4::set_gemv_large_n_config(0);
 }
 
 // Where one kernel does not apply (two rows, k past the staged row, the

@@ -12,7 +12,9 @@
 //
 // One m16n8k16 mma: A = the tile's 16 weight rows (lane / 4 owns rows g and
 // g + 8), B = 8 activation rows (batch), C = [16 rows, 8 batch]; batches up
-// to 16 reuse each A for 2 B fragments (template NB).
+// to 16 reuse each A for 2 B fragments (template NB). At 13-16 rows on
+// enough tiles a second kernel swaps the operands (x as A, so that one x
+// fragment serves 32 weight rows: gemm_4bit_mma_x_kernel below).
 // The k order inside a round is permuted, identically for x and W (a dot
 // product does not care): lane t = lane % 4 owns weights [32t, 32t + 32) of
 // the round, one 16-byte load per row (the 4 lanes of a row read 64
@@ -209,6 +211,136 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params
   }
 }
 
+// 9-16 rows with x as the A operand (tokens as the mma's M) and the weights
+// as B: a warp owns kXTiles n-tiles of 8 weight rows, and the x fragment of
+// a k16 step (16 tokens) serves all of them, so x crosses L1 once per
+// kXTiles * 8 weight rows instead of once per 16 (the weight-as-A kernel
+// above reads 4 bytes of x per byte of codes at 16 rows).
+//
+//   mma m16n8k16: A = x[16 tokens, 16 k], B = W[16 k, 8 rows] (decoded and
+//   scaled codes), C = [16 tokens, 8 rows]; lane (g, t) holds tokens g and
+//   g + 8 of A and C, weight row g of B, C's rows 2t and 2t + 1.
+//
+// The round's k order is permuted as above: lane t owns weights [32t, 32t +
+// 32) of each 128-weight round (one 16-byte load a weight row), step s uses
+// its weights 4s .. 4s + 3 (B: the two code pairs of bytes 2s and 2s + 1),
+// and its A registers are the matching 8 bytes of x rows g and g + 8.
+constexpr int kXTiles = 4;                // n-tiles of 8 weight rows a warp
+constexpr int kXTileRows = 8 * kXTiles;   // weight rows of a warp
+// The table, the nested map and the split-k partial tiles [warp][16][32].
+constexpr size_t kXSmemBytes = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * 16 * kXTileRows * 4;
+
+template <typename T, bool kNested>
+__global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Params p, const int split_k) {
+  extern __shared__ __align__(16) uint32_t smem[];
+  float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);
+  float* red = nested_map + 256;  // [warp][token][row] partial tiles when split_k > 1
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const uint32_t lane4 = uint32_t(lane) * 4;
+  const uint32_t table = shared_address(smem);
+  const int groups = kWarps / split_k;  // row tiles of a block
+  const int group = warp % groups, slice = warp / groups;
+  const int rounds = int(p.k / kRound);
+  const int64_t tiles = (p.n + kXTileRows - 1) / kXTileRows;
+  // x rows g and g + 8 (tokens past m read as zeros).
+  const T* xrow[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+    xrow[h] = g + 8 * h < p.m ? static_cast<const T*>(p.x) + int64_t(g + 8 * h) * p.k + t * 32 : nullptr;
+
+  for (int64_t tile0 = int64_t(blockIdx.x) * groups; tile0 < tiles; tile0 += int64_t(gridDim.x) * groups) {
+    const int64_t row0 = (tile0 + group) * kXTileRows;
+    // Weight row g of each n-tile (rows past n reread row n - 1, discarded).
+    int64_t elem[kXTiles];
+#pragma unroll
+    for (int j = 0; j < kXTiles; ++j) elem[j] = min(row0 + 8 * j + g, p.n - 1) * p.k + t * 32;
+
+    auto load_round = [&](int r, uint4 (&w)[kXTiles], ScaleRaw (&sc)[kXTiles]) {
+#pragma unroll
+      for (int j = 0; j < kXTiles; ++j) {
+        if (r < rounds) {
+          w[j] = load_streaming16(p.packed + (elem[j] + int64_t(r) * kRound) / 2);
+          sc[j] = load_scale<kNested>(p, uint32_t((elem[j] + int64_t(r) * kRound) >> p.block_shift));
+        } else {
+          w[j] = make_uint4(0, 0, 0, 0);
+          sc[j] = ScaleRaw{0.0f, 0u};
+        }
+      }
+    };
+
+    float acc[kXTiles][4] = {};
+    uint4 wv[kXTiles];
+    ScaleRaw sc[kXTiles];
+    load_round(slice, wv, sc);
+    for (int r = slice; r < rounds; r += split_k) {
+      // The next round's weights go out before this round's math.
+      uint4 wn[kXTiles];
+      ScaleRaw sn[kXTiles];
+      load_round(r + split_k, wn, sn);
+      uint4 xv[2][4];
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          xv[h][q] = xrow[h] ? __ldg(reinterpret_cast<const uint4*>(xrow[h] + r * kRound) + q) : make_uint4(0, 0, 0, 0);
+      uint32_t scale[kXTiles];
+#pragma unroll
+      for (int j = 0; j < kXTiles; ++j)
+        scale[j] = scale_pair<T>(decode_scale<kNested>(p, nested_map, sc[j],
+                                                       uint32_t((elem[j] + int64_t(r) * kRound) >> p.block_shift)));
+#pragma unroll
+      for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
+        const int wi = (s & 1) * 2;
+        const uint32_t a[4] = {word(xv[0][s >> 1], wi), word(xv[1][s >> 1], wi), word(xv[0][s >> 1], wi + 1),
+                               word(xv[1][s >> 1], wi + 1)};
+#pragma unroll
+        for (int j = 0; j < kXTiles; ++j) {
+          const uint32_t wd = word(wv[j], s >> 1);
+          const uint32_t b0 = (s & 1) ? lookup<2>(table, wd, lane4) : lookup<0>(table, wd, lane4);
+          const uint32_t b1 = (s & 1) ? lookup<3>(table, wd, lane4) : lookup<1>(table, wd, lane4);
+          mma_16816<T>(acc[j], a, scale_codes<T>(b0, scale[j]), scale_codes<T>(b1, scale[j]));
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kXTiles; ++j) {
+        wv[j] = wn[j];
+        sc[j] = sn[j];
+      }
+    }
+
+    // C fragment of n-tile j: tokens g, g + 8; weight rows 8j + 2t, 8j + 2t + 1.
+    if (split_k == 1) {
+      if (tile0 + group < tiles)
+#pragma unroll
+        for (int j = 0; j < kXTiles; ++j)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int b = g + 8 * (i >> 1);
+            const int64_t row = row0 + 8 * j + 2 * t + (i & 1);
+            if (b < p.m && row < p.n) store_out<T>(p, b, row, acc[j][i]);
+          }
+    } else {
+#pragma unroll
+      for (int j = 0; j < kXTiles; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          red[(warp * 16 + g + 8 * (i >> 1)) * kXTileRows + 8 * j + 2 * t + (i & 1)] = acc[j][i];
+      __syncthreads();
+      for (int i = threadIdx.x; i < groups * 16 * kXTileRows; i += kThreads) {
+        const int gr = i / (16 * kXTileRows), b = (i / kXTileRows) % 16, r = i % kXTileRows;
+        const int64_t row = (tile0 + gr) * kXTileRows + r;
+        if (b >= p.m || row >= p.n) continue;
+        float sum = 0.0f;
+        for (int sl = 0; sl < split_k; ++sl) sum += red[((sl * groups + gr) * 16 + b) * kXTileRows + r];
+        store_out<T>(p, b, row, sum);
+      }
+      __syncthreads();  // `red` is rewritten by the next tiles
+    }
+  }
+}
+
 template <typename T, int NB, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * 8 * NB * kTileRows * 4;
@@ -230,10 +362,47 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
+// The x-as-A kernel: k split as in launch() (rounds of one step each).
+template <typename T, bool kNested>
+void launch_x(const Params& p, int split_k, cudaStream_t stream) {
+  constexpr auto kernel = gemm_4bit_mma_x_kernel<T, kNested>;
+  const int64_t slots = resident_block_slots<kernel>(kThreads, kXSmemBytes);
+  const int64_t tiles = (p.n + kXTileRows - 1) / kXTileRows;
+  const int64_t rounds = p.k / kRound;
+  auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };
+  if (split_k <= 0) {
+    split_k = 1;
+    while (split_k < kWarps && 2 * blocks_for(split_k * 2) <= 3 * slots && rounds >= 4 * split_k) split_k *= 2;
+  }
+  const int64_t grid = std::min(blocks_for(split_k), slots);
+  kernel<<<unsigned(grid), kThreads, kXSmemBytes, stream>>>(p, split_k);
+  LOWBIT_CUDA_CHECK_LAUNCH();
+}
+
+// 9-16 rows: x as the A operand (1) or the weights (-1); 0: the default,
+// x from 13 rows where the 32-row warp tiles are at least the block slots
+// (a block holds 8 / split of them). H200, 16 rows: 4096 x 11008 (344 warp
+// tiles) 25.8 against 27.6 us, 8192 x 28672 100.5 against 118; 11008 x
+// 4096 (128) 25.1 against 24.2, 4096 x 4096 level; 12 rows level.
+int g_x_operand = 0;
+
+template <typename T>
+bool x_operand_pays(const Params& p) {
+  if (g_x_operand != 0) return g_x_operand > 0;
+  const int64_t slots = resident_block_slots<gemm_4bit_mma_x_kernel<T, false>>(kThreads, kXSmemBytes);
+  return p.m > 12 && (p.n + kXTileRows - 1) / kXTileRows >= slots;
+}
+
 template <typename T, int NB>
 void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
-  if (nested) launch<T, NB, true>(p, split_k, stream);
-  else launch<T, NB, false>(p, split_k, stream);
+  if (NB == 2 && x_operand_pays<T>(p)) {
+    if (nested) launch_x<T, true>(p, split_k, stream);
+    else launch_x<T, false>(p, split_k, stream);
+  } else if (nested) {
+    launch<T, NB, true>(p, split_k, stream);
+  } else {
+    launch<T, NB, false>(p, split_k, stream);
+  }
 }
 
 template <typename T>
@@ -247,6 +416,8 @@ void launch_m(const Params& p, bool nested, int split_k, cudaStream_t stream) {
 bool mma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   return layout_supported(dtype, w, x) && m >= 1 && m <= kMmaMaxBatch && w.k % kRound == 0 && w.blocksize >= 32;
 }
+
+void set_mma_x_operand(int mode) { g_x_operand = mode; }
 
 void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
          cudaStream_t stream) {

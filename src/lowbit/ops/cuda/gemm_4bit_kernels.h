@@ -44,6 +44,9 @@ void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* b
 // Benchmarks and tests: false keeps plain one-row GEMVs reading the row
 // through L1 (by default they stage it in shared memory where they can).
 void set_gemv_staging(bool on);
+// Benchmarks and tests: one row in 10-warp blocks (1, where the row is
+// staged), in 12-warp blocks (-1), or by the count of row groups (0).
+void set_gemv_large_n_config(int mode);
 
 // Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,
 // k % 128 == 0, power-of-two blocksize >= 32, x and packed 16-byte aligned.
@@ -52,6 +55,9 @@ bool mma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
 // split_k: k slices per 16-row tile (power of two <= 8); 0 picks one.
 void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
          cudaStream_t stream);
+// Benchmarks and tests: 9-16 rows with x as the mma's A operand (1), the
+// weights (-1), or the default (0).
+void set_mma_x_operand(int mode);
 
 // Tensor-core kernel for wider batches (gemm_4bit_wide_cuda.cu): kMmaMaxBatch
 // < m <= kWideMaxBatch, bf16/f16, blocksize a power of two >= 64 dividing k,

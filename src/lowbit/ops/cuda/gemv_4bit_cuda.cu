@@ -68,17 +68,19 @@ struct Config {
   int warps, rows, min_blocks;
 };
 constexpr Config kConfigs[] = {
-    {12, 4, 2},  // 0: m = 1, 85 registers, 24 warps an SM
-    {8, 8, 2},   // 1: m = 1, large n: 128 registers, 16 warps an SM, half the x loads a weight
+    {12, 4, 2},  // 0: m = 1, 80 registers (a few bytes spilled), 24 warps an SM
+    {10, 4, 2},  // 1: m = 1, many row groups: 96 registers, no spills, 20 warps an SM
     {16, 4, 1},  // 2: m = 2, 128 registers, 16 warps an SM
     {16, 2, 1},  // 3: m = 3, 4
 };
 // m >= 2: R x m packed sums and m activation words need the registers.
 template <int M> constexpr int kBatchConfig = M <= 2 ? 2 : 3;
-// Row groups a block of the m = 1 kernels needs before 8-row groups pay: with
-// fewer, the last group of a block is a long tail (measured on an H200:
-// 8192 x 28672 2-3% faster with 8 rows, 4096 x 11008 5-10% slower).
-constexpr int64_t kWideRowsMinGroups = 10;
+// Row groups a block of config 1 needs before it pays (H200, one row):
+// 8192 x 28672 38.5-39.2 against 44.2 us with 8-row groups of 8-warp blocks
+// (the config it replaced), 4096 x 22016 17.6 against 21.0, 4096 x 32000 24.0
+// against 26.7; with fewer groups (4096 x 11008) 12-warp blocks were 10%
+// faster.
+constexpr int64_t kManyGroupsPerBlock = 20;
 
 constexpr int pad_pow2(int v) { return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : v <= 8 ? 8 : v <= 16 ? 16 : 32; }
 constexpr int log2_const(int v) { return v <= 1 ? 0 : 1 + log2_const(v / 2); }
@@ -514,16 +516,17 @@ void launch(const Params& p, const InputParams& in, int slices, cudaStream_t str
                    smem_bytes<M, C, kStaged>(), stream, p, sp, in);
 }
 
-// The launch shape of a call. One row (M = 1): 8-row groups (config 1) for
-// plain rows of many row groups without double quantization (8 rows of u8
-// codes and block indices in flight would spill), where the row is read
-// through L1; otherwise 4-row groups (config 0), the row made in shared
-// memory where it fits (`stage`; a fused input must be). Staging the row
-// with 8-row groups spilled registers (104 bytes) and measured 20% slower.
+// The launch shape of a call. One row (M = 1): 4-row groups, the row made
+// in shared memory where it fits (`stage`; a fused input must be), in blocks
+// of 10 warps (config 1) on many row groups, of 12 warps (config 0)
+// otherwise.
+int g_large_n_config = 0;  // set_gemv_large_n_config
+
 template <typename T, int M, bool kNested>
-bool wide_rows(const Params& p) {
+bool many_groups(const Params& p, bool stage) {
+  if (g_large_n_config < 0 || !stage) return false;
   const int64_t groups = (p.n + kConfigs[1].rows - 1) / kConfigs[1].rows;
-  return !kNested && groups >= kWideRowsMinGroups * block_slots<T, M, kNested, 1, false>();
+  return g_large_n_config > 0 || groups >= kManyGroupsPerBlock * block_slots<T, M, kNested, 1, true>();
 }
 
 // The k slices of the plain product (a row's order of summation): every
@@ -536,7 +539,7 @@ int plain_slices(const Params& p, bool stage, int split_k) {
     const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
     return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).slices;
   };
-  if (wide_rows<T, M, kNested>(p)) return slices.template operator()<1, false>();
+  if (many_groups<T, M, kNested>(p, stage)) return slices.template operator()<1, true>();
   return stage ? slices.template operator()<0, true>() : slices.template operator()<0, false>();
 }
 
@@ -544,8 +547,8 @@ template <typename T, int M, bool kNested>
 void launch_config(const Params& p, const InputParams& in, bool stage, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
     const int slices = plain_slices<T, M, kNested>(p, stage, split_k);
-    if (in.kind == GemvInput::kPlain && wide_rows<T, M, kNested>(p)) {
-      if constexpr (!kNested) launch<T, M, kNested, 1, false>(p, in, slices, stream);
+    if (many_groups<T, M, kNested>(p, stage)) {
+      launch<T, M, kNested, 1, true>(p, in, slices, stream);
     } else if (stage || in.kind != GemvInput::kPlain) {
       launch<T, M, kNested, 0, true>(p, in, slices, stream);
     } else {
@@ -610,5 +613,7 @@ void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* b
 }
 
 void set_gemv_staging(bool on) { g_staging = on; }
+
+void set_gemv_large_n_config(int mode) { g_large_n_config = mode < 0 ? -1 : mode > 0 ? 1 : 0; }
 
 }  // namespace lowbit::ops::cuda::fused4
