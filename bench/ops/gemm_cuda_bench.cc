@@ -297,7 +297,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     std::printf(", plain + add %.1f us", fused(Input::kPlain, Input::kAdd));
     if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(Input::kSwiGLU, Input::kAdd));
     std::printf("\n");
-    // Blocks of 12 warps (-1) against 10 (1), whatever the count of row groups.
+    // Blocks of 12 warps (-1) against 10 (1), whatever the cost model says.
     if (opt.gemv_sweep) {
       for (int config : {-1, 1}) {
         fused4::set_gemv_large_n_config(config);

@@ -220,7 +220,7 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
                          Shape4{4, 64, 2048, 256}, Shape4{1, 33, 96, 32}, Shape4{4, 17, 4160, 4096},
                          Shape4{16, 40, 1024, 64}, Shape4{17, 24, 640, 64}, Shape4{3, 20, 640, 256},
                          Shape4{33, 8, 256, 64}, Shape4{64, 40, 512, 128},
-                         // Enough row groups for the GEMV's 10-warp blocks (>= 20 a block).
+                         // Many row groups: a block's units take several rounds.
                          Shape4{1, 40001, 160, 32}}) {
     for (DType dtype : {DType::BF16, DType::F16}) {
       for (bool nested : {false, true}) {
@@ -252,12 +252,13 @@ TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
 }
 
 // The one-row GEMV in both launch shapes (blocks of 10 and of 12 warps) on
-// many row groups, f32 and double-quantized absmax, k slices and partial
-// chunks.
+// many row groups and on few, f32 and double-quantized absmax, k slices and
+// partial chunks.
 TEST(Linear4bitCuda, GemvLargeNConfigsMatchCpu) {
   LOWBIT_REQUIRE_CUDA();
   for (int config : {-1, 1})
-    check_forced_path({{{1, 40001, 160, 32}, config, 0}, {{1, 22001, 1088, 64}, config, 2}},
+    check_forced_path({{{1, 40001, 160, 32}, config, 0}, {{1, 22001, 1088, 64}, config, 2},
+                       {{1, 77, 4160, 64}, config, 0}},
                       ops::cuda::Gemm4bitPath::kGemv, ops::cuda::fused4::set_gemv_large_n_config, 1702 + config);
 }
 

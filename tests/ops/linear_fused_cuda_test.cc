@@ -101,13 +101,14 @@ TEST(Linear4bitFusedCuda, EqualsOpsInTurn) {
                             1);
 }
 
-// Many row groups (large n): both launch shapes (blocks of 10 and of 12
-// warps), the plain GEMV's and the fused ones'.
+// Both launch shapes (blocks of 10 and of 12 warps), the plain GEMV's and
+// the fused ones', on many row groups and on few.
 TEST(Linear4bitFusedCuda, EqualsOpsInTurnOnManyRows) {
   LOWBIT_REQUIRE_CUDA();
   for (int config : {-1, 1}) {
     ops::cuda::fused4::set_gemv_large_n_config(config);
-    expect_equals_ops_in_turn({FusedShape{22016, 4096, 64}, FusedShape{40002, 160, 32}}, 302 + config);
+    expect_equals_ops_in_turn({FusedShape{22016, 4096, 64}, FusedShape{40002, 160, 32}, FusedShape{300, 4096, 64}},
+                              302 + config);
   }
   ops::cuda::fused4::set_gemv_large_n_config(0);
 }

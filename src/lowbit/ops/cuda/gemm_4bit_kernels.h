@@ -45,7 +45,7 @@ void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* b
 // through L1 (by default they stage it in shared memory where they can).
 void set_gemv_staging(bool on);
 // Benchmarks and tests: one row in 10-warp blocks (1, where the row is
-// staged), in 12-warp blocks (-1), or by the count of row groups (0).
+// staged), in 12-warp blocks (-1), or as the cost model picks (0).
 void set_gemv_large_n_config(int mode);
 
 // Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,

@@ -69,18 +69,12 @@ struct Config {
 };
 constexpr Config kConfigs[] = {
     {12, 4, 2},  // 0: m = 1, 80 registers (a few bytes spilled), 24 warps an SM
-    {10, 4, 2},  // 1: m = 1, many row groups: 96 registers, no spills, 20 warps an SM
+    {10, 4, 2},  // 1: m = 1: 96 registers, no spills, 20 warps an SM
     {16, 4, 1},  // 2: m = 2, 128 registers, 16 warps an SM
     {16, 2, 1},  // 3: m = 3, 4
 };
 // m >= 2: R x m packed sums and m activation words need the registers.
 template <int M> constexpr int kBatchConfig = M <= 2 ? 2 : 3;
-// Row groups a block of config 1 needs before it pays (H200, one row):
-// 8192 x 28672 38.5-39.2 against 44.2 us with 8-row groups of 8-warp blocks
-// (the config it replaced), 4096 x 22016 17.6 against 21.0, 4096 x 32000 24.0
-// against 26.7; with fewer groups (4096 x 11008) 12-warp blocks were 10%
-// faster.
-constexpr int64_t kManyGroupsPerBlock = 20;
 
 constexpr int pad_pow2(int v) { return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : v <= 8 ? 8 : v <= 16 ? 16 : 32; }
 constexpr int log2_const(int v) { return v <= 1 ? 0 : 1 + log2_const(v / 2); }
@@ -138,6 +132,7 @@ struct Split {
   int slices;      // k slices a group
   int chunks;      // chunks of k (the last may be partial)
   int64_t groups_per_round;
+  double steps;  // the cost model's steps of a warp (pick_split)
 };
 
 template <int R>
@@ -469,20 +464,17 @@ Split pick_split(int64_t groups, int64_t k, int warps, int64_t grid, int forced_
   sp.groups = groups;
   sp.chunks = int((k / kSeg + kChunkSegs - 1) / kChunkSegs);
   const int64_t per_block = (sp.groups + grid - 1) / grid;
-  int best = 1;
-  double best_cost = 1e30;
-  for (int s = 1; s <= std::min(sp.chunks, 16); ++s) {
+  const auto cost = [&](int s) {
     const int64_t units = std::min<int64_t>(per_block, kMaxUnits / s) * s;
     const int64_t rounds = (per_block * s + units - 1) / units;
-    const double cost = double(rounds) * double((units + warps - 1) / warps) *
-                        (double((sp.chunks + s - 1) / s) + 0.25);
-    if (cost < best_cost - 1e-9) {
-      best_cost = cost;
-      best = s;
-    }
-  }
+    return double(rounds) * double((units + warps - 1) / warps) * (double((sp.chunks + s - 1) / s) + 0.25);
+  };
+  int best = 1;
+  for (int s = 2; s <= std::min(sp.chunks, 16); ++s)
+    if (cost(s) < cost(best) - 1e-9) best = s;
   sp.slices = forced_slices > 0 ? std::min(forced_slices, std::min(sp.chunks, kMaxUnits)) : best;
   sp.groups_per_round = kMaxUnits / sp.slices;
+  sp.steps = cost(sp.slices);
   return sp;
 }
 
@@ -518,15 +510,26 @@ void launch(const Params& p, const InputParams& in, int slices, cudaStream_t str
 
 // The launch shape of a call. One row (M = 1): 4-row groups, the row made
 // in shared memory where it fits (`stage`; a fused input must be), in blocks
-// of 10 warps (config 1) on many row groups, of 12 warps (config 0)
-// otherwise.
+// of 12 warps (config 0) or 10 (config 1), whichever the cost model's steps
+// a warp times the warps an SM (their share of the SM) say is faster. The
+// 12-warp blocks spill (80 registers): about 5% a step, 25% with
+// double-quantized scales (H200, one row, plain / fused rmsnorm in-out
+// us, 12 against 10 warps: 4096 x 11008 10.0 / 11.6 against 11.1 / 13.0,
+// 4096 x 14336 13.5 / 15.4 against 12.2 / 14.2, 4096 x 4096 5.5 against
+// 5.2, 8192 x 28672 39.8 against 39.3; 8-row groups, the config 1 before,
+// 44.2 there).
 int g_large_n_config = 0;  // set_gemv_large_n_config
 
 template <typename T, int M, bool kNested>
-bool many_groups(const Params& p, bool stage) {
+bool ten_warps(const Params& p, bool stage, int split_k) {
   if (g_large_n_config < 0 || !stage) return false;
-  const int64_t groups = (p.n + kConfigs[1].rows - 1) / kConfigs[1].rows;
-  return g_large_n_config > 0 || groups >= kManyGroupsPerBlock * block_slots<T, M, kNested, 1, true>();
+  if (g_large_n_config > 0) return true;
+  const auto time = [&]<int C>() {
+    const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
+    const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, true>());
+    return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).steps * kConfigs[C].warps;
+  };
+  return time.template operator()<1>() < time.template operator()<0>() * (kNested ? 1.25 : 1.05);
 }
 
 // The k slices of the plain product (a row's order of summation): every
@@ -539,7 +542,7 @@ int plain_slices(const Params& p, bool stage, int split_k) {
     const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
     return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).slices;
   };
-  if (many_groups<T, M, kNested>(p, stage)) return slices.template operator()<1, true>();
+  if (ten_warps<T, M, kNested>(p, stage, split_k)) return slices.template operator()<1, true>();
   return stage ? slices.template operator()<0, true>() : slices.template operator()<0, false>();
 }
 
@@ -547,7 +550,7 @@ template <typename T, int M, bool kNested>
 void launch_config(const Params& p, const InputParams& in, bool stage, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
     const int slices = plain_slices<T, M, kNested>(p, stage, split_k);
-    if (many_groups<T, M, kNested>(p, stage)) {
+    if (ten_warps<T, M, kNested>(p, stage, split_k)) {
       launch<T, M, kNested, 1, true>(p, in, slices, stream);
     } else if (stage || in.kind != GemvInput::kPlain) {
       launch<T, M, kNested, 0, true>(p, in, slices, stream);
