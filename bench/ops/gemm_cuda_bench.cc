@@ -297,19 +297,20 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     std::printf(", plain + add %.1f us", fused(Input::kPlain, Input::kAdd));
     if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(Input::kSwiGLU, Input::kAdd));
     std::printf("\n");
-    // Blocks of 12 warps (-1) against 10 (1), whatever the cost model says.
+    // Each launch shape (warps x blocks an SM), whatever the cost model says.
     if (opt.gemv_sweep) {
-      for (int config : {-1, 1}) {
-        fused4::set_gemv_large_n_config(config);
+      for (int config : {-1, 1, 2}) {
+        fused4::set_gemv_launch_shape(config);
         const double dq = time_us(q_copies, [&](int i) {
           lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.nested[i], nullptr, out);
         });
-        std::printf("gemv m1 %s warps: plain %.1f us, double-quant %.1f us, rmsnorm prologue %.1f us, "
+        const char* shape = config == 2 ? "20 x 1" : config > 0 ? "10 x 2" : "12 x 2";
+        std::printf("gemv m1 %s warps x blocks: plain %.1f us, double-quant %.1f us, rmsnorm prologue %.1f us, "
                     "+ swiglu out %.1f us, plain + add %.1f us\n",
-                    config > 0 ? "10" : "12", time_us(q_copies, gemv), dq, fused(Input::kRmsNorm, Input::kStore),
+                    shape, time_us(q_copies, gemv), dq, fused(Input::kRmsNorm, Input::kStore),
                     fused(Input::kRmsNorm, Input::kSwiGLUOut), fused(Input::kPlain, Input::kAdd));
       }
-      fused4::set_gemv_large_n_config(0);
+      fused4::set_gemv_launch_shape(0);
     }
   }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).

@@ -251,15 +251,15 @@ TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
   ops::cuda::fused4::set_mma_x_operand(0);
 }
 
-// The one-row GEMV in both launch shapes (blocks of 10 and of 12 warps) on
-// many row groups and on few, f32 and double-quantized absmax, k slices and
+// The one-row GEMV in each launch shape (12 x 2, 10 x 2, 20 x 1 warps x
+// blocks an SM) on many row groups and on few, f32 and double-quantized absmax, k slices and
 // partial chunks.
-TEST(Linear4bitCuda, GemvLargeNConfigsMatchCpu) {
+TEST(Linear4bitCuda, GemvLaunchShapesMatchCpu) {
   LOWBIT_REQUIRE_CUDA();
-  for (int config : {-1, 1})
+  for (int config : {-1, 1, 2})
     check_forced_path({{{1, 40001, 160, 32}, config, 0}, {{1, 22001, 1088, 64}, config, 2},
                        {{1, 77, 4160, 64}, config, 0}},
-                      ops::cuda::Gemm4bitPath::kGemv, ops::cuda::fused4::set_gemv_large_n_config, 1702 + config);
+                      ops::cuda::Gemm4bitPath::kGemv, ops::cuda::fused4::set_gemv_launch_shape, 1702 + config);
 }
 
 // The tiled GEMM (gemm_4bit_large_cuda.cu) on shapes that cut its tiles

@@ -101,16 +101,16 @@ TEST(Linear4bitFusedCuda, EqualsOpsInTurn) {
                             1);
 }
 
-// Both launch shapes (blocks of 10 and of 12 warps), the plain GEMV's and
-// the fused ones', on many row groups and on few.
-TEST(Linear4bitFusedCuda, EqualsOpsInTurnOnManyRows) {
+// Each launch shape (12 x 2, 10 x 2, 20 x 1 warps x blocks an SM), the
+// plain GEMV's and the fused ones', on many row groups and on few.
+TEST(Linear4bitFusedCuda, EqualsOpsInTurnInEachLaunchShape) {
   LOWBIT_REQUIRE_CUDA();
-  for (int config : {-1, 1}) {
-    ops::cuda::fused4::set_gemv_large_n_config(config);
+  for (int config : {-1, 1, 2}) {
+    ops::cuda::fused4::set_gemv_launch_shape(config);
     expect_equals_ops_in_turn({FusedShape{22016, 4096, 64}, FusedShape{40002, 160, 32}, FusedShape{300, 4096, 64}},
                               302 + config);
   }
-  ops::cuda::fused4::set_gemv_large_n_config(0);
+  ops::cuda::fused4::set_gemv_launch_shape(0);
 }
 
 // Where one kernel does not apply (two rows, k past the staged row, the

@@ -44,9 +44,10 @@ void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* b
 // Benchmarks and tests: false keeps plain one-row GEMVs reading the row
 // through L1 (by default they stage it in shared memory where they can).
 void set_gemv_staging(bool on);
-// Benchmarks and tests: one row in 10-warp blocks (1, where the row is
-// staged), in 12-warp blocks (-1), or as the cost model picks (0).
-void set_gemv_large_n_config(int mode);
+// Benchmarks and tests: the one-row GEMV's warps x blocks an SM where the
+// row is staged: 12 x 2 (-1), 10 x 2 (1), 20 x 1 (2), or as its cost model
+// picks (0).
+void set_gemv_launch_shape(int shape);
 
 // Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,
 // k % 128 == 0, power-of-two blocksize >= 32, x and packed 16-byte aligned.

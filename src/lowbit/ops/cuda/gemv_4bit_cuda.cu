@@ -69,12 +69,13 @@ struct Config {
 };
 constexpr Config kConfigs[] = {
     {12, 4, 2},  // 0: m = 1, 80 registers (a few bytes spilled), 24 warps an SM
-    {10, 4, 2},  // 1: m = 1: 96 registers, no spills, 20 warps an SM
-    {16, 4, 1},  // 2: m = 2, 128 registers, 16 warps an SM
-    {16, 2, 1},  // 3: m = 3, 4
+    {10, 4, 2},  // 1: m = 1, 96 registers, no spills, 20 warps an SM
+    {20, 4, 1},  // 2: m = 1, the same in one block an SM (one table, one staged row)
+    {16, 4, 1},  // 3: m = 2, 128 registers, 16 warps an SM
+    {16, 2, 1},  // 4: m = 3, 4
 };
 // m >= 2: R x m packed sums and m activation words need the registers.
-template <int M> constexpr int kBatchConfig = M <= 2 ? 2 : 3;
+template <int M> constexpr int kBatchConfig = M <= 2 ? 3 : 4;
 
 constexpr int pad_pow2(int v) { return v <= 1 ? 1 : v <= 2 ? 2 : v <= 4 ? 4 : v <= 8 ? 8 : v <= 16 ? 16 : 32; }
 constexpr int log2_const(int v) { return v <= 1 ? 0 : 1 + log2_const(v / 2); }
@@ -511,25 +512,32 @@ void launch(const Params& p, const InputParams& in, int slices, cudaStream_t str
 // The launch shape of a call. One row (M = 1): 4-row groups, the row made
 // in shared memory where it fits (`stage`; a fused input must be), in blocks
 // of 12 warps (config 0) or 10 (config 1), whichever the cost model's steps
-// a warp times the warps an SM (their share of the SM) say is faster. The
+// a warp times the warps an SM (their share of the SM) say is faster, and
+// the 10 warps as one 20-warp block an SM (config 2) where each of those
+// blocks gets at least kOneBlockMinGroups row groups: half the blocks, so
+// half the tables and staged rows (the model does not see that). The
 // 12-warp blocks spill (80 registers): about 5% a step, 25% with
-// double-quantized scales (H200, one row, plain / fused rmsnorm in-out
-// us, 12 against 10 warps: 4096 x 11008 10.0 / 11.6 against 11.1 / 13.0,
-// 4096 x 14336 13.5 / 15.4 against 12.2 / 14.2, 4096 x 4096 5.5 against
-// 5.2, 8192 x 28672 39.8 against 39.3; 8-row groups, the config 1 before,
-// 44.2 there).
-int g_large_n_config = 0;  // set_gemv_large_n_config
+// double-quantized scales. H200, one row, plain / fused RMSNorm input us,
+// 12 x 2 against 10 x 2 (against 20 x 1) warps x blocks: 4096 x 11008
+// 10.0 / 11.6 against 11.1 / 13.0 (11.5 / 12.7), 4096 x 4096 5.5 against
+// 5.2 (6.0), 4096 x 14336 13.5 / 15.4 against 12.2 / 14.2, 8192 x 28672
+// 39.8 / 42.2 against 39.2 / 42.1 (37.0-37.3 / 38.5-38.8); 8-row groups of
+// 8-warp blocks, what large n took before, 44.2 there.
+int g_launch_shape = 0;  // set_gemv_launch_shape
+constexpr int64_t kOneBlockMinGroups = 40;
 
 template <typename T, int M, bool kNested>
-bool ten_warps(const Params& p, bool stage, int split_k) {
-  if (g_large_n_config < 0 || !stage) return false;
-  if (g_large_n_config > 0) return true;
+int launch_shape(const Params& p, bool stage, int split_k) {
+  if (!stage) return 0;
+  if (g_launch_shape != 0) return g_launch_shape < 0 ? 0 : g_launch_shape;
   const auto time = [&]<int C>() {
     const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
     const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, true>());
     return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).steps * kConfigs[C].warps;
   };
-  return time.template operator()<1>() < time.template operator()<0>() * (kNested ? 1.25 : 1.05);
+  if (!(time.template operator()<1>() < time.template operator()<0>() * (kNested ? 1.25 : 1.05))) return 0;
+  const int64_t groups = (p.n + kConfigs[2].rows - 1) / kConfigs[2].rows;
+  return groups >= kOneBlockMinGroups * block_slots<T, M, kNested, 2, true>() ? 2 : 1;
 }
 
 // The k slices of the plain product (a row's order of summation): every
@@ -542,20 +550,23 @@ int plain_slices(const Params& p, bool stage, int split_k) {
     const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
     return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).slices;
   };
-  if (ten_warps<T, M, kNested>(p, stage, split_k)) return slices.template operator()<1, true>();
-  return stage ? slices.template operator()<0, true>() : slices.template operator()<0, false>();
+  switch (launch_shape<T, M, kNested>(p, stage, split_k)) {
+    case 1: return slices.template operator()<1, true>();
+    case 2: return slices.template operator()<2, true>();
+    default: return stage ? slices.template operator()<0, true>() : slices.template operator()<0, false>();
+  }
 }
 
 template <typename T, int M, bool kNested>
 void launch_config(const Params& p, const InputParams& in, bool stage, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
     const int slices = plain_slices<T, M, kNested>(p, stage, split_k);
-    if (ten_warps<T, M, kNested>(p, stage, split_k)) {
-      launch<T, M, kNested, 1, true>(p, in, slices, stream);
-    } else if (stage || in.kind != GemvInput::kPlain) {
-      launch<T, M, kNested, 0, true>(p, in, slices, stream);
-    } else {
-      launch<T, M, kNested, 0, false>(p, in, slices, stream);
+    switch (launch_shape<T, M, kNested>(p, stage, split_k)) {
+      case 1: launch<T, M, kNested, 1, true>(p, in, slices, stream); break;
+      case 2: launch<T, M, kNested, 2, true>(p, in, slices, stream); break;
+      default:
+        if (stage || in.kind != GemvInput::kPlain) launch<T, M, kNested, 0, true>(p, in, slices, stream);
+        else launch<T, M, kNested, 0, false>(p, in, slices, stream);
     }
   } else {
     launch<T, M, kNested, kBatchConfig<M>, false>(p, in, split_k, stream);
@@ -617,6 +628,6 @@ void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* b
 
 void set_gemv_staging(bool on) { g_staging = on; }
 
-void set_gemv_large_n_config(int mode) { g_large_n_config = mode < 0 ? -1 : mode > 0 ? 1 : 0; }
+void set_gemv_launch_shape(int shape) { g_launch_shape = shape < 0 ? -1 : shape > 2 ? 0 : shape; }
 
 }  // namespace lowbit::ops::cuda::fused4
