@@ -273,45 +273,48 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   // Batch 1: the GEMV with x staged in shared memory against x read through
   // L1 (the default), and with a decoding step's fused inputs (an RMSNorm of x,
   // SwiGLU of [x | x'], the output added to out or taken through SwiGLU).
-  if (lowbit::ops::cuda::fused4::gemv_fused_supported(DType::BF16, q.plain[0], x)) {
-    namespace fused4 = lowbit::ops::cuda::fused4;
-    const auto gemv = [&](int i) { lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.plain[i], nullptr, out); };
+  namespace fused4 = lowbit::ops::cuda::fused4;
+  using Input = fused4::GemvInput;
+  const bool fusable = fused4::gemv_fused_supported(DType::BF16, q.plain[0], x);
+  const auto gemv = [&](int i) { lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.plain[i], nullptr, out); };
+  const auto fused = [&](Input::Kind kind, Input::Output output) {
+    Input in;
+    in.kind = kind;
+    in.norm_weight = x;
+    in.eps = 1e-5f;
+    in.output = output;
+    return time_us(q_copies, [&](int i) { fused4::gemv_fused(DType::BF16, x, q.plain[i], nullptr, in, out, nullptr); });
+  };
+  if (fusable) {
     fused4::set_gemv_staging(true);
     const double staged = time_us(q_copies, gemv);
     fused4::set_gemv_staging(false);
     const double unstaged = time_us(q_copies, gemv);
     fused4::set_gemv_staging(true);
-    const auto fused = [&](fused4::GemvInput::Kind kind, fused4::GemvInput::Output output) {
-      fused4::GemvInput in;
-      in.kind = kind;
-      in.norm_weight = x;
-      in.eps = 1e-5f;
-      in.output = output;
-      return time_us(q_copies,
-                     [&](int i) { fused4::gemv_fused(DType::BF16, x, q.plain[i], nullptr, in, out, nullptr); });
-    };
-    using Input = fused4::GemvInput;
     std::printf("gemv m1: x staged %.1f us, through L1 %.1f us; rmsnorm prologue %.1f us", staged, unstaged,
                 fused(Input::kRmsNorm, Input::kStore));
     std::printf(", + swiglu out %.1f us", fused(Input::kRmsNorm, Input::kSwiGLUOut));
     std::printf(", plain + add %.1f us", fused(Input::kPlain, Input::kAdd));
     if (max_m >= 2) std::printf(", swiglu prologue + add %.1f us", fused(Input::kSwiGLU, Input::kAdd));
     std::printf("\n");
-    // Each launch shape (warps x blocks an SM), whatever the cost model says.
-    if (opt.gemv_sweep) {
-      for (int config : {-1, 1, 2}) {
-        fused4::set_gemv_launch_shape(config);
-        const double dq = time_us(q_copies, [&](int i) {
-          lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.nested[i], nullptr, out);
-        });
-        const char* shape = config == 2 ? "20 x 1" : config > 0 ? "10 x 2" : "12 x 2";
-        std::printf("gemv m1 %s warps x blocks: plain %.1f us, double-quant %.1f us, rmsnorm prologue %.1f us, "
-                    "+ swiglu out %.1f us, plain + add %.1f us\n",
-                    shape, time_us(q_copies, gemv), dq, fused(Input::kRmsNorm, Input::kStore),
-                    fused(Input::kRmsNorm, Input::kSwiGLUOut), fused(Input::kPlain, Input::kAdd));
-      }
-      fused4::set_gemv_launch_shape(0);
+  }
+  // Each launch shape of the one-row GEMV (warps x blocks an SM), whatever
+  // its cost model says; the fused variants where they apply.
+  if (opt.gemv_sweep) {
+    for (int config : {-1, 1, 2}) {
+      fused4::set_gemv_launch_shape(config);
+      const double dq = time_us(q_copies, [&](int i) {
+        lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.nested[i], nullptr, out);
+      });
+      const char* shape = config == 2 ? "20 x 1" : config > 0 ? "10 x 2" : "12 x 2";
+      std::printf("gemv m1 %s warps x blocks: plain %.1f us, double-quant %.1f us", shape, time_us(q_copies, gemv), dq);
+      if (fusable)
+        std::printf(", rmsnorm prologue %.1f us, + swiglu out %.1f us, plain + add %.1f us",
+                    fused(Input::kRmsNorm, Input::kStore), fused(Input::kRmsNorm, Input::kSwiGLUOut),
+                    fused(Input::kPlain, Input::kAdd));
+      std::printf("\n");
     }
+    fused4::set_gemv_launch_shape(0);
   }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
   if (opt.int8) {

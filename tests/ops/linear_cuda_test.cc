@@ -252,13 +252,15 @@ TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
 }
 
 // The one-row GEMV in each launch shape (12 x 2, 10 x 2, 20 x 1 warps x
-// blocks an SM) on many row groups and on few, f32 and double-quantized absmax, k slices and
-// partial chunks.
+// blocks an SM) on many row groups and on few, with rows past what 12 x 2
+// and 10 x 2 stage (20 x 1 stages up to 36864 values) and past any, f32 and
+// double-quantized absmax, k slices and partial chunks.
 TEST(Linear4bitCuda, GemvLaunchShapesMatchCpu) {
   LOWBIT_REQUIRE_CUDA();
   for (int config : {-1, 1, 2})
     check_forced_path({{{1, 40001, 160, 32}, config, 0}, {{1, 22001, 1088, 64}, config, 2},
-                       {{1, 77, 4160, 64}, config, 0}},
+                       {{1, 77, 4160, 64}, config, 0}, {{1, 300, 20512, 64}, config, 0},
+                       {{1, 64, 36864, 128}, config, 3}, {{1, 40, 36896, 32}, config, 0}},
                       ops::cuda::Gemm4bitPath::kGemv, ops::cuda::fused4::set_gemv_launch_shape, 1702 + config);
 }
 

@@ -34,7 +34,9 @@ struct GemvInput {
   float eps = 0.0f;
   Output output = kStore;
 };
-// Rows of up to this many values are made in shared memory (36 KB of bf16).
+// Rows of up to this many values are made in shared memory (36 KB of bf16)
+// by every launch shape and so by the fused GEMVs; the plain one-row GEMV's
+// one-block shape stages rows twice as long.
 constexpr int64_t kGemvStagedMaxK = 18432;
 // One row (m = 1), what gemv takes, k <= kGemvStagedMaxK; src 16-byte aligned;
 // kSwiGLUOut needs an even n.

@@ -152,11 +152,12 @@ struct InputParams {
   int output;        // GemvInput::Output
 };
 
+// The one-block shape (config 2) has the shared memory for rows twice as long.
+constexpr int64_t staged_max_k(int config) { return config == 2 ? 2 * kGemvStagedMaxK : kGemvStagedMaxK; }
 // A staged row is k values in 16-byte chunks (8 values), chunk c stored at
 // c ^ ((c >> 3) & 7): lane L reads chunk 4 (32 j + L) + i in one instruction
 // (i = 0..3), and the XOR sends the 8 lanes of each quarter warp to 8
 // different bank groups (unswizzled, two lanes in four share one).
-constexpr int kStageBytes = int(kGemvStagedMaxK) * 2;
 __device__ __forceinline__ uint32_t staged_chunk(uint32_t c) { return c ^ ((c >> 3) & 7u); }
 
 __device__ __forceinline__ uint4 load_shared16(uint32_t address) {
@@ -482,7 +483,7 @@ Split pick_split(int64_t groups, int64_t k, int warps, int64_t grid, int forced_
 template <int M, int C, bool kStaged>
 constexpr size_t smem_bytes() {
   return (size_t(kPairTableWords) + 256) * 4 + size_t(kMaxUnits) * kConfigs[C].rows * pad_pow2(M) * 4 +
-         (kStaged ? kStageBytes : 0);
+         (kStaged ? size_t(staged_max_k(C)) * 2 : 0);
 }
 
 template <typename T, int M, bool kNested, int C, bool kStaged>
@@ -529,6 +530,10 @@ constexpr int64_t kOneBlockMinGroups = 40;
 template <typename T, int M, bool kNested>
 int launch_shape(const Params& p, bool stage, int split_k) {
   if (!stage) return 0;
+  // Rows past kGemvStagedMaxK: staged only by the one-block shape (H200,
+  // 28672 x 8192: 37.7-38.0 against 42.5-42.7 us read through L1 by 12 x 2;
+  // 27648 x 5120 25.0 against 27.8).
+  if (p.k > kGemvStagedMaxK) return g_launch_shape == 0 || g_launch_shape == 2 ? 2 : 0;
   if (g_launch_shape != 0) return g_launch_shape < 0 ? 0 : g_launch_shape;
   const auto time = [&]<int C>() {
     const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
@@ -553,7 +558,9 @@ int plain_slices(const Params& p, bool stage, int split_k) {
   switch (launch_shape<T, M, kNested>(p, stage, split_k)) {
     case 1: return slices.template operator()<1, true>();
     case 2: return slices.template operator()<2, true>();
-    default: return stage ? slices.template operator()<0, true>() : slices.template operator()<0, false>();
+    default:
+      return stage && p.k <= kGemvStagedMaxK ? slices.template operator()<0, true>()
+                                             : slices.template operator()<0, false>();
   }
 }
 
@@ -565,7 +572,8 @@ void launch_config(const Params& p, const InputParams& in, bool stage, int split
       case 1: launch<T, M, kNested, 1, true>(p, in, slices, stream); break;
       case 2: launch<T, M, kNested, 2, true>(p, in, slices, stream); break;
       default:
-        if (stage || in.kind != GemvInput::kPlain) launch<T, M, kNested, 0, true>(p, in, slices, stream);
+        if ((stage && p.k <= kGemvStagedMaxK) || in.kind != GemvInput::kPlain)
+          launch<T, M, kNested, 0, true>(p, in, slices, stream);
         else launch<T, M, kNested, 0, false>(p, in, slices, stream);
     }
   } else {
@@ -609,7 +617,7 @@ bool gemv_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) 
 
 void gemv(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
           cudaStream_t stream) {
-  const bool staged = g_staging && m == 1 && w.k <= kGemvStagedMaxK;
+  const bool staged = g_staging && m == 1 && w.k <= staged_max_k(2);
   run(dtype, x, m, w, bias, InputParams{GemvInput::kPlain, nullptr, 0.0f, 0, GemvInput::kStore}, staged, out, split_k,
       stream);
 }
