@@ -69,6 +69,26 @@ template <typename T> __device__ __forceinline__ uint32_t scale_pair(float v);
 template <> __device__ __forceinline__ uint32_t scale_pair<__nv_bfloat16>(float v) { return pack_pair<__nv_bfloat16>(v, v); }
 template <> __device__ __forceinline__ uint32_t scale_pair<__half>(float v) { return pack_pair<__half>(v, v); }
 
+// A block's tiles cut in split_k k slices: each warp (slice * groups +
+// group) left its partial tile in `red` as [warp][token][row], kTokens x
+// kRows; the slices are summed in slice order (deterministic) and stored.
+// The barriers keep `red` whole until every warp wrote it and every sum is
+// read.
+template <typename T, int kTokens, int kRows>
+__device__ __forceinline__ void store_slice_sums(const Params& p, const float* red, int64_t tile0, int groups,
+                                                 int split_k) {
+  __syncthreads();
+  for (int i = threadIdx.x; i < groups * kTokens * kRows; i += kThreads) {
+    const int gr = i / (kTokens * kRows), b = (i / kRows) % kTokens, r = i % kRows;
+    const int64_t row = (tile0 + gr) * kRows + r;
+    if (b >= p.m || row >= p.n) continue;
+    float sum = 0.0f;
+    for (int sl = 0; sl < split_k; ++sl) sum += red[((sl * groups + gr) * kTokens + b) * kRows + r];
+    store_out<T>(p, b, row, sum);
+  }
+  __syncthreads();
+}
+
 template <typename T, int NB, bool kNested>
 __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params p, const int split_k) {
   constexpr int U = kUnroll<NB>;
@@ -197,16 +217,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params
 #pragma unroll
         for (int i = 0; i < 4; ++i)
           red[(warp * kTileB + nb * 8 + 2 * t + (i & 1)) * kTileRows + g + 8 * (i >> 1)] = acc[0][nb][i];
-      __syncthreads();
-      for (int i = threadIdx.x; i < groups * kTileB * kTileRows; i += kThreads) {
-        const int gr = i / (kTileB * kTileRows), b = (i / kTileRows) % kTileB, r = i % kTileRows;
-        const int64_t row = (tile0 + gr) * kTileRows + r;
-        if (b >= p.m || row >= p.n) continue;
-        float sum = 0.0f;
-        for (int sl = 0; sl < split_k; ++sl) sum += red[((sl * groups + gr) * kTileB + b) * kTileRows + r];
-        store_out<T>(p, b, row, sum);
-      }
-      __syncthreads();  // `red` is rewritten by the next tiles
+      store_slice_sums<T, kTileB, kTileRows>(p, red, tile0, groups, split_k);
     }
   }
 }
@@ -327,16 +338,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Para
 #pragma unroll
         for (int i = 0; i < 4; ++i)
           red[(warp * 16 + g + 8 * (i >> 1)) * kXTileRows + 8 * j + 2 * t + (i & 1)] = acc[j][i];
-      __syncthreads();
-      for (int i = threadIdx.x; i < groups * 16 * kXTileRows; i += kThreads) {
-        const int gr = i / (16 * kXTileRows), b = (i / kXTileRows) % 16, r = i % kXTileRows;
-        const int64_t row = (tile0 + gr) * kXTileRows + r;
-        if (b >= p.m || row >= p.n) continue;
-        float sum = 0.0f;
-        for (int sl = 0; sl < split_k; ++sl) sum += red[((sl * groups + gr) * 16 + b) * kXTileRows + r];
-        store_out<T>(p, b, row, sum);
-      }
-      __syncthreads();  // `red` is rewritten by the next tiles
+      store_slice_sums<T, 16, kXTileRows>(p, red, tile0, groups, split_k);
     }
   }
 }

@@ -545,17 +545,18 @@ int launch_shape(const Params& p, bool stage, int split_k) {
   return groups >= kOneBlockMinGroups * block_slots<T, M, kNested, 2, true>() ? 2 : 1;
 }
 
-// The k slices of the plain product (a row's order of summation): every
-// variant of a call uses them, so that the fused ones give its bits whatever
-// their launch shape (the rows and warps of a block do not change a row's sum).
+// The k slices of the plain product (a row's order of summation) in launch
+// shape `shape`: every variant of a call uses them, so that the fused ones
+// give its bits whatever their launch shape (the rows and warps of a block do
+// not change a row's sum).
 template <typename T, int M, bool kNested>
-int plain_slices(const Params& p, bool stage, int split_k) {
+int plain_slices(const Params& p, int shape, bool stage, int split_k) {
   const auto slices = [&]<int C, bool kStaged>() {
     const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
     const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
     return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).slices;
   };
-  switch (launch_shape<T, M, kNested>(p, stage, split_k)) {
+  switch (shape) {
     case 1: return slices.template operator()<1, true>();
     case 2: return slices.template operator()<2, true>();
     default:
@@ -567,8 +568,9 @@ int plain_slices(const Params& p, bool stage, int split_k) {
 template <typename T, int M, bool kNested>
 void launch_config(const Params& p, const InputParams& in, bool stage, int split_k, cudaStream_t stream) {
   if constexpr (M == 1) {
-    const int slices = plain_slices<T, M, kNested>(p, stage, split_k);
-    switch (launch_shape<T, M, kNested>(p, stage, split_k)) {
+    const int shape = launch_shape<T, M, kNested>(p, stage, split_k);
+    const int slices = plain_slices<T, M, kNested>(p, shape, stage, split_k);
+    switch (shape) {
       case 1: launch<T, M, kNested, 1, true>(p, in, slices, stream); break;
       case 2: launch<T, M, kNested, 2, true>(p, in, slices, stream); break;
       default:
