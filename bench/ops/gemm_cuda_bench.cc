@@ -360,11 +360,13 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kWgmma);
       for (float threshold : {0.0f, 6.0f}) {
         std::printf("int8 wgmma m%lld thr%.0f:", (long long)m, threshold);
-        for (int tokens : {0, 64, 96, 128}) {
-          std::printf("  t%d", tokens);
+        for (int tile : {0, 64, 96, 128, 192064, 192096, 192128}) {  // 192xxx: 192 weight rows, xxx tokens
+          const int tokens = tile % 1000, rows = tile / 1000;
+          if (rows == 192 && threshold > 0.0f && tokens == 128) continue;  // not offered
+          std::printf(rows ? "  r%dt%d" : "  t%d", rows ? rows : tokens, tokens);
           for (int ks : {0, 1, 2, 3, 4}) {
             if (tokens == 0 && ks > 0) break;
-            lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks);
+            lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks, tokens == 0 ? 0 : rows ? rows : 128);
             std::printf(" %d: %.1f", ks, time_us(i8_copies, [&](int i) {
                           lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i],
                                                        n, k, DType::F16, nullptr, threshold, out);

@@ -165,7 +165,8 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
   for (const Int8Case c : {Int8Case{5, 33, 16}, Int8Case{17, 257, 48}, Int8Case{64, 129, 1040},
                            Int8Case{65, 128, 256}, Int8Case{300, 301, 1040}, Int8Case{130, 1000, 4096}}) {
     for (DType dtype : {DType::F16, DType::BF16, DType::F32}) {
-      for (int tokens : {64, 96, 128}) {
+      for (int tile : {64, 96, 128, 192064, 192096, 192128}) {  // 192xxx: 192-row tiles of xxx tokens
+        const int tokens = tile % 1000, rows = tile > 1000 ? 192 : 128;
         const bool with_bias = (seed & 1) == 0;
         const Tensor x = activations(c.m, c.k, 97, dtype, seed++);
         const auto q = quant::quantize_int8_rowwise(testing::random_normal({c.n, c.k}, DType::F32, seed++, 1.0f));
@@ -175,7 +176,7 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
         Tensor got =
             Tensor::from_vector(std::vector<float>(size_t(c.m * c.n), std::nanf("")), {c.m, c.n}).cast(dtype).to(kGpu);
         ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
-        ops::cuda::set_gemm_int8_wgmma_tokens(tokens);
+        ops::cuda::set_gemm_int8_wgmma_tokens(tokens, 0, rows);
         ops::linear_int8(x.to(kGpu), q.codes.to(kGpu), q.scb.to(kGpu), with_bias ? bias.to(kGpu) : Tensor{}, 0.0f,
                          got);
         ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
@@ -183,11 +184,11 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
         const auto [err, differ] = compare(got, want);
         ++runs;
         EXPECT_EQ(differ, 0) << "m " << c.m << " n " << c.n << " k " << c.k << " " << dtype_name(dtype) << " tokens "
-                             << tokens << (with_bias ? " bias" : "") << ", max error " << err;
+                             << tokens << " rows " << rows << (with_bias ? " bias" : "") << ", max error " << err;
       }
     }
   }
-  EXPECT_EQ(runs, 54);
+  EXPECT_EQ(runs, 108);
 }
 
 // The wgmma GEMM forced with each token tile and k splits (slices adding
@@ -198,9 +199,12 @@ TEST(LinearInt8CudaShapes, WgmmaTilesAndSplitsGiveCpuBits) {
   if (!wgmma_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
   uint32_t seed = 11000;
-  for (const auto [tokens, split] : {std::pair{64, 3}, std::pair{128, 2}, std::pair{64, 1}, std::pair{128, 5},
-                                     std::pair{96, 1}, std::pair{96, 4}}) {
-    ops::cuda::set_gemm_int8_wgmma_tokens(tokens, split);
+  // {tokens, k slices, weight rows}; 192-row tiles (three warpgroups) up to 96 tokens with outliers.
+  for (const auto [tokens, split, rows] : {std::tuple{64, 3, 128}, std::tuple{128, 2, 128}, std::tuple{64, 1, 128},
+                                           std::tuple{128, 5, 128}, std::tuple{96, 1, 128}, std::tuple{96, 4, 128},
+                                           std::tuple{64, 1, 192}, std::tuple{96, 3, 192}, std::tuple{96, 1, 192},
+                                           std::tuple{64, 2, 192}}) {
+    ops::cuda::set_gemm_int8_wgmma_tokens(tokens, split, rows);
     check_cases({{5, 33, 1040}, {130, 257, 4096}, {300, 1001, 656}}, 97, true, seed);
     seed += 100;
   }
@@ -217,8 +221,9 @@ TEST(LinearInt8CudaShapes, WgmmaCapturedOutlierWeightsGiveCpuBits) {
   if (!wgmma_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kWgmma);
   uint32_t seed = 13000;
-  for (const int tokens : {64, 96, 128}) {
-    ops::cuda::set_gemm_int8_wgmma_tokens(tokens, 1);
+  for (const auto [tokens, rows] : {std::pair{64, 128}, std::pair{96, 128}, std::pair{128, 128}, std::pair{64, 192},
+                                    std::pair{96, 192}}) {
+    ops::cuda::set_gemm_int8_wgmma_tokens(tokens, 1, rows);
     check_cases({{70, 200, 128}}, 2, true, seed);
     check_cases({{40, 130, 4096}}, 64, true, seed + 20);
     check_cases({{100, 300, 1008}}, 16, true, seed + 40);

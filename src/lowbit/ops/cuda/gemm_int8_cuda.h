@@ -73,8 +73,9 @@ void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, i
 // True when gemm_int8_wgmma splits k for this shape: its split epilogue then
 // reads the outlier columns' weights from w_cols (gathered beforehand).
 bool gemm_int8_wgmma_splits_k(int64_t m, int64_t n, int64_t k, bool sparse);
-// Benchmarks and tests: tokens a tile (64, 96 or 128) and k slices; 0 picks by shape.
-void set_gemm_int8_wgmma_tokens(int tokens, int split_k = 0);
+// Benchmarks and tests: tokens a tile (64, 96 or 128), k slices and weight
+// rows a tile (128 or 192); 0 picks by shape.
+void set_gemm_int8_wgmma_tokens(int tokens, int split_k = 0, int rows = 0);
 
 // Which GEMM path gemm_int8 takes for m > kGemvInt8MaxRows (benchmarks compare
 // them): kAuto picks by threshold and rows (linear_int8_cuda.cu says why);

@@ -4,19 +4,21 @@
 // linear_int8_cuda.cu) in the epilogue, so the int32 products never leave
 // the registers.
 //
-// Block tile (three warpgroups, 384 threads, persistent over tiles):
+// Block tile (two or three consumer warpgroups and a producer, persistent
+// over tiles):
 //
 //              k ->  stage 0 | stage 1 | ...          (kStageK = 128 codes a stage)
 //     128      +---------+---------+---
-//     weight   | WG 0: rows 0-63     |  A: 128 x 128 bytes  } TMA, 128-byte swizzle,
-//     rows     | WG 1: rows 64-127   |                      } kStages deep
+//     or 192   | WG 0: rows 0-63     |  A: rows x 128 bytes } TMA, 128-byte swizzle,
+//     weight   | WG 1: rows 64-127   |                      } kStages deep
+//     rows     | (WG 2: rows 128-191)|
 //              +---------+---------+---
 //     BN       | x codes | x codes |    B: BN x 128 bytes
 //     tokens   +---------+---------+---
 //
 //   out^T[128 x BN] = W[128 x k] codes^T[k x BN]: each consumer warpgroup
 //   issues four m64nBNk32 wgmma a stage (BN = 64, 96 or 128; a 256-token tile,
-//   two n128 wgmma a step, measured no faster on an H200). WG 2 is the producer: its first thread waits for a free slot
+//   two n128 wgmma a step, measured no faster on an H200). The last warpgroup is the producer: its first thread waits for a free slot
 //   (`empty` mbarrier, one arrival a consumer warp once its wgmma reading the
 //   slot retired) and issues the two TMA loads counted on the slot's `full`
 //   barrier; setmaxnreg moves its registers to the consumers. Codes past k
@@ -38,6 +40,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -49,11 +52,7 @@
 namespace lowbit::ops::cuda {
 namespace {
 
-constexpr int kConsumerThreads = 256;
-constexpr int kThreads = kConsumerThreads + 128;
-constexpr int kConsumerWarps = kConsumerThreads / 32;
-constexpr int kConsumerRegisters = 240, kProducerRegisters = 24;  // 2 x 240 + 24 <= 512 a lane
-constexpr int kBlockRows = 128;
+constexpr int kProducerRegisters = 24;
 constexpr int kStageK = 128;
 
 constexpr int kOutlierChunk = 16, kXStride = 20;
@@ -64,32 +63,52 @@ constexpr int kOutlierChunk = 16, kXStride = 20;
 // statistic from memory; with those loaded before the k loop, keeping every
 // stage measured 0-5% faster in 8 of 9 cases (16 / 256 / 512 rows on the
 // three shapes of the benchmark), 1% slower in one.
-template <int BN_, bool kSparse_>
+// kWarpgroups consumer warpgroups of 64 weight rows each: two (128-row
+// tiles) or three (192 rows: fewer, larger tiles, which fill one wave where
+// 128-row tiles leave part of a second; per stage the SM's shared memory
+// moves (64 + BN) x 128 bytes a warpgroup for its wgmma against 64 x BN x 128
+// multiply-adds, plus the TMA writes, so a taller tile moves fewer bytes a
+// product).
+template <int BN_, bool kSparse_, int kWarpgroups_ = 2>
 struct Config {
   static constexpr int BN = BN_;
   static constexpr bool kSparse = kSparse_;
-  static constexpr int kABytes = kBlockRows * kStageK;
+  static constexpr int kWarpgroups = kWarpgroups_;
+  static constexpr int kRows = 64 * kWarpgroups;  // weight rows of a block tile
+  static constexpr int kConsumerThreads = 128 * kWarpgroups;
+  static constexpr int kThreads = kConsumerThreads + 128;  // and the producer warpgroup
+  static constexpr int kConsumerWarps = kConsumerThreads / 32;
+  // After setmaxnreg, a lane of each SM sub-partition: 2 x 240 + 24 or 3 x 160 + 24 <= 512.
+  static constexpr int kConsumerRegisters = kWarpgroups == 2 ? 240 : 160;
+  static_assert(kWarpgroups == 2 || kWarpgroups == 3, "two or three consumer warpgroups");
+  static constexpr int kABytes = kRows * kStageK;
   static constexpr int kBBytes = BN * kStageK;
   static constexpr int kStageBytes = kABytes + kBBytes;
-  static constexpr int kStages = BN == 128 ? 6 : BN == 96 ? 7 : 8;
   // The epilogue's outlier columns, kOutlierChunk at a time: the tile's
   // tokens' values (rows of kXStride floats: the four tokens a warp reads
-  // together fall in distinct banks); the 128 rows' weights, as f32 values
+  // together fall in distinct banks); the tile rows' weights, as f32 values
   // gathered beforehand or (the same bytes) the codes of all kSummedOutliers
   // columns taken from the weight tiles; then the ordered column list.
+  static constexpr int kOutlierBytes =
+      kSparse ? BN * kXStride * 4 + kOutlierChunk * kRows * 4 + kSummedOutliers * 4 : 0;
+  static constexpr int kFitStages = (227 * 1024 - 1024 - kOutlierBytes - 2 * 8 * 8) / kStageBytes;
+  static constexpr int kStages =
+      kWarpgroups == 2 ? (BN == 128 ? 6 : BN == 96 ? 7 : 8) : (kFitStages < 8 ? kFitStages : 8);
   static constexpr int kOutlierXOffset = kStages * kStageBytes;
   static constexpr int kOutlierWOffset = kOutlierXOffset + (kSparse ? BN * kXStride * 4 : 0);
-  static constexpr int kOutlierColsOffset = kOutlierWOffset + (kSparse ? kOutlierChunk * kBlockRows * 4 : 0);
+  static constexpr int kOutlierColsOffset = kOutlierWOffset + (kSparse ? kOutlierChunk * kRows * 4 : 0);
   static constexpr int kBarriersOffset = kOutlierColsOffset + (kSparse ? kSummedOutliers * 4 : 0);
-  static_assert(kSummedOutliers * kBlockRows <= kOutlierChunk * kBlockRows * 4, "captured codes fit the weights' area");
+  static_assert(kSummedOutliers * kRows <= kOutlierChunk * kRows * 4, "captured codes fit the weights' area");
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
+  static_assert(kStages >= 4, "a pipeline of at least four stages");
   static_assert(kSmemBytes <= 227 * 1024, "the int8 wgmma GEMM's shared memory fits an SM");
 };
 
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
+template <int kCount>
 __device__ __forceinline__ void consumer_sync() {
-  asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+  asm volatile("bar.sync 1, %0;" ::"n"(kCount) : "memory");
 }
 
 // The epilogue of split items, one thread an output.
@@ -114,7 +133,7 @@ __global__ void int8_split_epilogue_kernel(const int32_t* sums, const float* row
 }
 
 template <typename T, typename B, class C>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(C::kThreads, 1)
     gemm_int8_wgmma_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap codes_map,
                            const float* row_stats, const float* scb, const B* bias, const Int8OutlierTerms outliers,
                            T* out, const int64_t m, const int64_t n, const wgmma::WorkItems work,
@@ -126,16 +145,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t full_bar = base + C::kBarriersOffset, empty_bar = full_bar + 8 * C::kStages;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, kConsumerWarps);
+  if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1, C::kConsumerWarps);
   __syncthreads();
   wait_for_previous_grid();  // a programmatic dependent of the row quantization (and outlier kernel)
 
-  if (warp >= kConsumerWarps) {
+  if (warp >= C::kConsumerWarps) {
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
-    if (tid != kConsumerThreads) return;
+    if (tid != C::kConsumerThreads) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-      const auto it = work.at<C::BN, kBlockRows>(item);
+      const auto it = work.at<C::BN, C::kRows>(item);
       for (int kt = it.kt0; kt < it.kt1; ++kt) {
         ring.wait_empty();
         const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
@@ -148,7 +167,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(C::kConsumerRegisters));
   const int32_t outlier_count = C::kSparse && outliers.count ? *outliers.count : 0;
   // Up to kSummedOutliers outlier columns the epilogue sums their product
   // from shared memory: an item's first kOutlierChunk columns are copied
@@ -162,21 +181,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   int8_t* const captured = reinterpret_cast<int8_t*>(smem_raw + (base - raw_addr) + C::kOutlierWOffset);
   int32_t* const cols_s = reinterpret_cast<int32_t*>(smem_raw + (base - raw_addr) + C::kOutlierColsOffset);
   if (capture) {
-    for (int i = tid; i < outlier_count; i += kConsumerThreads) cols_s[i] = outliers.cols[i];
-    consumer_sync();
+    for (int i = tid; i < outlier_count; i += C::kConsumerThreads) cols_s[i] = outliers.cols[i];
+    consumer_sync<C::kConsumerThreads>();
   }
   const uint32_t xs_addr = base + C::kOutlierXOffset, ws_addr = base + C::kOutlierWOffset;
   const auto stage_outlier_chunk = [&](int64_t m0, int64_t n0, int o0) {
     const int cols = min(kOutlierChunk, outlier_count - o0);
-    for (int i = tid; i < C::BN * (kOutlierChunk / 4); i += kConsumerThreads) {
+    for (int i = tid; i < C::BN * (kOutlierChunk / 4); i += C::kConsumerThreads) {
       const int64_t token = m0 + i / (kOutlierChunk / 4);
       const int q = i % (kOutlierChunk / 4);
       cp_async16(xs_addr + uint32_t(((i / (kOutlierChunk / 4)) * kXStride + 4 * q) * 4),
                  outliers.x_cols + (token < m ? token : 0) * kSummedOutliers + o0 + 4 * q, token < m);
     }
-    for (int i = tid; i < (capture ? 0 : cols * kBlockRows); i += kConsumerThreads) {
-      const int64_t row = n0 + i % kBlockRows;
-      cp_async4(ws_addr + uint32_t(i * 4), outliers.w_cols + int64_t(o0 + i / kBlockRows) * n + (row < n ? row : 0),
+    for (int i = tid; i < (capture ? 0 : cols * C::kRows); i += C::kConsumerThreads) {
+      const int64_t row = n0 + i % C::kRows;
+      cp_async4(ws_addr + uint32_t(i * 4), outliers.w_cols + int64_t(o0 + i / C::kRows) * n + (row < n ? row : 0),
                 row < n);
     }
     cp_async_commit();
@@ -185,9 +204,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int row0 = wg * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
   for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) {
-    const auto it = work.at<C::BN, kBlockRows>(item);
+    const auto it = work.at<C::BN, C::kRows>(item);
     if (stage_outliers) {
-      consumer_sync();  // the item before has read its columns
+      consumer_sync<C::kConsumerThreads>();  // the item before has read its columns
       stage_outlier_chunk(it.m0, it.n0, 0);
     }
     // The epilogue's operands are loaded before the k loop, whose barriers
@@ -225,8 +244,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         while (next_outlier < outlier_count && next_col < (kt + 1) * kStageK) {
           if ((next_outlier & 3) == t) {
             const int c = next_col - kt * kStageK;
-            captured[next_outlier * kBlockRows + row0] = code_at(row0, c);
-            captured[next_outlier * kBlockRows + row1] = code_at(row1, c);
+            captured[next_outlier * C::kRows + row0] = code_at(row0, c);
+            captured[next_outlier * C::kRows + row1] = code_at(row1, c);
           }
           ++next_outlier;
           next_col = next_outlier < outlier_count ? cols_s[next_outlier] : 0x7fffffff;
@@ -291,17 +310,17 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int32_t o0 = 0; o0 < outlier_count; o0 += kOutlierChunk) {
         const int cols = min(kOutlierChunk, outlier_count - o0);
         if (o0 > 0) {
-          consumer_sync();  // the chunk before is read
+          consumer_sync<C::kConsumerThreads>();  // the chunk before is read
           stage_outlier_chunk(it.m0, it.n0, o0);
         }
         cp_async_wait<0>();
-        consumer_sync();
+        consumer_sync<C::kConsumerThreads>();
         for (int o = 0; o < cols; ++o) {
           // Captured codes: the weight as int8_outlier_product's gather makes it.
-          const float w0 = capture ? round_f16(outlier_weight(captured[(o0 + o) * kBlockRows + row0], s0))
-                                   : ws[o * kBlockRows + row0];
-          const float w1 = capture ? round_f16(outlier_weight(captured[(o0 + o) * kBlockRows + row1], s1))
-                                   : ws[o * kBlockRows + row1];
+          const float w0 = capture ? round_f16(outlier_weight(captured[(o0 + o) * C::kRows + row0], s0))
+                                   : ws[o * C::kRows + row0];
+          const float w1 = capture ? round_f16(outlier_weight(captured[(o0 + o) * C::kRows + row1], s1))
+                                   : ws[o * C::kRows + row1];
 #pragma unroll
           for (int j = 0; j < C::BN / 2; ++j) {
             if (j & 2) continue;  // accumulators j and j + 2: one token, rows r0 and r1
@@ -334,11 +353,11 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
     return true;
   }();
   (void)attributes_set;
-  const wgmma::WorkItems work = wgmma::WorkItems::make((m + C::BN - 1) / C::BN, (n + kBlockRows - 1) / kBlockRows,
+  const wgmma::WorkItems work = wgmma::WorkItems::make((m + C::BN - 1) / C::BN, (n + C::kRows - 1) / C::kRows,
                                                        int((k + kStageK - 1) / kStageK), split_k);
   const int64_t grid = std::min<int64_t>(work.items, hopper::sm_count());
   const CUtensorMap w_map =
-      hopper::tensor_map_2d(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n, k, kBlockRows, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
+      hopper::tensor_map_2d(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n, k, C::kRows, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap codes_map =
       hopper::tensor_map_2d(codes, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, m, k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   int32_t* sums = nullptr;
@@ -346,7 +365,7 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums), size_t(m * n) * 4, stream));
     LOWBIT_CUDA_CHECK(cudaMemsetAsync(sums, 0, size_t(m * n) * 4, stream));
   }
-  launch_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, w_map, codes_map, row_stats,
+  launch_dependent(kernel, dim3(unsigned(grid)), dim3(C::kThreads), C::kSmemBytes, stream, w_map, codes_map, row_stats,
                    scb, bias, outliers, out, m, n, work, sums);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sums) {
@@ -371,29 +390,46 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
 // `--int8-sweep` (64-512 rows, thresholds 0 and 6) it picks a choice 1.3%
 // slower than the fastest forced one on average (worst 9%: 11008 x 4096 at
 // 96 and 128 rows, split four ways where two or none measured faster).
+// 192-row tiles (~1.5x a 128-row stage's time for 1.5x its products) serve
+// shapes whose 128-row tiles leave part of a wave: 256 x 4096 x 11008 at
+// threshold 0 takes 116 items of 192 x 128 in one wave, 25.5 us against
+// 28.5 for 258 items of 128 x 96 in two (H200, same call).
 struct Int8Choice {
-  int tokens, split_k;
+  int tokens, split_k, rows;
 };
-int forced_int8_tokens = 0, forced_int8_split = 0;
+int forced_int8_tokens = 0, forced_int8_split = 0, forced_int8_rows = 0;
+
+// A stage's cycles by token tile and tile rows (192 rows: three consumer
+// warpgroups, 1.5x the tensor work of a 128-row stage).
+double int8_stage_cycles(int tokens, int rows, bool sparse) {
+  const double base = rows == 128 ? (tokens == 64 ? 470.0 : tokens == 96 ? 700.0 : 850.0)
+                                  : (tokens == 64 ? 640.0 : tokens == 96 ? 900.0 : 1150.0);
+  return base + (sparse ? (rows == 128 ? 100.0 : 150.0) : 0.0);
+}
 
 Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
-  const int64_t sms = hopper::sm_count(), n_tiles = (n + kBlockRows - 1) / kBlockRows;
+  const int64_t sms = hopper::sm_count();
   const int k_tiles = int((k + kStageK - 1) / kStageK);
-  Int8Choice best{64, 1};
+  Int8Choice best{64, 1, 128};
   double best_cost = -1.0;
-  for (int bn : {64, 96, 128}) {
-    if (forced_int8_tokens && bn != forced_int8_tokens) continue;
-    const double stage = (bn == 64 ? 470.0 : bn == 96 ? 700.0 : 850.0) + (sparse ? 100.0 : 0.0);
-    for (int s = 1; s <= 8; ++s) {
-      if (forced_int8_split > 0 && s != forced_int8_split) continue;
-      if (forced_int8_split <= 0 && s > 1 && k_tiles / s < 4) break;
-      const int64_t items = n_tiles * ((m + bn - 1) / bn) * s;
-      const double waves = double((items + sms - 1) / sms);
-      double cost = waves * ((k_tiles + s - 1) / s + 2) * stage;
-      if (s > 1) cost += 4.0 * double(m) * double(n) * (s + 2) / 1000.0 + 4000.0;
-      if (best_cost < 0 || cost < best_cost) {
-        best_cost = cost;
-        best = {bn, s};
+  for (int rows : {128, 192}) {
+    if (forced_int8_rows && rows != forced_int8_rows) continue;
+    const int64_t n_tiles = (n + rows - 1) / rows;
+    for (int bn : {64, 96, 128}) {
+      if (forced_int8_tokens && bn != forced_int8_tokens) continue;
+      if (rows == 192 && sparse && bn == 128) continue;  // not offered: see gemm_int8_wgmma
+      const double stage = int8_stage_cycles(bn, rows, sparse);
+      for (int s = 1; s <= 8; ++s) {
+        if (forced_int8_split > 0 && s != forced_int8_split) continue;
+        if (forced_int8_split <= 0 && s > 1 && k_tiles / s < 4) break;
+        const int64_t items = n_tiles * ((m + bn - 1) / bn) * s;
+        const double waves = double((items + sms - 1) / sms);
+        double cost = waves * ((k_tiles + s - 1) / s + 2) * stage;
+        if (s > 1) cost += 4.0 * double(m) * double(n) * (s + 2) / 1000.0 + 4000.0;
+        if (best_cost < 0 || cost < best_cost) {
+          best_cost = cost;
+          best = {bn, s, rows};
+        }
       }
     }
   }
@@ -406,9 +442,10 @@ bool gemm_int8_wgmma_splits_k(int64_t m, int64_t n, int64_t k, bool sparse) {
   return choose(m, n, k, sparse).split_k > 1;
 }
 
-void set_gemm_int8_wgmma_tokens(int tokens, int split_k) {
+void set_gemm_int8_wgmma_tokens(int tokens, int split_k, int rows) {
   forced_int8_tokens = tokens == 64 || tokens == 96 || tokens == 128 ? tokens : 0;
   forced_int8_split = split_k;
+  forced_int8_rows = rows == 128 || rows == 192 ? rows : 0;
 }
 
 bool gemm_int8_wgmma_supports(int64_t k, const void* codes, const int8_t* w) {
@@ -429,10 +466,23 @@ void gemm_int8_wgmma(DType dtype, const int8_t* codes, const float* row_stats, i
         launch<T, Bias, decltype(config)>(codes, row_stats, m, w, scb, n, k, static_cast<const Bias*>(bias),
                                           outliers, static_cast<T*>(out), c.split_k, stream);
       };
-      const bool sparse = outliers.count != nullptr;
-      if (c.tokens == 128) sparse ? run(Config<128, true>{}) : run(Config<128, false>{});
-      else if (c.tokens == 96) sparse ? run(Config<96, true>{}) : run(Config<96, false>{});
-      else sparse ? run(Config<64, true>{}) : run(Config<64, false>{});
+      const auto by_rows = [&](auto tokens, auto sparse) {
+        constexpr int BN = decltype(tokens)::value;
+        constexpr bool kSparse = decltype(sparse)::value;
+        // Three warpgroups have 128 registers a thread (512 threads): with
+        // outlier columns the 128-token tile's epilogue spills there, so it is not offered.
+        if constexpr (!(kSparse && BN == 128)) {
+          if (c.rows == 192) return run(Config<BN, kSparse, 3>{});
+        }
+        run(Config<BN, kSparse, 2>{});
+      };
+      const auto by_tokens = [&](auto sparse) {
+        if (c.tokens == 128) by_rows(std::integral_constant<int, 128>{}, sparse);
+        else if (c.tokens == 96) by_rows(std::integral_constant<int, 96>{}, sparse);
+        else by_rows(std::integral_constant<int, 64>{}, sparse);
+      };
+      if (outliers.count != nullptr) by_tokens(std::true_type{});
+      else by_tokens(std::false_type{});
     });
   });
 }
