@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -84,6 +85,8 @@ std::vector<float> uniform(size_t count, float lo, float hi, Rng& rng) {
   return v;
 }
 
+double g_host_us = 0.0;  // the host's time a launch in the last time_us
+
 // Median microseconds per call of fn(copy index), over `copies` rotating copies.
 double time_us(int copies, const std::function<void(int)>& fn) {
   for (int i = 0; i < 2 * copies + 4; ++i) fn(i % copies);
@@ -95,7 +98,9 @@ double time_us(int copies, const std::function<void(int)>& fn) {
   std::vector<double> runs;
   for (int r = 0; r < 5; ++r) {
     LOWBIT_CUDA_CHECK(cudaEventRecord(start));
+    const auto host0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) fn(i % copies);
+    g_host_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - host0).count() / iters;
     LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
     LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
@@ -307,7 +312,9 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.nested[i], nullptr, out);
       });
       const char* shape = config == 2 ? "20 x 1" : config > 0 ? "10 x 2" : "12 x 2";
-      std::printf("gemv m1 %s warps x blocks: plain %.1f us, double-quant %.1f us", shape, time_us(q_copies, gemv), dq);
+      const double plain = time_us(q_copies, gemv);
+      std::printf("gemv m1 %s warps x blocks: plain %.1f us (host %.1f us a launch), double-quant %.1f us", shape,
+                  plain, g_host_us, dq);
       if (fusable)
         std::printf(", rmsnorm prologue %.1f us, + swiglu out %.1f us, plain + add %.1f us",
                     fused(Input::kRmsNorm, Input::kStore), fused(Input::kRmsNorm, Input::kSwiGLUOut),
