@@ -386,7 +386,9 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
 // while that configuration had a stage fewer and gathered the weights), an
 // item its stages plus ~2 of pipeline fill and epilogue, a wave of items the
 // longest item; a split adds zeroing, adding and reading back the int32 sums
-// and two launches (~10 us at 256 x 11008). In the 30 cases of
+// and two launches, ~20000 cycles plus the sums' traffic (refitted with
+// the 192-row tiles: 128 x 11008 x 4096 took two slices at 27.1 us where one
+// measured 25.2; each launch in a dependent chain costs ~1-2 us). In the 30 cases of
 // `--int8-sweep` (64-512 rows, thresholds 0 and 6) it picks a choice 1.3%
 // slower than the fastest forced one on average (worst 9%: 11008 x 4096 at
 // 96 and 128 rows, split four ways where two or none measured faster).
@@ -400,11 +402,14 @@ struct Int8Choice {
 int forced_int8_tokens = 0, forced_int8_split = 0, forced_int8_rows = 0;
 
 // A stage's cycles by token tile and tile rows (192 rows: three consumer
-// warpgroups, 1.5x the tensor work of a 128-row stage).
+// warpgroups, 1.5x the tensor work of a 128-row stage). With outlier columns
+// 192-row tiles lose more (H200, 256 x 4096 x 11008 at threshold 6: 96-token
+// tiles of 128 rows 35.8 us, 64 of 192 rows 37.1, against 27.1 and 28.1 at
+// threshold 0).
 double int8_stage_cycles(int tokens, int rows, bool sparse) {
   const double base = rows == 128 ? (tokens == 64 ? 470.0 : tokens == 96 ? 700.0 : 850.0)
                                   : (tokens == 64 ? 640.0 : tokens == 96 ? 900.0 : 1150.0);
-  return base + (sparse ? (rows == 128 ? 100.0 : 150.0) : 0.0);
+  return base + (sparse ? (rows == 128 ? 100.0 : tokens == 64 ? 200.0 : 150.0) : 0.0);
 }
 
 Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
@@ -425,7 +430,7 @@ Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
         const int64_t items = n_tiles * ((m + bn - 1) / bn) * s;
         const double waves = double((items + sms - 1) / sms);
         double cost = waves * ((k_tiles + s - 1) / s + 2) * stage;
-        if (s > 1) cost += 4.0 * double(m) * double(n) * (s + 2) / 1000.0 + 4000.0;
+        if (s > 1) cost += 4.0 * double(m) * double(n) * (s + 2) / 1000.0 + 20000.0;
         if (best_cost < 0 || cost < best_cost) {
           best_cost = cost;
           best = {bn, s, rows};
