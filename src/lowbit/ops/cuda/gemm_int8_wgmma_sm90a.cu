@@ -388,10 +388,10 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
 // longest item; a split adds zeroing, adding and reading back the int32 sums
 // and two launches, ~20000 cycles plus the sums' traffic (refitted with
 // the 192-row tiles: 128 x 11008 x 4096 took two slices at 27.1 us where one
-// measured 25.2; each launch in a dependent chain costs ~1-2 us). In the 30 cases of
-// `--int8-sweep` (64-512 rows, thresholds 0 and 6) it picks a choice 1.3%
-// slower than the fastest forced one on average (worst 9%: 11008 x 4096 at
-// 96 and 128 rows, split four ways where two or none measured faster).
+// measured 25.2; each launch in a dependent chain costs ~1-2 us). In the 24
+// cases of `--int8-sweep` (64-512 rows, thresholds 0 and 6, the three
+// shapes) it picks a choice 0.6% slower than the fastest forced one on
+// average (worst 4.4%: 8192 x 28672 at 128 rows, threshold 0).
 // 192-row tiles (~1.5x a 128-row stage's time for 1.5x its products) serve
 // shapes whose 128-row tiles leave part of a wave: 256 x 4096 x 11008 at
 // threshold 0 takes 116 items of 192 x 128 in one wave, 25.5 us against
