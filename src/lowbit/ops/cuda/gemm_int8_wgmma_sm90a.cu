@@ -16,7 +16,7 @@
 //     BN       | x codes | x codes |    B: BN x 128 bytes
 //     tokens   +---------+---------+---
 //
-//   out^T[128 x BN] = W[128 x k] codes^T[k x BN]: each consumer warpgroup
+//   out^T[rows x BN] = W[rows x k] codes^T[k x BN]: each consumer warpgroup
 //   issues four m64nBNk32 wgmma a stage (BN = 64, 96 or 128; a 256-token tile,
 //   two n128 wgmma a step, measured no faster on an H200). The last warpgroup is the producer: its first thread waits for a free slot
 //   (`empty` mbarrier, one arrival a consumer warp once its wgmma reading the
@@ -65,10 +65,9 @@ constexpr int kOutlierChunk = 16, kXStride = 20;
 // three shapes of the benchmark), 1% slower in one.
 // kWarpgroups consumer warpgroups of 64 weight rows each: two (128-row
 // tiles) or three (192 rows: fewer, larger tiles, which fill one wave where
-// 128-row tiles leave part of a second; per stage the SM's shared memory
-// moves (64 + BN) x 128 bytes a warpgroup for its wgmma against 64 x BN x 128
-// multiply-adds, plus the TMA writes, so a taller tile moves fewer bytes a
-// product).
+// 128-row tiles leave part of a second). A warpgroup's wgmma reads (64 + BN)
+// x 128 bytes of shared memory a stage for 64 x BN x 128 products whatever
+// the tile's height; a taller tile writes fewer TMA bytes a product.
 template <int BN_, bool kSparse_, int kWarpgroups_ = 2>
 struct Config {
   static constexpr int BN = BN_;
