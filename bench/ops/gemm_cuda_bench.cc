@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "lowbit/core/cuda_check.h"
@@ -367,13 +368,15 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       lowbit::ops::cuda::set_gemm_int8_path(GemmInt8Path::kWgmma);
       for (float threshold : {0.0f, 6.0f}) {
         std::printf("int8 wgmma m%lld thr%.0f:", (long long)m, threshold);
-        for (int tile : {0, 64, 96, 128, 192064, 192096, 192128}) {  // 192xxx: 192 weight rows, xxx tokens
-          const int tokens = tile % 1000, rows = tile / 1000;
+        // {weight rows, tokens} of a tile; {0, 0}: the chosen one.
+        for (const auto [rows, tokens] : {std::pair{0, 0}, std::pair{128, 64}, std::pair{128, 96}, std::pair{128, 128},
+                                          std::pair{192, 64}, std::pair{192, 96}, std::pair{192, 128}}) {
           if (rows == 192 && threshold > 0.0f && tokens == 128) continue;  // not offered
-          std::printf(rows ? "  r%dt%d" : "  t%d", rows ? rows : tokens, tokens);
+          if (rows == 192) std::printf("  r192t%d", tokens);
+          else std::printf("  t%d", tokens);
           for (int ks : {0, 1, 2, 3, 4}) {
             if (tokens == 0 && ks > 0) break;
-            lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks, tokens == 0 ? 0 : rows ? rows : 128);
+            lowbit::ops::cuda::set_gemm_int8_wgmma_tokens(tokens, ks, rows);
             std::printf(" %d: %.1f", ks, time_us(i8_copies, [&](int i) {
                           lowbit::ops::cuda::gemm_int8(DType::F16, x16, m, static_cast<const int8_t*>(w8[i]), scb[i],
                                                        n, k, DType::F16, nullptr, threshold, out);
@@ -450,7 +453,7 @@ int main(int argc, char** argv) {
       opt.int8_sweep = true;
     } else if (std::strcmp(argv[i], "--mma-sweep") == 0) {  // the m <= 16 kernel's operand orders and k splits
       opt.mma_sweep = true;
-    } else if (std::strcmp(argv[i], "--gemv-sweep") == 0) {  // the one-row GEMV's two launch shapes
+    } else if (std::strcmp(argv[i], "--gemv-sweep") == 0) {  // the one-row GEMV's launch shapes
       opt.gemv_sweep = true;
     } else if (std::strcmp(argv[i], "--no-int8") == 0) {
       opt.int8 = false;

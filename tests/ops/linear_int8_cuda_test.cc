@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -165,8 +166,9 @@ TEST(LinearInt8CudaShapes, WgmmaThresholdZeroGivesCpuBits) {
   for (const Int8Case c : {Int8Case{5, 33, 16}, Int8Case{17, 257, 48}, Int8Case{64, 129, 1040},
                            Int8Case{65, 128, 256}, Int8Case{300, 301, 1040}, Int8Case{130, 1000, 4096}}) {
     for (DType dtype : {DType::F16, DType::BF16, DType::F32}) {
-      for (int tile : {64, 96, 128, 192064, 192096, 192128}) {  // 192xxx: 192-row tiles of xxx tokens
-        const int tokens = tile % 1000, rows = tile > 1000 ? 192 : 128;
+      // {weight rows, tokens} of a tile.
+      for (const auto [rows, tokens] : {std::pair{128, 64}, std::pair{128, 96}, std::pair{128, 128},
+                                        std::pair{192, 64}, std::pair{192, 96}, std::pair{192, 128}}) {
         const bool with_bias = (seed & 1) == 0;
         const Tensor x = activations(c.m, c.k, 97, dtype, seed++);
         const auto q = quant::quantize_int8_rowwise(testing::random_normal({c.n, c.k}, DType::F32, seed++, 1.0f));

@@ -343,24 +343,34 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Para
   }
 }
 
+// The k slices (split_k <= 0: picked) and the grid of a launch over `tiles`
+// warp tiles, a block's kWarps warps cut into split_k slices, `steps` k steps
+// a tile, `slots` resident blocks. Split k while the blocks stay within 1.5
+// waves and each warp keeps >= 2 steps (H200, 4096 x 11008: 4 slices in 344
+// blocks on 264 slots beat 2 in 172 by 18% at batch 16; on 8192 x 28672 two
+// slices, 1.7 waves, lose 8%).
+struct KSplit {
+  int slices;
+  int64_t grid;
+};
+KSplit split_tiles(int64_t tiles, int64_t steps, int64_t slots, int split_k) {
+  auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };
+  if (split_k <= 0) {
+    split_k = 1;
+    while (split_k < kWarps && 2 * blocks_for(split_k * 2) <= 3 * slots && steps >= 4 * split_k) split_k *= 2;
+  }
+  return KSplit{split_k, std::min(blocks_for(split_k), slots)};
+}
+
 template <typename T, int NB, bool kNested>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr size_t smem = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * 8 * NB * kTileRows * 4;
   static_assert(smem <= 227 * 1024, "the fused 4-bit kernel's shared memory fits an SM");
   constexpr auto kernel = gemm_4bit_mma_kernel<T, NB, kNested>;
-  const int64_t slots = resident_block_slots<kernel>(kThreads, smem);
-  const int64_t tiles = (p.n + kTileRows - 1) / kTileRows;
   const int64_t steps = (p.k / kRound + kUnroll<NB> - 1) / kUnroll<NB>;
-  auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };
-  // Split k while the blocks stay within 1.5 waves and each warp keeps >= 2
-  // steps (H200, 4096 x 11008: 4 slices in 344 blocks on 264 slots beat 2 in
-  // 172 by 18% at batch 16; on 8192 x 28672 two slices, 1.7 waves, lose 8%).
-  if (split_k <= 0) {
-    split_k = 1;
-    while (split_k < kWarps && 2 * blocks_for(split_k * 2) <= 3 * slots && steps >= 4 * split_k) split_k *= 2;
-  }
-  const int64_t grid = std::min(blocks_for(split_k), slots);
-  kernel<<<unsigned(grid), kThreads, smem, stream>>>(p, split_k);
+  const KSplit ks = split_tiles((p.n + kTileRows - 1) / kTileRows, steps, resident_block_slots<kernel>(kThreads, smem),
+                                split_k);
+  kernel<<<unsigned(ks.grid), kThreads, smem, stream>>>(p, ks.slices);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
@@ -368,16 +378,9 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
 template <typename T, bool kNested>
 void launch_x(const Params& p, int split_k, cudaStream_t stream) {
   constexpr auto kernel = gemm_4bit_mma_x_kernel<T, kNested>;
-  const int64_t slots = resident_block_slots<kernel>(kThreads, kXSmemBytes);
-  const int64_t tiles = (p.n + kXTileRows - 1) / kXTileRows;
-  const int64_t rounds = p.k / kRound;
-  auto blocks_for = [&](int ks) { return (tiles + kWarps / ks - 1) / (kWarps / ks); };
-  if (split_k <= 0) {
-    split_k = 1;
-    while (split_k < kWarps && 2 * blocks_for(split_k * 2) <= 3 * slots && rounds >= 4 * split_k) split_k *= 2;
-  }
-  const int64_t grid = std::min(blocks_for(split_k), slots);
-  kernel<<<unsigned(grid), kThreads, kXSmemBytes, stream>>>(p, split_k);
+  const KSplit ks = split_tiles((p.n + kXTileRows - 1) / kXTileRows, p.k / kRound,
+                                resident_block_slots<kernel>(kThreads, kXSmemBytes), split_k);
+  kernel<<<unsigned(ks.grid), kThreads, kXSmemBytes, stream>>>(p, ks.slices);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 

@@ -527,6 +527,14 @@ void launch(const Params& p, const InputParams& in, int slices, cudaStream_t str
 int g_launch_shape = 0;  // set_gemv_launch_shape
 constexpr int64_t kOneBlockMinGroups = 40;
 
+// The plain product's split (R-row groups, no SwiGLU pairing) in config C.
+template <typename T, int M, bool kNested, int C, bool kStaged>
+Split plain_split(const Params& p, int split_k) {
+  const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
+  const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
+  return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k);
+}
+
 template <typename T, int M, bool kNested>
 int launch_shape(const Params& p, bool stage, int split_k) {
   if (!stage) return 0;
@@ -535,12 +543,9 @@ int launch_shape(const Params& p, bool stage, int split_k) {
   // 27648 x 5120 25.0 against 27.8).
   if (p.k > kGemvStagedMaxK) return g_launch_shape == 0 || g_launch_shape == 2 ? 2 : 0;
   if (g_launch_shape != 0) return g_launch_shape < 0 ? 0 : g_launch_shape;
-  const auto time = [&]<int C>() {
-    const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
-    const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, true>());
-    return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).steps * kConfigs[C].warps;
-  };
-  if (!(time.template operator()<1>() < time.template operator()<0>() * (kNested ? 1.25 : 1.05))) return 0;
+  const double time0 = plain_split<T, M, kNested, 0, true>(p, split_k).steps * kConfigs[0].warps;
+  const double time1 = plain_split<T, M, kNested, 1, true>(p, split_k).steps * kConfigs[1].warps;
+  if (!(time1 < time0 * (kNested ? 1.25 : 1.05))) return 0;
   const int64_t groups = (p.n + kConfigs[2].rows - 1) / kConfigs[2].rows;
   return groups >= kOneBlockMinGroups * block_slots<T, M, kNested, 2, true>() ? 2 : 1;
 }
@@ -551,17 +556,12 @@ int launch_shape(const Params& p, bool stage, int split_k) {
 // not change a row's sum).
 template <typename T, int M, bool kNested>
 int plain_slices(const Params& p, int shape, bool stage, int split_k) {
-  const auto slices = [&]<int C, bool kStaged>() {
-    const int64_t groups = (p.n + kConfigs[C].rows - 1) / kConfigs[C].rows;
-    const int64_t grid = std::min(groups, block_slots<T, M, kNested, C, kStaged>());
-    return pick_split(groups, p.k, kConfigs[C].warps, grid, split_k).slices;
-  };
   switch (shape) {
-    case 1: return slices.template operator()<1, true>();
-    case 2: return slices.template operator()<2, true>();
+    case 1: return plain_split<T, M, kNested, 1, true>(p, split_k).slices;
+    case 2: return plain_split<T, M, kNested, 2, true>(p, split_k).slices;
     default:
-      return stage && p.k <= kGemvStagedMaxK ? slices.template operator()<0, true>()
-                                             : slices.template operator()<0, false>();
+      return stage && p.k <= kGemvStagedMaxK ? plain_split<T, M, kNested, 0, true>(p, split_k).slices
+                                             : plain_split<T, M, kNested, 0, false>(p, split_k).slices;
   }
 }
 
