@@ -136,6 +136,11 @@ TEST(Bench, FormatsAndOptionsAreChecked) {
   const auto nf4 = engine::bench_format("nf4");
   EXPECT_EQ(nf4.load.quantize->blocksize, 64);
   EXPECT_EQ(nf4.load.quantize->compute_dtype, DType::BF16);
+  EXPECT_FALSE(nf4.load.quantize->double_quant);
+  const auto nf4_dq = engine::bench_format("nf4-dq");
+  EXPECT_TRUE(nf4_dq.load.quantize->double_quant);
+  EXPECT_EQ(nf4_dq.load.quantize->kind, engine::QuantizeOnLoad::Kind::NF4);
+  EXPECT_EQ(engine::bench_format("fp4-dq").load.quantize->kind, engine::QuantizeOnLoad::Kind::FP4);
 
   engine::BenchOptions o;
   o.batch = 4;

@@ -65,6 +65,41 @@ TEST(LinearStack, OutputsEqualThePartsSideBySide) {
       }
 }
 
+// Double-quantized layers stack with each part's offset kept (the GPU's
+// kernels decode them per block); parts that leave a nested block unfinished
+// before the next part, or mix double-quantized and plain absmax, do not.
+TEST(LinearStack, DoubleQuantizedPartsKeepTheirOffsets) {
+  const DType dtype = DType::BF16;
+  const auto layer = [&](int64_t rows, float scale, uint32_t seed) {
+    return nn::Linear::blockwise_4bit(testing::double_quantized_stack(
+        {testing::random_normal({rows, 256}, dtype, seed, scale)}, quant::QuantType::NF4, 64));
+  };
+  const std::vector<nn::Linear> parts = {layer(128, 1.0f, 1), layer(64, 3.0f, 2), layer(70, 0.2f, 3)};
+  const nn::Linear stacked = nn::Linear::stack(parts);
+  ASSERT_TRUE(stacked.defined());
+  EXPECT_EQ(stacked.out_features(), 262);
+  size_t bytes = 0;
+  for (const auto& p : parts) bytes += p.weight_bytes();
+  EXPECT_EQ(stacked.weight_bytes(), bytes);
+  const Tensor x = testing::random_normal({3, 256}, dtype, 9);
+  const Tensor y = stacked.forward(x);
+  int64_t col = 0;
+  for (const auto& p : parts) {
+    const Tensor part = p.forward(x);
+    for (int64_t t = 0; t < 3; ++t)
+      EXPECT_EQ(std::memcmp(part.data<bf16>() + t * p.out_features(), y.data<bf16>() + t * 262 + col,
+                            size_t(p.out_features()) * 2),
+                0)
+          << "part at column " << col << " token " << t;
+    col += p.out_features();
+  }
+  // 70 x 256 / 64 = 280 absmax blocks: a part after it would start inside a nested block.
+  EXPECT_FALSE(nn::Linear::stack(std::vector{parts[2], parts[0]}).defined());
+  EXPECT_FALSE(nn::Linear::stack(std::vector{parts[0], make("nf4", random_tensor({64, 256}, dtype, 4), {})}).defined());
+  // More parts than a weight keeps offsets for.
+  EXPECT_FALSE(nn::Linear::stack(std::vector{parts[0], parts[1], parts[0], parts[1], parts[2]}).defined());
+}
+
 TEST(LinearStack, RefusesPartsThatDoNotLineUp) {
   const Tensor w = random_tensor({32, 64}, DType::F16, 3);
   const nn::Linear dense = make("dense", w, {}), int8 = make("int8", w, {}), nf4 = make("nf4", w, {});

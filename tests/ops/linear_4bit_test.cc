@@ -1,6 +1,7 @@
 // 4-bit linear against bitsandbytes' Linear4bit outputs (dev-quant.safetensors),
 // and the fused kernels against dequantize-then-multiply on odd shapes.
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "lowbit/core/half.h"
@@ -113,6 +114,68 @@ TEST_P(Linear4bitFused, EqualsDequantizedProduct) {
     for (size_t i = 0; i < a.size(); ++i)
       EXPECT_NEAR(a[i], b[i], std::fabs(a[i]) / 128 + 1e-5) << out_f << "x" << in_f << " tokens " << tokens;
   }
+}
+
+// A double-quantized weight kept as such (three parts stacked, each with its
+// own offset) gives the bits of the same weight with its absmax decoded first;
+// inconsistent nested fields are an Error naming them.
+TEST(Linear4bitDoubleQuant, EqualsTheDecodedAbsmax) {
+  const DType dtype = DType::BF16;
+  const std::vector<Tensor> parts = {testing::random_normal({128, 256}, dtype, 1, 1.0f),
+                                     testing::random_normal({64, 256}, dtype, 2, 3.0f),
+                                     testing::random_normal({70, 256}, dtype, 3, 0.2f)};
+  const auto nested = testing::double_quantized_stack(parts, quant::QuantType::NF4, 64);
+  ASSERT_EQ(nested.nested->offsets.size(), 3u);
+  EXPECT_EQ(nested.nested->part_starts, (std::vector<int64_t>{512, 768}));
+  EXPECT_NE(nested.nested->offsets[0], nested.nested->offsets[1]);
+  const auto decoded = ops::with_decoded_absmax(nested);
+  ASSERT_EQ(decoded.absmax.dtype(), DType::F32);
+  EXPECT_FALSE(decoded.nested.has_value());
+  int64_t block = 0;
+  for (const Tensor& w : parts) {  // each part decoded with its own offset
+    quant::QuantState state;
+    quant::quantize_4bit(w, quant::QuantType::NF4, 64, true, state);
+    const Tensor absmax = quant::dequantize_nested_absmax(state);
+    EXPECT_EQ(std::memcmp(absmax.data<float>(), decoded.absmax.data<float>() + block, absmax.nbytes()), 0);
+    block += absmax.numel();
+  }
+  for (int64_t tokens : {1, 5}) {
+    const Tensor x = testing::random_normal({tokens, 256}, dtype, 9);
+    Tensor a = Tensor::empty({tokens, 262}, dtype), b = Tensor::empty({tokens, 262}, dtype);
+    ops::linear_4bit(x, nested, Tensor{}, a);
+    ops::linear_4bit(x, decoded, Tensor{}, b);
+    EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << tokens << " tokens";
+  }
+  Tensor a = Tensor::empty({262, 256}, dtype), b = Tensor::empty({262, 256}, dtype);
+  ops::dequantize_4bit_weight(nested, a);
+  ops::dequantize_4bit_weight(decoded, b);
+  EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0);
+
+  const Tensor x = testing::random_normal({1, 256}, dtype, 9);
+  Tensor out = Tensor::empty({1, 262}, dtype);
+  const auto expect_error = [&](ops::Blockwise4bitWeight bad, const std::string& what) {
+    try {
+      ops::linear_4bit(x, bad, Tensor{}, out);
+      ADD_FAILURE() << "no Error for " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  auto bad = nested;
+  bad.nested->part_starts[1] = 512;
+  expect_error(bad, "part starts");
+  bad = nested;
+  bad.nested->part_starts[0] = 500;  // not on a nested block
+  expect_error(bad, "part starts");
+  bad = nested;
+  bad.nested->offsets.pop_back();
+  expect_error(bad, "one offset a part");
+  bad = nested;
+  bad.absmax = decoded.absmax;
+  expect_error(bad, "u8 codes");
+  bad = nested;
+  bad.nested->nested_absmax = bad.nested->nested_absmax.rows(0, 2);
+  expect_error(bad, "nested_absmax");
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, Linear4bitFused,

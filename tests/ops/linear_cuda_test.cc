@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -423,6 +424,68 @@ TEST(Linear4bitCuda, DequantizeWeightMatchesCpu) {
     }
   }
   EXPECT_EQ(runs, 60);
+}
+
+// A double-quantized weight kept as such on the GPU (three parts stacked with
+// their own offsets, as the model loads q/k/v and gate/up) gives, on each
+// path, the bits of the same weight with its absmax decoded first: the
+// kernels decode a block's absmax to the same f32 as the CPU does.
+TEST(Linear4bitCuda, StackedDoubleQuantEqualsDecodedOnEveryPath) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  for (DType dtype : {DType::BF16, DType::F16}) {
+    const std::vector<Tensor> parts = {testing::random_normal({256, 512}, dtype, 1, 1.0f),
+                                       testing::random_normal({128, 512}, dtype, 2, 3.0f),
+                                       testing::random_normal({130, 512}, dtype, 3, 0.2f)};
+    const auto host = testing::double_quantized_stack(parts, quant::QuantType::NF4, 64);
+    auto nested = host;
+    nested.packed = host.packed.to(kGpu);
+    nested.absmax = host.absmax.to(kGpu);
+    nested.code = host.code.to(kGpu);
+    nested.nested->nested_absmax = host.nested->nested_absmax.to(kGpu);
+    nested.nested->nested_code = host.nested->nested_code.to(kGpu);
+    const auto decoded = ops::with_decoded_absmax(nested);  // decoded on the GPU
+    const Tensor cpu_absmax = ops::with_decoded_absmax(host).absmax;
+    ASSERT_EQ(std::memcmp(decoded.absmax.to(Device::cpu()).raw_data(), cpu_absmax.raw_data(), cpu_absmax.nbytes()),
+              0);
+    const int64_t n = host.out_features;
+    const auto same = [](const Tensor& a, const Tensor& b) {
+      const Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
+      return std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
+    };
+    const std::pair<Gemm4bitPath, std::vector<int64_t>> cases[] = {
+        {Gemm4bitPath::kAuto, {1, 4, 16, 100, 400}}, {Gemm4bitPath::kGemv, {1, 3}},
+        {Gemm4bitPath::kMma, {1, 3, 16}},            {Gemm4bitPath::kMmaWide, {17, 33}},
+        {Gemm4bitPath::kLarge, {3, 17, 64}},         {Gemm4bitPath::kWgmma, {17, 64, 300}},
+        {Gemm4bitPath::kDequantize, {1, 17, 300}}};
+    for (const auto& [path, batches] : cases) {
+      ops::cuda::set_gemm_4bit_path(path);
+      for (int64_t m : batches) {
+        const Tensor x = testing::random_normal({m, 512}, dtype, uint32_t(m)).to(kGpu);
+        Tensor a = Tensor::empty({m, n}, dtype, kGpu), b = Tensor::empty({m, n}, dtype, kGpu);
+        ops::linear_4bit(x, nested, Tensor{}, a);
+        ops::linear_4bit(x, decoded, Tensor{}, b);
+        EXPECT_TRUE(same(a, b)) << dtype_name(dtype) << " path " << int(path) << " m " << m;
+      }
+    }
+    ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
+    // The fused decoding GEMV (RMSNorm input, SwiGLU output) and the dequantization.
+    ops::LinearFusion f;
+    f.input = ops::LinearFusion::Input::RmsNorm;
+    f.norm_weight = testing::random_normal({512}, dtype, 7).to(kGpu);
+    f.eps = 1e-5f;
+    f.output = ops::LinearFusion::Output::SwiGLU;
+    const Tensor src = testing::random_normal({1, 512}, dtype, 8).to(kGpu);
+    Tensor a = Tensor::empty({1, n / 2}, dtype, kGpu), b = Tensor::empty({1, n / 2}, dtype, kGpu);
+    EXPECT_TRUE(ops::linear_4bit_fuses(src, nested, Tensor{}, f, a));
+    ops::linear_4bit_fused(src, nested, Tensor{}, f, a);
+    ops::linear_4bit_fused(src, decoded, Tensor{}, f, b);
+    EXPECT_TRUE(same(a, b)) << dtype_name(dtype) << " fused";
+    Tensor wa = Tensor::empty({n, 512}, dtype, kGpu), wb = Tensor::empty({n, 512}, dtype, kGpu);
+    ops::dequantize_4bit_weight(nested, wa);
+    ops::dequantize_4bit_weight(decoded, wb);
+    EXPECT_TRUE(same(wa, wb)) << dtype_name(dtype) << " dequantized";
+  }
 }
 
 TEST(Linear4bitCuda, MatchesBitsandbytes) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "lowbit/core/half.h"
+#include "lowbit/quant/blockwise.h"
 
 namespace lowbit::testing {
 
@@ -63,6 +64,37 @@ CliRun run_lowbit(const std::string& args) {
   while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
   r.status = pclose(pipe);
   return r;
+}
+
+ops::Blockwise4bitWeight double_quantized_stack(const std::vector<Tensor>& parts, quant::QuantType type,
+                                                int blocksize) {
+  ops::Blockwise4bitWeight out;
+  out.type = type;
+  out.blocksize = blocksize;
+  out.dtype = parts.front().dtype();
+  out.in_features = parts.front().dim(1);
+  std::vector<uint8_t> packed, absmax;
+  std::vector<float> nested_absmax;
+  ops::Blockwise4bitWeight::Nested nested;
+  for (const Tensor& w : parts) {
+    quant::QuantState state;
+    const Tensor p = quant::quantize_4bit(w, type, blocksize, true, state);
+    if (!packed.empty()) nested.part_starts.push_back(int64_t(absmax.size()));
+    packed.insert(packed.end(), p.data<uint8_t>(), p.data<uint8_t>() + p.numel());
+    absmax.insert(absmax.end(), state.absmax.data<uint8_t>(), state.absmax.data<uint8_t>() + state.absmax.numel());
+    const Tensor& scales = state.nested->nested_absmax;
+    nested_absmax.insert(nested_absmax.end(), scales.data<float>(), scales.data<float>() + scales.numel());
+    nested.offsets.push_back(state.nested->offset);
+    nested.nested_blocksize = state.nested->blocksize;
+    nested.nested_code = state.nested->nested_code;
+    out.code = state.code;
+    out.out_features += w.dim(0);
+  }
+  out.packed = Tensor::from_vector(packed);
+  out.absmax = Tensor::from_vector(absmax);
+  nested.nested_absmax = Tensor::from_vector(nested_absmax);
+  out.nested = std::move(nested);
+  return out;
 }
 
 }  // namespace lowbit::testing

@@ -11,6 +11,7 @@
 #include "lowbit/core/device.h"
 #include "lowbit/core/tensor.h"
 #include "lowbit/io/safetensors.h"
+#include "lowbit/ops/linear.h"
 
 namespace lowbit::testing {
 
@@ -29,6 +30,13 @@ std::vector<int32_t> token_ids(const Tensor& t);
 
 // Values ~N(0, stddev) drawn in f32 from std::mt19937(seed), then cast to dtype.
 Tensor random_normal(Shape shape, DType dtype, uint32_t seed, float stddev = 1.0f);
+
+// Weights [n_i, k] of one dtype quantized to 4 bits with double quantization
+// and stacked, rows of parts[0] first, into one weight on the CPU whose parts
+// keep their own offsets (what nn::Linear::stack makes of such layers). Each
+// part but the last must fill whole nested blocks.
+ops::Blockwise4bitWeight double_quantized_stack(const std::vector<Tensor>& parts, quant::QuantType type,
+                                                int blocksize);
 
 // One run of the lowbit command ($LOWBIT_CLI, else the build tree's) with
 // `args`; stdout and stderr together.

@@ -29,7 +29,7 @@ struct BenchFormat {
 // bitsandbytes); nf4 / fp4: blocksize 64, bf16 compute. An unknown name is an
 // Error listing the valid ones.
 BenchFormat bench_format(std::string_view name);
-std::string bench_format_names();  // "bf16, f16, f32, int8, nf4, fp4"
+std::string bench_format_names();  // "bf16, f16, f32, int8, nf4, fp4, nf4-dq, fp4-dq"
 
 // The model under test: a checkpoint directory, or a preset shape with random weights.
 struct BenchModel {

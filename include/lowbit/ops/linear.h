@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "lowbit/core/tensor.h"
 #include "lowbit/quant/formats.h"
@@ -33,7 +34,28 @@ struct Blockwise4bitWeight {
   DType dtype = DType::BF16;
   // bnb_4bit_compute_dtype; unset: x's dtype.
   std::optional<DType> compute_dtype;
+
+  // Double quantization kept as bitsandbytes stores it (GPU kernels decode
+  // each block's absmax as they read it; the CPU op decodes them all first):
+  // absmax is then u8 [blocks], codes of (absmax - offset) in nested_code,
+  // each nested_blocksize of them scaled by one nested_absmax value, giving
+  // f32(f32(nested_code[q] * nested_absmax) + offset). A weight stacked from
+  // several (nn::Linear::stack) keeps each part's offset: part i > 0 starts at
+  // absmax block part_starts[i - 1], a multiple of nested_blocksize.
+  struct Nested {
+    static constexpr int kMaxParts = 4;
+    Tensor nested_absmax;  // f32 [ceil(blocks / nested_blocksize)]
+    Tensor nested_code;    // f32 [256]
+    int nested_blocksize = 256;
+    std::vector<float> offsets;        // one a part
+    std::vector<int64_t> part_starts;  // offsets.size() - 1 absmax blocks, increasing
+  };
+  std::optional<Nested> nested;
 };
+
+// w with its absmax decoded to f32 (w itself when it is not double-quantized),
+// on w's device.
+Blockwise4bitWeight with_decoded_absmax(const Blockwise4bitWeight& w);
 
 // As bitsandbytes' Linear4bit: x is cast to the compute dtype, each weight is
 // code[q] * absmax rounded to w.dtype, then to the compute dtype; f32

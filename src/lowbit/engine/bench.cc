@@ -167,12 +167,14 @@ BenchFormat bench_format(std::string_view name) {
     q.kind = Kind::Int8;
     q.int8_threshold = 6.0f;
     f.load.quantize = q;
-  } else if (name == "nf4" || name == "fp4") {
+  } else if (name == "nf4" || name == "fp4" || name == "nf4-dq" || name == "fp4-dq") {
+    // -dq: double quantization of the absmax (QLoRA's setting).
     f.load.dtype = DType::BF16;
     QuantizeOnLoad q;
-    q.kind = name == "nf4" ? Kind::NF4 : Kind::FP4;
+    q.kind = name.starts_with("nf4") ? Kind::NF4 : Kind::FP4;
     q.blocksize = 64;
     q.compute_dtype = DType::BF16;
+    q.double_quant = name.ends_with("-dq");
     f.load.quantize = q;
   } else {
     fail("unknown format '{}'; the formats are {}", name, bench_format_names());
@@ -180,7 +182,7 @@ BenchFormat bench_format(std::string_view name) {
   return f;
 }
 
-std::string bench_format_names() { return "bf16, f16, f32, int8, nf4, fp4"; }
+std::string bench_format_names() { return "bf16, f16, f32, int8, nf4, fp4, nf4-dq, fp4-dq"; }
 
 BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
                       const std::function<void(const std::string&)>& log) {

@@ -42,9 +42,20 @@ nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, in
       ops::Blockwise4bitWeight q;
       q.type = w.q4.type;
       q.packed = w.packed.to(device_);
-      // Double quantization is undone once here, in f32, as bitsandbytes does
-      // before each dequantization.
-      q.absmax = quant::dequantize_nested_absmax(w.q4).to(device_);
+      // Double quantization stays on the GPU, whose kernels decode each
+      // block's absmax as they read it (0.13 bits a weight instead of 0.5); on
+      // the CPU it is undone once here, in f32, as bitsandbytes does before
+      // each dequantization.
+      if (w.q4.nested && device_.is_cuda()) {
+        q.absmax = w.q4.absmax.to(device_);
+        q.nested = ops::Blockwise4bitWeight::Nested{w.q4.nested->nested_absmax.to(device_),
+                                                    w.q4.nested->nested_code.to(device_),
+                                                    w.q4.nested->blocksize,
+                                                    {w.q4.nested->offset},
+                                                    {}};
+      } else {
+        q.absmax = quant::dequantize_nested_absmax(w.q4).to(device_);
+      }
       q.code = w.q4.code.to(device_);
       q.blocksize = w.q4.blocksize;
       q.dtype = w.q4.dtype;

@@ -71,6 +71,13 @@ Tensor stack_rows(const std::vector<Tensor>& parts) {
   return out;
 }
 
+// Whether two small tensors (code tables) hold the same bytes, wherever they live.
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  if (a.nbytes() != b.nbytes()) return false;
+  const Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
+  return std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
+}
+
 bool same_layout(const Tensor& a, const Tensor& b) {
   if (a.defined() != b.defined()) return false;
   if (!a.defined()) return true;
@@ -112,7 +119,9 @@ Linear Linear::stack(std::span<const Linear> parts) {
   }
   const auto& f = std::get<ops::Blockwise4bitWeight>(first.weight_);
   ops::Blockwise4bitWeight out = f;
-  std::vector<Tensor> packed, absmax;
+  std::vector<Tensor> packed, absmax, nested_absmax;
+  int64_t absmax_blocks = 0;
+  if (out.nested) out.nested->part_starts.clear();
   for (const Linear& p : parts) {
     const auto& q = std::get<ops::Blockwise4bitWeight>(p.weight_);
     // Blocks run over the flattened weight: each part must end on a block
@@ -122,10 +131,30 @@ Linear Linear::stack(std::span<const Linear> parts) {
         n % q.blocksize != 0 || n % 2 != 0 || q.packed.device() != f.packed.device() ||
         q.absmax.device() != f.absmax.device())
       return {};
-    const Tensor qc = q.code.to(Device::cpu()), fc = f.code.to(Device::cpu());
-    if (std::memcmp(qc.raw_data(), fc.raw_data(), qc.nbytes()) != 0) return {};
+    if (!same_bytes(q.code, f.code) || q.nested.has_value() != f.nested.has_value()) return {};
+    if (q.nested) {
+      // Double-quantized parts keep their own offsets; each later part must
+      // start on a nested block for the stacked nested scales to line up.
+      const ops::Blockwise4bitWeight::Nested &qn = *q.nested, &fn = *f.nested;
+      if (qn.nested_blocksize != fn.nested_blocksize || !same_bytes(qn.nested_code, fn.nested_code) ||
+          (&p != &parts.back() && q.absmax.numel() % qn.nested_blocksize != 0) ||
+          qn.nested_absmax.device() != fn.nested_absmax.device())
+        return {};
+      std::vector<int64_t>& starts = out.nested->part_starts;
+      if (&p != &parts.front()) {
+        starts.push_back(absmax_blocks);
+        out.nested->offsets.insert(out.nested->offsets.end(), qn.offsets.begin(), qn.offsets.end());
+      }
+      for (int64_t start : qn.part_starts) starts.push_back(absmax_blocks + start);
+      nested_absmax.push_back(qn.nested_absmax.reshape({qn.nested_absmax.numel()}));
+    }
+    absmax_blocks += q.absmax.numel();
     packed.push_back(q.packed.reshape({q.packed.numel()}));
     absmax.push_back(q.absmax.reshape({q.absmax.numel()}));
+  }
+  if (out.nested) {
+    if (out.nested->offsets.size() > size_t(ops::Blockwise4bitWeight::Nested::kMaxParts)) return {};
+    out.nested->nested_absmax = stack_rows(nested_absmax);
   }
   out.packed = stack_rows(packed);
   out.absmax = stack_rows(absmax);
@@ -138,7 +167,10 @@ size_t Linear::weight_bytes() const {
   size_t bytes = bias_.defined() ? bias_.nbytes() : 0;
   if (auto* d = std::get_if<Tensor>(&weight_)) bytes += d->nbytes();
   if (auto* q = std::get_if<Int8Weight>(&weight_)) bytes += q->codes.nbytes() + q->scb.nbytes();
-  if (auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_)) bytes += q->packed.nbytes() + q->absmax.nbytes();
+  if (auto* q = std::get_if<ops::Blockwise4bitWeight>(&weight_)) {
+    bytes += q->packed.nbytes() + q->absmax.nbytes();
+    if (q->nested) bytes += q->nested->nested_absmax.nbytes();  // (code tables are not counted)
+  }
   return bytes;
 }
 

@@ -2,6 +2,7 @@
 
 #include "lowbit/ops/elementwise.h"
 #include "lowbit/ops/norm.h"
+#include "lowbit/quant/blockwise.h"
 
 #include "ops/cpu/cpu_ops.h"
 #include "ops/dispatch.h"
@@ -24,6 +25,9 @@ void check_io(std::string_view op, const Tensor& x, int64_t in, int64_t out_feat
   detail::expect_dtype(op, "out", out, x.dtype());
 }
 
+// The nested scales of a double-quantized weight (they must share its device), or null.
+const Tensor* nested_scales(const Blockwise4bitWeight& w) { return w.nested ? &w.nested->nested_absmax : nullptr; }
+
 void check_4bit_weight(const Blockwise4bitWeight& w) {
   const int64_t n = w.out_features * w.in_features;
   LOWBIT_CHECK(w.out_features > 0 && w.in_features > 0, "ops::linear_4bit: empty weight shape [{}, {}]",
@@ -32,14 +36,75 @@ void check_4bit_weight(const Blockwise4bitWeight& w) {
   LOWBIT_CHECK(w.packed.dtype() == DType::U8 && w.packed.numel() == (n + 1) / 2,
                "ops::linear_4bit: packed must hold {} u8 values for a [{}, {}] weight, got {}", (n + 1) / 2,
                w.out_features, w.in_features, w.packed.describe());
-  LOWBIT_CHECK(w.absmax.dtype() == DType::F32 && w.absmax.numel() == (n + w.blocksize - 1) / w.blocksize,
-               "ops::linear_4bit: absmax must be f32 [{}], got {}", (n + w.blocksize - 1) / w.blocksize,
-               w.absmax.describe());
+  const int64_t blocks = (n + w.blocksize - 1) / w.blocksize;
+  if (!w.nested) {
+    LOWBIT_CHECK(w.absmax.dtype() == DType::F32 && w.absmax.numel() == blocks,
+                 "ops::linear_4bit: absmax must be f32 [{}], got {}", blocks, w.absmax.describe());
+  } else {
+    const Blockwise4bitWeight::Nested& q = *w.nested;
+    LOWBIT_CHECK(w.absmax.dtype() == DType::U8 && w.absmax.numel() == blocks,
+                 "ops::linear_4bit: a double-quantized absmax must be u8 codes [{}], got {}", blocks,
+                 w.absmax.describe());
+    LOWBIT_CHECK(q.nested_blocksize > 0, "ops::linear_4bit: nested blocksize must be positive, got {}",
+                 q.nested_blocksize);
+    const int64_t outer = (blocks + q.nested_blocksize - 1) / q.nested_blocksize;
+    LOWBIT_CHECK(q.nested_absmax.dtype() == DType::F32 && q.nested_absmax.numel() == outer,
+                 "ops::linear_4bit: nested_absmax must be f32 [{}], got {}", outer, q.nested_absmax.describe());
+    LOWBIT_CHECK(q.nested_code.dtype() == DType::F32 && q.nested_code.numel() == 256,
+                 "ops::linear_4bit: nested_code must be f32 [256], got {}", q.nested_code.describe());
+    LOWBIT_CHECK(!q.offsets.empty() && q.offsets.size() <= size_t(Blockwise4bitWeight::Nested::kMaxParts) &&
+                     q.part_starts.size() + 1 == q.offsets.size(),
+                 "ops::linear_4bit: a double-quantized weight needs one offset a part (at most {}) and a start "
+                 "for each part after the first, got {} offsets and {} starts",
+                 Blockwise4bitWeight::Nested::kMaxParts, q.offsets.size(), q.part_starts.size());
+    int64_t previous = 0;
+    for (int64_t start : q.part_starts) {
+      LOWBIT_CHECK(start > previous && start < blocks && start % q.nested_blocksize == 0,
+                   "ops::linear_4bit: part starts must increase inside the {} absmax blocks, on multiples of the "
+                   "nested blocksize {}; got {}",
+                   blocks, q.nested_blocksize, start);
+      previous = start;
+    }
+  }
   LOWBIT_CHECK(w.code.dtype() == DType::F32 && w.code.numel() == 16, "ops::linear_4bit: code must be f32 [16], got {}",
                w.code.describe());
 }
 
 }  // namespace
+
+Blockwise4bitWeight with_decoded_absmax(const Blockwise4bitWeight& w) {
+  if (!w.nested) return w;
+  check_4bit_weight(w);
+  const Blockwise4bitWeight::Nested& q = *w.nested;
+  const int64_t blocks = w.absmax.numel();
+  Tensor absmax = Tensor::empty({blocks}, DType::F32, w.absmax.device());
+  // Each part as its own quantization state (its offset, its nested scales).
+  for (size_t part = 0; part < q.offsets.size(); ++part) {
+    const int64_t first = part == 0 ? 0 : q.part_starts[part - 1];
+    const int64_t last = part + 1 < q.offsets.size() ? q.part_starts[part] : blocks;
+    quant::QuantState state;
+    state.type = w.type;
+    state.blocksize = w.blocksize;
+    state.shape = {(last - first) * w.blocksize};
+    state.absmax = w.absmax.reshape({blocks}).rows(first, last);
+    state.code = w.code;
+    quant::NestedAbsmax nested;
+    nested.offset = q.offsets[part];
+    nested.blocksize = q.nested_blocksize;
+    const int64_t outer_first = first / q.nested_blocksize;
+    nested.nested_absmax = q.nested_absmax.reshape({q.nested_absmax.numel()})
+                               .rows(outer_first, (last + q.nested_blocksize - 1) / q.nested_blocksize);
+    nested.nested_code = q.nested_code;
+    state.nested = std::move(nested);
+    const Tensor decoded = quant::dequantize_nested_absmax(state);
+    copy_bytes(absmax.rows(first, last).raw_data(), absmax.device(), decoded.raw_data(), decoded.device(),
+               decoded.nbytes());
+  }
+  Blockwise4bitWeight out = w;
+  out.absmax = absmax;
+  out.nested.reset();
+  return out;
+}
 
 void linear(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor& out) {
   constexpr std::string_view op = "linear";
@@ -54,8 +119,8 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
   constexpr std::string_view op = "linear_4bit";
   check_4bit_weight(w);
   check_io(op, x, w.in_features, w.out_features, bias, out);
-  detail::on_device(op, detail::common_device(op, {&x, &w.packed, &w.absmax, &bias, &out}),
-                    [&] { cpu::linear_4bit(x, w, bias, out); },
+  detail::on_device(op, detail::common_device(op, {&x, &w.packed, &w.absmax, nested_scales(w), &bias, &out}),
+                    [&] { cpu::linear_4bit(x, with_decoded_absmax(w), bias, out); },
                     LOWBIT_CUDA_BODY(cuda::linear_4bit(x, w, bias, out)));
 }
 
@@ -63,8 +128,8 @@ void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out) {
   constexpr std::string_view op = "dequantize_4bit_weight";
   check_4bit_weight(w);
   detail::expect_shape(op, "out", out, {w.out_features, w.in_features});
-  detail::on_device(op, detail::common_device(op, {&w.packed, &w.absmax, &out}),
-                    [&] { cpu::dequantize_4bit_weight(w, out); },
+  detail::on_device(op, detail::common_device(op, {&w.packed, &w.absmax, nested_scales(w), &out}),
+                    [&] { cpu::dequantize_4bit_weight(with_decoded_absmax(w), out); },
                     LOWBIT_CUDA_BODY(cuda::dequantize_4bit_weight(w, out)));
 }
 

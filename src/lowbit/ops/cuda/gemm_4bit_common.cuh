@@ -22,6 +22,8 @@ struct Params {
   const float* nested_code;
   float nested_offset;
   int nested_shift;  // log2(nested_blocksize)
+  uint32_t nested_part_start[Packed4bit::kMaxNestedParts - 1];  // Packed4bit's parts
+  float nested_part_offset[Packed4bit::kMaxNestedParts - 1];
   int block_shift;   // log2(blocksize)
   int64_t n, k;
   int m;
@@ -37,9 +39,25 @@ inline int log2_exact(int64_t v) {
 }
 
 inline Params make_params(const Packed4bit& w, const void* x, int64_t m, const void* bias, void* out) {
-  return Params{w.packed, w.code, w.absmax, w.qabsmax, w.nested_absmax, w.nested_code, w.nested_offset,
-                w.qabsmax ? log2_exact(w.nested_blocksize) : 0, log2_exact(w.blocksize), w.n, w.k, int(m), x,
-                bias, out};
+  Params p{w.packed, w.code, w.absmax, w.qabsmax, w.nested_absmax, w.nested_code, w.nested_offset,
+           w.qabsmax ? log2_exact(w.nested_blocksize) : 0, {}, {}, log2_exact(w.blocksize), w.n, w.k, int(m), x,
+           bias, out};
+  for (int i = 0; i < Packed4bit::kMaxNestedParts - 1; ++i) {
+    p.nested_part_start[i] = w.nested_part_start[i];
+    p.nested_part_offset[i] = w.nested_part_offset[i];
+  }
+  return p;
+}
+
+// The offset of a double-quantized absmax in nested block `outer`: the part's
+// that holds it (parts start in increasing order; selects, no memory access).
+template <typename W>
+__device__ __forceinline__ float nested_offset_at(const W& p, uint32_t outer) {
+  float offset = p.nested_offset;
+#pragma unroll
+  for (int i = 0; i < Packed4bit::kMaxNestedParts - 1; ++i)
+    offset = outer >= p.nested_part_start[i] ? p.nested_part_offset[i] : offset;
+  return offset;
 }
 
 // Weights and their scales are read once: skip L1 so that the activations,
@@ -180,8 +198,9 @@ template <bool kNested>
 __device__ __forceinline__ float decode_scale(const Params& p, const float* nested_map, ScaleRaw raw,
                                               uint32_t block) {
   if constexpr (kNested) {
-    const float nested = __ldg(p.nested_absmax + (block >> p.nested_shift));
-    return __fadd_rn(__fmul_rn(nested_map[raw.code], nested), p.nested_offset);
+    const uint32_t outer = block >> p.nested_shift;
+    const float nested = __ldg(p.nested_absmax + outer);
+    return __fadd_rn(__fmul_rn(nested_map[raw.code], nested), nested_offset_at(p, outer));
   } else {
     return raw.value;
   }

@@ -251,7 +251,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             const uint32_t packed = reinterpret_cast<const uint32_t*>(stage + kScaleOffset)[slot];
             const uint32_t code = (packed >> (8 * (((rowk[na][h] + elem) >> p.block_shift) & 3))) & 0xffu;
             const float nested = reinterpret_cast<const float*>(stage + kNestedOffset)[slot];
-            v = __fadd_rn(__fmul_rn(nested_map[code], nested), p.nested_offset);
+            const uint32_t outer = uint32_t((rowk[na][h] + elem) >> p.block_shift >> p.nested_shift);
+            v = __fadd_rn(__fmul_rn(nested_map[code], nested), nested_offset_at(p, outer));
           } else {
             v = reinterpret_cast<const float*>(stage + kScaleOffset)[slot];
           }

@@ -246,9 +246,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         float v;
         if constexpr (kNested) {
           const uint32_t word = reinterpret_cast<const uint32_t*>(scales)[row];
-          const uint32_t shift = 8 * uint32_t(((rowk + int64_t(it.kt0 + i) * kStageK) >> p.block_shift) & 3);
+          const int64_t block = (rowk + int64_t(it.kt0 + i) * kStageK) >> p.block_shift;
+          const uint32_t shift = 8 * uint32_t(block & 3);
           const float nested = reinterpret_cast<const float*>(scales + C::kScaleBytes)[row];
-          v = __fadd_rn(__fmul_rn(nested_map[(word >> shift) & 0xffu], nested), p.nested_offset);
+          v = __fadd_rn(__fmul_rn(nested_map[(word >> shift) & 0xffu], nested),
+                        nested_offset_at(p, uint32_t(block >> p.nested_shift)));
         } else {
           v = reinterpret_cast<const float*>(scales)[row];
         }

@@ -34,7 +34,10 @@ namespace {
 __device__ __forceinline__ float decode_absmax(const Packed4bit& w, int64_t block) {
   if (!w.qabsmax) return w.absmax[block];
   const int64_t outer = block / w.nested_blocksize;
-  return __fadd_rn(__fmul_rn(w.nested_code[w.qabsmax[block]], w.nested_absmax[outer]), w.nested_offset);
+  float offset = w.nested_offset;  // the part's (Packed4bit::nested_part_start)
+  for (int i = 0; i < Packed4bit::kMaxNestedParts - 1; ++i)
+    if (uint64_t(outer) >= w.nested_part_start[i]) offset = w.nested_part_offset[i];
+  return __fadd_rn(__fmul_rn(w.nested_code[w.qabsmax[block]], w.nested_absmax[outer]), offset);
 }
 
 // Two weights' values from one packed byte, rounded as bitsandbytes does
@@ -268,6 +271,8 @@ namespace {
 
 // What a kernel's choice depends on (the packed codes' address, the shape and
 // the block size), without touching the code table.
+// (A double-quantized weight's u8 absmax is part of the choice: some kernels
+// take only power-of-two nested blocks.)
 Packed4bit shape_view(const Blockwise4bitWeight& w) {
   Packed4bit p;
   p.packed = static_cast<const uint8_t*>(w.packed.raw_data());
@@ -275,17 +280,40 @@ Packed4bit shape_view(const Blockwise4bitWeight& w) {
   p.n = w.out_features;
   p.k = w.in_features;
   p.weight_dtype = w.dtype;
+  if (w.nested) {
+    p.qabsmax = static_cast<const uint8_t*>(w.absmax.raw_data());
+    p.nested_blocksize = w.nested->nested_blocksize;
+  }
   return p;
 }
 
-// The raw view of a 4-bit weight for a kernel on x's device (the 16 codes are
-// copied there when they live elsewhere: `code` keeps that copy alive).
-Packed4bit packed_view(const Blockwise4bitWeight& w, const Tensor& x, Tensor& code) {
-  code = w.code.device() == x.device() ? w.code : w.code.to(x.device());
+// The 16 codes (and a double-quantized weight's 256 nested codes) copied to
+// x's device when they live elsewhere; the copies live as long as this.
+struct CodeTables {
+  Tensor code, nested_code;
+};
+
+// The raw view of a 4-bit weight for a kernel on x's device.
+Packed4bit packed_view(const Blockwise4bitWeight& w, const Tensor& x, CodeTables& tables) {
+  const auto on_x = [&](const Tensor& t) { return t.device() == x.device() ? t : t.to(x.device()); };
+  tables.code = on_x(w.code);
   Packed4bit p = shape_view(w);
   p.packed = w.packed.data<uint8_t>();
-  p.code = code.data<float>();
-  p.absmax = w.absmax.data<float>();
+  p.code = tables.code.data<float>();
+  if (!w.nested) {
+    p.absmax = w.absmax.data<float>();
+    return p;
+  }
+  const Blockwise4bitWeight::Nested& q = *w.nested;
+  tables.nested_code = on_x(q.nested_code);
+  p.qabsmax = w.absmax.data<uint8_t>();
+  p.nested_absmax = q.nested_absmax.data<float>();
+  p.nested_code = tables.nested_code.data<float>();
+  p.nested_offset = q.offsets.front();
+  for (size_t i = 0; i < q.part_starts.size(); ++i) {
+    p.nested_part_start[i] = uint32_t(q.part_starts[i] / q.nested_blocksize);
+    p.nested_part_offset[i] = q.offsets[i + 1];
+  }
   return p;
 }
 
@@ -299,15 +327,15 @@ void linear_4bit(const Tensor& x, const Blockwise4bitWeight& w, const Tensor& bi
                 " differs from x's dtype " + std::string(dtype_name(x.dtype())) + "; cast x first");
   if (bias.defined() && bias.dtype() != x.dtype())
     throw_error("ops::linear_4bit on CUDA: the bias must have x's dtype, got " + bias.describe());
-  Tensor code;
-  const Packed4bit p = packed_view(w, x, code);
+  CodeTables tables;
+  const Packed4bit p = packed_view(w, x, tables);
   gemm_4bit(x.dtype(), x.raw_data(), x.dim(0), p, bias.defined() ? bias.raw_data() : nullptr, out.raw_data(),
             current_cuda_stream());
 }
 
 void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out) {
-  Tensor code;
-  const Packed4bit p = packed_view(w, out, code);
+  CodeTables tables;
+  const Packed4bit p = packed_view(w, out, tables);
   dequantize_4bit_weight(out.dtype(), p, out.raw_data(), current_stream());
 }
 
@@ -325,6 +353,7 @@ bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Te
   if (src.dim(0) != 1 || (dtype != DType::BF16 && dtype != DType::F16) || (w.compute_dtype && *w.compute_dtype != dtype))
     return false;
   if (w.packed.device() != device || w.absmax.device() != device) return false;
+  if (w.nested && w.nested->nested_absmax.device() != device) return false;
   if (bias.defined() && (bias.dtype() != dtype || bias.device() != device)) return false;
   // Blocks stage the input while others already write their rows.
   const auto* s0 = static_cast<const char*>(src.raw_data());
@@ -339,8 +368,8 @@ bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Te
 
 void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
                        Tensor& out) {
-  Tensor code;
-  const Packed4bit p = packed_view(w, src, code);
+  CodeTables tables;
+  const Packed4bit p = packed_view(w, src, tables);
   fused4::GemvInput in;
   in.kind = f.input == LinearFusion::Input::RmsNorm  ? fused4::GemvInput::kRmsNorm
             : f.input == LinearFusion::Input::SwiGLU ? fused4::GemvInput::kSwiGLU

@@ -23,6 +23,12 @@ struct Packed4bit {
   const float* nested_code = nullptr;  // f32 [256]
   float nested_offset = 0.0f;
   int nested_blocksize = 256;
+  // A stacked weight's later parts (Blockwise4bitWeight::Nested): part i + 1
+  // starts at nested block nested_part_start[i] (unused: UINT32_MAX) and adds
+  // nested_part_offset[i] instead of nested_offset.
+  static constexpr int kMaxNestedParts = 4;
+  uint32_t nested_part_start[kMaxNestedParts - 1] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};
+  float nested_part_offset[kMaxNestedParts - 1] = {};
   int blocksize = 64;
   int64_t n = 0, k = 0;
   DType weight_dtype = DType::BF16;  // dtype the weight dequantizes to
