@@ -41,7 +41,7 @@ struct Blockwise4bitWeight {
   // each nested_blocksize of them scaled by one nested_absmax value, giving
   // f32(f32(nested_code[q] * nested_absmax) + offset). A weight stacked from
   // several (nn::Linear::stack) keeps each part's offset: part i > 0 starts at
-  // absmax block part_starts[i - 1], a multiple of nested_blocksize.
+  // absmax block part_starts[i - 1], on a row and a multiple of nested_blocksize.
   struct Nested {
     static constexpr int kMaxParts = 4;
     Tensor nested_absmax;  // f32 [ceil(blocks / nested_blocksize)]

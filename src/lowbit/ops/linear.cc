@@ -59,9 +59,10 @@ void check_4bit_weight(const Blockwise4bitWeight& w) {
                  Blockwise4bitWeight::Nested::kMaxParts, q.offsets.size(), q.part_starts.size());
     int64_t previous = 0;
     for (int64_t start : q.part_starts) {
-      LOWBIT_CHECK(start > previous && start < blocks && start % q.nested_blocksize == 0,
-                   "ops::linear_4bit: part starts must increase inside the {} absmax blocks, on multiples of the "
-                   "nested blocksize {}; got {}",
+      LOWBIT_CHECK(start > previous && start < blocks && start % q.nested_blocksize == 0 &&
+                       start * w.blocksize % w.in_features == 0,
+                   "ops::linear_4bit: part starts must increase inside the {} absmax blocks, each on a row and a "
+                   "multiple of the nested blocksize {}; got {}",
                    blocks, q.nested_blocksize, start);
       previous = start;
     }

@@ -226,6 +226,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = min(it.n0 + row0, p.n - 1) * p.k, rowk1 = min(it.n0 + row1, p.n - 1) * p.k;
+    // A double-quantized row's offset: its part's (parts are whole rows), once
+    // an item; a stage of 256-token tiles picks it itself (two more live
+    // registers there spill 32 bytes more).
+    constexpr bool kItemOffsets = kNested && C::BN < 256;
+    const auto row_offset = [&](int64_t rowk) {
+      return kItemOffsets ? nested_offset_at(p, uint32_t((rowk >> p.block_shift) >> p.nested_shift)) : 0.0f;
+    };
+    const float offset0 = row_offset(rowk0), offset1 = row_offset(rowk1);
     float acc[C::BN / 2];
     uint32_t a0[4][4], a1[4][4], a2[4][4];
 
@@ -242,7 +250,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint4 r1a = *reinterpret_cast<const uint4*>(w_tile + row1 * 32 + code_half);
       const uint4 r1b = *reinterpret_cast<const uint4*>(w_tile + row1 * 32 + (code_half ^ 16));
       const uint8_t* scales = w_tile + C::kWBytes;
-      auto row_scale = [&](int row, int64_t rowk) {
+      auto row_scale = [&](int row, int64_t rowk, float offset) {
         float v;
         if constexpr (kNested) {
           const uint32_t word = reinterpret_cast<const uint32_t*>(scales)[row];
@@ -250,13 +258,13 @@ __global__ void __launch_bounds__(kThreads, 1)
           const uint32_t shift = 8 * uint32_t(block & 3);
           const float nested = reinterpret_cast<const float*>(scales + C::kScaleBytes)[row];
           v = __fadd_rn(__fmul_rn(nested_map[(word >> shift) & 0xffu], nested),
-                        nested_offset_at(p, uint32_t(block >> p.nested_shift)));
+                        kItemOffsets ? offset : nested_offset_at(p, uint32_t(block >> p.nested_shift)));
         } else {
           v = reinterpret_cast<const float*>(scales)[row];
         }
         return pack_pair<T>(v, v);
       };
-      const uint32_t s0 = row_scale(row0, rowk0), s1 = row_scale(row1, rowk1);
+      const uint32_t s0 = row_scale(row0, rowk0, offset0), s1 = row_scale(row1, rowk1, offset1);
       const uint32_t w0[8] = {r0a.x, r0a.y, r0a.z, r0a.w, r0b.x, r0b.y, r0b.z, r0b.w};
       const uint32_t w1[8] = {r1a.x, r1a.y, r1a.z, r1a.w, r1b.x, r1b.y, r1b.z, r1b.w};
       auto decode = [&](uint32_t word, uint32_t scale_pair) {

@@ -25,7 +25,8 @@ struct Packed4bit {
   int nested_blocksize = 256;
   // A stacked weight's later parts (Blockwise4bitWeight::Nested): part i + 1
   // starts at nested block nested_part_start[i] (unused: UINT32_MAX) and adds
-  // nested_part_offset[i] instead of nested_offset.
+  // nested_part_offset[i] instead of nested_offset. Parts are whole rows (a
+  // kernel may take a row's offset once).
   static constexpr int kMaxNestedParts = 4;
   uint32_t nested_part_start[kMaxNestedParts - 1] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};
   float nested_part_offset[kMaxNestedParts - 1] = {};
