@@ -65,8 +65,10 @@ TEST(PerplexityCuda, EqualsCpuOnAWindowedText) {
     std::printf("%s: cpu %.6f gpu %.6f (%+.4f%%)\n", dtype_name(dtype).data(), a.perplexity, b.perplexity,
                 100.0 * (b.perplexity - a.perplexity) / a.perplexity);
     EXPECT_EQ(a.scored_tokens, b.scored_tokens);
-    // f32: summation order only; bf16: activations flip by an ulp here and there.
-    EXPECT_LE(std::fabs(b.perplexity - a.perplexity) / a.perplexity, dtype == DType::F32 ? 1e-5 : 1e-3);
+    // f32: summation order only; bf16: activations flip by an ulp here and
+    // there, and the GPU's prompt attention rounds P to bf16 before P V (as
+    // SDPA's flash kernels do; the CPU keeps it in f32): 0.12% measured.
+    EXPECT_LE(std::fabs(b.perplexity - a.perplexity) / a.perplexity, dtype == DType::F32 ? 1e-5 : 2e-3);
   }
 }
 

@@ -2,7 +2,9 @@
 // softmax and the weighted sum run in f32 (as the CPU body and SDPA kernels);
 // the output is rounded once to the dtype.
 //
-// Prompts (tokens > 1): a flash-attention style kernel. One block = 64
+// Prompts (tokens > 1) in bf16/f16 with head_dim 64 or 128 run on the tensor
+// cores (flash_attention_mma_kernel below). Other prompts (f32, other head
+// dims): a flash-attention style kernel on CUDA cores. One block = 64
 // queries of one head, 256 threads as a 16 x 16 grid; thread (ty, tx) owns
 // query rows 4ty..4ty+3 and key columns tx, tx+16, tx+32, tx+48 of each 64-key
 // tile, and output columns tx, tx+16, ... of its rows. Per key tile: K is
@@ -12,8 +14,8 @@
 // lanes of a row with shuffles), P to shared memory, then V overwrites K and
 // O += P V. Tiles entirely outside the causal (and sliding-window) band are
 // skipped. Shared memory: (2 * 64 * ld + 64 * 65) * 4 bytes (83 KB at d = 128).
-// Scalar FMAs, not tensor cores: prompt attention is a small part of a
-// forward pass next to the linear layers at the sizes lowbit runs.
+// Scalar f32 FMAs: on the 7B shape it took half of a 2048-token prefill
+// (H200), hence the tensor-core kernel.
 //
 // Decoding (one token): split-KV. Block (head, split) covers a contiguous
 // range of keys; its 4 warps take every fourth key, lanes split head_dim (so
@@ -30,6 +32,7 @@
 #include <type_traits>
 
 #include "lowbit/core/tensor.h"
+#include "ops/cuda/mma_cuda.cuh"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/cuda/reduce_cuda.h"
 
@@ -189,6 +192,145 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
       const int col = tx + 16 * c;
       if (col < d) out[(int64_t(q0 + r) * p.heads + h) * d + col] = from_float<T>(o[i][c] * inv);
     }
+  }
+}
+
+// Prompts on the tensor cores (bf16/f16, head_dim 64 or 128), FA2's scheme:
+// a block = 4 warps x 16 queries of one head. A warp keeps its queries as mma
+// A fragments (m16n8k16, f32 sums); per tile of 64 keys, K and V wait in
+// shared memory (row stride D + 8: the fragment loads of a warp's 8 rows x 4
+// lanes fall in 32 different banks), S = Q K^T lands in accumulators whose
+// rows' 4 lanes meet by shuffles for the online softmax, and P, rounded to T
+// (as SDPA's flash kernels do), is the A operand of O += P V. Tiles entirely
+// outside the causal (and sliding-window) band are skipped, as above.
+constexpr int kMmaWarps = 4;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(const AttentionParams p) {
+  constexpr int kStride = D + 8;
+  __shared__ __align__(16) T ks[kTile * kStride];
+  __shared__ __align__(16) T vs[kTile * kStride];
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
+  const int h = blockIdx.y, kvh = h / p.group;
+  const int q0 = blockIdx.x * kTile;
+  const int rows = min(kTile, p.tokens - q0);
+  const T* q = static_cast<const T*>(p.q);
+  const T* k = static_cast<const T*>(p.k);
+  const T* v = static_cast<const T*>(p.v);
+  const uint16_t* vs16 = reinterpret_cast<const uint16_t*>(vs);
+
+  // This lane's query rows (r0 = g and r1 = g + 8 of the warp's 16) as A fragments.
+  const int r0 = warp * 16 + g, r1 = r0 + 8;
+  const auto q_pair = [&](int r, int c) {
+    return r < rows ? *reinterpret_cast<const uint32_t*>(q + (int64_t(q0 + r) * p.heads + h) * D + c) : 0u;
+  };
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int ks16 = 0; ks16 < D / 16; ++ks16) {
+    qf[ks16][0] = q_pair(r0, 16 * ks16 + 2 * t);
+    qf[ks16][1] = q_pair(r1, 16 * ks16 + 2 * t);
+    qf[ks16][2] = q_pair(r0, 16 * ks16 + 2 * t + 8);
+    qf[ks16][3] = q_pair(r1, 16 * ks16 + 2 * t + 8);
+  }
+
+  const int64_t first_pos = p.past + q0, last_pos = p.past + q0 + rows - 1;
+  const int64_t k_begin = p.window > 0 ? max(int64_t(0), first_pos - p.window + 1) : 0;
+  const int64_t k_end = last_pos + 1;
+  const int64_t pos[2] = {p.past + q0 + r0, p.past + q0 + r1};
+
+  float o[D / 8][4] = {};
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this lane's part of the row sums
+  for (int64_t k0 = (k_begin / kTile) * kTile; k0 < k_end; k0 += kTile) {
+    const int keys = int(min(int64_t(kTile), k_end - k0));
+    __syncthreads();  // the previous tile is no longer read
+    for (int i = tid; i < kTile * D / 8; i += kMmaWarps * 32) {
+      const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+      const int64_t at = ((k0 + r) * p.kv_heads + kvh) * D + c;
+      const uint4 zero = make_uint4(0, 0, 0, 0);
+      *reinterpret_cast<uint4*>(ks + r * kStride + c) = r < keys ? *reinterpret_cast<const uint4*>(k + at) : zero;
+      *reinterpret_cast<uint4*>(vs + r * kStride + c) = r < keys ? *reinterpret_cast<const uint4*>(v + at) : zero;
+    }
+    __syncthreads();
+
+    float s[kTile / 8][4];
+#pragma unroll
+    for (int nt = 0; nt < kTile / 8; ++nt) {
+      s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+      const T* krow = ks + (nt * 8 + g) * kStride + 2 * t;
+#pragma unroll
+      for (int ks16 = 0; ks16 < D / 16; ++ks16)
+        mma_16816<T>(s[nt], qf[ks16], *reinterpret_cast<const uint32_t*>(krow + 16 * ks16),
+                     *reinterpret_cast<const uint32_t*>(krow + 16 * ks16 + 8));
+    }
+    // Scale and mask; element e of n-tile nt: row e / 2, key nt * 8 + 2t + e % 2.
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < kTile / 8; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int kk = nt * 8 + 2 * t + (e & 1);
+        const int64_t key = k0 + kk, at = pos[e >> 1];
+        const bool visible = kk < keys && key >= k_begin && key <= at && (p.window <= 0 || key > at - p.window);
+        s[nt][e] = visible ? s[nt][e] * p.scale : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
+      }
+    float corr[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+      mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+      const float m_new = fmaxf(m[i], mx[i]);
+      // A row with no visible key so far keeps m = -inf and contributes 0.
+      corr[i] = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
+      m[i] = m_new;
+      l[i] *= corr[i];
+    }
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] *= corr[0];
+      o[dt][1] *= corr[0];
+      o[dt][2] *= corr[1];
+      o[dt][3] *= corr[1];
+    }
+    // P (rounded to T) as the A operand, 16 keys a step: n-tiles 2j and 2j + 1.
+#pragma unroll
+    for (int j = 0; j < kTile / 16; ++j) {
+      float pv[2][4];
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const float x = s[2 * j + half][e];
+          pv[half][e] = x == -INFINITY ? 0.0f : expf(x - m[e >> 1]);
+          l[e >> 1] += pv[half][e];
+        }
+      const uint32_t a[4] = {pack_pair<T>(pv[0][0], pv[0][1]), pack_pair<T>(pv[0][2], pv[0][3]),
+                             pack_pair<T>(pv[1][0], pv[1][1]), pack_pair<T>(pv[1][2], pv[1][3])};
+      // B = V rows 16j + 2t, +1 (b0) and + 8, + 9 (b1), column dt * 8 + g.
+      const uint16_t* v0 = vs16 + (16 * j + 2 * t) * kStride + g;
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        const uint16_t* vc = v0 + dt * 8;
+        const uint32_t b0 = uint32_t(vc[0]) | (uint32_t(vc[kStride]) << 16);
+        const uint32_t b1 = uint32_t(vc[8 * kStride]) | (uint32_t(vc[9 * kStride]) << 16);
+        mma_16816<T>(o[dt], a, b0, b1);
+      }
+    }
+  }
+
+  T* out = static_cast<T*>(p.out);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float sum = l[i];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int r = i == 0 ? r0 : r1;
+    if (r >= rows) continue;
+    const float inv = 1.0f / sum;
+    T* row = out + (int64_t(q0 + r) * p.heads + h) * D + 2 * t;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+      *reinterpret_cast<uint32_t*>(row + dt * 8) = pack_pair<T>(o[dt][2 * i] * inv, o[dt][2 * i + 1] * inv);
   }
 }
 
@@ -367,11 +509,35 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   }
 }
 
+// The tensor-core prompt kernel where it applies: bf16/f16, head_dim 64 or
+// 128, 16-byte aligned K and V, 4-byte aligned q and out.
+bool g_attention_mma = true;  // set_attention_tensor_cores
+
+template <typename T>
+bool flash_mma_applies(const AttentionParams& p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return false;
+  } else {
+    const auto aligned = [](const void* ptr, uintptr_t n) { return reinterpret_cast<uintptr_t>(ptr) % n == 0; };
+    return g_attention_mma && (p.d == 64 || p.d == 128) && aligned(p.k, 16) && aligned(p.v, 16) &&
+           aligned(p.q, 4) && aligned(p.out, 4);
+  }
+}
+
 template <typename T, int kMaxD>
 void launch(const AttentionParams& p, int64_t capacity) {
   if (p.qkv) launch_decode<T, kMaxD, true>(p, capacity);
   else if (p.tokens == 1) launch_decode<T, kMaxD, false>(p, capacity);
-  else launch_flash<T, kMaxD>(p);
+  else if (flash_mma_applies<T>(p)) {
+    const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
+    if constexpr (!std::is_same_v<T, float>) {
+      if (p.d == 64) flash_attention_mma_kernel<T, 64><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
+      else flash_attention_mma_kernel<T, 128><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
+    }
+    LOWBIT_CUDA_CHECK_LAUNCH();
+  } else {
+    launch_flash<T, kMaxD>(p);
+  }
 }
 
 template <typename Fn>
@@ -386,6 +552,8 @@ void with_head_dim(DType dtype, int d, Fn&& fn) {
 }
 
 }  // namespace
+
+void set_attention_tensor_cores(bool on) { g_attention_mma = on; }
 
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window) {

@@ -49,7 +49,7 @@ constexpr int kStages = 4;
 constexpr int kTileRows = 16;           // weight rows of a block tile: the mma's M
 
 // Its own mma (volatile asm, as measured), which hides the shared one of
-// gemm_4bit_common.cuh inside this file.
+// mma_cuda.cuh inside this file.
 template <typename T> __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
                                                                      uint32_t b1) {
