@@ -73,6 +73,32 @@ constexpr int kPStride = kTile + 1;
 
 __host__ __device__ inline int row_stride(int d) { return d % 2 == 0 ? d + 1 : d; }
 
+// The first key a query at position pos sees: 0, or the sliding window's start.
+__device__ __forceinline__ int64_t first_visible_key(const AttentionParams& p, int64_t pos) {
+  return p.window > 0 ? max(int64_t(0), pos - p.window + 1) : 0;
+}
+// Whether the query at position pos sees key (causal, sliding window).
+__device__ __forceinline__ bool sees(const AttentionParams& p, int64_t pos, int64_t key) {
+  return key <= pos && (p.window <= 0 || key > pos - p.window);
+}
+
+// A prompt kernel's block: up to kTile queries of head h from q0, and the keys
+// [k_begin, k_end) that some of them see.
+struct PromptTile {
+  int h, kvh, q0, rows;
+  int64_t k_begin, k_end;
+};
+__device__ __forceinline__ PromptTile prompt_tile(const AttentionParams& p) {
+  PromptTile b;
+  b.h = blockIdx.y;
+  b.kvh = b.h / p.group;
+  b.q0 = blockIdx.x * kTile;
+  b.rows = min(kTile, p.tokens - b.q0);
+  b.k_begin = first_visible_key(p, p.past + b.q0);
+  b.k_end = p.past + b.q0 + b.rows;
+  return b;
+}
+
 template <typename T, int kMaxD>
 __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const AttentionParams p) {
   constexpr int kCols = kMaxD / 16;
@@ -82,9 +108,9 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
   float* kvs = qs + kTile * ld;
   float* ps = kvs + kTile * ld;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int h = blockIdx.y, kvh = h / p.group;
-  const int q0 = blockIdx.x * kTile;
-  const int rows = min(kTile, p.tokens - q0);
+  const PromptTile tile = prompt_tile(p);
+  const int h = tile.h, kvh = tile.kvh, q0 = tile.q0, rows = tile.rows;
+  const int64_t k_begin = tile.k_begin, k_end = tile.k_end;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
   const T* v = static_cast<const T*>(p.v);
@@ -93,11 +119,6 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
     const int r = i / d, c = i % d;
     qs[r * ld + c] = r < rows ? to_float(q[(int64_t(q0 + r) * p.heads + h) * d + c]) : 0.0f;
   }
-
-  // Keys [k_begin, k_end) can be seen by some query of this tile.
-  const int64_t first_pos = p.past + q0, last_pos = p.past + q0 + rows - 1;
-  const int64_t k_begin = p.window > 0 ? max(int64_t(0), first_pos - p.window + 1) : 0;
-  const int64_t k_end = last_pos + 1;
 
   float o[4][kCols], m[4], l[4];
 #pragma unroll
@@ -135,7 +156,7 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         const int64_t key = k0 + tx + 16 * j;
-        const bool visible = tx + 16 * j < keys && key <= pos && (p.window <= 0 || key > pos - p.window);
+        const bool visible = tx + 16 * j < keys && sees(p, pos, key);
         s[i][j] = visible ? s[i][j] * p.scale : -INFINITY;
         mx = fmaxf(mx, s[i][j]);
       }
@@ -211,9 +232,9 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
   __shared__ __align__(16) T ks[kTile * kStride];
   __shared__ __align__(16) T vs[kTile * kStride];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const int h = blockIdx.y, kvh = h / p.group;
-  const int q0 = blockIdx.x * kTile;
-  const int rows = min(kTile, p.tokens - q0);
+  const PromptTile tile = prompt_tile(p);
+  const int h = tile.h, kvh = tile.kvh, q0 = tile.q0, rows = tile.rows;
+  const int64_t k_begin = tile.k_begin, k_end = tile.k_end;
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
   const T* v = static_cast<const T*>(p.v);
@@ -233,14 +254,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
     qf[ks16][3] = q_pair(r1, 16 * ks16 + 2 * t + 8);
   }
 
-  const int64_t first_pos = p.past + q0, last_pos = p.past + q0 + rows - 1;
-  const int64_t k_begin = p.window > 0 ? max(int64_t(0), first_pos - p.window + 1) : 0;
-  const int64_t k_end = last_pos + 1;
   const int64_t pos[2] = {p.past + q0 + r0, p.past + q0 + r1};
 
   float o[D / 8][4] = {};
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // l: this lane's part of the row sums
-  for (int64_t k0 = (k_begin / kTile) * kTile; k0 < k_end; k0 += kTile) {
+  for (int64_t k0 = k_begin; k0 < k_end; k0 += kTile) {
     const int keys = int(min(int64_t(kTile), k_end - k0));
     __syncthreads();  // the previous tile is no longer read
     for (int i = tid; i < kTile * D / 8; i += kMmaWarps * 32) {
@@ -269,9 +287,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int kk = nt * 8 + 2 * t + (e & 1);
-        const int64_t key = k0 + kk, at = pos[e >> 1];
-        const bool visible = kk < keys && key >= k_begin && key <= at && (p.window <= 0 || key > at - p.window);
-        s[nt][e] = visible ? s[nt][e] * p.scale : -INFINITY;
+        s[nt][e] = kk < keys && sees(p, pos[e >> 1], k0 + kk) ? s[nt][e] * p.scale : -INFINITY;
         mx[e >> 1] = fmaxf(mx[e >> 1], s[nt][e]);
       }
     float corr[2];
@@ -377,7 +393,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
       vc[col] = v_new[col];
     }
   }
-  const int64_t key_lo = p.window > 0 ? max(int64_t(0), past - p.window + 1) : 0;
+  const int64_t key_lo = first_visible_key(p, past);
   const int64_t chunk = (past + 1 - key_lo + splits - 1) / splits;
   const int64_t begin = key_lo + split * chunk, end = min(begin + chunk, past + 1);
   float m = -INFINITY, l = 0.0f;
@@ -524,20 +540,22 @@ bool flash_mma_applies(const AttentionParams& p) {
   }
 }
 
+template <typename T>
+void launch_flash_mma(const AttentionParams& p) {
+  if constexpr (!std::is_same_v<T, float>) {
+    const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
+    if (p.d == 64) flash_attention_mma_kernel<T, 64><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
+    else flash_attention_mma_kernel<T, 128><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+  }
+}
+
 template <typename T, int kMaxD>
 void launch(const AttentionParams& p, int64_t capacity) {
   if (p.qkv) launch_decode<T, kMaxD, true>(p, capacity);
   else if (p.tokens == 1) launch_decode<T, kMaxD, false>(p, capacity);
-  else if (flash_mma_applies<T>(p)) {
-    const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
-    if constexpr (!std::is_same_v<T, float>) {
-      if (p.d == 64) flash_attention_mma_kernel<T, 64><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
-      else flash_attention_mma_kernel<T, 128><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
-    }
-    LOWBIT_CUDA_CHECK_LAUNCH();
-  } else {
-    launch_flash<T, kMaxD>(p);
-  }
+  else if (flash_mma_applies<T>(p)) launch_flash_mma<T>(p);
+  else launch_flash<T, kMaxD>(p);
 }
 
 template <typename Fn>

@@ -52,6 +52,7 @@ inline Params make_params(const Packed4bit& w, const void* x, int64_t m, const v
 
 // The offset of a double-quantized absmax in nested block `outer`: the part's
 // that holds it (parts start in increasing order; selects, no memory access).
+// W: Params or Packed4bit, which name these fields alike.
 template <typename W>
 __device__ __forceinline__ float nested_offset_at(const W& p, uint32_t outer) {
   float offset = p.nested_offset;

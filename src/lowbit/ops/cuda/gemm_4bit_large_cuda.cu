@@ -249,10 +249,10 @@ __global__ void __launch_bounds__(kThreads, 1)
           float v;
           if constexpr (kNested) {
             const uint32_t packed = reinterpret_cast<const uint32_t*>(stage + kScaleOffset)[slot];
-            const uint32_t code = (packed >> (8 * (((rowk[na][h] + elem) >> p.block_shift) & 3))) & 0xffu;
+            const uint32_t block = (rowk[na][h] + elem) >> p.block_shift;
+            const uint32_t code = (packed >> (8 * (block & 3))) & 0xffu;
             const float nested = reinterpret_cast<const float*>(stage + kNestedOffset)[slot];
-            const uint32_t outer = uint32_t((rowk[na][h] + elem) >> p.block_shift >> p.nested_shift);
-            v = __fadd_rn(__fmul_rn(nested_map[code], nested), nested_offset_at(p, outer));
+            v = __fadd_rn(__fmul_rn(nested_map[code], nested), nested_offset_at(p, block >> p.nested_shift));
           } else {
             v = reinterpret_cast<const float*>(stage + kScaleOffset)[slot];
           }

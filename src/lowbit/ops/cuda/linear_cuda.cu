@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/linear_cuda.h"
 
@@ -34,10 +35,8 @@ namespace {
 __device__ __forceinline__ float decode_absmax(const Packed4bit& w, int64_t block) {
   if (!w.qabsmax) return w.absmax[block];
   const int64_t outer = block / w.nested_blocksize;
-  float offset = w.nested_offset;  // the part's (Packed4bit::nested_part_start)
-  for (int i = 0; i < Packed4bit::kMaxNestedParts - 1; ++i)
-    if (uint64_t(outer) >= w.nested_part_start[i]) offset = w.nested_part_offset[i];
-  return __fadd_rn(__fmul_rn(w.nested_code[w.qabsmax[block]], w.nested_absmax[outer]), offset);
+  return __fadd_rn(__fmul_rn(w.nested_code[w.qabsmax[block]], w.nested_absmax[outer]),
+                   fused4::nested_offset_at(w, uint32_t(outer)));
 }
 
 // Two weights' values from one packed byte, rounded as bitsandbytes does
