@@ -121,30 +121,35 @@ __device__ __forceinline__ float* build_shared_tables(uint32_t* smem, int table_
 
 // The code pair of byte `byte` of `word`, from this lane's copy: byte value v
 // of lane L sits at byte offset v * 256 + L * 4 (`lane4` holds L * 4).
-// `table` is the table's shared-window address: the add folds into the LDS
-// addressing (a generic pointer costs an extra IADD per lookup).
-template <int byte>
+// `table` is the table's shared-window address. kOrdered keeps the loads in
+// program order (`volatile`); the table is read-only once built, so kernels
+// may let the compiler schedule them among the others (false).
+template <int byte, bool kOrdered = true>
 __device__ __forceinline__ uint32_t lookup(uint32_t table, uint32_t word, uint32_t lane4) {
   constexpr uint32_t selector = 0x5504u | (uint32_t(byte) << 4);
   uint32_t v;
-  asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + __byte_perm(word, lane4, selector)));
+  if constexpr (kOrdered)
+    asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + __byte_perm(word, lane4, selector)));
+  else
+    asm("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + __byte_perm(word, lane4, selector)));
   return v;
 }
 
 // The mma A fragment of one k16 step from two packed words (rows g and g + 8):
 // step parity `odd` picks bytes 0-1 or 2-3 of each word.
+template <bool kOrdered = true>
 __device__ __forceinline__ void lookup_a_fragment(uint32_t table, uint32_t lo, uint32_t hi, uint32_t lane4, bool odd,
                                                   uint32_t (&a)[4]) {
   if (odd) {
-    a[0] = lookup<2>(table, lo, lane4);
-    a[1] = lookup<2>(table, hi, lane4);
-    a[2] = lookup<3>(table, lo, lane4);
-    a[3] = lookup<3>(table, hi, lane4);
+    a[0] = lookup<2, kOrdered>(table, lo, lane4);
+    a[1] = lookup<2, kOrdered>(table, hi, lane4);
+    a[2] = lookup<3, kOrdered>(table, lo, lane4);
+    a[3] = lookup<3, kOrdered>(table, hi, lane4);
   } else {
-    a[0] = lookup<0>(table, lo, lane4);
-    a[1] = lookup<0>(table, hi, lane4);
-    a[2] = lookup<1>(table, lo, lane4);
-    a[3] = lookup<1>(table, hi, lane4);
+    a[0] = lookup<0, kOrdered>(table, lo, lane4);
+    a[1] = lookup<0, kOrdered>(table, hi, lane4);
+    a[2] = lookup<1, kOrdered>(table, lo, lane4);
+    a[3] = lookup<1, kOrdered>(table, hi, lane4);
   }
 }
 

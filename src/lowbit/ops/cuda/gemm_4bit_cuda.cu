@@ -12,9 +12,9 @@
 //
 // One m16n8k16 mma: A = the tile's 16 weight rows (lane / 4 owns rows g and
 // g + 8), B = 8 activation rows (batch), C = [16 rows, 8 batch]; batches up
-// to 16 reuse each A for 2 B fragments (template NB). At 13-16 rows on
-// enough tiles a second kernel swaps the operands (x as A, so that one x
-// fragment serves 32 weight rows: gemm_4bit_mma_x_kernel below).
+// to 16 reuse each A for 2 B fragments (template NB). At 13-16 rows a
+// second kernel swaps the operands (x as A, so that one x fragment serves
+// 32 weight rows: gemm_4bit_mma_x_kernel below).
 // The k order inside a round is permuted, identically for x and W (a dot
 // product does not care): lane t = lane % 4 owns weights [32t, 32t + 32) of
 // the round, one 16-byte load per row (the 4 lanes of a row read 64
@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params
         for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
           const uint32_t lo = word(wv[u][0], s >> 1), hi = word(wv[u][1], s >> 1);
           uint32_t a[4];
-          lookup_a_fragment(table, lo, hi, lane4, s & 1, a);
+          lookup_a_fragment<NB == 1>(table, lo, hi, lane4, s & 1, a);
 #pragma unroll
           for (int i = 0; i < 4; ++i) a[i] = scale_codes<T>(a[i], scale[i & 1]);
 #pragma unroll
@@ -255,52 +255,43 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Para
   const int group = warp % groups, slice = warp / groups;
   const int rounds = int(p.k / kRound);
   const int64_t tiles = (p.n + kXTileRows - 1) / kXTileRows;
-  // x rows g and g + 8 (tokens past m read as zeros).
+  // x rows g and g + 8. Tokens past m reread row m - 1: A's row i only
+  // reaches C's row i, and those rows are never stored, so no loads need
+  // predicates.
   const T* xrow[2];
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
-    xrow[h] = g + 8 * h < p.m ? static_cast<const T*>(p.x) + int64_t(g + 8 * h) * p.k + t * 32 : nullptr;
+  for (int h = 0; h < 2; ++h) xrow[h] = static_cast<const T*>(p.x) + int64_t(min(g + 8 * h, p.m - 1)) * p.k + t * 32;
 
   for (int64_t tile0 = int64_t(blockIdx.x) * groups; tile0 < tiles; tile0 += int64_t(gridDim.x) * groups) {
     const int64_t row0 = (tile0 + group) * kXTileRows;
     // Weight row g of each n-tile (rows past n reread row n - 1, discarded).
-    int64_t elem[kXTiles];
+    uint64_t elem[kXTiles];
 #pragma unroll
-    for (int j = 0; j < kXTiles; ++j) elem[j] = min(row0 + 8 * j + g, p.n - 1) * p.k + t * 32;
+    for (int j = 0; j < kXTiles; ++j) elem[j] = uint64_t(min(row0 + 8 * j + g, p.n - 1) * p.k + t * 32);
 
+    // One element index a tile and round serves the code address and the
+    // scale's block (unsigned: shifts, not signed divisions).
     auto load_round = [&](int r, uint4 (&w)[kXTiles], ScaleRaw (&sc)[kXTiles]) {
 #pragma unroll
       for (int j = 0; j < kXTiles; ++j) {
-        if (r < rounds) {
-          w[j] = load_streaming16(p.packed + (elem[j] + int64_t(r) * kRound) / 2);
-          sc[j] = load_scale<kNested>(p, uint32_t((elem[j] + int64_t(r) * kRound) >> p.block_shift));
-        } else {
-          w[j] = make_uint4(0, 0, 0, 0);
-          sc[j] = ScaleRaw{0.0f, 0u};
-        }
+        const uint64_t e = elem[j] + uint32_t(r) * uint32_t(kRound);
+        w[j] = load_streaming16(p.packed + (e >> 1));
+        sc[j] = load_scale<kNested>(p, uint32_t(e >> p.block_shift));
       }
     };
 
     float acc[kXTiles][4] = {};
-    uint4 wv[kXTiles];
-    ScaleRaw sc[kXTiles];
-    load_round(slice, wv, sc);
-    for (int r = slice; r < rounds; r += split_k) {
-      // The next round's weights go out before this round's math.
-      uint4 wn[kXTiles];
-      ScaleRaw sn[kXTiles];
-      load_round(r + split_k, wn, sn);
+    auto compute_round = [&](int r, const uint4 (&wv)[kXTiles], const ScaleRaw (&sc)[kXTiles]) {
       uint4 xv[2][4];
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int q = 0; q < 4; ++q)
-          xv[h][q] = xrow[h] ? __ldg(reinterpret_cast<const uint4*>(xrow[h] + r * kRound) + q) : make_uint4(0, 0, 0, 0);
+        for (int q = 0; q < 4; ++q) xv[h][q] = __ldg(reinterpret_cast<const uint4*>(xrow[h] + r * kRound) + q);
       uint32_t scale[kXTiles];
 #pragma unroll
       for (int j = 0; j < kXTiles; ++j)
-        scale[j] = scale_pair<T>(decode_scale<kNested>(p, nested_map, sc[j],
-                                                       uint32_t((elem[j] + int64_t(r) * kRound) >> p.block_shift)));
+        scale[j] = scale_pair<T>(decode_scale<kNested>(
+            p, nested_map, sc[j], uint32_t((elem[j] + uint32_t(r) * uint32_t(kRound)) >> p.block_shift)));
 #pragma unroll
       for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
         const int wi = (s & 1) * 2;
@@ -309,16 +300,25 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Para
 #pragma unroll
         for (int j = 0; j < kXTiles; ++j) {
           const uint32_t wd = word(wv[j], s >> 1);
-          const uint32_t b0 = (s & 1) ? lookup<2>(table, wd, lane4) : lookup<0>(table, wd, lane4);
-          const uint32_t b1 = (s & 1) ? lookup<3>(table, wd, lane4) : lookup<1>(table, wd, lane4);
+          const uint32_t b0 = (s & 1) ? lookup<2, false>(table, wd, lane4) : lookup<0, false>(table, wd, lane4);
+          const uint32_t b1 = (s & 1) ? lookup<3, false>(table, wd, lane4) : lookup<1, false>(table, wd, lane4);
           mma_16816<T>(acc[j], a, scale_codes<T>(b0, scale[j]), scale_codes<T>(b1, scale[j]));
         }
       }
-#pragma unroll
-      for (int j = 0; j < kXTiles; ++j) {
-        wv[j] = wn[j];
-        sc[j] = sn[j];
-      }
+    };
+
+    // Two register sets take turns (the loop unrolled by two, no copies):
+    // the next round's weights go out before this round's math.
+    uint4 wa[kXTiles], wb[kXTiles];
+    ScaleRaw sa[kXTiles], sb[kXTiles];
+    load_round(slice, wa, sa);
+    for (int r = slice; r < rounds; r += 2 * split_k) {
+      const int r1 = r + split_k;
+      if (r1 < rounds) load_round(r1, wb, sb);
+      compute_round(r, wa, sa);
+      if (r1 >= rounds) break;
+      if (r1 + split_k < rounds) load_round(r1 + split_k, wa, sa);
+      compute_round(r1, wb, sb);
     }
 
     // C fragment of n-tile j: tokens g, g + 8; weight rows 8j + 2t, 8j + 2t + 1.
@@ -385,22 +385,17 @@ void launch_x(const Params& p, int split_k, cudaStream_t stream) {
 }
 
 // 9-16 rows: x as the A operand (1) or the weights (-1); 0: the default,
-// x from 13 rows where the 32-row warp tiles are at least the block slots
-// (a block holds 8 / split of them). H200, 16 rows: 4096 x 11008 (344 warp
-// tiles) 25.8 against 27.6 us, 8192 x 28672 100.5 against 118; 11008 x
-// 4096 (128) 25.1 against 24.2, 4096 x 4096 level; 12 rows level.
+// x from 13 rows. H200, same call, 16 rows: 4096 x 11008 25.0 against 27.7
+// us, 11008 x 4096 22.9 against 24.5, 8192 x 28672 92.5 against 118.6; 12
+// rows 24.0 / 22.5 against 24.6 / 21.2 (the x kernel's lean round; before
+// it, 11008 x 4096 kept the weights at 16 rows too).
 int g_x_operand = 0;
 
-template <typename T>
-bool x_operand_pays(const Params& p) {
-  if (g_x_operand != 0) return g_x_operand > 0;
-  const int64_t slots = resident_block_slots<gemm_4bit_mma_x_kernel<T, false>>(kThreads, kXSmemBytes);
-  return p.m > 12 && (p.n + kXTileRows - 1) / kXTileRows >= slots;
-}
+bool x_operand_pays(const Params& p) { return g_x_operand != 0 ? g_x_operand > 0 : p.m > 12; }
 
 template <typename T, int NB>
 void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
-  if (NB == 2 && x_operand_pays<T>(p)) {
+  if (NB == 2 && x_operand_pays(p)) {
     if (nested) launch_x<T, true>(p, split_k, stream);
     else launch_x<T, false>(p, split_k, stream);
   } else if (nested) {
