@@ -364,10 +364,11 @@ TEST_P(AttentionCuda, MatchesCpu) {
                              std::to_string(c.past) + " heads " + std::to_string(c.heads) + "/" +
                              std::to_string(c.kv_heads) + " d " + std::to_string(c.dim) + " window " +
                              std::to_string(c.window);
-    // Prompts in 16 bits with head_dim 64 or 128 run on the tensor cores,
+    // Prompts in 16 bits with head_dim 64, 80, 96 or 128 run on the tensor cores,
     // where P is rounded to the dtype before P V (as SDPA's flash kernels
     // do): bf16's 8-bit P adds up to ~2 ulps of the largest output more.
-    const bool tensor_cores = c.tokens > 1 && dtype != DType::F32 && (c.dim == 64 || c.dim == 128);
+    const bool tensor_cores =
+        c.tokens > 1 && dtype != DType::F32 && (c.dim == 64 || c.dim == 80 || c.dim == 96 || c.dim == 128);
     for (bool on : {false, true}) {
       if (on && !tensor_cores) continue;
       ops::cuda::set_attention_tensor_cores(on);
@@ -401,7 +402,9 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{300, 64, 2, 2, 256, 0}, AttentionCase{65, 3, 4, 4, 80, 0},
                       AttentionCase{1, 5, 2, 2, 200, 0}, AttentionCase{2, 1, 3, 1, 1, 0},
                       AttentionCase{64, 0, 4, 4, 64, 0}, AttentionCase{130, 1000, 8, 2, 128, 0},
-                      AttentionCase{200, 300, 4, 2, 64, 37}, AttentionCase{2, 0, 4, 1, 128, 0}),
+                      AttentionCase{200, 300, 4, 2, 64, 37}, AttentionCase{2, 0, 4, 1, 128, 0},
+                      AttentionCase{150, 40, 6, 2, 96, 0}, AttentionCase{33, 0, 4, 1, 96, 20},
+                      AttentionCase{90, 200, 8, 8, 80, 64}),
     [](const auto& info) {
       const auto& s = info.param;
       return "t" + std::to_string(s.tokens) + "_past" + std::to_string(s.past) + "_h" + std::to_string(s.heads) +

@@ -2,9 +2,9 @@
 // softmax and the weighted sum run in f32 (as the CPU body and SDPA kernels);
 // the output is rounded once to the dtype.
 //
-// Prompts (tokens > 1) in bf16/f16 with head_dim 64 or 128 run on the tensor
-// cores (flash_attention_mma_kernel below). Other prompts (f32, other head
-// dims): a flash-attention style kernel on CUDA cores. One block = 64
+// Prompts (tokens > 1) in bf16/f16 with head_dim 64, 80, 96 or 128 run on
+// the tensor cores (flash_attention_mma_kernel below). Other prompts (f32,
+// other head dims): a flash-attention style kernel on CUDA cores. One block = 64
 // queries of one head, 256 threads as a 16 x 16 grid; thread (ty, tx) owns
 // query rows 4ty..4ty+3 and key columns tx, tx+16, tx+32, tx+48 of each 64-key
 // tile, and output columns tx, tx+16, ... of its rows. Per key tile: K is
@@ -216,11 +216,11 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
   }
 }
 
-// Prompts on the tensor cores (bf16/f16, head_dim 64 or 128), FA2's scheme:
+// Prompts on the tensor cores (bf16/f16, head_dim 64, 80, 96 or 128), FA2's scheme:
 // a block = 4 warps x 16 queries of one head. A warp keeps its queries as mma
 // A fragments (m16n8k16, f32 sums); per tile of 64 keys, K and V wait in
-// shared memory (row stride D + 8: the fragment loads of a warp's 8 rows x 4
-// lanes fall in 32 different banks), S = Q K^T lands in accumulators whose
+// shared memory (row stride D + 8: for these D the fragment loads of a
+// warp's 8 rows x 4 lanes fall in 32 different banks), S = Q K^T lands in accumulators whose
 // rows' 4 lanes meet by shuffles for the online softmax, and P, rounded to T
 // (as SDPA's flash kernels do), is the A operand of O += P V. Tiles entirely
 // outside the causal (and sliding-window) band are skipped, as above.
@@ -525,8 +525,10 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   }
 }
 
-// The tensor-core prompt kernel where it applies: bf16/f16, head_dim 64 or
-// 128, 16-byte aligned K and V, 4-byte aligned q and out.
+// The tensor-core prompt kernel where it applies: bf16/f16, head_dim 64, 80,
+// 96 or 128 (multiples of the mma's k16 whose K and V tiles fit the static
+// shared memory; 256 would need 67 KB and 128 accumulators a thread), 16-byte
+// aligned K and V, 4-byte aligned q and out.
 bool g_attention_mma = true;  // set_attention_tensor_cores
 
 template <typename T>
@@ -535,8 +537,8 @@ bool flash_mma_applies(const AttentionParams& p) {
     return false;
   } else {
     const auto aligned = [](const void* ptr, uintptr_t n) { return reinterpret_cast<uintptr_t>(ptr) % n == 0; };
-    return g_attention_mma && (p.d == 64 || p.d == 128) && aligned(p.k, 16) && aligned(p.v, 16) &&
-           aligned(p.q, 4) && aligned(p.out, 4);
+    return g_attention_mma && (p.d == 64 || p.d == 80 || p.d == 96 || p.d == 128) && aligned(p.k, 16) &&
+           aligned(p.v, 16) && aligned(p.q, 4) && aligned(p.out, 4);
   }
 }
 
@@ -544,8 +546,11 @@ template <typename T>
 void launch_flash_mma(const AttentionParams& p) {
   if constexpr (!std::is_same_v<T, float>) {
     const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
-    if (p.d == 64) flash_attention_mma_kernel<T, 64><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
-    else flash_attention_mma_kernel<T, 128><<<grid, kMmaWarps * 32, 0, current_stream()>>>(p);
+    const auto run = [&](auto kernel) { kernel<<<grid, kMmaWarps * 32, 0, current_stream()>>>(p); };
+    if (p.d == 64) run(flash_attention_mma_kernel<T, 64>);
+    else if (p.d == 80) run(flash_attention_mma_kernel<T, 80>);
+    else if (p.d == 96) run(flash_attention_mma_kernel<T, 96>);
+    else run(flash_attention_mma_kernel<T, 128>);
     LOWBIT_CUDA_CHECK_LAUNCH();
   }
 }

@@ -29,7 +29,7 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
                int64_t window);
 void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
                            Tensor& v_cache, Tensor& out, int64_t window);
-// Tests and benchmarks: false keeps prompts (bf16/f16, head_dim 64 or 128) on
+// Tests and benchmarks: false keeps prompts (bf16/f16, head_dim 64, 80, 96 or 128) on
 // the CUDA-core flash kernel instead of the tensor-core one.
 void set_attention_tensor_cores(bool on);
 
