@@ -164,7 +164,8 @@ int forced_split_k = 0;
 constexpr int64_t kLargeMaxAuto = 96;
 // From this many weights the tiled GEMM streams 9-16 rows faster than the
 // register-streaming kernel (8192 x 28672 at 16 rows: 92 against 120 us; on
-// 4096 x 11008 and 11008 x 4096 it is level or 6% slower).
+// 4096 x 11008 and 11008 x 4096 it is level or 6% slower), but not with
+// double-quantized scales (142-144 us at 12-16 rows there).
 constexpr int64_t kLargeFromWeights = int64_t(1) << 26;
 // On Hopper the wgmma GEMM takes the batches between the decode kernels and
 // prompts (H200, docs/cuda.md: at 17-20 rows 28-103 us against the tiled
@@ -203,7 +204,7 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
-  if (large_auto && m > 8 && (!mma || w.n * w.k >= kLargeFromWeights)) return Gemm4bitPath::kLarge;
+  if (large_auto && m > 8 && (!mma || (w.n * w.k >= kLargeFromWeights && !w.qabsmax))) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
   if (gemv) return Gemm4bitPath::kGemv;
