@@ -258,9 +258,9 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     for (int64_t m : batches) {
       if (m < 9 || m > 16) continue;
       std::printf("mma m%lld:", (long long)m);
-      for (int mode : {-1, 1}) {
+      for (int mode : {-1, 1, 2}) {
         lowbit::ops::cuda::fused4::set_mma_x_operand(mode);
-        std::printf("  %s", mode > 0 ? "x as A" : "w as A");
+        std::printf("  %s", mode == 2 ? "x arranged" : mode > 0 ? "x as A" : "w as A");
         for (int ks : {0, 1, 2, 4, 8}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kMma, m, ks));
       }
       lowbit::ops::cuda::fused4::set_mma_x_operand(0);

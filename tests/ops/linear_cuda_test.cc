@@ -244,11 +244,13 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
 // across rows, k down to one round.
 TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
-  ops::cuda::fused4::set_mma_x_operand(1);
-  check_forced_path({{{16, 40, 1024, 64}, 0, 0}, {{9, 130, 2048, 64}, 0, 2}, {{16, 300, 4096, 128}, 0, 4},
-                     {{12, 64, 8192, 4096}, 0, 8}, {{13, 33, 640, 32}, 0, 1}, {{10, 7, 128, 64}, 0, 0},
-                     {{16, 1000, 256, 256}, 0, 0}},
-                    ops::cuda::Gemm4bitPath::kMma, [](int) {}, 1600);
+  for (int mode : {1, 2}) {  // x read in place, x arranged first
+    ops::cuda::fused4::set_mma_x_operand(mode);
+    check_forced_path({{{16, 40, 1024, 64}, 0, 0}, {{9, 130, 2048, 64}, 0, 2}, {{16, 300, 4096, 128}, 0, 4},
+                       {{12, 64, 8192, 4096}, 0, 8}, {{13, 33, 640, 32}, 0, 1}, {{10, 7, 128, 64}, 0, 0},
+                       {{16, 1000, 256, 256}, 0, 0}},
+                      ops::cuda::Gemm4bitPath::kMma, [](int) {}, 1600 + mode);
+  }
   ops::cuda::fused4::set_mma_x_operand(0);
 }
 

@@ -241,8 +241,25 @@ constexpr int kXTileRows = 8 * kXTiles;   // weight rows of a warp
 // The table, the nested map and the split-k partial tiles [warp][16][32].
 constexpr size_t kXSmemBytes = (size_t(kPairTableWords) + 256) * 4 + size_t(kWarps) * 16 * kXTileRows * 4;
 
-template <typename T, bool kNested>
-__global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Params p, const int split_k) {
+// x arranged for the kernel below (kArranged): 16-byte chunk ((r * 4 + q) * 2
+// + h) * 32 + lane holds what lane (g, t) loads for round r, step pair q and
+// rows g + 8h (x[min(g + 8h, m - 1)][128r + 32t + 8q ...]), so that a warp's
+// load is 512 contiguous bytes: 4 L1 wavefronts instead of 16 (8 rows x 2
+// lines). ncu put the x loads at over half of the kernel's L1 wavefronts.
+template <typename T>
+__global__ void __launch_bounds__(256) arrange_x_kernel(const T* x, int m, int64_t k, uint4* xp) {
+  const int64_t chunks = k / kRound * 256;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < chunks; i += int64_t(gridDim.x) * blockDim.x) {
+    const int lane = int(i & 31), h = int(i >> 5) & 1, q = int(i >> 6) & 3;
+    const int64_t r = i >> 8;
+    const int row = min((lane >> 2) + 8 * h, m - 1);
+    xp[i] = *reinterpret_cast<const uint4*>(x + int64_t(row) * k + r * kRound + (lane & 3) * 32 + q * 8);
+  }
+}
+
+template <typename T, bool kNested, bool kArranged>
+__global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Params p, const int split_k,
+                                                                     const uint4* __restrict__ xp) {
   extern __shared__ __align__(16) uint32_t smem[];
   float* nested_map = build_shared_tables<T, kNested>(smem, kPairTableWords, p);
   float* red = nested_map + 256;  // [warp][token][row] partial tiles when split_k > 1
@@ -286,7 +303,9 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_x_kernel(const Para
 #pragma unroll
       for (int h = 0; h < 2; ++h)
 #pragma unroll
-        for (int q = 0; q < 4; ++q) xv[h][q] = __ldg(reinterpret_cast<const uint4*>(xrow[h] + r * kRound) + q);
+        for (int q = 0; q < 4; ++q)
+          xv[h][q] = kArranged ? __ldg(xp + ((r * 4 + q) * 2 + h) * 32 + lane)
+                               : __ldg(reinterpret_cast<const uint4*>(xrow[h] + r * kRound) + q);
       uint32_t scale[kXTiles];
 #pragma unroll
       for (int j = 0; j < kXTiles; ++j)
@@ -374,30 +393,51 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
 
-// The x-as-A kernel: k split as in launch() (rounds of one step each).
-template <typename T, bool kNested>
+// The x-as-A kernel: k split as in launch() (rounds of one step each); x
+// arranged first in a stream-ordered scratch when `arranged`.
+template <typename T, bool kNested, bool kArranged>
 void launch_x(const Params& p, int split_k, cudaStream_t stream) {
-  constexpr auto kernel = gemm_4bit_mma_x_kernel<T, kNested>;
+  constexpr auto kernel = gemm_4bit_mma_x_kernel<T, kNested, kArranged>;
+  uint4* xp = nullptr;
+  if constexpr (kArranged) {
+    const int64_t chunks = p.k / kRound * 256;
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&xp, size_t(chunks) * 16, stream));
+    arrange_x_kernel<T><<<unsigned(std::min<int64_t>((chunks + 255) / 256, 1024)), 256, 0, stream>>>(
+        static_cast<const T*>(p.x), p.m, p.k, xp);
+    LOWBIT_CUDA_CHECK_LAUNCH();
+  }
   const KSplit ks = split_tiles((p.n + kXTileRows - 1) / kXTileRows, p.k / kRound,
                                 resident_block_slots<kernel>(kThreads, kXSmemBytes), split_k);
-  kernel<<<unsigned(ks.grid), kThreads, kXSmemBytes, stream>>>(p, ks.slices);
+  kernel<<<unsigned(ks.grid), kThreads, kXSmemBytes, stream>>>(p, ks.slices, xp);
   LOWBIT_CUDA_CHECK_LAUNCH();
+  if constexpr (kArranged) LOWBIT_CUDA_CHECK(cudaFreeAsync(xp, stream));
 }
 
-// 9-16 rows: x as the A operand (1) or the weights (-1); 0: the default,
-// x from 13 rows. H200, same call, 16 rows: 4096 x 11008 25.0 against 27.7
-// us, 11008 x 4096 22.9 against 24.5, 8192 x 28672 92.5 against 118.6; 12
-// rows 24.0 / 22.5 against 24.6 / 21.2 (the x kernel's lean round; before
-// it, 11008 x 4096 kept the weights at 16 rows too).
+// 9-16 rows: x as the A operand (1), the same with x arranged first (2), or
+// the weights (-1); 0: the default: x arranged from 9 rows on weights of at
+// least kArrangedFromWeights values, x as it is from 13 rows on smaller ones.
+// H200, same call, us at 12 / 16 rows (weights as A, x, x arranged):
+//   8192 x 28672  101.4 / 118.8   89.2 / 92.8   79.7 / 80.6 (the tiled GEMM: 89-90)
+//   4096 x 22016   43.3 / 49.6    40.7 / 42.1   41.5 / 42.1
+//   4096 x 11008   24.5 / 27.6    23.9 / 24.8   27.3 / 27.3
+//   11008 x 4096   21.2 / 24.3    22.3 / 22.6   27.3 / 27.1
+//   4096 x 4096    11.2 / 12.4    11.5 / 11.6   15.0 / 15.1
+// Arranging x costs a launch and a scratch (~3.5 us here), which pays where
+// the L1 traffic it saves (over half of the kernel's) takes longer than that.
+constexpr int64_t kArrangedFromWeights = int64_t(1) << 26;
 int g_x_operand = 0;
 
-bool x_operand_pays(const Params& p) { return g_x_operand != 0 ? g_x_operand > 0 : p.m > 12; }
+bool x_arranged(const Params& p) {
+  return g_x_operand == 2 || (g_x_operand == 0 && p.m > 8 && p.n * p.k >= kArrangedFromWeights);
+}
+bool x_operand_pays(const Params& p) { return g_x_operand != 0 ? g_x_operand > 0 : p.m > 12 || x_arranged(p); }
 
 template <typename T, int NB>
 void launch_nested(const Params& p, bool nested, int split_k, cudaStream_t stream) {
   if (NB == 2 && x_operand_pays(p)) {
-    if (nested) launch_x<T, true>(p, split_k, stream);
-    else launch_x<T, false>(p, split_k, stream);
+    const bool arranged = x_arranged(p);
+    if (nested) arranged ? launch_x<T, true, true>(p, split_k, stream) : launch_x<T, true, false>(p, split_k, stream);
+    else arranged ? launch_x<T, false, true>(p, split_k, stream) : launch_x<T, false, false>(p, split_k, stream);
   } else if (nested) {
     launch<T, NB, true>(p, split_k, stream);
   } else {

@@ -59,7 +59,7 @@ bool mma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
 void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
          cudaStream_t stream);
 // Benchmarks and tests: 9-16 rows with x as the mma's A operand (1), the
-// weights (-1), or the default (0).
+// same with x arranged for it first (2), the weights (-1), or the default (0).
 void set_mma_x_operand(int mode);
 
 // Tensor-core kernel for wider batches (gemm_4bit_wide_cuda.cu): kMmaMaxBatch

@@ -162,11 +162,6 @@ int forced_split_k = 0;
 // 45-212 us at 64 rows, 108-545 at 256; dequantize 31-152 us plus cuBLAS
 // 27-127 at 64 and 35-181 at 256: the two meet near 100 rows).
 constexpr int64_t kLargeMaxAuto = 96;
-// From this many weights the tiled GEMM streams 9-16 rows faster than the
-// register-streaming kernel (8192 x 28672 at 16 rows: 92 against 120 us; on
-// 4096 x 11008 and 11008 x 4096 it is level or 6% slower), but not with
-// double-quantized scales (142-144 us at 12-16 rows there).
-constexpr int64_t kLargeFromWeights = int64_t(1) << 26;
 // On Hopper the wgmma GEMM takes the batches between the decode kernels and
 // prompts (H200, docs/cuda.md: at 17-20 rows 28-103 us against the tiled
 // GEMM's 33-135, at 64 rows 29-110 against 44-206, at 256 rows 48-188
@@ -197,14 +192,15 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
     case Gemm4bitPath::kAuto: break;
   }
   // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1, the
-  // tensor-core kernel from 2 to 16 (the tiled GEMM from 9 rows on weights of
-  // 8192 x 28672's size), the tiled GEMM up to kLargeMaxAuto rows, or on
-  // Hopper the wgmma GEMM from kWgmmaFromRows. Batches of 1-4 never take the
-  // tiled or wgmma GEMM by themselves (their k split allocates).
+  // tensor-core kernel from 2 to 16 (at 9-16 rows on large weights with x
+  // arranged for it: 8192 x 28672 at 16 rows 80.6 us against the tiled
+  // GEMM's 90.1), the tiled GEMM up to kLargeMaxAuto rows, or on Hopper the
+  // wgmma GEMM from kWgmmaFromRows. Batches of 1-4 never take the tiled or
+  // wgmma GEMM by themselves (their k split allocates).
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
-  if (large_auto && m > 8 && (!mma || (w.n * w.k >= kLargeFromWeights && !w.qabsmax))) return Gemm4bitPath::kLarge;
+  if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
   if (gemv) return Gemm4bitPath::kGemv;
