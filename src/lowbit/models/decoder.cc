@@ -311,13 +311,16 @@ class Decoder final : public CausalLM {
     if (n > 1 && dequantize_ahead(n)) {
       std::vector<const nn::Linear*> order;
       for (const Block& b : blocks_)
-        for (const nn::Linear* l : {&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj}) order.push_back(l);
+        for (const nn::Linear* l : {&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj})
+          if (l->dequantizes(n, dtype_, device_)) order.push_back(l);
       if (!side_stream_.get()) side_stream_ = CudaStream(device_.index, true);
       ahead.emplace(std::move(order), ws_.weight_slots, dtype_, device_, stream_.get(), side_stream_.get());
     }
+    // Projections that dequantize go through `ahead` in its order; the
+    // others (a fused kernel for this many rows) run as they are.
     size_t projection = 0;
     const auto project = [&](const nn::Linear& l, const Tensor& in, Tensor& out) {
-      if (ahead) ahead->forward(projection++, in, out);
+      if (ahead && l.dequantizes(n, dtype_, device_)) ahead->forward(projection++, in, out);
       else l.forward(in, out);
     };
     for (size_t i = 0; i < blocks_.size(); ++i) {
@@ -362,16 +365,17 @@ class Decoder final : public CausalLM {
   }
 
   // Whether a prompt of n tokens dequantizes its projections ahead: on the
-  // GPU, stacked q/k/v and gate/up, every projection on the dequantize path
-  // (LOWBIT_DEQUANTIZE_AHEAD=0 runs them in turn, to compare).
+  // GPU, stacked q/k/v and gate/up, at least two projections of each block
+  // on the dequantize path (the others run their fused kernels in turn;
+  // LOWBIT_DEQUANTIZE_AHEAD=0 runs them all in turn, to compare).
   bool dequantize_ahead(int64_t n) const {
     const char* v = std::getenv("LOWBIT_DEQUANTIZE_AHEAD");
     if (!device_.is_cuda() || (v && std::strcmp(v, "0") == 0)) return false;
     return std::all_of(blocks_.begin(), blocks_.end(), [&](const Block& b) {
       const nn::Linear* const projections[] = {&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj};
       return b.qkv.defined() && b.gate_up.defined() &&
-             std::all_of(std::begin(projections), std::end(projections),
-                         [&](const nn::Linear* l) { return l->dequantizes(n, dtype_, device_); });
+             std::count_if(std::begin(projections), std::end(projections),
+                           [&](const nn::Linear* l) { return l->dequantizes(n, dtype_, device_); }) >= 2;
     });
   }
 
