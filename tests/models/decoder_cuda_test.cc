@@ -226,7 +226,8 @@ TEST(DecoderCuda, DoubleQuantStaysOnTheGpu) {
 TEST(DecoderCuda, DequantizeAheadEqualsInTurn) {
   LOWBIT_REQUIRE_CUDA();
   // 400 tokens: prompts this long take the dequantize path (shorter ones the
-  // wgmma GEMM on Hopper).
+  // wgmma GEMM on Hopper), but for down_proj (k = 3n), which takes the wgmma
+  // GEMM there on Hopper: q/k/v, o and gate/up are dequantized ahead around it.
   std::vector<int32_t> ids(400);
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 5) % 2000);
   engine::QuantizeOnLoad nf4;
