@@ -137,19 +137,18 @@ __device__ __forceinline__ uint32_t lookup(uint32_t table, uint32_t word, uint32
 
 // The mma A fragment of one k16 step from two packed words (rows g and g + 8):
 // step parity `odd` picks bytes 0-1 or 2-3 of each word.
-template <bool kOrdered = true>
 __device__ __forceinline__ void lookup_a_fragment(uint32_t table, uint32_t lo, uint32_t hi, uint32_t lane4, bool odd,
                                                   uint32_t (&a)[4]) {
   if (odd) {
-    a[0] = lookup<2, kOrdered>(table, lo, lane4);
-    a[1] = lookup<2, kOrdered>(table, hi, lane4);
-    a[2] = lookup<3, kOrdered>(table, lo, lane4);
-    a[3] = lookup<3, kOrdered>(table, hi, lane4);
+    a[0] = lookup<2>(table, lo, lane4);
+    a[1] = lookup<2>(table, hi, lane4);
+    a[2] = lookup<3>(table, lo, lane4);
+    a[3] = lookup<3>(table, hi, lane4);
   } else {
-    a[0] = lookup<0, kOrdered>(table, lo, lane4);
-    a[1] = lookup<0, kOrdered>(table, hi, lane4);
-    a[2] = lookup<1, kOrdered>(table, lo, lane4);
-    a[3] = lookup<1, kOrdered>(table, hi, lane4);
+    a[0] = lookup<0>(table, lo, lane4);
+    a[1] = lookup<0>(table, hi, lane4);
+    a[2] = lookup<1>(table, lo, lane4);
+    a[3] = lookup<1>(table, hi, lane4);
   }
 }
 

@@ -177,7 +177,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_4bit_mma_kernel(const Params
         for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
           const uint32_t lo = word(wv[u][0], s >> 1), hi = word(wv[u][1], s >> 1);
           uint32_t a[4];
-          lookup_a_fragment<NB == 1>(table, lo, hi, lane4, s & 1, a);
+          lookup_a_fragment(table, lo, hi, lane4, s & 1, a);
 #pragma unroll
           for (int i = 0; i < 4; ++i) a[i] = scale_codes<T>(a[i], scale[i & 1]);
 #pragma unroll
