@@ -108,9 +108,7 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
   float* kvs = qs + kTile * ld;
   float* ps = kvs + kTile * ld;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const PromptTile tile = prompt_tile(p);
-  const int h = tile.h, kvh = tile.kvh, q0 = tile.q0, rows = tile.rows;
-  const int64_t k_begin = tile.k_begin, k_end = tile.k_end;
+  const auto [h, kvh, q0, rows, k_begin, k_end] = prompt_tile(p);
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
   const T* v = static_cast<const T*>(p.v);
@@ -232,9 +230,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
   __shared__ __align__(16) T ks[kTile * kStride];
   __shared__ __align__(16) T vs[kTile * kStride];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
-  const PromptTile tile = prompt_tile(p);
-  const int h = tile.h, kvh = tile.kvh, q0 = tile.q0, rows = tile.rows;
-  const int64_t k_begin = tile.k_begin, k_end = tile.k_end;
+  const auto [h, kvh, q0, rows, k_begin, k_end] = prompt_tile(p);
   const T* q = static_cast<const T*>(p.q);
   const T* k = static_cast<const T*>(p.k);
   const T* v = static_cast<const T*>(p.v);

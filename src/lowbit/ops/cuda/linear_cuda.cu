@@ -177,7 +177,7 @@ constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 383;
 // dequantizes only the other projections ahead (q/k/v and o on Llama
 // shapes). H200, 7B shape, same calls: 512-token prefill 0.79-0.81x ->
 // 0.83x bf16's rate, 1024 tokens level.
-constexpr int64_t kWgmmaWideMaxRows = 1024;
+constexpr int64_t kWgmmaWideMaxRows = 1024, kWgmmaWideFromWeights = int64_t(1) << 26;
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
@@ -207,7 +207,7 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
-  if (wgmma && m <= kWgmmaWideMaxRows && (w.k >= 2 * w.n || w.n * w.k >= (int64_t(1) << 26)))
+  if (wgmma && m <= kWgmmaWideMaxRows && (w.k >= 2 * w.n || w.n * w.k >= kWgmmaWideFromWeights))
     return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
