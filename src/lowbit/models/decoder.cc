@@ -61,9 +61,8 @@ struct Workspace {
 // A prompt's projections on the GPU when they take the dequantize path: while
 // projection j multiplies on the main stream, the weight of j + 1 is
 // dequantized on a low-priority side stream (it fills the SMs and memory
-// bandwidth the GEMMs leave idle) into the other of two slots (q/k/v and
-// gate/up share one, o and down the other: 0.7 of a layer's weights of
-// scratch); events order each slot's reuse both ways. The same bits as
+// bandwidth the GEMMs leave idle) into the other of two slots (projections
+// alternate between them); events order each slot's reuse both ways. The same bits as
 // forward (ops::linear on the weight linear_4bit would dequantize). Measured
 // on the 7B shape (H200): 512-token prompts 0.80-0.81x -> 0.87-0.88x bf16's
 // rate; four slots, three projections ahead, gave no more.
@@ -94,13 +93,17 @@ class DequantizeAhead {
     for (size_t j = 0; j < kSlots - 1 && j < order_.size(); ++j) enqueue(j);
   }
 
-  // Projection j of the order on the main stream (the current one).
-  void forward(size_t j, const Tensor& x, Tensor& out) {
-    LOWBIT_CHECK(j < order_.size(), "DequantizeAhead: projection {} of {}", j, order_.size());
+  // l's product on the main stream (the current one) when l is the next
+  // projection of the order; false (nothing done) when it is not, i.e. l
+  // runs its own kernel.
+  bool forward(const nn::Linear& l, const Tensor& x, Tensor& out) {
+    if (next_ >= order_.size() || order_[next_] != &l) return false;
+    const size_t j = next_++;
     if (j + kSlots - 1 < order_.size()) enqueue(j + kSlots - 1);
     ready_[j % kSlots]->wait(main_);
-    order_[j]->forward_dequantized(x, weight(j), out);
+    l.forward_dequantized(x, weight(j), out);
     free_[j % kSlots]->record(main_);
+    return true;
   }
 
  private:
@@ -117,6 +120,7 @@ class DequantizeAhead {
   }
 
   std::vector<const nn::Linear*> order_;
+  size_t next_ = 0;  // the projection of order_ whose product comes next
   void* main_;
   void* side_;
   Tensor slot_[kSlots];
@@ -308,20 +312,14 @@ class Decoder final : public CausalLM {
     // A prompt's projections in order: the next weight dequantized ahead
     // where they all take the dequantize path on the GPU.
     std::optional<DequantizeAhead> ahead;
-    if (n > 1 && dequantize_ahead(n)) {
-      std::vector<const nn::Linear*> order;
-      for (const Block& b : blocks_)
-        for (const nn::Linear* l : {&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj})
-          if (l->dequantizes(n, dtype_, device_)) order.push_back(l);
+    if (std::vector<const nn::Linear*> order = dequantize_ahead_order(n); !order.empty()) {
       if (!side_stream_.get()) side_stream_ = CudaStream(device_.index, true);
       ahead.emplace(std::move(order), ws_.weight_slots, dtype_, device_, stream_.get(), side_stream_.get());
     }
-    // Projections that dequantize go through `ahead` in its order; the
-    // others (a fused kernel for this many rows) run as they are.
-    size_t projection = 0;
+    // Projections of the order go through `ahead`; the others (a fused
+    // kernel for this many rows) run as they are.
     const auto project = [&](const nn::Linear& l, const Tensor& in, Tensor& out) {
-      if (ahead && l.dequantizes(n, dtype_, device_)) ahead->forward(projection++, in, out);
-      else l.forward(in, out);
+      if (!ahead || !ahead->forward(l, in, out)) l.forward(in, out);
     };
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
@@ -364,19 +362,23 @@ class Decoder final : public CausalLM {
     return finish(n, past, first, x, cache);
   }
 
-  // Whether a prompt of n tokens dequantizes its projections ahead: on the
-  // GPU, stacked q/k/v and gate/up, at least two projections of each block
-  // on the dequantize path (the others run their fused kernels in turn;
-  // LOWBIT_DEQUANTIZE_AHEAD=0 runs them all in turn, to compare).
-  bool dequantize_ahead(int64_t n) const {
+  // The projections a prompt of n tokens dequantizes ahead, in the order
+  // they run: on the GPU, with stacked q/k/v and gate/up, when every block
+  // has at least two on the dequantize path (the others run their fused
+  // kernels in turn). Empty: every projection runs in turn (also with
+  // LOWBIT_DEQUANTIZE_AHEAD=0, to compare).
+  std::vector<const nn::Linear*> dequantize_ahead_order(int64_t n) const {
     const char* v = std::getenv("LOWBIT_DEQUANTIZE_AHEAD");
-    if (!device_.is_cuda() || (v && std::strcmp(v, "0") == 0)) return false;
-    return std::all_of(blocks_.begin(), blocks_.end(), [&](const Block& b) {
-      const nn::Linear* const projections[] = {&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj};
-      return b.qkv.defined() && b.gate_up.defined() &&
-             std::count_if(std::begin(projections), std::end(projections),
-                           [&](const nn::Linear* l) { return l->dequantizes(n, dtype_, device_); }) >= 2;
-    });
+    if (n <= 1 || !device_.is_cuda() || (v && std::strcmp(v, "0") == 0)) return {};
+    std::vector<const nn::Linear*> order;
+    for (const Block& b : blocks_) {
+      if (!b.qkv.defined() || !b.gate_up.defined()) return {};
+      const size_t before = order.size();
+      for (const nn::Linear* l : {&b.qkv, &b.o_proj, &b.gate_up, &b.down_proj})
+        if (l->dequantizes(n, dtype_, device_)) order.push_back(l);
+      if (order.size() - before < 2) return {};
+    }
+    return order;
   }
 
   // The logits of rows [first, n) from the final norm's output x.
