@@ -330,13 +330,14 @@ TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
 // block; tiles shared by blocks summed through partial slots): tiles spread
 // over dozens of blocks (few tiles, long k), a block's range inside one
 // tile, ranges ending mid-tile, n and m not multiples of the tiles, token
-// tiles of 64 and 128, both dtypes, f32 and double-quantized absmax.
+// tiles of 64, 128 and 256, both dtypes, f32 and double-quantized absmax.
 TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
   if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
   ops::cuda::fused4::set_wgmma_stream_k(1);
   check_forced_path({{{65, 129, 4096, 64}, 64, 0}, {{100, 300, 2048, 128}, 128, 0}, {{256, 257, 1088, 64}, 128, 0},
-                     {{17, 64, 8192, 4096}, 64, 0}, {{300, 1000, 640, 64}, 128, 0}, {{129, 2000, 448, 64}, 0, 0}},
+                     {{17, 64, 8192, 4096}, 64, 0}, {{300, 1000, 640, 64}, 128, 0}, {{129, 2000, 448, 64}, 0, 0},
+                     {{257, 300, 2048, 64}, 256, 0}, {{300, 129, 4096, 128}, 256, 0}, {{512, 640, 1024, 64}, 256, 0}},
                     ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1300);
   ops::cuda::fused4::set_wgmma_stream_k(0);
 }

@@ -419,11 +419,11 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   finish_k_slices<T>(p, partial, split_k, stream);
 }
 
-// Stream-K only with 64- and 128-token tiles: with 256 the consumers' state
-// spilled registers, and it measured 7-27% slower than plain items there.
+// Stream-K with 64-, 128- and 256-token tiles (narrower ones have no tiles
+// to share out: their items are k slices instead).
 template <typename T, int BN>
 void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, cudaStream_t stream) {
-  if constexpr (BN == 64 || BN == 128) {
+  if constexpr (BN == 64 || BN == 128 || BN == 256) {
     if (stream_k) {
       if (nested) launch<T, Config<BN>, true, true>(p, split_k, stream);
       else launch<T, Config<BN>, false, true>(p, split_k, stream);
@@ -445,7 +445,7 @@ struct Choice {
   int tokens, split_k;
   bool stream_k;
 };
-int forced_stream_k = 0;  // 1: stream-K wherever the token tile allows it (64, 128), -1: never
+int forced_stream_k = 0;  // 1: stream-K wherever the token tile allows it (64-256), -1: never
 double stage_cycles(int tokens) {
   switch (tokens) {
     case 8: return 640.0;  // 8-32 tokens: the decode and the pipeline's
@@ -472,7 +472,7 @@ Choice choose(const Params& p, int forced_split) {
       const double waves = double((items + sms - 1) / sms);
       double cost = waves * ((k_tiles + s - 1) / s + 4) * stage;
       if (s > 1) cost += 8.0 * s * double(p.m) * double(p.n) / 1260.0 + 3000.0;
-      if ((forced_stream_k <= 0 || (bn != 64 && bn != 128)) && (best_cost < 0 || cost < best_cost)) {
+      if ((forced_stream_k <= 0 || bn < 64) && (best_cost < 0 || cost < best_cost)) {
         best_cost = cost;
         best = {bn, s, false};
       }
@@ -480,15 +480,20 @@ Choice choose(const Params& p, int forced_split) {
     // Stream-K: every SM busy to the end, ~8 stages more for handing over
     // and adding the partial sums of the tiles that blocks share; taken
     // where there are at least as many tiles as SMs and it is 10% faster by
-    // this count. Measured on the H200: 8-13% faster at 64 and 128 rows of
-    // 8192 x 28672 (224 tiles: 1.7 waves of plain items); on the 7B shapes
-    // (32-86 tiles, each shared by two or three blocks) level or up to 8%
-    // slower, for reasons not broken down.
+    // this count (15% with 256-token tiles, whose stages measured ~1.2x
+    // slower under stream-K). Measured on the H200: 8-13% faster at 64 and
+    // 128 rows of 8192 x 28672 (224 tiles: 1.7 waves of plain items); at 512
+    // rows with 256-token tiles, 4096 x 11008 100.9 -> 85.9 us, 4096 x 12288
+    // 101.1 -> 92.9, 8192 x 28672 393.6 -> 376.1, and 4096 x 22016 at 256
+    // rows 102.0 -> 85.2 (a plain last wave of 40-60 tiles); slower where
+    // the plain last wave is fuller (8192 x 28672 at 256 rows, 187.9 against
+    // 183.1) and with fewer tiles than SMs (4096 x 11008 at 256 rows: 53.1
+    // against 49.4; the 7B shapes at 64-128 rows: level or up to 8%).
     const int64_t tiles = n_tiles * ((p.m + bn - 1) / bn);
-    if ((bn == 64 || bn == 128) && forced_stream_k >= 0 && forced_split <= 0 &&
-        (tiles >= sms || forced_stream_k > 0)) {
+    if (bn >= 64 && forced_stream_k >= 0 && forced_split <= 0 && (tiles >= sms || forced_stream_k > 0)) {
       const int64_t units = tiles * k_tiles;
-      const double cost = (double((units + sms - 1) / sms) + 4 + 8) * stage * (forced_stream_k > 0 ? 1.0 : 1.1);
+      const double margin = forced_stream_k > 0 ? 1.0 : bn == 256 ? 1.15 : 1.1;
+      const double cost = (double((units + sms - 1) / sms) + 4 + 8) * stage * margin;
       if (best_cost < 0 || cost < best_cost || (forced_stream_k > 0 && !best.stream_k)) {
         best_cost = cost;
         best = {bn, 1, true};
