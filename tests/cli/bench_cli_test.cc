@@ -75,7 +75,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadValue{"--shape llama9",
                  {"--shape", "llama9", "llama2-7b, llama2-13b, llama3-8b, mistral-7b, qwen2-7b, tiny"}},
         BadValue{"--shape tiny --formats bf16,int3", {"--formats", "int3", "bf16, f16, f32, int8, nf4, fp4"}},
-        BadValue{"--shape tiny --batch 8", {"--batch", "only batch 1"}},
+        BadValue{"--shape tiny --batch 0", {"--batch", "1 to 1024 sequences"}},
         BadValue{"--shape tiny --device tpu", {"--device", "cpu, cuda or cuda:N"}}));
 
 }  // namespace

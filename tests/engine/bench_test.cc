@@ -143,8 +143,8 @@ TEST(Bench, FormatsAndOptionsAreChecked) {
   EXPECT_EQ(engine::bench_format("fp4-dq").load.quantize->kind, engine::QuantizeOnLoad::Kind::FP4);
 
   engine::BenchOptions o;
-  o.batch = 4;
-  EXPECT_THAT(error_of([&] { engine::run_bench({.shape = "tiny"}, o); }), HasSubstr("only batch 1"));
+  o.batch = 0;
+  EXPECT_THAT(error_of([&] { engine::run_bench({.shape = "tiny"}, o); }), HasSubstr("1 to 1024 sequences"));
   o.batch = 1;
   o.prefill = {8192};
   EXPECT_THAT(error_of([&] { engine::run_bench({.shape = "tiny"}, o); }), HasSubstr("max_position_embeddings"));
@@ -173,6 +173,29 @@ TEST(Bench, TinyShapeOnTheCpu) {
   const std::string table = engine::format_table(report);
   EXPECT_THAT(table, HasSubstr("prefill 32 tok/s"));
   EXPECT_THAT(table, HasSubstr("nf4"));
+}
+
+// Several sequences together: each has its own prompt and cache (the CPU's
+// peak counts one cache a sequence), and the rates count every sequence's
+// tokens.
+TEST(Bench, BatchOfSequencesOnTheCpu) {
+  engine::BenchOptions o;
+  o.formats = {"nf4"};
+  o.batch = 3;
+  o.prompt = 8;
+  o.decode = 4;
+  o.prefill = {16};
+  o.repeats = 1;
+  const engine::BenchReport report = engine::run_bench({.shape = "tiny"}, o);
+  ASSERT_EQ(report.rows.size(), 1u);
+  const auto& r = report.rows.front();
+  EXPECT_EQ(r.batch, 3);
+  EXPECT_GT(r.prefill_tokens_per_second, 0.0);
+  EXPECT_GT(r.decode_tokens_per_second, 0.0);
+  EXPECT_EQ(r.peak_memory_bytes, r.weight_bytes + 3 * (2 * 4 * 13 * 2 * 64 * 2));
+  ASSERT_EQ(r.prefill.size(), 1u);
+  EXPECT_EQ(r.prefill[0].peak_memory_bytes, r.weight_bytes + 3 * (2 * 4 * 16 * 2 * 64 * 2));
+  EXPECT_THAT(engine::format_table(report), HasSubstr("nf4"));
 }
 
 }  // namespace

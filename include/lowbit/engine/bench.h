@@ -41,7 +41,7 @@ struct BenchModel {
 struct BenchOptions {
   std::vector<std::string> formats = {"bf16", "int8", "nf4"};
   Device device = Device::cpu();
-  int64_t batch = 1;    // sequences per forward pass (CausalLM runs one)
+  int64_t batch = 1;    // sequences run together (CausalLM::forward_batch), each with its own prompt
   int64_t prompt = 32;  // tokens before decoding
   int64_t decode = 128; // single-token steps timed after the prompt
   std::vector<int64_t> prefill = {512, 2048};

@@ -54,6 +54,13 @@ class CausalLM {
   // token. A model reuses its activation buffers from call to call, so one
   // model runs one forward at a time.
   virtual Tensor forward(std::span<const int32_t> tokens, KVCache& cache, bool all_logits) const = 0;
+  // B sequences of n tokens in one pass (the projections see B * n rows):
+  // tokens holds sequence b's ids at [b n, (b + 1) n), sequence b continues
+  // caches[b], and every cache holds the same number of positions. Returns
+  // logits [B n, vocab] when all_logits, else [B, vocab] (each sequence's
+  // last token). With one cache it is forward.
+  virtual Tensor forward_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches,
+                               bool all_logits) const = 0;
   // Bytes of all weights (what transformers' get_memory_footprint counts).
   virtual size_t weight_bytes() const = 0;
   // One line per layer kind and format, for --verbose and tests.

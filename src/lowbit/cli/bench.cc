@@ -55,11 +55,8 @@ engine::BenchOptions options_from(const BenchArgs& a) {
       throw e.with_option("--formats");
     }
   }
-  if (a.batch != 1)
-    throw Error(fmt::format("--batch {}: only batch 1 is supported (the forward pass, CausalLM::forward, runs one "
-                            "sequence at a time)",
-                            a.batch))
-        .with_option("--batch");
+  if (a.batch < 1 || a.batch > 1024)
+    throw Error(fmt::format("--batch {}: a batch holds 1 to 1024 sequences", a.batch)).with_option("--batch");
   o.prefill.clear();
   for (const auto& text : a.prefill) {
     if (text.empty() || text == "none") continue;
@@ -119,7 +116,7 @@ const CommandRegistration registration{{
       app.add_option("--formats", a->formats, "comma-separated: " + engine::bench_format_names())
           ->delimiter(',')
           ->default_str("bf16,int8,nf4");
-      app.add_option("--batch", a->batch, "sequences per forward pass (only 1: the forward pass runs one)")->default_str("1");
+      app.add_option("--batch", a->batch, "sequences decoded together (one forward pass a step for all of them)")->default_str("1");
       app.add_option("--prompt", a->prompt, "prompt tokens before decoding")
           ->check(CLI::PositiveNumber)
           ->default_str("32");

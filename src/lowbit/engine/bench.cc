@@ -10,6 +10,7 @@
 #include "lowbit/engine/generate.h"
 #include "lowbit/engine/synthetic_weights.h"
 #include "lowbit/models/registry.h"
+#include "lowbit/ops/sampling.h"
 
 namespace lowbit::engine {
 namespace {
@@ -54,10 +55,7 @@ uint64_t cache_bytes(const models::CausalLM& model, int64_t capacity) {
 void check_options(const BenchOptions& o) {
   if (o.formats.empty()) fail("no format to measure; the formats are {}", bench_format_names());
   for (const auto& f : o.formats) bench_format(f);
-  LOWBIT_CHECK(o.batch == 1,
-               "batch {}: the forward pass (CausalLM::forward) runs one sequence at a time, so only batch 1 is "
-               "measured",
-               o.batch);
+  LOWBIT_CHECK(o.batch >= 1 && o.batch <= 1024, "the batch must hold 1 to 1024 sequences, got {}", o.batch);
   LOWBIT_CHECK(o.prompt > 0, "the prompt must have at least 1 token, got {}", o.prompt);
   LOWBIT_CHECK(o.decode > 0, "at least 1 decode step is needed, got {}", o.decode);
   for (const int64_t n : o.prefill) LOWBIT_CHECK(n > 0, "prefill lengths must be positive, got {}", n);
@@ -88,13 +86,88 @@ LoadedModel load(const BenchModel& m, const BenchFormat& format, const BenchOpti
   return out;
 }
 
-BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids) {
+// Greedy tokens of a batch's logits [batch, vocab], on the host (the step
+// waits for them, as generation does).
+std::vector<int32_t> greedy_tokens(const Tensor& logits) {
+  Tensor picked = Tensor::empty({logits.dim(0)}, DType::I32, logits.device());
+  ops::argmax(logits, picked);
+  const Tensor host = picked.to(Device::cpu());
+  std::vector<int32_t> out(host.data<int32_t>(), host.data<int32_t>() + host.numel());
+  for (const int32_t t : out) LOWBIT_CHECK(t >= 0, "bench: the model's logits hold NaN");
+  return out;
+}
+
+// Batches of several sequences: the prompts (sequence s takes ids[s L, s L +
+// prompt) of its stretch of L ids) in one forward_batch, then `decode` greedy
+// steps of one token a sequence, each one forward_batch of `batch` rows.
+// Tokens per second count every sequence's tokens.
+void measure_batched(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids,
+                     int64_t stretch, BenchRow& row) {
+  const auto joined = [&](int64_t n) {
+    std::vector<int32_t> out;
+    for (int64_t s = 0; s < o.batch; ++s)
+      out.insert(out.end(), ids.begin() + s * stretch, ids.begin() + s * stretch + n);
+    return out;
+  };
+  const auto make_caches = [&](int64_t capacity, std::vector<models::KVCache>& caches) {
+    caches.clear();
+    for (int64_t s = 0; s < o.batch; ++s) caches.push_back(model.make_cache(capacity));
+    std::vector<models::KVCache*> handles;
+    for (auto& c : caches) handles.push_back(&c);
+    return handles;
+  };
+  const std::vector<int32_t> prompt = joined(o.prompt);
+  std::vector<double> prompt_seconds;
+  uint64_t used = 0;
+  reset_device_memory_peak();
+  const double decode_seconds = measure(o, [&] {
+    std::vector<models::KVCache> caches;
+    const auto handles = make_caches(o.prompt + o.decode + 1, caches);
+    const auto t0 = Clock::now();
+    std::vector<int32_t> next = greedy_tokens(model.forward_batch(prompt, handles, false));
+    prompt_seconds.push_back(seconds_since(t0));
+    const auto t1 = Clock::now();
+    for (int64_t step = 0; step < o.decode; ++step) next = greedy_tokens(model.forward_batch(next, handles, false));
+    const double seconds = seconds_since(t1);
+    used = std::max(used, detail::device_memory_used(o.device));
+    return seconds;
+  });
+  if (prompt_seconds.size() > 1) prompt_seconds.erase(prompt_seconds.begin());
+  row.prefill_tokens_per_second = double(o.batch * o.prompt) / median(prompt_seconds);
+  row.decode_tokens_per_second = double(o.batch * o.decode) / decode_seconds;
+  row.device_memory_used_bytes = used;
+  row.peak_memory_bytes = o.device.is_cuda() ? device_memory_stats().peak
+                                             : row.weight_bytes + o.batch * cache_bytes(model, o.prompt + o.decode + 1);
+  for (const int64_t n : o.prefill) {
+    reset_device_memory_peak();
+    const std::vector<int32_t> tokens = joined(n);
+    const double seconds = measure(o, [&] {
+      std::vector<models::KVCache> caches;
+      const auto handles = make_caches(n, caches);
+      const auto t0 = Clock::now();
+      const Tensor logits = model.forward_batch(tokens, handles, false);
+      logits.to(Device::cpu());  // waits for the device
+      return seconds_since(t0);
+    });
+    row.prefill.push_back({n, double(o.batch * n) / seconds,
+                           o.device.is_cuda() ? device_memory_stats().peak
+                                              : row.weight_bytes + o.batch * cache_bytes(model, n)});
+  }
+}
+
+BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids,
+                        int64_t stretch) {
   BenchRow row;
   row.device = o.device.str();
   row.batch = o.batch;
   row.prompt = o.prompt;
   row.decode = o.decode;
   row.weight_bytes = model.weight_bytes();
+  if (o.batch > 1) {
+    measure_batched(model, o, ids, stretch, row);
+    row.host_peak_rss_bytes = detail::host_peak_rss();
+    return row;
+  }
 
   // Prompt, then `decode` single-token steps through the KV cache, as
   // `lowbit generate` runs them (greedy, no stop token).
@@ -220,7 +293,9 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
                "{} tokens (prompt + decode + 1, or the longest prefill) exceed the model's max_position_embeddings "
                "({})",
                longest, config.max_position_embeddings);
-  const std::vector<int32_t> ids = token_ids(longest, config.vocab_size, model.seed);
+  // One stretch of `longest` ids a sequence (the first stretch is what one
+  // sequence always measured).
+  const std::vector<int32_t> ids = token_ids(longest * o.batch, config.vocab_size, model.seed);
 
   for (const auto& name : o.formats) {
     const BenchFormat format = bench_format(name);
@@ -228,7 +303,7 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
     LoadedModel loaded = load(model, format, options);
     say(fmt::format("{}: loaded in {:.1f} s ({}), measuring", name, loaded.seconds,
                     bytes_str(loaded.model->weight_bytes())));
-    BenchRow row = measure_format(*loaded.model, options, ids);
+    BenchRow row = measure_format(*loaded.model, options, ids, longest);
     row.format = name;
     row.load_seconds = loaded.seconds;
     report.rows.push_back(std::move(row));

@@ -182,47 +182,71 @@ class Decoder final : public CausalLM {
   }
 
   Tensor forward(std::span<const int32_t> tokens, KVCache& cache, bool all_logits) const override {
-    const int64_t n = int64_t(tokens.size()), past = cache.length;
-    LOWBIT_CHECK(n > 0, "forward: no tokens");
-    LOWBIT_CHECK(past + n <= cache.capacity(),
-                 "forward: {} tokens after {} cached ones exceed the context of {} tokens", n, past, cache.capacity());
-    LOWBIT_CHECK(cache.keys.size() == blocks_.size() && cache.keys.front().device() == device_,
-                 "forward: the cache was made for another model (on {}, this model is on {})",
-                 cache.keys.empty() ? std::string("-") : cache.keys.front().device().str(), device_.str());
-    ws_.reserve(n, config_, dtype_, device_);
-    if (device_.is_cpu()) {
-      copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
-      return run(n, past, cache, all_logits, false);
+    KVCache* const caches[] = {&cache};
+    return forward_batch(tokens, caches, all_logits);
+  }
+
+  Tensor forward_batch(std::span<const int32_t> tokens, std::span<KVCache* const> caches,
+                       bool all_logits) const override {
+    const int64_t batch = int64_t(caches.size());
+    LOWBIT_CHECK(batch > 0, "forward: no sequences (no cache)");
+    LOWBIT_CHECK(!tokens.empty(), "forward: no tokens");
+    LOWBIT_CHECK(int64_t(tokens.size()) % batch == 0,
+                 "forward: {} token ids do not make {} sequences of equal length", tokens.size(), batch);
+    const int64_t n = int64_t(tokens.size()) / batch, past = caches.front() ? caches.front()->length : 0;
+    for (int64_t s = 0; s < batch; ++s) {
+      const KVCache* cache = caches[size_t(s)];
+      LOWBIT_CHECK(cache, "forward: sequence {} has no cache", s);
+      LOWBIT_CHECK(cache->length == past,
+                   "forward: sequence {}'s cache holds {} positions, sequence 0's {} (a batch advances together)", s,
+                   cache->length, past);
+      LOWBIT_CHECK(past + n <= cache->capacity(),
+                   "forward: {} tokens after {} cached ones exceed the context of {} tokens", n, past,
+                   cache->capacity());
+      LOWBIT_CHECK(cache->keys.size() == blocks_.size() && cache->keys.front().device() == device_,
+                   "forward: the cache was made for another model (on {}, this model is on {})",
+                   cache->keys.empty() ? std::string("-") : cache->keys.front().device().str(), device_.str());
+      for (int64_t t = 0; t < s; ++t)
+        LOWBIT_CHECK(caches[size_t(t)] != cache, "forward: sequences {} and {} share one cache", t, s);
     }
-    // The GPU's work goes to this model's stream; a decoding step is a CUDA
-    // graph once captured (decode_step).
+    const int64_t rows = batch * n;
+    ws_.reserve(rows, config_, dtype_, device_);
+    if (device_.is_cpu()) {
+      copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(rows) * sizeof(int32_t));
+      return run(n, past, caches, all_logits, false);
+    }
+    // The GPU's work goes to this model's stream; a decoding step (one
+    // token a sequence) is a CUDA graph once captured (decode_step).
     if (!stream_.get()) stream_ = CudaStream(device_.index);
     CudaStreamScope scope(stream_.get());
-    if (n == 1 && all_qkv_stacked()) return decode_step(tokens[0], cache);
-    copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(n) * sizeof(int32_t));
-    return run(n, past, cache, all_logits, false);
+    if (n == 1 && all_qkv_stacked()) return decode_step(tokens, caches);
+    copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(rows) * sizeof(int32_t));
+    return run(n, past, caches, all_logits, false);
   }
 
  private:
-  // One token on the GPU. Its kernels read the token (ws_.ids) and the
-  // position (ws_.position) from device memory, so the whole step can be
-  // captured once and replayed: one graph launch instead of ~10 launches a
-  // layer, which at batch 1 cost more host time than the GPU needs. The
-  // first step for a cache runs eagerly (it also warms up lazily set kernel
-  // attributes), the second is captured; a new cache or logits buffer means
-  // a new capture. A capture that fails leaves the model eager.
-  Tensor decode_step(int32_t token, KVCache& cache) const {
-    LOWBIT_CHECK(token >= 0 && token < config_.vocab_size, "forward: token id {} is outside the vocabulary [0, {})",
-                 token, config_.vocab_size);
-    const int64_t past = cache.length;
-    ensure_logits(1);
+  // One token a sequence on the GPU. Its kernels read the tokens (ws_.ids)
+  // and the position (ws_.position, the same for every sequence) from device
+  // memory, so the whole step can be captured once and replayed: one graph
+  // launch instead of ~10 launches a layer (and two a sequence), which cost
+  // more host time than the GPU needs. The first step for a set of caches
+  // runs eagerly (it also warms up lazily set kernel attributes), the second
+  // is captured; new caches or a new logits buffer mean a new capture. A
+  // capture that fails leaves the model eager.
+  Tensor decode_step(std::span<const int32_t> tokens, std::span<KVCache* const> caches) const {
+    for (const int32_t token : tokens)
+      LOWBIT_CHECK(token >= 0 && token < config_.vocab_size,
+                   "forward: token id {} is outside the vocabulary [0, {})", token, config_.vocab_size);
+    const int64_t batch = int64_t(caches.size()), past = caches.front()->length;
+    ensure_logits(batch);
     // The buffers the captured kernels write: a graph is valid while they stay.
     std::vector<const void*> key = {ws_.h.raw_data(), ws_.logits.raw_data(),
-                                    reinterpret_cast<const void*>(cache.capacity())};
-    for (size_t i = 0; i < cache.keys.size(); ++i) {
-      key.push_back(cache.keys[i].raw_data());
-      key.push_back(cache.values[i].raw_data());
-    }
+                                    reinterpret_cast<const void*>(caches.front()->capacity())};
+    for (const KVCache* cache : caches)
+      for (size_t i = 0; i < cache->keys.size(); ++i) {
+        key.push_back(cache->keys[i].raw_data());
+        key.push_back(cache->values[i].raw_data());
+      }
     if (key != decode_.key) {
       decode_.graph.reset();
       decode_.eager_steps = 0;
@@ -230,28 +254,32 @@ class Decoder final : public CausalLM {
     }
     void* stream = stream_.get();
     const int32_t position = int32_t(past);
-    copy_to_device_async(ws_.ids.raw_data(), &token, sizeof token, stream);
+    copy_to_device_async(ws_.ids.raw_data(), tokens.data(), tokens.size_bytes(), stream);
     copy_to_device_async(ws_.position.raw_data(), &position, sizeof position, stream);
-    if (decode_.failed || !graphs_enabled()) return run(1, past, cache, false, true);
+    const auto advance = [&](int64_t length) {
+      for (KVCache* cache : caches) cache->length = length;
+    };
+    if (decode_.failed || !graphs_enabled()) return run(1, past, caches, false, true);
     if (decode_.graph.ready()) {
       decode_.graph.launch(stream);
-      cache.length = past + 1;
-      return ws_.logits.rows(0, 1);
+      advance(past + 1);
+      return ws_.logits.rows(0, batch);
     }
-    if (decode_.eager_steps++ == 0) return run(1, past, cache, false, true);
+    if (decode_.eager_steps++ == 0) return run(1, past, caches, false, true);
     decode_.graph.begin_capture(stream);
     try {
-      run(1, past, cache, false, true);
+      run(1, past, caches, false, true);
       decode_.graph.end_capture();
     } catch (const Error&) {
       decode_.graph.abort_capture();
-      decode_.failed = true;  // (the cache is unchanged: nothing ran)
-      return run(1, past, cache, false, true);
+      decode_.failed = true;  // (the caches are unchanged: nothing ran)
+      advance(past);
+      return run(1, past, caches, false, true);
     }
-    cache.length = past;  // run() advanced it; the replay below computes the step
+    advance(past);  // run() advanced them; the replay below computes the step
     decode_.graph.launch(stream);
-    cache.length = past + 1;
-    return ws_.logits.rows(0, 1);
+    advance(past + 1);
+    return ws_.logits.rows(0, batch);
   }
 
   // A decoding step reads its position from the device only with every
@@ -276,24 +304,32 @@ class Decoder final : public CausalLM {
       ws_.logits = Tensor::empty({std::max(out_rows, ws_.rows), lm_head_.out_features()}, dtype_, device_);
   }
 
-  // The forward pass over the n tokens already in ws_.ids. device_position:
+  // The forward pass over the sequences' n tokens each already in ws_.ids
+  // (sequence s in rows [s n, (s + 1) n) of every activation). The
+  // projections, norms and activations take all rows at once; RoPE and
+  // attention run per sequence, on its cache. device_position (one sequence):
   // rope and attention read the position from ws_.position (decode_step).
-  Tensor run(int64_t n, int64_t past, KVCache& cache, bool all_logits, bool device_position) const {
+  Tensor run(int64_t n, int64_t past, std::span<KVCache* const> caches, bool all_logits,
+             bool device_position) const {
     const ModelConfig& c = config_;
     const int64_t kv_dim = c.num_kv_heads * c.head_dim;
-    Tensor ids = ws_.ids.rows(0, n), h = ws_.h.rows(0, n), x = ws_.x.rows(0, n), tmp = ws_.tmp.rows(0, n);
-    Tensor q = ws_.q.rows(0, n), attn = ws_.attn.rows(0, n), gate = ws_.gate.rows(0, n), up = ws_.up.rows(0, n);
-    Tensor qkv = ws_.qkv.rows(0, n), gate_up = ws_.gate_up.rows(0, n);
-    Tensor q_heads = q.reshape({n, c.num_heads, c.head_dim});
+    const int64_t batch = int64_t(caches.size()), rows = batch * n;
+    Tensor ids = ws_.ids.rows(0, rows), h = ws_.h.rows(0, rows), x = ws_.x.rows(0, rows), tmp = ws_.tmp.rows(0, rows);
+    Tensor q = ws_.q.rows(0, rows), attn = ws_.attn.rows(0, rows), gate = ws_.gate.rows(0, rows);
+    Tensor up = ws_.up.rows(0, rows), qkv = ws_.qkv.rows(0, rows), gate_up = ws_.gate_up.rows(0, rows);
+    Tensor q_heads = q.reshape({rows, c.num_heads, c.head_dim});
+    const auto sequence = [n](const Tensor& t, int64_t s) { return t.rows(s * n, (s + 1) * n); };
     const ops::Position position = device_position ? ops::Position(past, ws_.position) : ops::Position(past);
     // One token on the GPU: RoPE and attention in one kernel (one launch a
     // layer fewer; the CPU would only run the two ops in turn).
-    const bool fused_decode = n == 1 && device_.is_cuda();
+    const bool fused_decode = rows == 1 && device_.is_cuda();
     ops::embedding(ids, embed_.table, h);
-    // Rows [first, n) are the ones whose logits are asked for; after the last
-    // attention only they go on.
-    const int64_t first = all_logits ? 0 : n - 1;
+    // Rows [first, rows) are the ones whose logits are asked for; after the
+    // last attention only they go on (one sequence: its last row; several:
+    // all rows, and finish picks each sequence's last).
+    const int64_t first = all_logits || batch > 1 ? 0 : n - 1;
     if (fused_decode && linears_fuse(h, attn, qkv, gate)) {
+      KVCache& cache = *caches.front();
       // Each norm, SwiGLU and residual add runs inside the projection that
       // reads or writes it: four GEMVs and the attention a layer.
       const ops::LinearFusion add_out = add_output();
@@ -306,13 +342,15 @@ class Decoder final : public CausalLM {
         b.down_proj.forward(gate, add_out, h);
       }
       ops::rms_norm(h, norm_.weight, norm_.eps, x);
-      return finish(n, past, first, x, cache);
+      return finish(n, past, first, x, caches, !all_logits && batch > 1);
     }
     ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
     // A prompt's projections in order: the next weight dequantized ahead
     // where they all take the dequantize path on the GPU.
     std::optional<DequantizeAhead> ahead;
-    if (std::vector<const nn::Linear*> order = dequantize_ahead_order(n); !order.empty()) {
+    if (std::vector<const nn::Linear*> order = device_position ? std::vector<const nn::Linear*>{}
+                                                               : dequantize_ahead_order(rows);
+        !order.empty()) {
       if (!side_stream_.get()) side_stream_ = CudaStream(device_.index, true);
       ahead.emplace(std::move(order), ws_.weight_slots, dtype_, device_, stream_.get(), side_stream_.get());
     }
@@ -324,23 +362,33 @@ class Decoder final : public CausalLM {
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
       if (b.qkv.defined() && fused_decode) {
+        KVCache& cache = *caches.front();
         b.qkv.forward(x, qkv);
         ops::rope_attention_decode(qkv, rope_, position, cache.keys[i], cache.values[i], attn, c.sliding_window);
       } else if (b.qkv.defined()) {
         project(b.qkv, x, qkv);
-        ops::rope_qkv(qkv, rope_, position, q_heads, cache.keys[i], cache.values[i]);
-        ops::attention(q_heads, cache.keys[i], cache.values[i], position, attn, c.sliding_window);
+        for (int64_t s = 0; s < batch; ++s) {
+          KVCache& cache = *caches[size_t(s)];
+          Tensor q_s = sequence(q_heads, s), attn_s = sequence(attn, s);
+          ops::rope_qkv(sequence(qkv, s), rope_, position, q_s, cache.keys[i], cache.values[i]);
+          ops::attention(q_s, cache.keys[i], cache.values[i], position, attn_s, c.sliding_window);
+        }
       } else {
-        // Keys and values go straight into the cache rows of these positions.
-        Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
-        Tensor v = cache.values[i].rows(past, past + n).reshape({n, kv_dim});
         b.q_proj.forward(x, q);
-        b.k_proj.forward(x, k);
-        b.v_proj.forward(x, v);
-        Tensor k_heads = k.reshape({n, c.num_kv_heads, c.head_dim});
-        ops::apply_rope(q_heads, rope_, past);
-        ops::apply_rope(k_heads, rope_, past);
-        ops::attention(q_heads, cache.keys[i], cache.values[i], position, attn, c.sliding_window);
+        for (int64_t s = 0; s < batch; ++s) {
+          // Keys and values go straight into the cache rows of these positions.
+          KVCache& cache = *caches[size_t(s)];
+          Tensor k = cache.keys[i].rows(past, past + n).reshape({n, kv_dim});
+          Tensor v = cache.values[i].rows(past, past + n).reshape({n, kv_dim});
+          const Tensor x_s = sequence(x, s);
+          b.k_proj.forward(x_s, k);
+          b.v_proj.forward(x_s, v);
+          Tensor q_s = sequence(q_heads, s), attn_s = sequence(attn, s);
+          Tensor k_heads = k.reshape({n, c.num_kv_heads, c.head_dim});
+          ops::apply_rope(q_s, rope_, past);
+          ops::apply_rope(k_heads, rope_, past);
+          ops::attention(q_s, cache.keys[i], cache.values[i], position, attn_s, c.sliding_window);
+        }
       }
       project(b.o_proj, attn, tmp);
       ops::add_rms_norm(h, tmp, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
@@ -356,10 +404,10 @@ class Decoder final : public CausalLM {
       // The residual add and the next norm (the next block's, or the final one).
       const nn::RMSNorm& next = i + 1 < blocks_.size() ? blocks_[i + 1].input_norm : norm_;
       const bool last = i + 1 == blocks_.size();
-      Tensor h_rows = last ? h.rows(first, n) : h, x_rows = last ? x.rows(first, n) : x;
-      ops::add_rms_norm(h_rows, last ? tmp.rows(first, n) : tmp, next.weight, next.eps, x_rows);
+      Tensor h_rows = last ? h.rows(first, rows) : h, x_rows = last ? x.rows(first, rows) : x;
+      ops::add_rms_norm(h_rows, last ? tmp.rows(first, rows) : tmp, next.weight, next.eps, x_rows);
     }
-    return finish(n, past, first, x, cache);
+    return finish(n, past, first, x, caches, !all_logits && batch > 1);
   }
 
   // The projections a prompt of n tokens dequantizes ahead, in the order
@@ -381,13 +429,28 @@ class Decoder final : public CausalLM {
     return order;
   }
 
-  // The logits of rows [first, n) from the final norm's output x.
-  Tensor finish(int64_t n, int64_t past, int64_t first, const Tensor& x, KVCache& cache) const {
-    cache.length = past + n;
-    const int64_t out_rows = n - first;
+  // The logits of rows [first, rows) from the final norm's output x; of
+  // each sequence's last row when several sequences ran and first > 0 was
+  // not asked for (all_logits off: first = 0 then, see run).
+  Tensor finish(int64_t n, int64_t past, int64_t first, const Tensor& x, std::span<KVCache* const> caches,
+                bool last_rows = false) const {
+    for (KVCache* cache : caches) cache->length = past + n;
+    const int64_t batch = int64_t(caches.size()), rows = batch * n;
+    if (last_rows && n > 1) {
+      // Each sequence's last row gathered (an embedding lookup in x), then the head.
+      std::vector<int32_t> last(static_cast<size_t>(batch));
+      for (int64_t s = 0; s < batch; ++s) last[size_t(s)] = int32_t((s + 1) * n - 1);
+      Tensor picked = ws_.tmp.rows(0, batch);
+      ops::embedding(Tensor::from_vector(last, {batch}).to(device_), x, picked);
+      ensure_logits(batch);
+      Tensor logits = ws_.logits.rows(0, batch);
+      lm_head_.forward(picked, logits);
+      return logits;
+    }
+    const int64_t out_rows = rows - first;
     ensure_logits(out_rows);
     Tensor logits = ws_.logits.rows(0, out_rows);
-    lm_head_.forward(x.rows(first, n), logits);
+    lm_head_.forward(x.rows(first, rows), logits);
     return logits;
   }
 
