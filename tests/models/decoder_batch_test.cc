@@ -25,33 +25,38 @@ TEST(DecoderBatch, EqualsSequencesAlone) {
   const int64_t vocab = model->config().vocab_size;
   const std::vector<std::vector<int32_t>> prompts = {{1, 17, 300, 42}, {7, 99, 5, 250}, {3, 3, 3, 3}};
   const std::vector<std::vector<int32_t>> steps = {{11, 12, 13}, {400, 1, 2}};
-  std::vector<models::KVCache> caches;
-  std::vector<models::KVCache*> handles;
-  for (size_t s = 0; s < prompts.size(); ++s) caches.push_back(model->make_cache(8));
-  for (auto& c : caches) handles.push_back(&c);
+  for (bool together : {false, true}) {
+    SCOPED_TRACE(together ? "caches from make_caches" : "caches made one by one");
+    std::vector<models::KVCache> caches;
+    if (together) caches = model->make_caches(int64_t(prompts.size()), 8);
+    else
+      for (size_t s = 0; s < prompts.size(); ++s) caches.push_back(model->make_cache(8));
+    std::vector<models::KVCache*> handles;
+    for (auto& c : caches) handles.push_back(&c);
 
-  std::vector<int32_t> joined;
-  for (const auto& p : prompts) joined.insert(joined.end(), p.begin(), p.end());
-  const Tensor all = model->forward_batch(joined, handles, true);
-  ASSERT_EQ(all.dim(0), 12);
-  const auto all_values = testing::to_floats(all);
-  std::vector<std::vector<float>> batched_steps;
-  for (const auto& step : steps) batched_steps.push_back(testing::to_floats(model->forward_batch(step, handles, false)));
-  for (const auto& c : caches) EXPECT_EQ(c.length, 6);
+    std::vector<int32_t> joined;
+    for (const auto& p : prompts) joined.insert(joined.end(), p.begin(), p.end());
+    const Tensor all = model->forward_batch(joined, handles, true);
+    ASSERT_EQ(all.dim(0), 12);
+    const auto all_values = testing::to_floats(all);
+    std::vector<std::vector<float>> batched_steps;
+    for (const auto& step : steps)
+      batched_steps.push_back(testing::to_floats(model->forward_batch(step, handles, false)));
+    for (const auto& c : caches) EXPECT_EQ(c.length, 6);
 
-  for (size_t s = 0; s < prompts.size(); ++s) {
-    auto cache = model->make_cache(8);
-    const auto alone = testing::to_floats(model->forward(prompts[s], cache, true));
-    const std::vector<float> part(all_values.begin() + int64_t(s) * 4 * vocab,
-                                  all_values.begin() + int64_t(s + 1) * 4 * vocab);
-    EXPECT_LT(max_abs_diff(part, alone), 1e-4) << "prompt of sequence " << s;
-    for (size_t t = 0; t < steps.size(); ++t) {
-      const std::vector<int32_t> one = {steps[t][s]};
-      const auto step_alone = testing::to_floats(model->forward(one, cache, false));
-      const std::vector<float> row(batched_steps[t].begin() + int64_t(s) * vocab,
-                                   batched_steps[t].begin() + int64_t(s + 1) * vocab);
-      EXPECT_LT(max_abs_diff(row, step_alone), 1e-4) << "step " << t << " of sequence " << s;
-    }
+    for (size_t s = 0; s < prompts.size(); ++s) {
+      auto cache = model->make_cache(8);
+      const auto alone = testing::to_floats(model->forward(prompts[s], cache, true));
+      const std::vector<float> part(all_values.begin() + int64_t(s) * 4 * vocab,
+                                    all_values.begin() + int64_t(s + 1) * 4 * vocab);
+      EXPECT_LT(max_abs_diff(part, alone), 1e-4) << "prompt of sequence " << s;
+      for (size_t t = 0; t < steps.size(); ++t) {
+        const std::vector<int32_t> one = {steps[t][s]};
+        const auto step_alone = testing::to_floats(model->forward(one, cache, false));
+        const std::vector<float> row(batched_steps[t].begin() + int64_t(s) * vocab,
+                                     batched_steps[t].begin() + int64_t(s + 1) * vocab);
+        EXPECT_LT(max_abs_diff(row, step_alone), 1e-4) << "step " << t << " of sequence " << s;
+      }
   }
 
   // Without all_logits a prompt's batch returns each sequence's last row.
@@ -62,6 +67,7 @@ TEST(DecoderBatch, EqualsSequencesAlone) {
     const std::vector<float> want(all_values.begin() + (4 * s + 3) * vocab, all_values.begin() + (4 * s + 4) * vocab);
     const std::vector<float> got(last.begin() + s * vocab, last.begin() + (s + 1) * vocab);
     EXPECT_LT(max_abs_diff(got, want), 1e-5) << "sequence " << s;
+  }
   }
 }
 

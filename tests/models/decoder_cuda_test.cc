@@ -247,7 +247,9 @@ TEST(DecoderCuda, DequantizeAheadEqualsInTurn) {
 // Several sequences in one pass on the GPU against each sequence alone on
 // the GPU: a prompt of 8 x 64 rows (the 4-bit projections' prompt paths, the
 // weights dequantized ahead) and three decoding steps of 8 rows (the m <= 16
-// kernels; eager, captured, replayed) give each sequence its own logits. f32: within the summation
+// kernels; eager, captured, replayed) give each sequence its own logits,
+// with separate caches (attention a sequence at a time) and with caches made
+// together (one attention kernel a layer). f32: within the summation
 // order; nf4 in bf16: the batch's kernels differ from one sequence's
 // (another path for 512 rows than for 64, for 8 rows than for 1), which
 // moves bf16 logits by what any two summation orders do.
@@ -265,41 +267,48 @@ TEST(DecoderCuda, BatchEqualsSequencesAlone) {
        0.02},
   };
   for (const Setup& setup : setups) {
-    const auto model = engine::load_model(setup.dir, setup.options);
-    const int64_t vocab = model->config().vocab_size, batch = 8, n = 64;
-    std::vector<int32_t> joined(size_t(batch * n));
-    for (size_t i = 0; i < joined.size(); ++i) joined[i] = int32_t((i * 131 + 7) % uint64_t(std::min<int64_t>(vocab, 2000)));
-    std::vector<models::KVCache> caches;
-    std::vector<models::KVCache*> handles;
-    constexpr int64_t kSteps = 3;
-    for (int64_t s = 0; s < batch; ++s) caches.push_back(model->make_cache(n + kSteps));
-    for (auto& c : caches) handles.push_back(&c);
-    std::vector<float> got = testing::to_floats(model->forward_batch(joined, handles, false));
-    std::vector<std::vector<int32_t>> steps(kSteps, std::vector<int32_t>(size_t(batch)));
-    for (int64_t t = 0; t < kSteps; ++t) {
-      for (int64_t s = 0; s < batch; ++s) steps[size_t(t)][size_t(s)] = int32_t(s * 3 + 1 + 5 * t);
-      const auto stepped = testing::to_floats(model->forward_batch(steps[size_t(t)], handles, false));
-      got.insert(got.end(), stepped.begin(), stepped.end());
-    }
-    for (const auto& c : caches) EXPECT_EQ(c.length, n + kSteps);
-
-    std::vector<float> want(got.size());
-    for (int64_t s = 0; s < batch; ++s) {
-      auto cache = model->make_cache(n + kSteps);
-      const auto prompt = testing::to_floats(
-          model->forward(std::span<const int32_t>(joined).subspan(size_t(s * n), size_t(n)), cache, false));
-      std::copy(prompt.begin(), prompt.end(), want.begin() + s * vocab);
+    for (bool together : {false, true}) {
+      const auto model = engine::load_model(setup.dir, setup.options);
+      const int64_t vocab = model->config().vocab_size, batch = 8, n = 64;
+      std::vector<int32_t> joined(size_t(batch * n));
+      const uint64_t ids = uint64_t(std::min<int64_t>(vocab, 2000));
+      for (size_t i = 0; i < joined.size(); ++i) joined[i] = int32_t((i * 131 + 7) % ids);
+      std::vector<models::KVCache> caches;
+      std::vector<models::KVCache*> handles;
+      constexpr int64_t kSteps = 3;
+      // Made together (make_caches): a step's attention is one kernel for the batch.
+      if (together) caches = model->make_caches(batch, n + kSteps);
+      else
+        for (int64_t s = 0; s < batch; ++s) caches.push_back(model->make_cache(n + kSteps));
+      for (auto& c : caches) handles.push_back(&c);
+      std::vector<float> got = testing::to_floats(model->forward_batch(joined, handles, false));
+      std::vector<std::vector<int32_t>> steps(kSteps, std::vector<int32_t>(size_t(batch)));
       for (int64_t t = 0; t < kSteps; ++t) {
-        const auto one =
-            testing::to_floats(model->forward(std::span<const int32_t>(steps[size_t(t)]).subspan(size_t(s), 1), cache, false));
-        std::copy(one.begin(), one.end(), want.begin() + ((t + 1) * batch + s) * vocab);
+        for (int64_t s = 0; s < batch; ++s) steps[size_t(t)][size_t(s)] = int32_t(s * 3 + 1 + 5 * t);
+        const auto stepped = testing::to_floats(model->forward_batch(steps[size_t(t)], handles, false));
+        got.insert(got.end(), stepped.begin(), stepped.end());
       }
+      for (const auto& c : caches) EXPECT_EQ(c.length, n + kSteps);
+
+      std::vector<float> want(got.size());
+      for (int64_t s = 0; s < batch; ++s) {
+        auto cache = model->make_cache(n + kSteps);
+        const auto prompt = testing::to_floats(
+            model->forward(std::span<const int32_t>(joined).subspan(size_t(s * n), size_t(n)), cache, false));
+        std::copy(prompt.begin(), prompt.end(), want.begin() + s * vocab);
+        for (int64_t t = 0; t < kSteps; ++t) {
+          const std::span<const int32_t> token = std::span<const int32_t>(steps[size_t(t)]).subspan(size_t(s), 1);
+          const auto one = testing::to_floats(model->forward(token, cache, false));
+          std::copy(one.begin(), one.end(), want.begin() + ((t + 1) * batch + s) * vocab);
+        }
+      }
+      const Diff d = compare(got, want, vocab);
+      std::printf("%s: batch of %lld (%s) vs alone: max %.3g mean %.3g argmax %.3f\n", setup.dir.filename().c_str(),
+                  (long long)batch, together ? "make_caches" : "separate caches", d.max_abs, d.mean_abs,
+                  d.argmax_agreement);
+      EXPECT_LE(d.max_abs, setup.max_abs) << setup.dir;
+      EXPECT_LE(d.mean_abs, setup.mean_abs) << setup.dir;
     }
-    const Diff d = compare(got, want, vocab);
-    std::printf("%s: batch of %lld vs alone: max %.3g mean %.3g argmax %.3f\n", setup.dir.filename().c_str(),
-                (long long)batch, d.max_abs, d.mean_abs, d.argmax_agreement);
-    EXPECT_LE(d.max_abs, setup.max_abs) << setup.dir;
-    EXPECT_LE(d.mean_abs, setup.mean_abs) << setup.dir;
   }
 }
 

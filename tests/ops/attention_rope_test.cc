@@ -103,5 +103,30 @@ TEST(RopeAttentionDecode, EqualsTheTwoOpsAndChecksArguments) {
   EXPECT_THROW(ops::rope_attention_decode(qkv.cast(DType::BF16), tables, past, k2, v2, got), Error);
 }
 
+// A batch (caches [batch, capacity, kv_heads, dim], one qkv and out row a
+// sequence) equals each sequence's own call; a batch of caches that does not
+// match qkv's rows is an Error.
+TEST(RopeAttentionDecode, BatchEqualsEachSequence) {
+  std::mt19937 rng(78);
+  const int64_t batch = 3, heads = 4, kv_heads = 2, dim = 16, capacity = 12, past = 9;
+  const auto tables = ops::rope_tables({.head_dim = int(dim)}, capacity);
+  const Tensor qkv = random_f32({batch, (heads + 2 * kv_heads) * dim}, rng);
+  const Tensor k0 = random_f32({batch, capacity, kv_heads, dim}, rng);
+  const Tensor v0 = random_f32({batch, capacity, kv_heads, dim}, rng);
+  Tensor k = k0.clone(), v = v0.clone(), all = Tensor::empty({batch, heads * dim}, DType::F32);
+  ops::rope_attention_decode(qkv, tables, past, k, v, all, 4);
+  for (int64_t b = 0; b < batch; ++b) {
+    Tensor kb = k0.rows(b, b + 1).reshape({capacity, kv_heads, dim}).clone();
+    Tensor vb = v0.rows(b, b + 1).reshape({capacity, kv_heads, dim}).clone();
+    Tensor one = Tensor::empty({1, heads * dim}, DType::F32);
+    ops::rope_attention_decode(qkv.rows(b, b + 1), tables, past, kb, vb, one, 4);
+    EXPECT_EQ(testing::to_floats(all.rows(b, b + 1)), testing::to_floats(one)) << "sequence " << b;
+    EXPECT_EQ(testing::to_floats(k.rows(b, b + 1)), testing::to_floats(kb)) << "sequence " << b;
+    EXPECT_EQ(testing::to_floats(v.rows(b, b + 1)), testing::to_floats(vb)) << "sequence " << b;
+  }
+  Tensor two = Tensor::empty({2, heads * dim}, DType::F32);
+  EXPECT_THROW(ops::rope_attention_decode(qkv.rows(0, 2), tables, past, k, v, two), Error);
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -338,6 +338,57 @@ TEST(DecoderOpsCuda, RopeAttentionDecodeEqualsTheTwoOps) {
     }
 }
 
+// A batch of sequences in one rope_attention_decode (caches [batch, capacity,
+// kv_heads, d]) gives each sequence its own call's values: the cache rows bit
+// for bit, the output within the attention bounds (a large batch splits the
+// keys in fewer chunks, so its sums run in another order); the position from
+// the host and from the device, batches of 1-40 sequences.
+TEST(DecoderOpsCuda, RopeAttentionDecodeBatchEqualsEachSequence) {
+  LOWBIT_REQUIRE_CUDA();
+  struct Shape {
+    int64_t batch, heads, kv_heads, dim, past, window;
+  };
+  const Shape shapes[] = {{1, 8, 2, 128, 37, 0}, {3, 8, 2, 128, 0, 0}, {5, 4, 4, 64, 200, 0},
+                          {8, 6, 3, 80, 20, 7}, {40, 32, 8, 128, 90, 0}};
+  uint32_t seed = 1700;
+  for (DType dtype : kDtypes)
+    for (const Shape& sh : shapes) {
+      const int64_t capacity = sh.past + 5, d = sh.dim, row = (sh.heads + 2 * sh.kv_heads) * d;
+      const auto tables = ops::rope_tables({.head_dim = int(d)}, capacity);
+      const ops::RopeTables gpu_tables{tables.cos.to(kGpu), tables.sin.to(kGpu)};
+      const Tensor qkv = random_tensor({sh.batch, row}, dtype, seed++, 2.0f).to(kGpu);
+      const Tensor k0 = random_tensor({sh.batch, capacity, sh.kv_heads, d}, dtype, seed++, 2.0f).to(kGpu);
+      const Tensor v0 = random_tensor({sh.batch, capacity, sh.kv_heads, d}, dtype, seed++).to(kGpu);
+      Tensor position = Tensor::empty({1}, DType::I32, kGpu);
+      const int32_t at = int32_t(sh.past);
+      copy_bytes(position.raw_data(), kGpu, &at, Device::cpu(), sizeof at);
+      for (bool on_device : {false, true}) {
+        const ops::Position pos(sh.past, on_device ? position : Tensor{});
+        Tensor k_all = k0.clone(), v_all = v0.clone(), all = Tensor::empty({sh.batch, sh.heads * d}, dtype, kGpu);
+        ops::rope_attention_decode(qkv, gpu_tables, pos, k_all, v_all, all, sh.window);
+        for (int64_t b = 0; b < sh.batch; ++b) {
+          Tensor k = k0.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}).clone();
+          Tensor v = v0.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}).clone();
+          Tensor one = Tensor::empty({1, sh.heads * d}, dtype, kGpu);
+          ops::rope_attention_decode(qkv.rows(b, b + 1), gpu_tables, pos, k, v, one, sh.window);
+          const std::string what = std::string(dtype_name(dtype)) + " batch " + std::to_string(sh.batch) +
+                                   " sequence " + std::to_string(b) + " d " + std::to_string(d) + " past " +
+                                   std::to_string(sh.past) + (on_device ? " (device position)" : "");
+          EXPECT_LE(ulps_of_max(all.rows(b, b + 1), one), dtype == DType::F32 ? 64.0 : 2.0) << what;
+          EXPECT_TRUE(bit_equal(k_all.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}), k) &&
+                      bit_equal(v_all.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}), v))
+              << "cache rows, " << what;
+        }
+      }
+    }
+  // The batch's rows must agree: 3 caches for 2 qkv rows is an Error.
+  const Tensor qkv = Tensor::zeros({2, 3 * 64}, DType::BF16, kGpu);
+  Tensor k = Tensor::zeros({3, 8, 1, 64}, DType::BF16, kGpu), v = k.clone();
+  Tensor out = Tensor::empty({2, 64}, DType::BF16, kGpu);
+  const auto tables = ops::rope_tables({.head_dim = 64}, 8);
+  EXPECT_THROW(ops::rope_attention_decode(qkv, {tables.cos.to(kGpu), tables.sin.to(kGpu)}, 1, k, v, out), Error);
+}
+
 struct AttentionCase {
   int64_t tokens, past, heads, kv_heads, dim, window;
 };

@@ -48,6 +48,11 @@ class CausalLM {
   virtual DType dtype() const = 0;  // the compute dtype of activations
   virtual Device device() const = 0;  // where weights, cache and activations live
   virtual KVCache make_cache(int64_t capacity) const = 0;
+  // Caches for a batch of sequences (forward_batch): each layer's keys and
+  // values of all of them in one allocation, so that a decoding step on the
+  // GPU runs the batch's attention as one kernel a layer (separate caches
+  // work too, one kernel a sequence).
+  virtual std::vector<KVCache> make_caches(int64_t batch, int64_t capacity) const = 0;
   // Runs `tokens` at positions [cache.length, cache.length + n) and appends
   // their keys and values to the cache. Returns logits in the compute dtype,
   // on device(): [n, vocab] when all_logits, else [1, vocab] for the last

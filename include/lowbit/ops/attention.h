@@ -25,7 +25,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
 // qkv [1, (q_heads + 2 kv_heads) * head_dim]: the same values as rope_qkv
 // (q rotated, k rotated and v written to cache row `position`) followed by
 // attention, in one pass (the rotated q is not stored). out: [1, q_heads *
-// head_dim]; the caches as for attention.
+// head_dim]; the caches as for attention. A batch of B sequences at the same
+// position in one call: qkv [B, ...], out [B, ...] and the caches [B,
+// capacity, kv_heads, head_dim], row b of each for sequence b.
 void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
                            Tensor& v_cache, Tensor& out, int64_t window = 0);
 

@@ -110,8 +110,7 @@ void measure_batched(const models::CausalLM& model, const BenchOptions& o, const
     return out;
   };
   const auto make_caches = [&](int64_t capacity, std::vector<models::KVCache>& caches) {
-    caches.clear();
-    for (int64_t s = 0; s < o.batch; ++s) caches.push_back(model.make_cache(capacity));
+    caches = model.make_caches(o.batch, capacity);
     std::vector<models::KVCache*> handles;
     for (auto& c : caches) handles.push_back(&c);
     return handles;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -181,6 +182,24 @@ class Decoder final : public CausalLM {
     return cache;
   }
 
+  std::vector<KVCache> make_caches(int64_t batch, int64_t capacity) const override {
+    LOWBIT_CHECK(batch > 0, "make_caches: a batch needs at least one sequence, got {}", batch);
+    LOWBIT_CHECK(capacity > 0 && capacity <= config_.max_position_embeddings,
+                 "the context of {} tokens exceeds the model's max_position_embeddings ({})", capacity,
+                 config_.max_position_embeddings);
+    const Shape one = {capacity, config_.num_kv_heads, config_.head_dim};
+    std::vector<KVCache> caches(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < config_.num_layers; ++i) {
+      const Tensor keys = Tensor::empty({batch, capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_);
+      const Tensor values = Tensor::empty(keys.shape(), dtype_, device_);
+      for (int64_t s = 0; s < batch; ++s) {
+        caches[size_t(s)].keys.push_back(keys.rows(s, s + 1).reshape(one));
+        caches[size_t(s)].values.push_back(values.rows(s, s + 1).reshape(one));
+      }
+    }
+    return caches;
+  }
+
   Tensor forward(std::span<const int32_t> tokens, KVCache& cache, bool all_logits) const override {
     KVCache* const caches[] = {&cache};
     return forward_batch(tokens, caches, all_logits);
@@ -282,6 +301,25 @@ class Decoder final : public CausalLM {
     return ws_.logits.rows(0, batch);
   }
 
+  // Layer i's keys and values of the batch as [batch, capacity, kv_heads,
+  // head_dim] tensors when its caches lie back to back in one allocation
+  // (make_caches), else undefined tensors.
+  static std::pair<Tensor, Tensor> batched_cache(std::span<KVCache* const> caches, size_t i) {
+    const Tensor& k0 = caches.front()->keys[i];
+    const Tensor& v0 = caches.front()->values[i];
+    for (size_t s = 0; s < caches.size(); ++s) {
+      const Tensor& k = caches[s]->keys[i];
+      const Tensor& v = caches[s]->values[i];
+      if (k.storage() != k0.storage() || v.storage() != v0.storage() || k.shape() != k0.shape() ||
+          k.offset() != k0.offset() + s * k0.nbytes() || v.offset() != v0.offset() + s * v0.nbytes())
+        return {};
+    }
+    Shape shape = k0.shape();
+    shape.insert(shape.begin(), int64_t(caches.size()));
+    return {Tensor::view(k0.storage(), k0.offset(), shape, k0.dtype()),
+            Tensor::view(v0.storage(), v0.offset(), shape, v0.dtype())};
+  }
+
   // A decoding step reads its position from the device only with every
   // layer's q/k/v stacked: separate k/v projections write into cache rows
   // that move with the position.
@@ -307,7 +345,8 @@ class Decoder final : public CausalLM {
   // The forward pass over the sequences' n tokens each already in ws_.ids
   // (sequence s in rows [s n, (s + 1) n) of every activation). The
   // projections, norms and activations take all rows at once; RoPE and
-  // attention run per sequence, on its cache. device_position (one sequence):
+  // attention run per sequence, on its cache (a batch's decoding step on the
+  // GPU with caches from make_caches: one kernel for all). device_position:
   // rope and attention read the position from ws_.position (decode_step).
   Tensor run(int64_t n, int64_t past, std::span<KVCache* const> caches, bool all_logits,
              bool device_position) const {
@@ -367,11 +406,20 @@ class Decoder final : public CausalLM {
         ops::rope_attention_decode(qkv, rope_, position, cache.keys[i], cache.values[i], attn, c.sliding_window);
       } else if (b.qkv.defined()) {
         project(b.qkv, x, qkv);
-        for (int64_t s = 0; s < batch; ++s) {
-          KVCache& cache = *caches[size_t(s)];
-          Tensor q_s = sequence(q_heads, s), attn_s = sequence(attn, s);
-          ops::rope_qkv(sequence(qkv, s), rope_, position, q_s, cache.keys[i], cache.values[i]);
-          ops::attention(q_s, cache.keys[i], cache.values[i], position, attn_s, c.sliding_window);
+        // A decoding step of caches made together (make_caches): RoPE and
+        // attention of every sequence in one kernel.
+        if (const auto [keys, values] = n == 1 && batch > 1 && device_.is_cuda() ? batched_cache(caches, i)
+                                                                                 : std::pair<Tensor, Tensor>{};
+            keys.defined()) {
+          Tensor k = keys, v = values;
+          ops::rope_attention_decode(qkv, rope_, position, k, v, attn, c.sliding_window);
+        } else {
+          for (int64_t s = 0; s < batch; ++s) {
+            KVCache& cache = *caches[size_t(s)];
+            Tensor q_s = sequence(q_heads, s), attn_s = sequence(attn, s);
+            ops::rope_qkv(sequence(qkv, s), rope_, position, q_s, cache.keys[i], cache.values[i]);
+            ops::attention(q_s, cache.keys[i], cache.values[i], position, attn_s, c.sliding_window);
+          }
         }
       } else {
         b.q_proj.forward(x, q);

@@ -38,34 +38,47 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
 void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
                            Tensor& v_cache, Tensor& out, int64_t window) {
   constexpr std::string_view op = "rope_attention_decode";
-  LOWBIT_CHECK(k_cache.ndim() == 3 && k_cache.dim(1) > 0 && k_cache.dim(2) > 0 && k_cache.dim(2) % 2 == 0,
-               "ops::rope_attention_decode: k_cache must be [capacity, kv_heads, head_dim] with an even head_dim, got {}",
+  // [capacity, kv_heads, head_dim], or [batch, capacity, kv_heads, head_dim]
+  // for a batch of sequences (one token each).
+  const bool batched = k_cache.ndim() == 4;
+  const int64_t batch = batched ? k_cache.dim(0) : 1;
+  LOWBIT_CHECK((k_cache.ndim() == 3 || batched) && k_cache.dim(-2) > 0 && k_cache.dim(-1) > 0 &&
+                   k_cache.dim(-1) % 2 == 0 && batch > 0,
+               "ops::rope_attention_decode: k_cache must be [capacity, kv_heads, head_dim] (or [batch, capacity, "
+               "kv_heads, head_dim]) with an even head_dim, got {}",
                k_cache.describe());
   detail::expect_shape(op, "v_cache", v_cache, k_cache.shape());
-  const int64_t kv_heads = k_cache.dim(1), dim = k_cache.dim(2);
-  LOWBIT_CHECK(out.ndim() == 2 && out.dim(0) == 1 && out.dim(1) % dim == 0 && (out.dim(1) / dim) % kv_heads == 0,
-               "ops::rope_attention_decode: out must be [1, q_heads * {}] with q_heads a multiple of {}, got {}", dim,
-               kv_heads, out.describe());
+  const int64_t kv_heads = k_cache.dim(-2), dim = k_cache.dim(-1), capacity = k_cache.dim(-3);
+  LOWBIT_CHECK(out.ndim() == 2 && out.dim(0) == batch && out.dim(1) % dim == 0 &&
+                   (out.dim(1) / dim) % kv_heads == 0,
+               "ops::rope_attention_decode: out must be [{}, q_heads * {}] with q_heads a multiple of {}, got {}", batch,
+               dim, kv_heads, out.describe());
   const int64_t heads = out.dim(1) / dim;
-  detail::expect_shape(op, "qkv", qkv, {1, (heads + 2 * kv_heads) * dim});
+  detail::expect_shape(op, "qkv", qkv, {batch, (heads + 2 * kv_heads) * dim});
   for (const Tensor* t : {&k_cache, &v_cache, &out}) detail::expect_dtype(op, "the caches and out", *t, qkv.dtype());
   LOWBIT_CHECK(tables.cos.ndim() == 2 && tables.cos.dim(1) * 2 == dim,
                "ops::rope_attention_decode: tables must be [positions, {}], got {}", dim / 2, tables.cos.describe());
-  LOWBIT_CHECK(position.value >= 0 && position.value < std::min(tables.cos.dim(0), k_cache.dim(0)),
+  LOWBIT_CHECK(position.value >= 0 && position.value < std::min(tables.cos.dim(0), capacity),
                "ops::rope_attention_decode: position {} is outside the table's {} positions or the cache's {} rows",
-               position.value, tables.cos.dim(0), k_cache.dim(0));
+               position.value, tables.cos.dim(0), capacity);
   if (position.on_device.defined())
     LOWBIT_CHECK(position.on_device.dtype() == DType::I32 && position.on_device.numel() == 1 &&
                      position.on_device.device() == qkv.device(),
                  "ops::rope_attention_decode: a device position must be an i32 [1] tensor on qkv's GPU, got {}",
                  position.on_device.describe());
-  // The CPU runs the two ops (the fused form saves a GPU launch).
+  // The CPU runs the two ops a sequence (the fused form saves GPU launches).
   detail::on_device(
       op, detail::common_device(op, {&qkv, &tables.cos, &tables.sin, &k_cache, &v_cache, &out}),
       [&] {
-        Tensor q = Tensor::empty({1, heads, dim}, qkv.dtype());
-        rope_qkv(qkv, tables, position.value, q, k_cache, v_cache);
-        attention(q, k_cache, v_cache, position.value, out, window);
+        for (int64_t s = 0; s < batch; ++s) {
+          const Tensor qkv_s = qkv.rows(s, s + 1);
+          Tensor k_s = batched ? k_cache.rows(s, s + 1).reshape({capacity, kv_heads, dim}) : k_cache;
+          Tensor v_s = batched ? v_cache.rows(s, s + 1).reshape({capacity, kv_heads, dim}) : v_cache;
+          Tensor out_s = out.rows(s, s + 1);
+          Tensor q = Tensor::empty({1, heads, dim}, qkv.dtype());
+          rope_qkv(qkv_s, tables, position.value, q, k_s, v_s);
+          attention(q, k_s, v_s, position.value, out_s, window);
+        }
       },
       LOWBIT_CUDA_BODY(cuda::rope_attention_decode(qkv, tables, position, k_cache, v_cache, out, window)));
 }

@@ -53,6 +53,11 @@ struct AttentionParams {
   const void* qkv = nullptr;
   const float* cos_table = nullptr;
   const float* sin_table = nullptr;
+  // Decoding a batch of sequences (one token each, same position): block
+  // x = sequence * heads + head; sequence b's q/qkv row and out row are row
+  // b, its cache rows start cache_stride elements after sequence b - 1's.
+  int batch = 1;
+  int64_t cache_stride = 0;
 };
 
 // Element col of a head of the stacked projection rotated for position pos,
@@ -348,8 +353,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
 
 constexpr int kDecodeWarps = 4;
 
-// One query (position past) per head; keys [key_lo, past] split in
-// gridDim.y chunks (empty ones write m = -inf, which the merge skips).
+// One query (position past) per head and sequence; keys [key_lo, past] split
+// in gridDim.y chunks (empty ones write m = -inf, which the merge skips).
 // kRope: q, and the key and value of position past, come from p.qkv (key and
 // value also written to the cache row by the group's first head, split 0).
 template <typename T, int kMaxD, bool kRope>
@@ -362,12 +367,14 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
   // one: a block a head, all resident.
   if (gridDim.y == 1) allow_dependent_launch();
   wait_for_previous_grid();
-  const int h = blockIdx.x, split = blockIdx.y, splits = gridDim.y, kvh = h / p.group, d = p.d;
-  const T* q = static_cast<const T*>(p.q) + int64_t(h) * d;
-  const T* k = static_cast<const T*>(p.k);
-  const T* v = static_cast<const T*>(p.v);
+  // Block x: (sequence, head); `flat` indexes q, out and the partials.
+  const int flat = blockIdx.x, seq = flat / p.heads, h = flat - seq * p.heads;
+  const int split = blockIdx.y, splits = gridDim.y, kvh = h / p.group, d = p.d;
+  const T* q = static_cast<const T*>(p.q) + int64_t(flat) * d;
+  const T* k = static_cast<const T*>(p.k) + seq * p.cache_stride;
+  const T* v = static_cast<const T*>(p.v) + seq * p.cache_stride;
   const int64_t past = p.past_on_device ? int64_t(*p.past_on_device) : p.past;
-  const T* qkv = static_cast<const T*>(p.qkv);
+  const T* qkv = kRope ? static_cast<const T*>(p.qkv) + int64_t(seq) * (p.heads + 2 * p.kv_heads) * d : nullptr;
   const T* k_new = kRope ? qkv + int64_t(p.heads + kvh) * d : nullptr;
   const T* v_new = kRope ? qkv + int64_t(p.heads + p.kv_heads + kvh) * d : nullptr;
   float qr[kCols], acc[kCols];
@@ -436,9 +443,9 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
 #pragma unroll
     for (int w = 0; w < kDecodeWarps; ++w) o += warp_o[w][col] * factor[w];
     if (splits == 1) {
-      static_cast<T*>(p.out)[int64_t(h) * d + col] = from_float<T>(o / sum);
+      static_cast<T*>(p.out)[int64_t(flat) * d + col] = from_float<T>(o / sum);
     } else {
-      float* part = partial + (int64_t(h) * splits + split) * (d + 2);
+      float* part = partial + (int64_t(flat) * splits + split) * (d + 2);
       part[2 + col] = o;
       if (col == 0) {
         part[0] = mx;
@@ -448,7 +455,7 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
   }
 }
 
-// Merges the splits of each head: out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// Merges the splits of each head (and sequence): out = sum_s O_s e^(m_s - M) / sum_s l_s e^(m_s - M).
 template <typename T>
 __global__ void merge_splits_kernel(const float* partial, int splits, int d, T* out) {
   allow_dependent_launch();  // a block a head, all resident: the next kernel prepares meanwhile
@@ -504,17 +511,21 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   // loads and shuffles (~1 us): about two keys a warp, as long as that stays
   // within 128 splits or two blocks an SM.
   const int64_t want = std::max<int64_t>(128, (2 * sms + p.heads - 1) / p.heads);
-  const int splits = int(std::clamp<int64_t>((keys + 2 * kDecodeWarps - 1) / (2 * kDecodeWarps), 1, want));
+  int splits = int(std::clamp<int64_t>((keys + 2 * kDecodeWarps - 1) / (2 * kDecodeWarps), 1, want));
+  // A batch has heads x sequences blocks before any split: split only as far
+  // as about four blocks an SM.
+  const int64_t blocks = int64_t(p.heads) * p.batch;
+  if (p.batch > 1) splits = int(std::min<int64_t>(splits, std::max<int64_t>(1, (4 * sms + blocks - 1) / blocks)));
   const cudaStream_t stream = current_stream();
   float* partial = nullptr;
   if (splits > 1)
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&partial),
-                                      size_t(p.heads) * splits * (p.d + 2) * sizeof(float), stream));
-  launch_dependent(decode_attention_kernel<T, kMaxD, kRope>, dim3(unsigned(p.heads), unsigned(splits)),
+                                      size_t(blocks) * splits * (p.d + 2) * sizeof(float), stream));
+  launch_dependent(decode_attention_kernel<T, kMaxD, kRope>, dim3(unsigned(blocks), unsigned(splits)),
                    dim3(kDecodeWarps * 32), 0, stream, p, partial);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (splits > 1) {
-    launch_dependent(merge_splits_kernel<T>, dim3(unsigned(p.heads)), dim3(128), 0, stream,
+    launch_dependent(merge_splits_kernel<T>, dim3(unsigned(blocks)), dim3(128), 0, stream,
                      static_cast<const float*>(partial), splits, p.d, static_cast<T*>(p.out));
     LOWBIT_CUDA_CHECK_LAUNCH();
     LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
@@ -591,15 +602,19 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
 void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
                            Tensor& v_cache, Tensor& out, int64_t window) {
   use_device(qkv.device().index);
-  const int kv_heads = int(k_cache.dim(1)), d = int(k_cache.dim(2)), heads = int(out.dim(1) / d);
+  // [capacity, kv_heads, d], or [batch, capacity, kv_heads, d].
+  const int kv_heads = int(k_cache.dim(-2)), d = int(k_cache.dim(-1)), heads = int(out.dim(1) / d);
+  const int64_t capacity = k_cache.dim(-3);
   AttentionParams p{nullptr, k_cache.raw_data(), v_cache.raw_data(), out.raw_data(), 1, heads, kv_heads, d,
                     heads / kv_heads, position.value, window, 1.0f / sqrtf(float(d)),
                     position.on_device.defined() ? position.on_device.data<int32_t>() : nullptr};
   p.qkv = qkv.raw_data();
   p.cos_table = tables.cos.data<float>();
   p.sin_table = tables.sin.data<float>();
+  p.batch = int(qkv.dim(0));
+  p.cache_stride = capacity * kv_heads * d;
   with_head_dim(qkv.dtype(), d, [&](auto tag, auto max_d) {
-    launch<decltype(tag), decltype(max_d)::value>(p, k_cache.dim(0));
+    launch<decltype(tag), decltype(max_d)::value>(p, capacity);
   });
 }
 
