@@ -35,5 +35,25 @@ TEST(BenchCuda, TinyShapeInEachFormat) {
   EXPECT_EQ(device_memory_stats().allocated, 0u);
 }
 
+// A batch of sequences on the GPU: its steps are captured graphs over caches
+// made together; the peak holds a cache a sequence, and nothing outlives the run.
+TEST(BenchCuda, BatchOfSequences) {
+  LOWBIT_REQUIRE_CUDA();
+  const engine::BenchReport report = engine::run_bench(
+      {.shape = "tiny"},
+      {.formats = {"bf16", "nf4"}, .device = Device::cuda(0), .batch = 4, .prompt = 8, .decode = 8, .prefill = {64},
+       .repeats = 1});
+  ASSERT_EQ(report.rows.size(), 2u);
+  for (const auto& r : report.rows) {
+    EXPECT_EQ(r.batch, 4);
+    EXPECT_GT(r.decode_tokens_per_second, 0.0) << r.format;
+    EXPECT_GT(r.prefill_tokens_per_second, 0.0) << r.format;
+    EXPECT_GE(r.peak_memory_bytes, r.weight_bytes + 4 * (2 * 4 * 17 * 2 * 64 * 2)) << r.format;
+    ASSERT_EQ(r.prefill.size(), 1u);
+    EXPECT_GE(r.prefill[0].peak_memory_bytes, r.weight_bytes + 4 * (2 * 4 * 64 * 2 * 64 * 2)) << r.format;
+  }
+  EXPECT_EQ(device_memory_stats().allocated, 0u);
+}
+
 }  // namespace
 }  // namespace lowbit

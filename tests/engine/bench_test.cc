@@ -179,14 +179,8 @@ TEST(Bench, TinyShapeOnTheCpu) {
 // peak counts one cache a sequence), and the rates count every sequence's
 // tokens.
 TEST(Bench, BatchOfSequencesOnTheCpu) {
-  engine::BenchOptions o;
-  o.formats = {"nf4"};
-  o.batch = 3;
-  o.prompt = 8;
-  o.decode = 4;
-  o.prefill = {16};
-  o.repeats = 1;
-  const engine::BenchReport report = engine::run_bench({.shape = "tiny"}, o);
+  const engine::BenchReport report = engine::run_bench(
+      {.shape = "tiny"}, {.formats = {"nf4"}, .batch = 3, .prompt = 8, .decode = 4, .prefill = {16}, .repeats = 1});
   ASSERT_EQ(report.rows.size(), 1u);
   const auto& r = report.rows.front();
   EXPECT_EQ(r.batch, 3);

@@ -342,6 +342,39 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
   ops::cuda::fused4::set_wgmma_stream_k(0);
 }
 
+// The kernels picked by rows on Llama-7B shapes: the GEMV at one row, the
+// m <= 16 kernel at 2-16 rows (also on the wide weights that the wgmma GEMM
+// takes for prompts: it is 1.2-3x slower there at 2-16 rows), on Hopper the
+// wgmma GEMM from 17 rows, up to 1024 rows on wide weights.
+TEST(Linear4bitCuda, AutoPathByRows) {
+  LOWBIT_REQUIRE_CUDA();
+  using ops::cuda::Gemm4bitPath;
+  const Tensor x = Tensor::zeros({64}, DType::BF16, kGpu);
+  const Tensor packed = Tensor::zeros({64}, DType::U8, kGpu);
+  const bool hopper = wgmma_4bit_runs_here();
+  struct Weight {
+    int64_t n, k;
+    bool wide;
+  };
+  for (const Weight& w : {Weight{11008, 4096, false}, Weight{4096, 11008, true}, Weight{28672, 8192, true},
+                          Weight{4096, 4096, false}}) {
+    ops::cuda::Packed4bit p;
+    p.packed = packed.data<uint8_t>();
+    p.n = w.n;
+    p.k = w.k;
+    const std::string what = std::to_string(w.k) + " x " + std::to_string(w.n);
+    EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1, x.raw_data()), Gemm4bitPath::kGemv) << what;
+    for (int64_t m : {2, 8, 9, 16})
+      EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kMma) << what << " m " << m;
+    if (!hopper) continue;
+    for (int64_t m : {17, 64, 383})
+      EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kWgmma) << what << " m " << m;
+    EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1024, x.raw_data()),
+              w.wide ? Gemm4bitPath::kWgmma : Gemm4bitPath::kDequantize)
+        << what;
+  }
+}
+
 // Shapes the wgmma GEMM does not take fall back: k % 64 != 0, blocksize 32, f32 x.
 TEST(Linear4bitCuda, WgmmaPathFallsBack) {
   LOWBIT_REQUIRE_CUDA();

@@ -171,8 +171,8 @@ constexpr int64_t kLargeMaxAuto = 96;
 // beats the wgmma GEMM there: 0.87x bf16 against 0.86x at 512 tokens, and
 // cuBLAS's lead grows with the rows).
 constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 383;
-// Up to this many rows the wgmma GEMM also takes the weights it multiplies
-// closest to cuBLAS's rate (k >= 2n, or n * k >= 2^26: at 512 rows 0.77x and
+// From kWgmmaFromRows up to this many rows the wgmma GEMM also takes the
+// weights it multiplies closest to cuBLAS's rate (k >= 2n, or n * k >= 2^26: at 512 rows 0.77x and
 // 0.80-0.85x of bf16 against 0.62x on 4096 x 11008), so that a prompt
 // dequantizes only the other projections ahead (q/k/v and o on Llama
 // shapes). H200, 7B shape, same calls: 512-token prefill 0.79-0.81x ->
@@ -207,7 +207,8 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
-  if (wgmma && m <= kWgmmaWideMaxRows && (w.k >= 2 * w.n || w.n * w.k >= kWgmmaWideFromWeights))
+  if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaWideMaxRows &&
+      (w.k >= 2 * w.n || w.n * w.k >= kWgmmaWideFromWeights))
     return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
