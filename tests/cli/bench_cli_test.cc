@@ -45,6 +45,18 @@ TEST(BenchCli, TinyShapeJsonHasTheFields) {
   EXPECT_LT(rows[2]["weight_bytes"].get<uint64_t>(), rows[1]["weight_bytes"].get<uint64_t>());
 }
 
+// --batch takes a list: a row a format and batch size.
+TEST(BenchCli, BatchListGivesARowEach) {
+  const CliRun r = run_lowbit("bench --shape tiny --device cpu --json --formats nf4 --batch 1,2 --prompt 4 --decode 2 "
+                              "--prefill none --repeats 0");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto rows = nlohmann::json::parse(r.output);
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["batch"], 1);
+  EXPECT_EQ(rows[1]["batch"], 2);
+  EXPECT_GT(rows[1]["decode_tokens_per_second"].get<double>(), 0.0);
+}
+
 TEST(BenchCli, TableHasOneRowPerFormat) {
   const CliRun r = run_lowbit("bench " + (testing::models_dir() / "shakespeare-llama").string() +
                               " --formats nf4,bf16" + quick);

@@ -41,7 +41,7 @@ TEST(BenchCuda, BatchOfSequences) {
   LOWBIT_REQUIRE_CUDA();
   const engine::BenchReport report = engine::run_bench(
       {.shape = "tiny"},
-      {.formats = {"bf16", "nf4"}, .device = Device::cuda(0), .batch = 4, .prompt = 8, .decode = 8, .prefill = {64},
+      {.formats = {"bf16", "nf4"}, .device = Device::cuda(0), .batches = {4}, .prompt = 8, .decode = 8, .prefill = {64},
        .repeats = 1});
   ASSERT_EQ(report.rows.size(), 2u);
   for (const auto& r : report.rows) {

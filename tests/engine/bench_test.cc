@@ -2,6 +2,7 @@
 // behind `lowbit bench` (bench.h), on the CPU with the tiny shape.
 #include <cmath>
 
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 
 #include "lowbit/core/half.h"
@@ -143,9 +144,11 @@ TEST(Bench, FormatsAndOptionsAreChecked) {
   EXPECT_EQ(engine::bench_format("fp4-dq").load.quantize->kind, engine::QuantizeOnLoad::Kind::FP4);
 
   engine::BenchOptions o;
-  o.batch = 0;
+  o.batches = {1, 0};
   EXPECT_THAT(error_of([&] { engine::run_bench({.shape = "tiny"}, o); }), HasSubstr("1 to 1024 sequences"));
-  o.batch = 1;
+  o.batches = {};
+  EXPECT_THAT(error_of([&] { engine::run_bench({.shape = "tiny"}, o); }), HasSubstr("no batch size"));
+  o.batches = {1};
   o.prefill = {8192};
   EXPECT_THAT(error_of([&] { engine::run_bench({.shape = "tiny"}, o); }), HasSubstr("max_position_embeddings"));
 }
@@ -180,16 +183,22 @@ TEST(Bench, TinyShapeOnTheCpu) {
 // tokens.
 TEST(Bench, BatchOfSequencesOnTheCpu) {
   const engine::BenchReport report = engine::run_bench(
-      {.shape = "tiny"}, {.formats = {"nf4"}, .batch = 3, .prompt = 8, .decode = 4, .prefill = {16}, .repeats = 1});
-  ASSERT_EQ(report.rows.size(), 1u);
-  const auto& r = report.rows.front();
+      {.shape = "tiny"},
+      {.formats = {"bf16", "nf4"}, .batches = {1, 3}, .prompt = 8, .decode = 4, .prefill = {16}, .repeats = 1});
+  ASSERT_EQ(report.rows.size(), 4u);  // a row a format and batch, format by format
+  EXPECT_EQ(report.rows[0].batch, 1);
+  EXPECT_EQ(report.rows[3].format, "nf4");
+  const auto& r = report.rows[3];
   EXPECT_EQ(r.batch, 3);
   EXPECT_GT(r.prefill_tokens_per_second, 0.0);
   EXPECT_GT(r.decode_tokens_per_second, 0.0);
   EXPECT_EQ(r.peak_memory_bytes, r.weight_bytes + 3 * (2 * 4 * 13 * 2 * 64 * 2));
   ASSERT_EQ(r.prefill.size(), 1u);
   EXPECT_EQ(r.prefill[0].peak_memory_bytes, r.weight_bytes + 3 * (2 * 4 * 16 * 2 * 64 * 2));
-  EXPECT_THAT(engine::format_table(report), HasSubstr("nf4"));
+  // nf4's ratios are to bf16 of the same batch.
+  const std::string table = engine::format_table(report);
+  const double ratio = r.decode_tokens_per_second / report.rows[1].decode_tokens_per_second;
+  EXPECT_THAT(table, HasSubstr(fmt::format("({:.2f}x)", ratio)));
 }
 
 }  // namespace

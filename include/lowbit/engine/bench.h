@@ -41,7 +41,9 @@ struct BenchModel {
 struct BenchOptions {
   std::vector<std::string> formats = {"bf16", "int8", "nf4"};
   Device device = Device::cpu();
-  int64_t batch = 1;    // sequences run together (CausalLM::forward_batch), each with its own prompt
+  // Batch sizes, a row each a format: sequences run together
+  // (CausalLM::forward_batch), each with its own prompt and cache.
+  std::vector<int64_t> batches = {1};
   int64_t prompt = 32;  // tokens before decoding
   int64_t decode = 128; // single-token steps timed after the prompt
   std::vector<int64_t> prefill = {512, 2048};

@@ -1,4 +1,4 @@
-// lowbit bench MODEL|--shape NAME [--device D] [--formats bf16,int8,nf4] [--batch 1] [--prompt 32]
+// lowbit bench MODEL|--shape NAME [--device D] [--formats bf16,int8,nf4] [--batch 1,8] [--prompt 32]
 //              [--decode 128] [--prefill 512,2048|none] [--repeats 3] [--seed S] [--threads N] [--json]
 #include <cstdio>
 
@@ -18,7 +18,7 @@ struct BenchArgs {
   std::string shape;
   std::string device = "cpu";
   std::vector<std::string> formats = {"bf16", "int8", "nf4"};
-  int64_t batch = 1;
+  std::vector<int64_t> batches = {1};
   int64_t prompt = 32;
   int64_t decode = 128;
   std::vector<std::string> prefill = {"512", "2048"};
@@ -55,8 +55,9 @@ engine::BenchOptions options_from(const BenchArgs& a) {
       throw e.with_option("--formats");
     }
   }
-  if (a.batch < 1 || a.batch > 1024)
-    throw Error(fmt::format("--batch {}: a batch holds 1 to 1024 sequences", a.batch)).with_option("--batch");
+  for (const int64_t b : a.batches)
+    if (b < 1 || b > 1024)
+      throw Error(fmt::format("--batch {}: a batch holds 1 to 1024 sequences", b)).with_option("--batch");
   o.prefill.clear();
   for (const auto& text : a.prefill) {
     if (text.empty() || text == "none") continue;
@@ -72,7 +73,7 @@ engine::BenchOptions options_from(const BenchArgs& a) {
     o.prefill.push_back(n);
   }
   o.formats = a.formats;
-  o.batch = a.batch;
+  o.batches = a.batches;
   o.prompt = a.prompt;
   o.decode = a.decode;
   o.repeats = a.repeats;
@@ -116,7 +117,11 @@ const CommandRegistration registration{{
       app.add_option("--formats", a->formats, "comma-separated: " + engine::bench_format_names())
           ->delimiter(',')
           ->default_str("bf16,int8,nf4");
-      app.add_option("--batch", a->batch, "sequences decoded together (one forward pass a step for all of them)")->default_str("1");
+      app.add_option("--batch", a->batches,
+                     "comma-separated batch sizes, a row each: sequences decoded together (one forward pass a "
+                     "step for all of them)")
+          ->delimiter(',')
+          ->default_str("1");
       app.add_option("--prompt", a->prompt, "prompt tokens before decoding")
           ->check(CLI::PositiveNumber)
           ->default_str("32");

@@ -55,7 +55,9 @@ uint64_t cache_bytes(const models::CausalLM& model, int64_t capacity) {
 void check_options(const BenchOptions& o) {
   if (o.formats.empty()) fail("no format to measure; the formats are {}", bench_format_names());
   for (const auto& f : o.formats) bench_format(f);
-  LOWBIT_CHECK(o.batch >= 1 && o.batch <= 1024, "the batch must hold 1 to 1024 sequences, got {}", o.batch);
+  LOWBIT_CHECK(!o.batches.empty(), "no batch size to measure");
+  for (const int64_t b : o.batches)
+    LOWBIT_CHECK(b >= 1 && b <= 1024, "a batch holds 1 to 1024 sequences, got {}", b);
   LOWBIT_CHECK(o.prompt > 0, "the prompt must have at least 1 token, got {}", o.prompt);
   LOWBIT_CHECK(o.decode > 0, "at least 1 decode step is needed, got {}", o.decode);
   for (const int64_t n : o.prefill) LOWBIT_CHECK(n > 0, "prefill lengths must be positive, got {}", n);
@@ -101,16 +103,16 @@ std::vector<int32_t> greedy_tokens(const Tensor& logits) {
 // prompt) of its stretch of L ids) in one forward_batch, then `decode` greedy
 // steps of one token a sequence, each one forward_batch of `batch` rows.
 // Tokens per second count every sequence's tokens.
-void measure_batched(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids,
-                     int64_t stretch, BenchRow& row) {
+void measure_batched(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
+                     const std::vector<int32_t>& ids, int64_t stretch, BenchRow& row) {
   const auto joined = [&](int64_t n) {
     std::vector<int32_t> out;
-    for (int64_t s = 0; s < o.batch; ++s)
+    for (int64_t s = 0; s < batch; ++s)
       out.insert(out.end(), ids.begin() + s * stretch, ids.begin() + s * stretch + n);
     return out;
   };
   const auto make_caches = [&](int64_t capacity, std::vector<models::KVCache>& caches) {
-    caches = model.make_caches(o.batch, capacity);
+    caches = model.make_caches(batch, capacity);
     std::vector<models::KVCache*> handles;
     for (auto& c : caches) handles.push_back(&c);
     return handles;
@@ -132,11 +134,11 @@ void measure_batched(const models::CausalLM& model, const BenchOptions& o, const
     return seconds;
   });
   if (prompt_seconds.size() > 1) prompt_seconds.erase(prompt_seconds.begin());
-  row.prefill_tokens_per_second = double(o.batch * o.prompt) / median(prompt_seconds);
-  row.decode_tokens_per_second = double(o.batch * o.decode) / decode_seconds;
+  row.prefill_tokens_per_second = double(batch * o.prompt) / median(prompt_seconds);
+  row.decode_tokens_per_second = double(batch * o.decode) / decode_seconds;
   row.device_memory_used_bytes = used;
   row.peak_memory_bytes = o.device.is_cuda() ? device_memory_stats().peak
-                                             : row.weight_bytes + o.batch * cache_bytes(model, o.prompt + o.decode + 1);
+                                             : row.weight_bytes + batch * cache_bytes(model, o.prompt + o.decode + 1);
   for (const int64_t n : o.prefill) {
     reset_device_memory_peak();
     const std::vector<int32_t> tokens = joined(n);
@@ -148,22 +150,22 @@ void measure_batched(const models::CausalLM& model, const BenchOptions& o, const
       logits.to(Device::cpu());  // waits for the device
       return seconds_since(t0);
     });
-    row.prefill.push_back({n, double(o.batch * n) / seconds,
+    row.prefill.push_back({n, double(batch * n) / seconds,
                            o.device.is_cuda() ? device_memory_stats().peak
-                                              : row.weight_bytes + o.batch * cache_bytes(model, n)});
+                                              : row.weight_bytes + batch * cache_bytes(model, n)});
   }
 }
 
-BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids,
-                        int64_t stretch) {
+BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
+                        const std::vector<int32_t>& ids, int64_t stretch) {
   BenchRow row;
   row.device = o.device.str();
-  row.batch = o.batch;
+  row.batch = batch;
   row.prompt = o.prompt;
   row.decode = o.decode;
   row.weight_bytes = model.weight_bytes();
-  if (o.batch > 1) {
-    measure_batched(model, o, ids, stretch, row);
+  if (batch > 1) {
+    measure_batched(model, o, batch, ids, stretch, row);
     row.host_peak_rss_bytes = detail::host_peak_rss();
     return row;
   }
@@ -294,7 +296,8 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
                longest, config.max_position_embeddings);
   // One stretch of `longest` ids a sequence (the first stretch is what one
   // sequence always measured).
-  const std::vector<int32_t> ids = token_ids(longest * o.batch, config.vocab_size, model.seed);
+  const int64_t most = *std::max_element(o.batches.begin(), o.batches.end());
+  const std::vector<int32_t> ids = token_ids(longest * most, config.vocab_size, model.seed);
 
   for (const auto& name : o.formats) {
     const BenchFormat format = bench_format(name);
@@ -302,10 +305,13 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
     LoadedModel loaded = load(model, format, options);
     say(fmt::format("{}: loaded in {:.1f} s ({}), measuring", name, loaded.seconds,
                     bytes_str(loaded.model->weight_bytes())));
-    BenchRow row = measure_format(*loaded.model, options, ids, longest);
-    row.format = name;
-    row.load_seconds = loaded.seconds;
-    report.rows.push_back(std::move(row));
+    for (const int64_t batch : options.batches) {
+      if (options.batches.size() > 1) say(fmt::format("{}: batch {}", name, batch));
+      BenchRow row = measure_format(*loaded.model, options, batch, ids, longest);
+      row.format = name;
+      row.load_seconds = loaded.seconds;
+      report.rows.push_back(std::move(row));
+    }
   }
   return report;
 }
@@ -338,10 +344,10 @@ std::string format_table(const BenchReport& report) {
   if (!report.rows.empty())
     for (const auto& p : report.rows.front().prefill) head.push_back(fmt::format("prefill {} tok/s", p.tokens));
   cells.push_back(head);
-  // Speeds of the other formats also as a ratio to bf16 of the same run.
-  const auto bf16 =
-      std::find_if(report.rows.begin(), report.rows.end(), [](const BenchRow& r) { return r.format == "bf16"; });
+  // Speeds of the other formats also as a ratio to bf16 of the same run and batch.
   for (const auto& r : report.rows) {
+    const auto bf16 = std::find_if(report.rows.begin(), report.rows.end(),
+                                   [&](const BenchRow& b) { return b.format == "bf16" && b.batch == r.batch; });
     const BenchRow* base = bf16 != report.rows.end() && &r != &*bf16 ? &*bf16 : nullptr;
     auto speed = [](double v, double of_base) {
       return of_base > 0 ? fmt::format("{:.1f} ({:.2f}x)", v, v / of_base) : fmt::format("{:.1f}", v);
