@@ -128,5 +128,33 @@ TEST(RopeAttentionDecode, BatchEqualsEachSequence) {
   EXPECT_THROW(ops::rope_attention_decode(qkv.rows(0, 2), tables, past, k, v, two), Error);
 }
 
+// A batch's prompt through rope_qkv and attention (caches [batch, capacity,
+// kv_heads, dim]) equals each sequence's calls; rows that do not split into
+// the batch's sequences are an Error.
+TEST(RopeQkvAndAttention, BatchEqualsEachSequence) {
+  std::mt19937 rng(79);
+  const int64_t batch = 2, tokens = 5, heads = 4, kv_heads = 2, dim = 16, capacity = 12, past = 3;
+  const auto tables = ops::rope_tables({.head_dim = int(dim)}, capacity);
+  const Tensor qkv = random_f32({batch * tokens, (heads + 2 * kv_heads) * dim}, rng);
+  const Tensor k0 = random_f32({batch, capacity, kv_heads, dim}, rng);
+  const Tensor v0 = random_f32({batch, capacity, kv_heads, dim}, rng);
+  Tensor k = k0.clone(), v = v0.clone(), q = Tensor::empty({batch * tokens, heads, dim}, DType::F32);
+  Tensor all = Tensor::empty({batch * tokens, heads * dim}, DType::F32);
+  ops::rope_qkv(qkv, tables, past, q, k, v);
+  ops::attention(q, k, v, past, all, 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    Tensor kb = k0.rows(b, b + 1).reshape({capacity, kv_heads, dim}).clone();
+    Tensor vb = v0.rows(b, b + 1).reshape({capacity, kv_heads, dim}).clone();
+    Tensor qb = Tensor::empty({tokens, heads, dim}, DType::F32), one = Tensor::empty({tokens, heads * dim}, DType::F32);
+    ops::rope_qkv(qkv.rows(b * tokens, (b + 1) * tokens), tables, past, qb, kb, vb);
+    ops::attention(qb, kb, vb, past, one, 0);
+    EXPECT_EQ(testing::to_floats(all.rows(b * tokens, (b + 1) * tokens)), testing::to_floats(one)) << b;
+    EXPECT_EQ(testing::to_floats(k.rows(b, b + 1)), testing::to_floats(kb)) << b;
+  }
+  Tensor odd_q = Tensor::empty({7, heads, dim}, DType::F32), odd_out = Tensor::empty({7, heads * dim}, DType::F32);
+  EXPECT_THROW(ops::attention(odd_q, k, v, past, odd_out, 0), Error);
+  EXPECT_THROW(ops::rope_qkv(qkv.rows(0, 7), tables, past, odd_q, k, v), Error);
+}
+
 }  // namespace
 }  // namespace lowbit

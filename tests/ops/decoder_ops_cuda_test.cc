@@ -389,6 +389,54 @@ TEST(DecoderOpsCuda, RopeAttentionDecodeBatchEqualsEachSequence) {
   EXPECT_THROW(ops::rope_attention_decode(qkv, {tables.cos.to(kGpu), tables.sin.to(kGpu)}, 1, k, v, out), Error);
 }
 
+// A batch's prompt through rope_qkv and attention at once (caches [batch,
+// capacity, kv_heads, d], sequence b in rows [b tokens, (b + 1) tokens))
+// equals each sequence's own calls bit for bit: the same kernels, block z a
+// sequence. Both prompt kernels (head_dim 128 on the tensor cores, 200 on the
+// CUDA cores), GQA, a window, and one token a sequence (the decoding kernel:
+// within the attention bounds, its keys split in fewer chunks).
+TEST(DecoderOpsCuda, PromptBatchEqualsEachSequence) {
+  LOWBIT_REQUIRE_CUDA();
+  struct Shape {
+    int64_t batch, tokens, past, heads, kv_heads, dim, window;
+  };
+  const Shape shapes[] = {{3, 70, 0, 8, 2, 128, 0}, {2, 17, 40, 4, 4, 64, 9}, {4, 5, 3, 6, 3, 200, 0},
+                          {5, 1, 30, 8, 2, 128, 0}};
+  uint32_t seed = 1900;
+  for (DType dtype : kDtypes)
+    for (const Shape& sh : shapes) {
+      const int64_t capacity = sh.past + sh.tokens + 3, d = sh.dim, rows = sh.batch * sh.tokens;
+      const auto tables = ops::rope_tables({.head_dim = int(d)}, capacity);
+      const ops::RopeTables gpu{tables.cos.to(kGpu), tables.sin.to(kGpu)};
+      const Tensor qkv = random_tensor({rows, (sh.heads + 2 * sh.kv_heads) * d}, dtype, seed++, 2.0f).to(kGpu);
+      const Tensor k0 = random_tensor({sh.batch, capacity, sh.kv_heads, d}, dtype, seed++, 2.0f).to(kGpu);
+      const Tensor v0 = random_tensor({sh.batch, capacity, sh.kv_heads, d}, dtype, seed++).to(kGpu);
+      Tensor k_all = k0.clone(), v_all = v0.clone();
+      Tensor q_all = Tensor::empty({rows, sh.heads, d}, dtype, kGpu);
+      Tensor all = Tensor::empty({rows, sh.heads * d}, dtype, kGpu);
+      ops::rope_qkv(qkv, gpu, sh.past, q_all, k_all, v_all);
+      ops::attention(q_all, k_all, v_all, sh.past, all, sh.window);
+      for (int64_t b = 0; b < sh.batch; ++b) {
+        Tensor k = k0.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}).clone();
+        Tensor v = v0.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}).clone();
+        Tensor q = Tensor::empty({sh.tokens, sh.heads, d}, dtype, kGpu);
+        Tensor one = Tensor::empty({sh.tokens, sh.heads * d}, dtype, kGpu);
+        ops::rope_qkv(qkv.rows(b * sh.tokens, (b + 1) * sh.tokens), gpu, sh.past, q, k, v);
+        ops::attention(q, k, v, sh.past, one, sh.window);
+        const std::string what = std::string(dtype_name(dtype)) + " batch " + std::to_string(sh.batch) + " x " +
+                                 std::to_string(sh.tokens) + " d " + std::to_string(d) + " sequence " +
+                                 std::to_string(b);
+        const Tensor got = all.rows(b * sh.tokens, (b + 1) * sh.tokens);
+        if (sh.tokens > 1) EXPECT_TRUE(bit_equal(got, one)) << what;
+        else EXPECT_LE(ulps_of_max(got, one), dtype == DType::F32 ? 64.0 : 2.0) << what;
+        EXPECT_TRUE(bit_equal(q_all.rows(b * sh.tokens, (b + 1) * sh.tokens), q)) << "q, " << what;
+        EXPECT_TRUE(bit_equal(k_all.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}), k) &&
+                    bit_equal(v_all.rows(b, b + 1).reshape({capacity, sh.kv_heads, d}), v))
+            << "cache rows, " << what;
+      }
+    }
+}
+
 struct AttentionCase {
   int64_t tokens, past, heads, kv_heads, dim, window;
 };

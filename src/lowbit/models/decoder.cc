@@ -345,8 +345,8 @@ class Decoder final : public CausalLM {
   // The forward pass over the sequences' n tokens each already in ws_.ids
   // (sequence s in rows [s n, (s + 1) n) of every activation). The
   // projections, norms and activations take all rows at once; RoPE and
-  // attention run per sequence, on its cache (a batch's decoding step on the
-  // GPU with caches from make_caches: one kernel for all). device_position:
+  // attention run per sequence, on its cache, or for all sequences at once
+  // when the caches were made together (make_caches). device_position:
   // rope and attention read the position from ws_.position (decode_step).
   Tensor run(int64_t n, int64_t past, std::span<KVCache* const> caches, bool all_logits,
              bool device_position) const {
@@ -406,13 +406,15 @@ class Decoder final : public CausalLM {
         ops::rope_attention_decode(qkv, rope_, position, cache.keys[i], cache.values[i], attn, c.sliding_window);
       } else if (b.qkv.defined()) {
         project(b.qkv, x, qkv);
-        // A decoding step of caches made together (make_caches): RoPE and
-        // attention of every sequence in one kernel.
-        if (const auto [keys, values] = n == 1 && batch > 1 && device_.is_cuda() ? batched_cache(caches, i)
-                                                                                 : std::pair<Tensor, Tensor>{};
-            keys.defined()) {
-          Tensor k = keys, v = values;
-          ops::rope_attention_decode(qkv, rope_, position, k, v, attn, c.sliding_window);
+        // Caches made together (make_caches): RoPE and attention of every
+        // sequence in one call each (on the GPU one kernel each; a decoding
+        // step one kernel for both).
+        auto [keys, values] = batch > 1 ? batched_cache(caches, i) : std::pair<Tensor, Tensor>{};
+        if (keys.defined() && n == 1 && device_.is_cuda()) {
+          ops::rope_attention_decode(qkv, rope_, position, keys, values, attn, c.sliding_window);
+        } else if (keys.defined()) {
+          ops::rope_qkv(qkv, rope_, position, q_heads, keys, values);
+          ops::attention(q_heads, keys, values, position, attn, c.sliding_window);
         } else {
           for (int64_t s = 0; s < batch; ++s) {
             KVCache& cache = *caches[size_t(s)];

@@ -13,26 +13,43 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
   constexpr std::string_view op = "attention";
   const int64_t past = position.value;
   LOWBIT_CHECK(q.ndim() == 3, "ops::attention: q must be [tokens, heads, head_dim], got {}", q.describe());
-  LOWBIT_CHECK(k_cache.ndim() == 3 && k_cache.dim(2) == q.dim(2),
-               "ops::attention: k_cache must be [capacity, kv_heads, {}], got {}", q.dim(2), k_cache.describe());
+  // One sequence's cache, or a batch's [batch, capacity, kv_heads, head_dim]
+  // whose sequence b has q's rows [b tokens, (b + 1) tokens).
+  const bool batched = k_cache.ndim() == 4;
+  LOWBIT_CHECK((k_cache.ndim() == 3 || batched) && k_cache.dim(-1) == q.dim(2) && k_cache.dim(0) > 0,
+               "ops::attention: k_cache must be [capacity, kv_heads, {}] (or [batch, capacity, kv_heads, {}]), got {}",
+               q.dim(2), q.dim(2), k_cache.describe());
   detail::expect_shape(op, "v_cache", v_cache, k_cache.shape());
-  LOWBIT_CHECK(k_cache.dim(1) > 0 && q.dim(1) % k_cache.dim(1) == 0,
-               "ops::attention: {} query heads are not a multiple of {} key/value heads", q.dim(1), k_cache.dim(1));
-  LOWBIT_CHECK(past >= 0 && past + q.dim(0) <= k_cache.dim(0),
-               "ops::attention: positions up to {} exceed the cache capacity {}", past + q.dim(0), k_cache.dim(0));
+  const int64_t batch = batched ? k_cache.dim(0) : 1, kv_heads = k_cache.dim(-2), capacity = k_cache.dim(-3);
+  LOWBIT_CHECK(q.dim(0) % batch == 0, "ops::attention: {} query rows do not split into {} sequences", q.dim(0),
+               batch);
+  const int64_t tokens = q.dim(0) / batch;
+  LOWBIT_CHECK(kv_heads > 0 && q.dim(1) % kv_heads == 0,
+               "ops::attention: {} query heads are not a multiple of {} key/value heads", q.dim(1), kv_heads);
+  LOWBIT_CHECK(past >= 0 && past + tokens <= capacity, "ops::attention: positions up to {} exceed the cache capacity {}",
+               past + tokens, capacity);
   detail::expect_shape(op, "out", out, {q.dim(0), q.dim(1) * q.dim(2)});
   detail::expect_dtype(op, "k_cache", k_cache, q.dtype());
   detail::expect_dtype(op, "v_cache", v_cache, q.dtype());
   detail::expect_dtype(op, "out", out, q.dtype());
   if (position.on_device.defined())
     LOWBIT_CHECK(position.on_device.dtype() == DType::I32 && position.on_device.numel() == 1 &&
-                     position.on_device.device() == q.device() && q.device().is_cuda() && q.dim(0) == 1,
-                 "ops::attention: a device position needs one query token on the GPU and an i32 [1] tensor there, "
-                 "got q {} and position {}",
+                     position.on_device.device() == q.device() && q.device().is_cuda() && tokens == 1,
+                 "ops::attention: a device position needs one query token a sequence on the GPU and an i32 [1] "
+                 "tensor there, got q {} and position {}",
                  q.describe(), position.on_device.describe());
-  detail::on_device(op, detail::common_device(op, {&q, &k_cache, &v_cache, &out}),
-                    [&] { cpu::attention(q, k_cache, v_cache, past, out, window); },
-                    LOWBIT_CUDA_BODY(cuda::attention(q, k_cache, v_cache, position, out, window)));
+  detail::on_device(
+      op, detail::common_device(op, {&q, &k_cache, &v_cache, &out}),
+      [&] {
+        for (int64_t b = 0; b < batch; ++b) {
+          const Shape one = {capacity, kv_heads, q.dim(2)};
+          Tensor out_b = out.rows(b * tokens, (b + 1) * tokens);
+          cpu::attention(q.rows(b * tokens, (b + 1) * tokens),
+                         batched ? k_cache.rows(b, b + 1).reshape(one) : k_cache,
+                         batched ? v_cache.rows(b, b + 1).reshape(one) : v_cache, past, out_b, window);
+        }
+      },
+      LOWBIT_CUDA_BODY(cuda::attention(q, k_cache, v_cache, position, out, window)));
 }
 
 void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,

@@ -73,27 +73,43 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& posit
               Tensor& k_cache, Tensor& v_cache) {
   constexpr std::string_view op = "rope_qkv";
   const int64_t first_position = position.value;
-  LOWBIT_CHECK(q_out.ndim() == 3 && k_cache.ndim() == 3 && k_cache.dim(2) == q_out.dim(2),
-               "ops::rope_qkv: q_out must be [tokens, heads, head_dim] and k_cache [capacity, kv_heads, head_dim], got "
-               "{} and {}",
+  // One sequence's cache, or a batch's [batch, capacity, kv_heads, head_dim]
+  // whose sequence b has the rows [b tokens, (b + 1) tokens).
+  const bool batched = k_cache.ndim() == 4;
+  LOWBIT_CHECK(q_out.ndim() == 3 && (k_cache.ndim() == 3 || batched) && k_cache.dim(-1) == q_out.dim(2) &&
+                   k_cache.dim(0) > 0,
+               "ops::rope_qkv: q_out must be [tokens, heads, head_dim] and k_cache [capacity, kv_heads, head_dim] (or "
+               "[batch, capacity, kv_heads, head_dim]), got {} and {}",
                q_out.describe(), k_cache.describe());
   detail::expect_shape(op, "v_cache", v_cache, k_cache.shape());
-  const int64_t tokens = q_out.dim(0), dim = q_out.dim(2);
-  detail::expect_shape(op, "qkv", qkv, {tokens, (q_out.dim(1) + 2 * k_cache.dim(1)) * dim});
+  const int64_t batch = batched ? k_cache.dim(0) : 1, kv_heads = k_cache.dim(-2), capacity = k_cache.dim(-3);
+  LOWBIT_CHECK(q_out.dim(0) % batch == 0, "ops::rope_qkv: {} rows do not split into {} sequences", q_out.dim(0),
+               batch);
+  const int64_t tokens = q_out.dim(0) / batch, dim = q_out.dim(2);
+  detail::expect_shape(op, "qkv", qkv, {q_out.dim(0), (q_out.dim(1) + 2 * kv_heads) * dim});
   for (const Tensor* t : {&q_out, &k_cache, &v_cache}) detail::expect_dtype(op, "q_out and the caches", *t, qkv.dtype());
   LOWBIT_CHECK(tables.cos.ndim() == 2 && tables.cos.dim(1) * 2 == dim,
                "ops::rope_qkv: tables must be [positions, {}], got {}", dim / 2, tables.cos.describe());
-  LOWBIT_CHECK(first_position >= 0 && first_position + tokens <= std::min(tables.cos.dim(0), k_cache.dim(0)),
+  LOWBIT_CHECK(first_position >= 0 && first_position + tokens <= std::min(tables.cos.dim(0), capacity),
                "ops::rope_qkv: positions [{}, {}) exceed the table's {} positions or the cache's {} rows",
-               first_position, first_position + tokens, tables.cos.dim(0), k_cache.dim(0));
+               first_position, first_position + tokens, tables.cos.dim(0), capacity);
   if (position.on_device.defined())
     LOWBIT_CHECK(position.on_device.dtype() == DType::I32 && position.on_device.numel() == 1 &&
                      position.on_device.device() == qkv.device() && qkv.device().is_cuda(),
                  "ops::rope_qkv: a device position must be an i32 [1] tensor on the GPU of qkv, got {}",
                  position.on_device.describe());
-  detail::on_device(op, detail::common_device(op, {&qkv, &tables.cos, &tables.sin, &q_out, &k_cache, &v_cache}),
-                    [&] { cpu::rope_qkv(qkv, tables, first_position, q_out, k_cache, v_cache); },
-                    LOWBIT_CUDA_BODY(cuda::rope_qkv(qkv, tables, position, q_out, k_cache, v_cache)));
+  detail::on_device(
+      op, detail::common_device(op, {&qkv, &tables.cos, &tables.sin, &q_out, &k_cache, &v_cache}),
+      [&] {
+        for (int64_t b = 0; b < batch; ++b) {
+          const Shape one = {capacity, kv_heads, dim};
+          Tensor q_b = q_out.rows(b * tokens, (b + 1) * tokens);
+          Tensor k_b = batched ? k_cache.rows(b, b + 1).reshape(one) : k_cache;
+          Tensor v_b = batched ? v_cache.rows(b, b + 1).reshape(one) : v_cache;
+          cpu::rope_qkv(qkv.rows(b * tokens, (b + 1) * tokens), tables, first_position, q_b, k_b, v_b);
+        }
+      },
+      LOWBIT_CUDA_BODY(cuda::rope_qkv(qkv, tables, position, q_out, k_cache, v_cache)));
 }
 
 }  // namespace lowbit::ops

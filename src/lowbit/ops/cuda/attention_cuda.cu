@@ -53,12 +53,28 @@ struct AttentionParams {
   const void* qkv = nullptr;
   const float* cos_table = nullptr;
   const float* sin_table = nullptr;
-  // Decoding a batch of sequences (one token each, same position): block
-  // x = sequence * heads + head; sequence b's q/qkv row and out row are row
-  // b, its cache rows start cache_stride elements after sequence b - 1's.
+  // A batch of sequences (each `tokens` queries, same positions): sequence
+  // b's q and out rows follow sequence b - 1's, its cache rows start
+  // cache_stride elements after. Prompts: block z = sequence; decoding: block
+  // x = sequence * heads + head.
   int batch = 1;
   int64_t cache_stride = 0;
 };
+
+// A prompt kernel's operands for its block's sequence (block z).
+template <typename T>
+struct SequenceOperands {
+  const T* q;
+  const T* k;
+  const T* v;
+  T* out;
+};
+template <typename T>
+__device__ __forceinline__ SequenceOperands<T> sequence_operands(const AttentionParams& p) {
+  const int64_t s = blockIdx.z, rows = int64_t(p.tokens) * p.heads * p.d, cache = s * p.cache_stride;
+  return {static_cast<const T*>(p.q) + s * rows, static_cast<const T*>(p.k) + cache,
+          static_cast<const T*>(p.v) + cache, static_cast<T*>(p.out) + s * rows};
+}
 
 // Element col of a head of the stacked projection rotated for position pos,
 // rounded to T: what rope_qkv stores (the same products and roundings).
@@ -114,9 +130,7 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
   float* ps = kvs + kTile * ld;
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
   const auto [h, kvh, q0, rows, k_begin, k_end] = prompt_tile(p);
-  const T* q = static_cast<const T*>(p.q);
-  const T* k = static_cast<const T*>(p.k);
-  const T* v = static_cast<const T*>(p.v);
+  const auto [q, k, v, out] = sequence_operands<T>(p);
 
   for (int i = tid; i < kTile * d; i += kFlashThreads) {
     const int r = i / d, c = i % d;
@@ -202,7 +216,6 @@ __global__ void __launch_bounds__(kFlashThreads) flash_attention_kernel(const At
     }
   }
 
-  T* out = static_cast<T*>(p.out);
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     float sum = l[i];
@@ -236,9 +249,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
   __shared__ __align__(16) T vs[kTile * kStride];
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, t = lane & 3;
   const auto [h, kvh, q0, rows, k_begin, k_end] = prompt_tile(p);
-  const T* q = static_cast<const T*>(p.q);
-  const T* k = static_cast<const T*>(p.k);
-  const T* v = static_cast<const T*>(p.v);
+  const auto [q, k, v, out] = sequence_operands<T>(p);
   const uint16_t* vs16 = reinterpret_cast<const uint16_t*>(vs);
 
   // This lane's query rows (r0 = g and r1 = g + 8 of the warp's 16) as A fragments.
@@ -335,7 +346,6 @@ __global__ void __launch_bounds__(kMmaWarps * 32) flash_attention_mma_kernel(con
     }
   }
 
-  T* out = static_cast<T*>(p.out);
 #pragma unroll
   for (int i = 0; i < 2; ++i) {
     float sum = l[i];
@@ -494,7 +504,7 @@ void launch_flash(const AttentionParams& p) {
                                            int((2 * kTile * (kMaxD + 1) + kTile * kPStride) * sizeof(float))));
     configured.fetch_or(bit);
   }
-  const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
+  const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads), unsigned(p.batch));
   flash_attention_kernel<T, kMaxD><<<grid, kFlashThreads, smem, current_stream()>>>(p);
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
@@ -552,7 +562,7 @@ bool flash_mma_applies(const AttentionParams& p) {
 template <typename T>
 void launch_flash_mma(const AttentionParams& p) {
   if constexpr (!std::is_same_v<T, float>) {
-    const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads));
+    const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads), unsigned(p.batch));
     const auto run = [&](auto kernel) { kernel<<<grid, kMmaWarps * 32, 0, current_stream()>>>(p); };
     if (p.d == 64) run(flash_attention_mma_kernel<T, 64>);
     else if (p.d == 80) run(flash_attention_mma_kernel<T, 80>);
@@ -588,14 +598,20 @@ void set_attention_tensor_cores(bool on) { g_attention_mma = on; }
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window) {
   use_device(q.device().index);
+  // [capacity, kv_heads, d], or [batch, capacity, kv_heads, d] with q's rows
+  // split evenly between the sequences.
+  const int64_t batch = k_cache.ndim() == 4 ? k_cache.dim(0) : 1, capacity = k_cache.dim(-3);
+  const int kv_heads = int(k_cache.dim(-2));
   AttentionParams p{q.raw_data(), k_cache.raw_data(), v_cache.raw_data(), out.raw_data(),
-                    int(q.dim(0)), int(q.dim(1)), int(k_cache.dim(1)), int(q.dim(2)), int(q.dim(1) / k_cache.dim(1)),
+                    int(q.dim(0) / batch), int(q.dim(1)), kv_heads, int(q.dim(2)), int(q.dim(1)) / kv_heads,
                     past.value, window, 0.0f,
                     past.on_device.defined() ? past.on_device.data<int32_t>() : nullptr};
   p.scale = 1.0f / sqrtf(float(p.d));
+  p.batch = int(batch);
+  p.cache_stride = capacity * kv_heads * p.d;
   if (p.tokens == 0 || p.heads == 0 || p.d == 0) return;
   with_head_dim(q.dtype(), p.d, [&](auto tag, auto max_d) {
-    launch<decltype(tag), decltype(max_d)::value>(p, k_cache.dim(0));
+    launch<decltype(tag), decltype(max_d)::value>(p, capacity);
   });
 }
 

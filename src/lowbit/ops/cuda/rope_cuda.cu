@@ -2,6 +2,8 @@
 // of one head of one token. cos/sin come from the f32 tables (device copies of
 // ops::rope_tables) and are rounded to x's dtype first; each product and the
 // sum are rounded, as `q * cos + rotate_half(q) * sin` in PyTorch.
+#include <algorithm>
+
 #include "lowbit/core/tensor.h"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/cuda/reduce_cuda.h"
@@ -30,8 +32,9 @@ __global__ void rope_kernel(T* x, const float* cos_table, const float* sin_table
 // A non-null position_on_device replaces first_position (captured decoding).
 template <typename T>
 __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const float* sin_table, int64_t first_position,
-                                const int32_t* position_on_device, int64_t tokens, int64_t heads, int64_t kv_heads,
-                                int64_t half, T* q_out, T* k_cache, T* v_cache) {
+                                const int32_t* position_on_device, int64_t tokens, int64_t seq_tokens,
+                                int64_t cache_stride, int64_t heads, int64_t kv_heads, int64_t half, T* q_out,
+                                T* k_cache, T* v_cache) {
   // The position is written before the step starts, not by the previous
   // kernel: read while that kernel drains.
   if (position_on_device) first_position = *position_on_device;
@@ -41,14 +44,16 @@ __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const floa
   for (int64_t p = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; p < items; p += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = p % half, slot = (p / half) % slots, t = p / (half * slots);
     const T* in = qkv + (t * slots + slot) * dim;
-    const int64_t pos = first_position + t;
+    // Row t: sequence t / seq_tokens of the batch, at its position.
+    const int64_t seq = t / seq_tokens, pos = first_position + (t - seq * seq_tokens);
     if (slot >= heads + kv_heads) {
-      T* v = v_cache + (pos * kv_heads + (slot - heads - kv_heads)) * dim;
+      T* v = v_cache + seq * cache_stride + (pos * kv_heads + (slot - heads - kv_heads)) * dim;
       v[i] = in[i];
       v[i + half] = in[i + half];
       continue;
     }
-    T* dst = slot < heads ? q_out + (t * heads + slot) * dim : k_cache + (pos * kv_heads + (slot - heads)) * dim;
+    T* dst = slot < heads ? q_out + (t * heads + slot) * dim
+                          : k_cache + seq * cache_stride + (pos * kv_heads + (slot - heads)) * dim;
     const float c = round_to<T>(cos_table[pos * half + i]), s = round_to<T>(sin_table[pos * half + i]);
     const float a = to_float(in[i]), b = to_float(in[i + half]);
     dst[i] = from_float<T>(__fadd_rn(round_to<T>(__fmul_rn(a, c)), round_to<T>(__fmul_rn(-b, s))));
@@ -61,7 +66,10 @@ __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const floa
 void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first_position, Tensor& q_out,
               Tensor& k_cache, Tensor& v_cache) {
   use_device(qkv.device().index);
-  const int64_t tokens = q_out.dim(0), heads = q_out.dim(1), kv_heads = k_cache.dim(1), half = q_out.dim(2) / 2;
+  // k_cache: [capacity, kv_heads, d], or a batch's [batch, capacity, kv_heads, d].
+  const int64_t batch = k_cache.ndim() == 4 ? k_cache.dim(0) : 1;
+  const int64_t tokens = q_out.dim(0), heads = q_out.dim(1), kv_heads = k_cache.dim(-2), half = q_out.dim(2) / 2;
+  const int64_t seq_tokens = std::max<int64_t>(tokens / batch, 1), cache_stride = k_cache.dim(-3) * kv_heads * 2 * half;
   const int64_t items = tokens * (heads + 2 * kv_heads) * half;
   if (items == 0) return;
   dispatch_device_float(qkv.dtype(), "ops::rope_qkv", [&](auto tag) {
@@ -70,7 +78,7 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
                      0, current_stream(), static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(),
                      tables.sin.data<float>(), first_position.value,
                      first_position.on_device.defined() ? first_position.on_device.data<int32_t>() : nullptr, tokens,
-                     heads, kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
+                     seq_tokens, cache_stride, heads, kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
                      static_cast<T*>(v_cache.raw_data()));
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
