@@ -26,8 +26,8 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
   const int64_t tokens = q.dim(0) / batch;
   LOWBIT_CHECK(kv_heads > 0 && q.dim(1) % kv_heads == 0,
                "ops::attention: {} query heads are not a multiple of {} key/value heads", q.dim(1), kv_heads);
-  LOWBIT_CHECK(past >= 0 && past + tokens <= capacity, "ops::attention: positions up to {} exceed the cache capacity {}",
-               past + tokens, capacity);
+  LOWBIT_CHECK(past >= 0 && past + tokens <= capacity,
+               "ops::attention: positions up to {} exceed the cache capacity {}", past + tokens, capacity);
   detail::expect_shape(op, "out", out, {q.dim(0), q.dim(1) * q.dim(2)});
   detail::expect_dtype(op, "k_cache", k_cache, q.dtype());
   detail::expect_dtype(op, "v_cache", v_cache, q.dtype());
@@ -68,8 +68,8 @@ void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Po
   const int64_t kv_heads = k_cache.dim(-2), dim = k_cache.dim(-1), capacity = k_cache.dim(-3);
   LOWBIT_CHECK(out.ndim() == 2 && out.dim(0) == batch && out.dim(1) % dim == 0 &&
                    (out.dim(1) / dim) % kv_heads == 0,
-               "ops::rope_attention_decode: out must be [{}, q_heads * {}] with q_heads a multiple of {}, got {}", batch,
-               dim, kv_heads, out.describe());
+               "ops::rope_attention_decode: out must be [{}, q_heads * {}] with q_heads a multiple of {}, got {}",
+               batch, dim, kv_heads, out.describe());
   const int64_t heads = out.dim(1) / dim;
   detail::expect_shape(op, "qkv", qkv, {batch, (heads + 2 * kv_heads) * dim});
   for (const Tensor* t : {&k_cache, &v_cache, &out}) detail::expect_dtype(op, "the caches and out", *t, qkv.dtype());

@@ -525,7 +525,8 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   // A batch has heads x sequences blocks before any split: split only as far
   // as about four blocks an SM.
   const int64_t blocks = int64_t(p.heads) * p.batch;
-  if (p.batch > 1) splits = int(std::min<int64_t>(splits, std::max<int64_t>(1, (4 * sms + blocks - 1) / blocks)));
+  if (p.batch > 1)
+    splits = int(std::min<int64_t>(splits, std::max<int64_t>(1, (4 * sms + blocks - 1) / blocks)));
   const cudaStream_t stream = current_stream();
   float* partial = nullptr;
   if (splits > 1)

@@ -69,7 +69,8 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
   // k_cache: [capacity, kv_heads, d], or a batch's [batch, capacity, kv_heads, d].
   const int64_t batch = k_cache.ndim() == 4 ? k_cache.dim(0) : 1;
   const int64_t tokens = q_out.dim(0), heads = q_out.dim(1), kv_heads = k_cache.dim(-2), half = q_out.dim(2) / 2;
-  const int64_t seq_tokens = std::max<int64_t>(tokens / batch, 1), cache_stride = k_cache.dim(-3) * kv_heads * 2 * half;
+  const int64_t seq_tokens = std::max<int64_t>(tokens / batch, 1);
+  const int64_t cache_stride = k_cache.dim(-3) * kv_heads * 2 * half;
   const int64_t items = tokens * (heads + 2 * kv_heads) * half;
   if (items == 0) return;
   dispatch_device_float(qkv.dtype(), "ops::rope_qkv", [&](auto tag) {
@@ -78,8 +79,8 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
                      0, current_stream(), static_cast<const T*>(qkv.raw_data()), tables.cos.data<float>(),
                      tables.sin.data<float>(), first_position.value,
                      first_position.on_device.defined() ? first_position.on_device.data<int32_t>() : nullptr, tokens,
-                     seq_tokens, cache_stride, heads, kv_heads, half, static_cast<T*>(q_out.raw_data()), static_cast<T*>(k_cache.raw_data()),
-                     static_cast<T*>(v_cache.raw_data()));
+                     seq_tokens, cache_stride, heads, kv_heads, half, static_cast<T*>(q_out.raw_data()),
+                     static_cast<T*>(k_cache.raw_data()), static_cast<T*>(v_cache.raw_data()));
   });
   LOWBIT_CUDA_CHECK_LAUNCH();
 }
