@@ -42,11 +42,9 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
       op, detail::common_device(op, {&q, &k_cache, &v_cache, &out}),
       [&] {
         for (int64_t b = 0; b < batch; ++b) {
-          const Shape one = {capacity, kv_heads, q.dim(2)};
           Tensor out_b = out.rows(b * tokens, (b + 1) * tokens);
-          cpu::attention(q.rows(b * tokens, (b + 1) * tokens),
-                         batched ? k_cache.rows(b, b + 1).reshape(one) : k_cache,
-                         batched ? v_cache.rows(b, b + 1).reshape(one) : v_cache, past, out_b, window);
+          cpu::attention(q.rows(b * tokens, (b + 1) * tokens), detail::sequence_cache(k_cache, b),
+                         detail::sequence_cache(v_cache, b), past, out_b, window);
         }
       },
       LOWBIT_CUDA_BODY(cuda::attention(q, k_cache, v_cache, position, out, window)));
@@ -89,8 +87,7 @@ void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Po
       [&] {
         for (int64_t s = 0; s < batch; ++s) {
           const Tensor qkv_s = qkv.rows(s, s + 1);
-          Tensor k_s = batched ? k_cache.rows(s, s + 1).reshape({capacity, kv_heads, dim}) : k_cache;
-          Tensor v_s = batched ? v_cache.rows(s, s + 1).reshape({capacity, kv_heads, dim}) : v_cache;
+          Tensor k_s = detail::sequence_cache(k_cache, s), v_s = detail::sequence_cache(v_cache, s);
           Tensor out_s = out.rows(s, s + 1);
           Tensor q = Tensor::empty({1, heads, dim}, qkv.dtype());
           rope_qkv(qkv_s, tables, position.value, q, k_s, v_s);

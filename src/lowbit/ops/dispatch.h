@@ -63,6 +63,13 @@ inline void expect_shape(std::string_view op, const char* what, const Tensor& t,
   if (t.shape() != shape) fail("ops::{}: {} must be {}, got {}", op, what, shape_str(shape), t.describe());
 }
 
+// Sequence b's [capacity, kv_heads, head_dim] cache of a batch's [batch,
+// capacity, kv_heads, head_dim] one (a view), or the cache itself when it is
+// one sequence's.
+inline Tensor sequence_cache(const Tensor& cache, int64_t b) {
+  return cache.ndim() == 4 ? cache.rows(b, b + 1).reshape({cache.dim(1), cache.dim(2), cache.dim(3)}) : cache;
+}
+
 inline void expect_dtype(std::string_view op, const char* what, const Tensor& t, DType dtype) {
   if (t.dtype() != dtype)
     fail("ops::{}: {} must be {}, got {}", op, what, dtype_name(dtype), t.describe());

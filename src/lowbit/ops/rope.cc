@@ -102,10 +102,8 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& posit
       op, detail::common_device(op, {&qkv, &tables.cos, &tables.sin, &q_out, &k_cache, &v_cache}),
       [&] {
         for (int64_t b = 0; b < batch; ++b) {
-          const Shape one = {capacity, kv_heads, dim};
           Tensor q_b = q_out.rows(b * tokens, (b + 1) * tokens);
-          Tensor k_b = batched ? k_cache.rows(b, b + 1).reshape(one) : k_cache;
-          Tensor v_b = batched ? v_cache.rows(b, b + 1).reshape(one) : v_cache;
+          Tensor k_b = detail::sequence_cache(k_cache, b), v_b = detail::sequence_cache(v_cache, b);
           cpu::rope_qkv(qkv.rows(b * tokens, (b + 1) * tokens), tables, first_position, q_b, k_b, v_b);
         }
       },
