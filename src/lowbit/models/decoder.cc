@@ -170,17 +170,7 @@ class Decoder final : public CausalLM {
   DType dtype() const override { return dtype_; }
   Device device() const override { return device_; }
 
-  KVCache make_cache(int64_t capacity) const override {
-    LOWBIT_CHECK(capacity > 0 && capacity <= config_.max_position_embeddings,
-                 "the context of {} tokens exceeds the model's max_position_embeddings ({})", capacity,
-                 config_.max_position_embeddings);
-    KVCache cache;
-    for (int64_t i = 0; i < config_.num_layers; ++i) {
-      cache.keys.push_back(Tensor::empty({capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_));
-      cache.values.push_back(Tensor::empty({capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_));
-    }
-    return cache;
-  }
+  KVCache make_cache(int64_t capacity) const override { return std::move(make_caches(1, capacity).front()); }
 
   std::vector<KVCache> make_caches(int64_t batch, int64_t capacity) const override {
     LOWBIT_CHECK(batch > 0, "make_caches: a batch needs at least one sequence, got {}", batch);
@@ -381,7 +371,7 @@ class Decoder final : public CausalLM {
         b.down_proj.forward(gate, add_out, h);
       }
       ops::rms_norm(h, norm_.weight, norm_.eps, x);
-      return finish(n, past, first, x, caches, !all_logits && batch > 1);
+      return finish(n, past, first, x, caches, all_logits);
     }
     ops::rms_norm(h, blocks_.front().input_norm.weight, blocks_.front().input_norm.eps, x);
     // A prompt's projections in order: the next weight dequantized ahead
@@ -457,7 +447,7 @@ class Decoder final : public CausalLM {
       Tensor h_rows = last ? h.rows(first, rows) : h, x_rows = last ? x.rows(first, rows) : x;
       ops::add_rms_norm(h_rows, last ? tmp.rows(first, rows) : tmp, next.weight, next.eps, x_rows);
     }
-    return finish(n, past, first, x, caches, !all_logits && batch > 1);
+    return finish(n, past, first, x, caches, all_logits);
   }
 
   // The projections a prompt of n tokens dequantizes ahead, in the order
@@ -479,14 +469,14 @@ class Decoder final : public CausalLM {
     return order;
   }
 
-  // The logits of rows [first, rows) from the final norm's output x; of
-  // each sequence's last row when several sequences ran and first > 0 was
-  // not asked for (all_logits off: first = 0 then, see run).
+  // The logits of rows [first, rows) from the final norm's output x; without
+  // all_logits, of each sequence's last row when several sequences of more
+  // than one token ran (first = 0 then, see run).
   Tensor finish(int64_t n, int64_t past, int64_t first, const Tensor& x, std::span<KVCache* const> caches,
-                bool last_rows = false) const {
+                bool all_logits) const {
     for (KVCache* cache : caches) cache->length = past + n;
     const int64_t batch = int64_t(caches.size()), rows = batch * n;
-    if (last_rows && n > 1) {
+    if (!all_logits && batch > 1 && n > 1) {
       // Each sequence's last row gathered (an embedding lookup in x), then the head.
       std::vector<int32_t> last(static_cast<size_t>(batch));
       for (int64_t s = 0; s < batch; ++s) last[size_t(s)] = int32_t((s + 1) * n - 1);
