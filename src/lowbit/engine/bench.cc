@@ -99,31 +99,35 @@ std::vector<int32_t> greedy_tokens(const Tensor& logits) {
   return out;
 }
 
-// Batches of several sequences: the prompts (sequence s takes ids[s L, s L +
-// prompt) of its stretch of L ids) in one forward_batch, then `decode` greedy
-// steps of one token a sequence, each one forward_batch of `batch` rows.
-// Tokens per second count every sequence's tokens.
-void measure_batched(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
-                     const std::vector<int32_t>& ids, int64_t stretch, BenchRow& row) {
-  const auto joined = [&](int64_t n) {
-    std::vector<int32_t> out;
-    for (int64_t s = 0; s < batch; ++s)
-      out.insert(out.end(), ids.begin() + s * stretch, ids.begin() + s * stretch + n);
-    return out;
-  };
-  const auto make_caches = [&](int64_t capacity, std::vector<models::KVCache>& caches) {
-    caches = model.make_caches(batch, capacity);
-    std::vector<models::KVCache*> handles;
-    for (auto& c : caches) handles.push_back(&c);
-    return handles;
-  };
-  const std::vector<int32_t> prompt = joined(o.prompt);
+// The first n ids of each sequence's stretch of `stretch` ids (sequence s
+// takes ids[s stretch, s stretch + n)), one sequence after another.
+std::vector<int32_t> batch_tokens(const std::vector<int32_t>& ids, int64_t batch, int64_t stretch, int64_t n) {
+  std::vector<int32_t> out;
+  for (int64_t s = 0; s < batch; ++s) out.insert(out.end(), ids.begin() + s * stretch, ids.begin() + s * stretch + n);
+  return out;
+}
+
+// A batch's caches (made together) and the handles forward_batch takes.
+std::vector<models::KVCache*> make_caches(const models::CausalLM& model, int64_t batch, int64_t capacity,
+                                          std::vector<models::KVCache>& caches) {
+  caches = model.make_caches(batch, capacity);
+  std::vector<models::KVCache*> handles;
+  for (auto& c : caches) handles.push_back(&c);
+  return handles;
+}
+
+// Batches of several sequences: the prompts in one forward_batch, then
+// `decode` greedy steps of one token a sequence, each one forward_batch of
+// `batch` rows. Tokens per second count every sequence's tokens.
+void measure_batched_decode(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
+                            const std::vector<int32_t>& ids, int64_t stretch, BenchRow& row) {
+  const std::vector<int32_t> prompt = batch_tokens(ids, batch, stretch, o.prompt);
   std::vector<double> prompt_seconds;
   uint64_t used = 0;
   reset_device_memory_peak();
   const double decode_seconds = measure(o, [&] {
     std::vector<models::KVCache> caches;
-    const auto handles = make_caches(o.prompt + o.decode + 1, caches);
+    const auto handles = make_caches(model, batch, o.prompt + o.decode + 1, caches);
     const auto t0 = Clock::now();
     std::vector<int32_t> next = greedy_tokens(model.forward_batch(prompt, handles, false));
     prompt_seconds.push_back(seconds_since(t0));
@@ -139,12 +143,18 @@ void measure_batched(const models::CausalLM& model, const BenchOptions& o, int64
   row.device_memory_used_bytes = used;
   row.peak_memory_bytes = o.device.is_cuda() ? device_memory_stats().peak
                                              : row.weight_bytes + batch * cache_bytes(model, o.prompt + o.decode + 1);
+}
+
+// Prefill at each --prefill length: `batch` sequences of that many tokens in
+// one forward pass into fresh caches.
+void measure_prefill(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
+                     const std::vector<int32_t>& ids, int64_t stretch, BenchRow& row) {
   for (const int64_t n : o.prefill) {
     reset_device_memory_peak();
-    const std::vector<int32_t> tokens = joined(n);
+    const std::vector<int32_t> tokens = batch_tokens(ids, batch, stretch, n);
     const double seconds = measure(o, [&] {
       std::vector<models::KVCache> caches;
-      const auto handles = make_caches(n, caches);
+      const auto handles = make_caches(model, batch, n, caches);
       const auto t0 = Clock::now();
       const Tensor logits = model.forward_batch(tokens, handles, false);
       logits.to(Device::cpu());  // waits for the device
@@ -156,22 +166,10 @@ void measure_batched(const models::CausalLM& model, const BenchOptions& o, int64
   }
 }
 
-BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
-                        const std::vector<int32_t>& ids, int64_t stretch) {
-  BenchRow row;
-  row.device = o.device.str();
-  row.batch = batch;
-  row.prompt = o.prompt;
-  row.decode = o.decode;
-  row.weight_bytes = model.weight_bytes();
-  if (batch > 1) {
-    measure_batched(model, o, batch, ids, stretch, row);
-    row.host_peak_rss_bytes = detail::host_peak_rss();
-    return row;
-  }
-
-  // Prompt, then `decode` single-token steps through the KV cache, as
-  // `lowbit generate` runs them (greedy, no stop token).
+// One sequence: the prompt, then `decode` single-token steps through the KV
+// cache, as `lowbit generate` runs them (greedy, no stop token).
+void measure_generate_decode(const models::CausalLM& model, const BenchOptions& o, const std::vector<int32_t>& ids,
+                             BenchRow& row) {
   GenerationOptions g;
   g.max_new_tokens = o.decode + 1;
   g.context = o.prompt + o.decode + 1;
@@ -198,19 +196,19 @@ BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, in
   row.device_memory_used_bytes = used;
   row.peak_memory_bytes =
       o.device.is_cuda() ? device_memory_stats().peak : row.weight_bytes + cache_bytes(model, g.context);
+}
 
-  for (const int64_t n : o.prefill) {
-    reset_device_memory_peak();
-    const double seconds = measure(o, [&] {
-      models::KVCache cache = model.make_cache(n);
-      const auto t0 = Clock::now();
-      const Tensor logits = model.forward(std::span<const int32_t>(ids.data(), size_t(n)), cache, false);
-      logits.to(Device::cpu());  // waits for the device
-      return seconds_since(t0);
-    });
-    row.prefill.push_back({n, double(n) / seconds,
-                           o.device.is_cuda() ? device_memory_stats().peak : row.weight_bytes + cache_bytes(model, n)});
-  }
+BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, int64_t batch,
+                        const std::vector<int32_t>& ids, int64_t stretch) {
+  BenchRow row;
+  row.device = o.device.str();
+  row.batch = batch;
+  row.prompt = o.prompt;
+  row.decode = o.decode;
+  row.weight_bytes = model.weight_bytes();
+  if (batch > 1) measure_batched_decode(model, o, batch, ids, stretch, row);
+  else measure_generate_decode(model, o, ids, row);
+  measure_prefill(model, o, batch, ids, stretch, row);
   row.host_peak_rss_bytes = detail::host_peak_rss();
   return row;
 }
