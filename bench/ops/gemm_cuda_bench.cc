@@ -12,7 +12,8 @@
 //                               [--no-int8]
 //
 // --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
-// 256 and 512 and the wgmma GEMM's token tiles and k splits at 64-512; --no-int8 skips LLM.int8; --shape times one shape (in x out).
+// 256 and 512 and the wgmma GEMM's token tiles and k splits at each of
+// --batches; --no-int8 skips LLM.int8; --shape times one shape (in x out).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -228,8 +229,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   }
   // The wgmma GEMM's token tiles (0: chosen).
   if (opt.sweep || opt.wgmma_sweep) {
-    for (int64_t m : {1, 4, 8, 16, 32, 64, 128, 256, 512}) {
-      if (m > max_m) continue;
+    for (int64_t m : batches) {
       std::printf("wgmma m%lld:", (long long)m);
       for (int tokens : {0, 8, 16, 32, 64, 128, 256}) {
         if (tokens > 8 * m) continue;

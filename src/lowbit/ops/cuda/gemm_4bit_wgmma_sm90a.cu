@@ -64,6 +64,7 @@
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/hopper_cuda.h"
 #include "ops/cuda/wgmma_sm90a.cuh"
+#include "ops/cuda/zeroed_stream_buffer_cuda.h"
 
 namespace lowbit::ops::cuda::fused4 {
 namespace {
@@ -114,8 +115,8 @@ int forced_tokens = 0;
 // nobody before its first segment: none waits forever.
 struct StreamK {
   int64_t units = 0;          // 0: work items instead
-  float* partials = nullptr;  // [G][BN / 2][256]: a block's first-segment sums, thread-interleaved
-  uint32_t* flags = nullptr;  // [G], zeroed: set once that block's partial is written
+  float* partials = nullptr;  // [G][BN / 8][256] float4: a block's first-segment sums, thread-interleaved
+  uint32_t* flags = nullptr;  // [G], zero on entry and on exit: set once that block's partial is written
 
   __device__ __forceinline__ int64_t begin(int64_t block) const { return units * block / gridDim.x; }
   // The block whose range holds unit u.
@@ -330,17 +331,24 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
 
     if (kStreamK && !(it.kt0 == 0 && it.kt1 == work.k_tiles)) {
-      constexpr int64_t kSlot = int64_t(C::BN / 2) * kConsumerThreads;
+      // A block's partial: float4 q of thread i at q * kConsumerThreads + i
+      // (a warp's stores and loads are 512 contiguous bytes).
+      constexpr int kQuads = C::BN / 8;
+      constexpr int64_t kSlot = int64_t(kQuads) * kConsumerThreads;
       if (it.kt0 > 0) {  // the tile began in an earlier block: hand the sums over
-        float* slot = sk.partials + int64_t(blockIdx.x) * kSlot + tid;
+        float4* slot = reinterpret_cast<float4*>(sk.partials) + int64_t(blockIdx.x) * kSlot + tid;
 #pragma unroll
-        for (int j = 0; j < C::BN / 2; ++j) __stcg(slot + j * kConsumerThreads, acc[j]);
-        __threadfence();
+        for (int q = 0; q < kQuads; ++q)
+          __stcg(slot + q * kConsumerThreads, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+        // The barrier orders every consumer's stores before thread 0's
+        // release (the release is cumulative), so one thread fences.
         consumer_sync();
         if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
         return;
       }
       // The tile's first stages: the later blocks' sums added in block order.
+      // Each flag is read by this block alone, which clears it for the next
+      // launch on the stream (the flags stay zeroed between calls).
       const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
       const int64_t last = sk.owner((tile + 1) * work.k_tiles - 1);
       for (int64_t b = int64_t(blockIdx.x) + 1; b <= last; ++b) {
@@ -349,11 +357,18 @@ __global__ void __launch_bounds__(kThreads, 1)
           do {
             asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(ready) : "l"(sk.flags + b) : "memory");
           } while (ready == 0);
+          sk.flags[b] = 0u;
         }
         consumer_sync();
-        const float* slot = sk.partials + b * kSlot + tid;
+        const float4* slot = reinterpret_cast<const float4*>(sk.partials) + b * kSlot + tid;
 #pragma unroll
-        for (int j = 0; j < C::BN / 2; ++j) acc[j] += __ldcg(slot + j * kConsumerThreads);
+        for (int q = 0; q < kQuads; ++q) {
+          const float4 v = __ldcg(slot + q * kConsumerThreads);
+          acc[4 * q] += v.x;
+          acc[4 * q + 1] += v.y;
+          acc[4 * q + 2] += v.z;
+          acc[4 * q + 3] += v.w;
+        }
       }
     }
     // Accumulator j of a thread: weight row (j & 2 ? row1 : row0), token
@@ -391,15 +406,20 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
                                                        int(p.k / kStageK), split_k);
   StreamK sk;
   void* sk_buffer = nullptr;
+  ZeroedStreamBuffer::Lease flags;  // held until the kernel is queued
   int64_t grid = std::min(work.items, slots);
   if constexpr (stream_k) {
     sk.units = work.items * work.k_tiles;
     grid = std::min(sk.units, slots);
-    const size_t partial_bytes = size_t(grid) * (C::BN / 2) * kConsumerThreads * 4;
-    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, partial_bytes + size_t(grid) * 4, stream));
+    const size_t partial_bytes = size_t(grid) * (C::BN / 2) * kConsumerThreads * 4, flag_bytes = size_t(grid) * 4;
+    flags = ZeroedStreamBuffer::get(stream, ZeroedBufferUse::kStreamKFlags, flag_bytes);
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, partial_bytes + (flags.data ? 0 : flag_bytes), stream));
     sk.partials = static_cast<float*>(sk_buffer);
-    sk.flags = reinterpret_cast<uint32_t*>(static_cast<char*>(sk_buffer) + partial_bytes);
-    LOWBIT_CUDA_CHECK(cudaMemsetAsync(sk.flags, 0, size_t(grid) * 4, stream));
+    sk.flags = static_cast<uint32_t*>(flags.data);
+    if (!sk.flags) {  // the stream is being captured: flags of its own
+      sk.flags = reinterpret_cast<uint32_t*>(static_cast<char*>(sk_buffer) + partial_bytes);
+      LOWBIT_CUDA_CHECK(cudaMemsetAsync(sk.flags, 0, flag_bytes, stream));
+    }
   }
   const CUtensorMap x_map =
       hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
@@ -477,23 +497,22 @@ Choice choose(const Params& p, int forced_split) {
         best = {bn, s, false};
       }
     }
-    // Stream-K: every SM busy to the end, ~8 stages more for handing over
-    // and adding the partial sums of the tiles that blocks share; taken
-    // where there are at least as many tiles as SMs and it is 10% faster by
-    // this count (15% with 256-token tiles, whose stages measured ~1.2x
-    // slower under stream-K). Measured on the H200: 8-13% faster at 64 and
-    // 128 rows of 8192 x 28672 (224 tiles: 1.7 waves of plain items); at 512
-    // rows with 256-token tiles, 4096 x 11008 100.9 -> 85.9 us, 4096 x 12288
-    // 101.1 -> 92.9, 8192 x 28672 393.6 -> 376.1, and 4096 x 22016 at 256
-    // rows 102.0 -> 85.2 (a plain last wave of 40-60 tiles); slower where
-    // the plain last wave is fuller (8192 x 28672 at 256 rows, 187.9 against
-    // 183.1) and with fewer tiles than SMs (4096 x 11008 at 256 rows: 53.1
-    // against 49.4; the 7B shapes at 64-128 rows: level or up to 8%).
+    // Stream-K: every SM busy to the end; a tile's first block reads the
+    // later blocks' partial sums at the end of its range, ~4 stages for each
+    // block a tile spans, beside the pipeline fill. Taken where it is 10%
+    // faster by this count (15% with 256-token tiles, whose stages measured
+    // slower under stream-K). H200 (docs/cuda.md), against the best plain
+    // items or k split: 4096 x 11008 at 64 / 128 / 256 / 512 rows 31.5 /
+    // 37.6 / 49.8 / 100.8 -> 26.2 / 32.2 / 47.8 / 80.7 us, 4096 x 12288 32.0
+    // / 37.8 / 50.8 / 101.2 -> 28.6 / 34.3 / 50.7 / 90.4, 8192 x 28672 at
+    // 512 rows 402.6 -> 386.8; slower than a k split where a tile spans five
+    // or more blocks (11008 x 4096 at 256 rows: 50.5 against 46.8).
     const int64_t tiles = n_tiles * ((p.m + bn - 1) / bn);
-    if (bn >= 64 && forced_stream_k >= 0 && forced_split <= 0 && (tiles >= sms || forced_stream_k > 0)) {
-      const int64_t units = tiles * k_tiles;
+    if (bn >= 64 && forced_stream_k >= 0 && forced_split <= 0) {
+      const int64_t units = tiles * k_tiles, per_block = (units + sms - 1) / sms;
+      const int64_t spans = (k_tiles + per_block - 1) / per_block + 1;  // blocks a tile reaches, at most
       const double margin = forced_stream_k > 0 ? 1.0 : bn == 256 ? 1.15 : 1.1;
-      const double cost = (double((units + sms - 1) / sms) + 4 + 8) * stage * margin;
+      const double cost = double(per_block + 4 + 4 * (spans - 1)) * stage * margin;
       if (best_cost < 0 || cost < best_cost || (forced_stream_k > 0 && !best.stream_k)) {
         best_cost = cost;
         best = {bn, 1, true};

@@ -1,8 +1,8 @@
 // LLM.int8 linear on the GPU, the same steps as the CPU op (and bitsandbytes'
 // MatMul8bitLt with f16 compute). Batches of 1-4 rows take the fused GEMV
 // (gemv_int8_cuda.cu). Larger ones start with
-//  - (threshold > 0) the outlier bitmask and counters, kept zeroed per
-//    stream from call to call (OutlierState);
+//  - (threshold > 0) the outlier bitmask and done counter, kept zeroed per
+//    stream from call to call (ZeroedStreamBuffer);
 //  - quantize_rows_kernel: one block a row; x rounded to f16, row absmax over
 //    |x| < threshold, codes rint(x * 127 / absmax), 0 where |x| >= threshold,
 //    whose column is set in a bitmask (any row may set it). The last block to
@@ -31,8 +31,6 @@
 #include <cublas_v2.h>
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <string>
 #include <utility>
 
@@ -42,6 +40,7 @@
 #include "ops/cuda/int8_epilogue.cuh"
 #include "quant/reciprocal.h"
 #include "ops/cuda/linear_cuda.h"
+#include "ops/cuda/zeroed_stream_buffer_cuda.h"
 
 namespace lowbit::ops::cuda {
 namespace {
@@ -87,7 +86,7 @@ __device__ void list_outliers(const OutlierScratch& o, int64_t k) {
   for (int64_t w0 = 0; w0 < words; w0 += kRowThreads) {
     const int64_t wi = w0 + threadIdx.x;
     uint32_t bits = wi < words ? __ldcg(o.mask + wi) : 0u;
-    if (wi < words && bits) o.mask[wi] = 0u;  // left zeroed for the next call (OutlierState)
+    if (wi < words && bits) o.mask[wi] = 0u;  // left zeroed for the next call (ZeroedStreamBuffer)
     const int32_t own = __popc(bits);
     int32_t inclusive = own;
     for (int off = 1; off < 32; off <<= 1) {
@@ -364,67 +363,17 @@ void gemm_int8_cublas(DType dtype, const void* x, int64_t m, const int8_t* w, co
 
 }  // namespace
 
-// The outlier bookkeeping of a stream's calls (mask, done counter, count,
-// list), kept from call to call: the row quantization's last block leaves the
-// mask and the counter zeroed, so that a call needs no memset before its
-// first kernel (which would keep that kernel from starting early). Grown for
-// a larger k on the stream itself; a few KB a stream, held until exit. A
-// call holds its stream's state (a lease) until its kernels are queued, so
-// that calls from several host threads on one stream queue one after the
-// other instead of interleaving on the shared list.
-class OutlierState {
- public:
-  struct Lease {
-    std::unique_lock<std::mutex> lock;  // not owning: the stream was being captured
-    OutlierScratch scratch;
-  };
-  // The state for k columns on `stream` (the current device); no lock while
-  // the stream is being captured into a graph (the caller then uses its own
-  // zeroed scratch).
-  static Lease get(cudaStream_t stream, int64_t k) {
-    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-    LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-    if (capture != cudaStreamCaptureStatusNone) return {};
-    int device = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    static std::mutex map_mutex;
-    static std::map<std::pair<int, cudaStream_t>, Buffer> buffers;  // nodes never move
-    Buffer* b = nullptr;
-    {
-      const std::lock_guard<std::mutex> lock(map_mutex);
-      b = &buffers[{device, stream}];
-    }
-    Lease lease{std::unique_lock<std::mutex>(b->mutex), {}};
-    if (b->k < k) {
-      if (b->data) LOWBIT_CUDA_CHECK(cudaFreeAsync(b->data, stream));
-      b->data = nullptr;
-      b->k = 0;
-      const size_t bytes = size_t(words(k) + 2 + k) * 4;
-      LOWBIT_CUDA_CHECK(cudaMallocAsync(&b->data, bytes, stream));
-      LOWBIT_CUDA_CHECK(cudaMemsetAsync(b->data, 0, bytes, stream));
-      b->k = k;
-    }
-    lease.scratch = layout(static_cast<uint32_t*>(b->data), b->k);
-    return lease;
-  }
-  static int64_t words(int64_t k) { return (k + 31) / 32; }
-  // mask [words(k)], done, count, cols [k] from `base`.
-  static OutlierScratch layout(uint32_t* base, int64_t k) {
-    OutlierScratch o;
-    o.mask = base;
-    o.done = o.mask + words(k);
-    o.count = reinterpret_cast<int32_t*>(o.done + 1);
-    o.cols = o.count + 1;
-    return o;
-  }
-
- private:
-  struct Buffer {
-    std::mutex mutex;
-    void* data = nullptr;
-    int64_t k = 0;
-  };
-};
+// The outlier columns' mask and done counter [1 + ceil(k / 32)] (`zeroed`:
+// the stream's ZeroedStreamBuffer, or the call's scratch zeroed first while
+// the stream is being captured), their count and list [1 + k] (`listed`).
+OutlierScratch outlier_scratch(uint32_t* zeroed, int32_t* listed) {
+  OutlierScratch o;
+  o.done = zeroed;
+  o.mask = zeroed + 1;
+  o.count = listed;
+  o.cols = listed + 1;
+  return o;
+}
 
 void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const float* scb, int64_t n, int64_t k,
                DType bias_dtype, const void* bias, float threshold, void* out, void* stream_ptr) {
@@ -441,8 +390,8 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   // the wgmma path).
   const bool sparse = threshold > 0.0f;
   const size_t codes_bytes = (size_t(m * k) + 15) / 16 * 16, stats_bytes = (size_t(m) * 4 + 15) / 16 * 16,
-               zeroed_bytes = (size_t((k + 31) / 32) * 4 + 8 + 15) / 16 * 16,
-               cols_bytes = (size_t(k) * 4 + 15) / 16 * 16,
+               zeroed_bytes = (size_t((k + 31) / 32 + 1) * 4 + 15) / 16 * 16,
+               cols_bytes = (size_t(k + 1) * 4 + 15) / 16 * 16,
                product_bytes = sparse ? (size_t(m * n) * 4 + 15) / 16 * 16 : 0,
                outlier_weights_bytes = sparse ? size_t(kSummedOutliers) * size_t(n + m) * 4 : 0;
   char* scratch = nullptr;
@@ -452,12 +401,16 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
                                     stream));
   int8_t* codes = reinterpret_cast<int8_t*>(scratch);
   float* row_stats = reinterpret_cast<float*>(scratch + codes_bytes);
-  OutlierState::Lease lease;  // held until this call's kernels are queued
-  if (sparse) lease = OutlierState::get(stream, k);
-  OutlierScratch o = lease.scratch;
-  if (sparse && !lease.lock.owns_lock()) {
-    o = OutlierState::layout(reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes), k);
-    LOWBIT_CUDA_CHECK(cudaMemsetAsync(o.mask, 0, zeroed_bytes, stream));
+  ZeroedStreamBuffer::Lease lease;  // held until this call's kernels are queued
+  OutlierScratch o;
+  if (sparse) {
+    lease = ZeroedStreamBuffer::get(stream, ZeroedBufferUse::kInt8Outliers, zeroed_bytes);
+    uint32_t* zeroed = static_cast<uint32_t*>(lease.data);
+    if (!zeroed) {
+      zeroed = reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes);
+      LOWBIT_CUDA_CHECK(cudaMemsetAsync(zeroed, 0, zeroed_bytes, stream));
+    }
+    o = outlier_scratch(zeroed, reinterpret_cast<int32_t*>(scratch + codes_bytes + stats_bytes + zeroed_bytes));
   }
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);
