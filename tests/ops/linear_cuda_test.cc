@@ -304,7 +304,8 @@ TEST(Linear4bitCuda, LargePathFallsBack) {
 // one to a few hundred stages of k, stage counts of every residue mod 3), k
 // splits of 1-7 (slices of one stage), absmax blocks of 64 to 4096 (rows
 // starting mid-block), every token tile (8 to 256), f32 and double-quantized
-// absmax, both dtypes, with and without bias. Skipped off compute capability 9.0.
+// absmax, both dtypes, with and without bias; the output stored by TMA (n %
+// 8 == 0, no split) and thread by thread. Skipped off compute capability 9.0.
 bool wgmma_4bit_runs_here() {
   ops::cuda::Packed4bit probe;
   const Tensor packed = Tensor::zeros({64 * 64 / 2}, DType::U8, kGpu);
@@ -322,7 +323,11 @@ TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
                      {{300, 96, 1088, 64}, 256, 4}, {{513, 257, 256, 64}, 0, 0}, {{200, 1000, 2048, 128}, 0, 0},
                      {{40, 64, 448, 64}, 256, 7}, {{1, 300, 1088, 64}, 8, 0}, {{5, 129, 640, 128}, 8, 3},
                      {{16, 200, 2048, 64}, 16, 0}, {{17, 77, 192, 64}, 16, 2}, {{3, 256, 4160, 4096}, 16, 5},
-                     {{32, 130, 512, 64}, 32, 1}, {{33, 64, 1024, 256}, 32, 4}},
+                     {{32, 130, 512, 64}, 32, 1}, {{33, 64, 1024, 256}, 32, 4},
+                     // n % 8 == 0 without a k split: the output through TMA
+                     // (a last weight tile of 8 rows, tokens past m clipped).
+                     {{37, 136, 512, 64}, 8, 1}, {{70, 264, 640, 64}, 32, 1}, {{100, 392, 1024, 64}, 64, 1},
+                     {{150, 520, 448, 64}, 128, 1}, {{300, 200, 256, 64}, 256, 1}, {{9, 64, 192, 64}, 16, 1}},
                     ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1100);
 }
 
@@ -337,7 +342,8 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
   ops::cuda::fused4::set_wgmma_stream_k(1);
   check_forced_path({{{65, 129, 4096, 64}, 64, 0}, {{100, 300, 2048, 128}, 128, 0}, {{256, 257, 1088, 64}, 128, 0},
                      {{17, 64, 8192, 4096}, 64, 0}, {{300, 1000, 640, 64}, 128, 0}, {{129, 2000, 448, 64}, 0, 0},
-                     {{257, 300, 2048, 64}, 256, 0}, {{300, 129, 4096, 128}, 256, 0}, {{512, 640, 1024, 64}, 256, 0}},
+                     {{257, 300, 2048, 64}, 256, 0}, {{300, 129, 4096, 128}, 256, 0}, {{512, 640, 1024, 64}, 256, 0},
+                     {{200, 264, 2048, 64}, 128, 0}, {{130, 72, 4096, 64}, 256, 0}},
                     ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1300);
   ops::cuda::fused4::set_wgmma_stream_k(0);
 }

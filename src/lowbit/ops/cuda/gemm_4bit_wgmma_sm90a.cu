@@ -52,6 +52,13 @@
 // (the repeats mostly from L2: the tiles of one weight tile run together),
 // m*k*2 bytes of x per weight tile (from L2), m*n*2 out (+ 8*split*m*n).
 // Shared memory: 33 KB tables + kStages x (BN*128 + 4096 + 1024) bytes.
+//
+// Epilogue (16 tokens and more, n % 8 == 0, no k split): each warpgroup
+// writes its 64 rows of the tile by stmatrix into the x tile of the item's
+// last slot, held from the producer until then, and one TMA store a pass of
+// BN / 2 tokens writes them out (rows past n, tokens past m clipped). Thread
+// by thread, a 256-token tile's stores took 5-6 us an item (H200: two bytes
+// a store, four 16-byte pieces a warp instruction), ~7% of a 512-row GEMM.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -92,10 +99,17 @@ struct Config {
   // Narrow tiles (decode-sized batches) are bound by the weight stream: more
   // stages keep more of it in flight.
   static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : BN == 64 ? 10 : 16;
+  // The epilogue stages the output in the x tile of the item's last slot
+  // (its wgmma have retired): a warpgroup's 64 rows for BN / 2 tokens at a
+  // time, [token][64 rows] in 128-byte rows, TMA's 128-byte swizzle. From 16
+  // tokens (stmatrix writes 8 tokens at a time).
+  static constexpr bool kTmaEpilogue = BN >= 16;
+  static constexpr int kPassTokens = BN / 2;
   static constexpr int kTablesOffset = kStages * kStageBytes;
   static constexpr int kBarriersOffset = kTablesOffset + (kTableWords + 256) * 4;
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
+  static_assert(!kTmaEpilogue || (kPassTokens * 128) % 1024 == 0, "staging halves keep the swizzle alignment");
   static_assert(kSmemBytes <= 227 * 1024, "the wgmma 4-bit GEMM's shared memory fits an SM");
 };
 
@@ -150,11 +164,73 @@ __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
 }
 
+// A warpgroup's named barrier (ids 2 and 3; 1 is both consumer warpgroups').
+__device__ __forceinline__ void warpgroup_sync() {
+  asm volatile("bar.sync %0, 128;" ::"r"(2 + int(threadIdx.x >> 7)) : "memory");
+}
+
+// The epilogue through TMA: each warpgroup stages its 64 rows of the tile
+// kPassTokens tokens at a time in its half of the x tile of the item's last
+// slot, which the caller holds (not released to the producer) until the
+// stores have read it. A warp's accumulators of a token block (8 tokens) are
+// two 8x8 matrices in the mma fragment layout (rows g and g + 8 of its 16,
+// tokens 2t and 2t + 1), stored transposed by stmatrix into [token][row] (16
+// bytes a token and matrix); chunk c of token row r lands at chunk c ^ (r %
+// 8) as the 128-byte swizzle has it, so the eight rows of a matrix hit
+// different banks. Thread 0 of the warpgroup stores the box; rows past n and
+// tokens past m are not written.
+template <typename T, class C>
+__device__ __forceinline__ void store_tile_by_tma(const float (&acc)[C::BN / 2], float b0, float b1,
+                                                  const wgmma::WorkItems::Item& it, const CUtensorMap& out_map,
+                                                  uint32_t slot_x, int64_t m, int64_t n) {
+  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, warp_in_wg = (tid >> 5) & 3;
+  const uint32_t buffer = slot_x + uint32_t(wg * C::kPassTokens * 128);
+  // Lane i addresses row i % 8 of matrix i / 8: matrices (rows 0-7, block J),
+  // (rows 8-15, J), (0-7, J + 1), (8-15, J + 1).
+  const int matrix = lane >> 3, row_in_matrix = lane & 7;
+  const uint32_t chunk = uint32_t(2 * warp_in_wg + (matrix & 1));
+  constexpr int kBlocks = C::kPassTokens / 8;  // token blocks a pass
+  consumer_sync();  // both warpgroups' wgmma have read the slot's x tile
+#pragma unroll
+  for (int pass = 0; pass < 2; ++pass) {
+    const int64_t token0 = it.m0 + int64_t(pass) * C::kPassTokens;
+    if (token0 >= m) break;
+    if (pass > 0) {
+      if ((tid & 127) == 0) wgmma::tma_store_wait_read();
+      warpgroup_sync();
+    }
+#pragma unroll
+    for (int jb = 0; jb < kBlocks; jb += 2) {
+      const int j = pass * kBlocks + jb;  // the pass's token block jb, among the tile's
+      const auto packed = [&](int block, int half) {
+        const float bias = half ? b1 : b0;
+        return pack_pair<T>(acc[4 * block + 2 * half] + bias, acc[4 * block + 2 * half + 1] + bias);
+      };
+      const uint32_t token = uint32_t(8 * (jb + (kBlocks > 1 ? (matrix >> 1) : 0)) + row_in_matrix);
+      const uint32_t address = buffer + token * 128 + ((chunk ^ (token & 7)) << 4);
+      if constexpr (kBlocks > 1) {
+        wgmma::stmatrix_x4_trans(address, packed(j, 0), packed(j, 1), packed(j + 1, 0), packed(j + 1, 1));
+      } else {
+        wgmma::stmatrix_x2_trans(address, packed(j, 0), packed(j, 1));
+      }
+    }
+    wgmma::fence_async_shared();
+    warpgroup_sync();
+    if ((tid & 127) == 0 && it.n0 + 64 * wg < n) {
+      wgmma::tma_store_2d(&out_map, int(it.n0 + 64 * wg), int(token0), buffer);
+      wgmma::tma_store_commit();
+    }
+  }
+  // The slot goes back to the producer once the stores have read it.
+  if ((tid & 127) == 0) wgmma::tma_store_wait_read();
+  warpgroup_sync();
+}
+
 template <typename T, class C, bool kNested, bool kStreamK>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
-                           const Params p, const wgmma::WorkItems work, const StreamK sk, const int64_t scale_blocks,
-                           float* partial) {
+                           const __grid_constant__ CUtensorMap out_map, const Params p, const wgmma::WorkItems work,
+                           const StreamK sk, const int64_t scale_blocks, float* partial, const bool tma_out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = shared_address(smem_raw);
@@ -325,10 +401,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     wgmma::wait<0>();
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
-    if (lane == 0) {
-      ring.release(1);
-      if (nk >= 2) ring.release(2);
-    }
+    // The last slot is released after the epilogue, which may stage the
+    // output in it.
+    if (lane == 0 && nk >= 2) ring.release(2);
+    const int last_slot = ring.slot == 0 ? C::kStages - 1 : ring.slot - 1;
+    const uint32_t last_x = base + uint32_t(last_slot * C::kStageBytes), last_empty = empty_bar + 8 * last_slot;
+    const auto release_last_slot = [&] {
+      if (lane == 0) wgmma::barrier_arrive(last_empty);
+    };
 
     if (kStreamK && !(it.kt0 == 0 && it.kt1 == work.k_tiles)) {
       // A block's partial: float4 q of thread i at q * kConsumerThreads + i
@@ -344,6 +424,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         // release (the release is cumulative), so one thread fences.
         consumer_sync();
         if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
+        release_last_slot();
         return;
       }
       // The tile's first stages: the later blocks' sums added in block order.
@@ -382,18 +463,29 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int64_t row = (j & 2) ? r1 : r0;
         if (token < p.m && row < p.n) out[token * p.n + row] = acc[j];
       }
-    } else {
-      const float b0 = p.bias && r0 < p.n ? to_float(static_cast<const T*>(p.bias)[r0]) : 0.0f;
-      const float b1 = p.bias && r1 < p.n ? to_float(static_cast<const T*>(p.bias)[r1]) : 0.0f;
-      T* out = static_cast<T*>(p.out);
-#pragma unroll
-      for (int j = 0; j < C::BN / 2; ++j) {
-        const int64_t token = it.m0 + 8 * (j >> 2) + 2 * t + (j & 1);
-        const int64_t row = (j & 2) ? r1 : r0;
-        if (token < p.m && row < p.n) out[token * p.n + row] = from_float<T>(acc[j] + ((j & 2) ? b1 : b0));
+      release_last_slot();
+      return;
+    }
+    const float b0 = p.bias && r0 < p.n ? to_float(static_cast<const T*>(p.bias)[r0]) : 0.0f;
+    const float b1 = p.bias && r1 < p.n ? to_float(static_cast<const T*>(p.bias)[r1]) : 0.0f;
+    if constexpr (C::kTmaEpilogue) {
+      if (tma_out) {
+        store_tile_by_tma<T, C>(acc, b0, b1, it, out_map, last_x, p.m, p.n);
+        release_last_slot();
+        return;
       }
     }
+    release_last_slot();
+    T* out = static_cast<T*>(p.out);
+#pragma unroll
+    for (int j = 0; j < C::BN / 2; ++j) {
+      const int64_t token = it.m0 + 8 * (j >> 2) + 2 * t + (j & 1);
+      const int64_t row = (j & 2) ? r1 : r0;
+      if (token < p.m && row < p.n) out[token * p.n + row] = from_float<T>(acc[j] + ((j & 2) ? b1 : b0));
+    }
   });
+  // The output's TMA stores are written before the block exits.
+  if (tma_out && (tid & 127) == 0) wgmma::tma_store_wait_all();
 #endif
 }
 
@@ -427,12 +519,21 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const CUtensorMap w_map = hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
                                           kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
   float* partial = allocate_k_slices(p, split_k, stream);
+  // The output by TMA where its rows are 16-byte aligned (else thread by
+  // thread, as with 8-token tiles); split k writes f32 partials instead.
+  const bool tma_out = C::kTmaEpilogue && !partial && p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0;
+  const CUtensorMap out_map =
+      tma_out ? hopper::tensor_map_2d(p.out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                                      : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                                      2, p.m, p.n, C::kPassTokens, 64, CU_TENSOR_MAP_SWIZZLE_128B)
+              : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   if constexpr (stream_k) {
-    launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, p, work, sk,
-                       scale_blocks, partial);
+    launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
+                       work, sk, scale_blocks, partial, tma_out);
   } else {
-    kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, p, work, sk, scale_blocks, partial);
+    kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, out_map, p, work, sk, scale_blocks,
+                                                                partial, tma_out);
   }
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sk_buffer) LOWBIT_CUDA_CHECK(cudaFreeAsync(sk_buffer, stream));
