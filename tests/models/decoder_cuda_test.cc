@@ -225,18 +225,20 @@ TEST(DecoderCuda, DoubleQuantStaysOnTheGpu) {
 // multiplies; LOWBIT_DEQUANTIZE_AHEAD=0 runs them in turn. Same logits.
 TEST(DecoderCuda, DequantizeAheadEqualsInTurn) {
   LOWBIT_REQUIRE_CUDA();
-  // 400 tokens: prompts this long take the dequantize path (shorter ones the
-  // wgmma GEMM on Hopper), but for down_proj (k = 3n), which takes the wgmma
-  // GEMM there on Hopper: q/k/v, o and gate/up are dequantized ahead around it.
-  std::vector<int32_t> ids(400);
+  // Two sequences of 600 tokens: 1200 rows take the dequantize path (up to
+  // 1024 the wgmma GEMM on Hopper), so every projection is dequantized ahead.
+  constexpr int64_t kSequences = 2, kTokens = 600;
+  std::vector<int32_t> ids(size_t(kSequences * kTokens));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 5) % 2000);
   engine::QuantizeOnLoad nf4;
   const auto gpu = engine::load_model(models_dir() / "shakespeare-llama",
                                       {.dtype = DType::BF16, .quantize = nf4, .device = Device::cuda(0)});
   const auto prompt = [&](const char* ahead) {
     setenv("LOWBIT_DEQUANTIZE_AHEAD", ahead, 1);
-    auto cache = gpu->make_cache(int64_t(ids.size()));
-    return testing::to_floats(gpu->forward(ids, cache, true));
+    auto caches = gpu->make_caches(kSequences, kTokens);
+    std::vector<models::KVCache*> pointers;
+    for (auto& c : caches) pointers.push_back(&c);
+    return testing::to_floats(gpu->forward_batch(ids, pointers, true));
   };
   const auto in_turn = prompt("0"), ahead = prompt("1"), again = prompt("1");
   unsetenv("LOWBIT_DEQUANTIZE_AHEAD");

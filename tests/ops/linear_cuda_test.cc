@@ -349,9 +349,8 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
 }
 
 // The kernels picked by rows on Llama-7B shapes: the GEMV at one row, the
-// m <= 16 kernel at 2-16 rows (also on the wide weights that the wgmma GEMM
-// takes for prompts: it is 1.2-3x slower there at 2-16 rows), on Hopper the
-// wgmma GEMM from 17 rows, up to 1024 rows on wide weights.
+// m <= 16 kernel at 2-16 rows (the wgmma GEMM is 1.2-3x slower there), on
+// Hopper the wgmma GEMM from 17 to 1024 rows, then dequantize + cuBLAS.
 TEST(Linear4bitCuda, AutoPathByRows) {
   LOWBIT_REQUIRE_CUDA();
   using ops::cuda::Gemm4bitPath;
@@ -360,10 +359,8 @@ TEST(Linear4bitCuda, AutoPathByRows) {
   const bool hopper = wgmma_4bit_runs_here();
   struct Weight {
     int64_t n, k;
-    bool wide;
   };
-  for (const Weight& w : {Weight{11008, 4096, false}, Weight{4096, 11008, true}, Weight{28672, 8192, true},
-                          Weight{4096, 4096, false}}) {
+  for (const Weight& w : {Weight{11008, 4096}, Weight{4096, 11008}, Weight{28672, 8192}, Weight{4096, 4096}}) {
     ops::cuda::Packed4bit p;
     p.packed = packed.data<uint8_t>();
     p.n = w.n;
@@ -373,11 +370,9 @@ TEST(Linear4bitCuda, AutoPathByRows) {
     for (int64_t m : {2, 8, 9, 16})
       EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kMma) << what << " m " << m;
     if (!hopper) continue;
-    for (int64_t m : {17, 64, 383})
+    for (int64_t m : {17, 64, 383, 1024})
       EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kWgmma) << what << " m " << m;
-    EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1024, x.raw_data()),
-              w.wide ? Gemm4bitPath::kWgmma : Gemm4bitPath::kDequantize)
-        << what;
+    EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1025, x.raw_data()), Gemm4bitPath::kDequantize) << what;
   }
 }
 

@@ -70,6 +70,7 @@
 #include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/hopper_cuda.h"
+#include "ops/cuda/wgmma_epilogue_sm90a.cuh"
 #include "ops/cuda/wgmma_sm90a.cuh"
 #include "ops/cuda/zeroed_stream_buffer_cuda.h"
 
@@ -164,68 +165,6 @@ __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
 }
 
-// A warpgroup's named barrier (ids 2 and 3; 1 is both consumer warpgroups').
-__device__ __forceinline__ void warpgroup_sync() {
-  asm volatile("bar.sync %0, 128;" ::"r"(2 + int(threadIdx.x >> 7)) : "memory");
-}
-
-// The epilogue through TMA: each warpgroup stages its 64 rows of the tile
-// kPassTokens tokens at a time in its half of the x tile of the item's last
-// slot, which the caller holds (not released to the producer) until the
-// stores have read it. A warp's accumulators of a token block (8 tokens) are
-// two 8x8 matrices in the mma fragment layout (rows g and g + 8 of its 16,
-// tokens 2t and 2t + 1), stored transposed by stmatrix into [token][row] (16
-// bytes a token and matrix); chunk c of token row r lands at chunk c ^ (r %
-// 8) as the 128-byte swizzle has it, so the eight rows of a matrix hit
-// different banks. Thread 0 of the warpgroup stores the box; rows past n and
-// tokens past m are not written.
-template <typename T, class C>
-__device__ __forceinline__ void store_tile_by_tma(const float (&acc)[C::BN / 2], float b0, float b1,
-                                                  const wgmma::WorkItems::Item& it, const CUtensorMap& out_map,
-                                                  uint32_t slot_x, int64_t m, int64_t n) {
-  const int tid = threadIdx.x, lane = tid & 31, wg = tid >> 7, warp_in_wg = (tid >> 5) & 3;
-  const uint32_t buffer = slot_x + uint32_t(wg * C::kPassTokens * 128);
-  // Lane i addresses row i % 8 of matrix i / 8: matrices (rows 0-7, block J),
-  // (rows 8-15, J), (0-7, J + 1), (8-15, J + 1).
-  const int matrix = lane >> 3, row_in_matrix = lane & 7;
-  const uint32_t chunk = uint32_t(2 * warp_in_wg + (matrix & 1));
-  constexpr int kBlocks = C::kPassTokens / 8;  // token blocks a pass
-  consumer_sync();  // both warpgroups' wgmma have read the slot's x tile
-#pragma unroll
-  for (int pass = 0; pass < 2; ++pass) {
-    const int64_t token0 = it.m0 + int64_t(pass) * C::kPassTokens;
-    if (token0 >= m) break;
-    if (pass > 0) {
-      if ((tid & 127) == 0) wgmma::tma_store_wait_read();
-      warpgroup_sync();
-    }
-#pragma unroll
-    for (int jb = 0; jb < kBlocks; jb += 2) {
-      const int j = pass * kBlocks + jb;  // the pass's token block jb, among the tile's
-      const auto packed = [&](int block, int half) {
-        const float bias = half ? b1 : b0;
-        return pack_pair<T>(acc[4 * block + 2 * half] + bias, acc[4 * block + 2 * half + 1] + bias);
-      };
-      const uint32_t token = uint32_t(8 * (jb + (kBlocks > 1 ? (matrix >> 1) : 0)) + row_in_matrix);
-      const uint32_t address = buffer + token * 128 + ((chunk ^ (token & 7)) << 4);
-      if constexpr (kBlocks > 1) {
-        wgmma::stmatrix_x4_trans(address, packed(j, 0), packed(j, 1), packed(j + 1, 0), packed(j + 1, 1));
-      } else {
-        wgmma::stmatrix_x2_trans(address, packed(j, 0), packed(j, 1));
-      }
-    }
-    wgmma::fence_async_shared();
-    warpgroup_sync();
-    if ((tid & 127) == 0 && it.n0 + 64 * wg < n) {
-      wgmma::tma_store_2d(&out_map, int(it.n0 + 64 * wg), int(token0), buffer);
-      wgmma::tma_store_commit();
-    }
-  }
-  // The slot goes back to the producer once the stores have read it.
-  if ((tid & 127) == 0) wgmma::tma_store_wait_read();
-  warpgroup_sync();
-}
-
 template <typename T, class C, bool kNested, bool kStreamK>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
@@ -300,6 +239,13 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};  // this thread's next stage
+  // Stream-K: this block's partial is written, its flag not yet set (see the hand-over).
+  bool flag_pending = false;
+  const auto set_flag = [&] {
+    consumer_sync();  // orders every consumer's stores before thread 0's (cumulative) release
+    if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
+    flag_pending = false;
+  };
   for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = min(it.n0 + row0, p.n - 1) * p.k, rowk1 = min(it.n0 + row1, p.n - 1) * p.k;
@@ -410,6 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (lane == 0) wgmma::barrier_arrive(last_empty);
     };
 
+    if (kStreamK && flag_pending) set_flag();
     if (kStreamK && !(it.kt0 == 0 && it.kt1 == work.k_tiles)) {
       // A block's partial: float4 q of thread i at q * kConsumerThreads + i
       // (a warp's stores and loads are 512 contiguous bytes).
@@ -420,10 +367,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
         for (int q = 0; q < kQuads; ++q)
           __stcg(slot + q * kConsumerThreads, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
-        // The barrier orders every consumer's stores before thread 0's
-        // release (the release is cumulative), so one thread fences.
-        consumer_sync();
-        if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
+        // The flag is set after this block's next segment (or at its end),
+        // when the stores have drained: a release now waits ~2 us for them
+        // with the pipeline stopped. The tile's first block reads it at the
+        // end of its range, about when this block's next segment ends; a
+        // block sets its flag before it waits for any, so none waits forever.
+        flag_pending = true;
         release_last_slot();
         return;
       }
@@ -470,7 +419,13 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float b1 = p.bias && r1 < p.n ? to_float(static_cast<const T*>(p.bias)[r1]) : 0.0f;
     if constexpr (C::kTmaEpilogue) {
       if (tma_out) {
-        store_tile_by_tma<T, C>(acc, b0, b1, it, out_map, last_x, p.m, p.n);
+        // Both warpgroups' wgmma have read the slot's x tile; each stages
+        // its 64 rows in its half.
+        consumer_sync();
+        const int wg = tid >> 7;
+        wgmma::store_tile_by_tma<T, C::BN, C::kPassTokens>(
+            [&](int j) { return acc[j] + ((j & 2) ? b1 : b0); }, last_x + uint32_t(wg * C::kPassTokens * 128),
+            2 + wg, out_map, it.n0 + 64 * wg, it.m0, p.m, p.n);
         release_last_slot();
         return;
       }
@@ -484,6 +439,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (token < p.m && row < p.n) out[token * p.n + row] = from_float<T>(acc[j] + ((j & 2) ? b1 : b0));
     }
   });
+  if (kStreamK && flag_pending) set_flag();
   // The output's TMA stores are written before the block exits.
   if (tma_out && (tid & 127) == 0) wgmma::tma_store_wait_all();
 #endif

@@ -47,6 +47,7 @@
 #include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/hopper_cuda.h"
 #include "ops/cuda/int8_epilogue.cuh"
+#include "ops/cuda/wgmma_epilogue_sm90a.cuh"
 #include "ops/cuda/wgmma_sm90a.cuh"
 
 namespace lowbit::ops::cuda {
@@ -134,9 +135,9 @@ __global__ void int8_split_epilogue_kernel(const int32_t* sums, const float* row
 template <typename T, typename B, class C>
 __global__ void __launch_bounds__(C::kThreads, 1)
     gemm_int8_wgmma_kernel(const __grid_constant__ CUtensorMap w_map, const __grid_constant__ CUtensorMap codes_map,
-                           const float* row_stats, const float* scb, const B* bias, const Int8OutlierTerms outliers,
-                           T* out, const int64_t m, const int64_t n, const wgmma::WorkItems work,
-                           int32_t* sums) {
+                           const __grid_constant__ CUtensorMap out_map, const float* row_stats, const float* scb,
+                           const B* bias, const Int8OutlierTerms outliers, T* out, const int64_t m, const int64_t n,
+                           const wgmma::WorkItems work, int32_t* sums, const bool tma_out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
@@ -279,7 +280,12 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     wgmma::wait<0>();
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
-    if (lane == 0) ring.release(1);
+    // With the output by TMA the last slot is released after the epilogue,
+    // which stages the warpgroup's rows in the slot's weight rows (read by
+    // this warpgroup's wgmma alone).
+    const int last_slot = ring.slot == 0 ? C::kStages - 1 : ring.slot - 1;
+    const uint32_t staging = base + uint32_t(last_slot * C::kStageBytes + wg * 64 * kStageK);
+    if (lane == 0 && !tma_out) ring.release(1);
 
     // Accumulator j: weight row (j & 2 ? row1 : row0), token 8 * (j / 4) + 2t + (j & 1).
     if (sums) {  // a k slice: its int32 sums added to the others'
@@ -331,6 +337,19 @@ __global__ void __launch_bounds__(C::kThreads, 1)
       }
     }
     const bool add_extra = outlier_count > 0;
+    if constexpr (sizeof(T) == 2) {
+      if (tma_out) {
+        constexpr int kPassTokens = C::BN % 64 == 0 ? 64 : 32;  // 64 x 128 bytes: a warpgroup's weight rows
+        wgmma::store_tile_by_tma<T, C::BN, kPassTokens>(
+            [&](int j) {
+              return int8_output(acc[j], stat[2 * (j >> 2) + (j & 1)], (j & 2) ? s1 : s0, (j & 2) ? b1 : b0,
+                                 add_extra, extra[j]);
+            },
+            staging, 2 + wg, out_map, it.n0 + 64 * wg, it.m0, m, n);
+        if (lane == 0) ring.release(1);
+        continue;
+      }
+    }
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) {
       const int64_t token = token_of(j), row = (j & 2) ? r1 : r0;
@@ -339,6 +358,8 @@ __global__ void __launch_bounds__(C::kThreads, 1)
                                                        (j & 2) ? b1 : b0, add_extra, extra[j]));
     }
   }
+  // The output's TMA stores are written before the block exits.
+  if (tma_out && (tid & 127) == 0) wgmma::tma_store_wait_all();
 #endif
 }
 
@@ -364,8 +385,16 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
     LOWBIT_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums), size_t(m * n) * 4, stream));
     LOWBIT_CUDA_CHECK(cudaMemsetAsync(sums, 0, size_t(m * n) * 4, stream));
   }
-  launch_dependent(kernel, dim3(unsigned(grid)), dim3(C::kThreads), C::kSmemBytes, stream, w_map, codes_map, row_stats,
-                   scb, bias, outliers, out, m, n, work, sums);
+  // The output by TMA where its rows are 16-byte aligned (else thread by thread).
+  const bool tma_out = sizeof(T) == 2 && !sums && n % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  constexpr int kPassTokens = C::BN % 64 == 0 ? 64 : 32;
+  const CUtensorMap out_map =
+      tma_out ? hopper::tensor_map_2d(out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                                    : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                                      2, m, n, kPassTokens, 64, CU_TENSOR_MAP_SWIZZLE_128B)
+              : CUtensorMap{};
+  launch_dependent(kernel, dim3(unsigned(grid)), dim3(C::kThreads), C::kSmemBytes, stream, w_map, codes_map, out_map,
+                   row_stats, scb, bias, outliers, out, m, n, work, sums, tma_out);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sums) {
     const int64_t blocks = std::min<int64_t>((m * n + 255) / 256, int64_t(hopper::sm_count()) * 16);

@@ -163,21 +163,15 @@ int forced_split_k = 0;
 // 27-127 at 64 and 35-181 at 256: the two meet near 100 rows).
 constexpr int64_t kLargeMaxAuto = 96;
 // On Hopper the wgmma GEMM takes the batches between the decode kernels and
-// prompts (H200, docs/cuda.md: at 17-20 rows 28-103 us against the tiled
-// GEMM's 33-135, at 64 rows 29-110 against 44-206, at 256 rows 48-188
-// against dequantize + cuBLAS's 73-370; at 16 rows the m <= 16 kernel and
-// the tiled GEMM stay ahead: 24-91 us against 27-99). Longer
-// prompts dequantize (the model does it a projection ahead, overlapped, which
-// beats the wgmma GEMM there: 0.87x bf16 against 0.86x at 512 tokens, and
-// cuBLAS's lead grows with the rows).
-constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 383;
-// From kWgmmaFromRows up to this many rows the wgmma GEMM also takes the
-// weights it multiplies closest to cuBLAS's rate (k >= 2n, or n * k >= 2^26: at 512 rows 0.77x and
-// 0.80-0.85x of bf16 against 0.62x on 4096 x 11008), so that a prompt
-// dequantizes only the other projections ahead (q/k/v and o on Llama
-// shapes). H200, 7B shape, same calls: 512-token prefill 0.79-0.81x ->
-// 0.83x bf16's rate, 1024 tokens level.
-constexpr int64_t kWgmmaWideMaxRows = 1024, kWgmmaWideFromWeights = int64_t(1) << 26;
+// long prompts (H200, docs/cuda.md: at 17-20 rows 28-103 us against the
+// tiled GEMM's 33-135, at 64 rows 29-110 against 44-206, at 256 rows 45-172
+// against dequantize + cuBLAS's 71-360; at 16 rows the m <= 16 kernel and
+// the tiled GEMM stay ahead: 24-91 us against 27-99). With stream-K and its
+// output stored by TMA it also beats the model's dequantize-ahead path up to
+// 1024 rows (7B prefill, same call: 0.84x -> 0.85x bf16 at 512 tokens, 0.90x
+// -> 0.94x at 1024). Longer prompts dequantize (a projection ahead,
+// overlapped); cuBLAS's lead grows with the rows.
+constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 1024;
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
@@ -207,9 +201,6 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
-  if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaWideMaxRows &&
-      (w.k >= 2 * w.n || w.n * w.k >= kWgmmaWideFromWeights))
-    return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;

@@ -1,0 +1,77 @@
+// The epilogue of the wgmma GEMMs (sm_90a): a warpgroup's 64 x kBN tile of
+// accumulators (M = output columns, N = tokens) stored by TMA through a
+// shared-memory buffer, instead of two-byte stores thread by thread (at 256
+// tokens those took 5-6 us a tile on an H200: four 16-byte pieces a warp
+// instruction).
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "ops/cuda/mma_cuda.cuh"
+#include "ops/cuda/wgmma_sm90a.cuh"
+
+namespace lowbit::ops::cuda::wgmma {
+
+// Barrier `id` among the 128 threads of a warpgroup.
+__device__ __forceinline__ void warpgroup_sync(int id) { asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory"); }
+
+// value(j) is the output of accumulator j of this thread: output column
+// (row of the wgmma's M) row0 + 16 w + g (+ 8 for j & 2), token m0 + 8 (j /
+// 4) + 2t + (j & 1), for lane (g, t) of warp w of the warpgroup. The tile
+// goes out kPassTokens tokens at a time through `buffer` (kPassTokens x 128
+// bytes, 1024-byte aligned): a warp's two 8x8 matrices of a token block
+// (columns g and g + 8 of its 16, tokens 2t and 2t + 1) are stored
+// transposed by stmatrix into [token][64 columns]; chunk c of token row r
+// lands at chunk c ^ (r % 8) as TMA's 128-byte swizzle has it (the eight
+// rows of a matrix then hit different banks). Thread 0 of the warpgroup
+// stores the box of `map` (a [m, n] tensor, box [kPassTokens, 64], 128-byte
+// swizzle); columns past n and tokens past m are not written. Returns once
+// the stores have read `buffer`. `barrier`: the warpgroup's named barrier.
+template <typename T, int kBN, int kPassTokens, class Value>
+__device__ __forceinline__ void store_tile_by_tma(Value&& value, uint32_t buffer, int barrier,
+                                                  const CUtensorMap& map, int64_t row0, int64_t m0, int64_t m,
+                                                  int64_t n) {
+  static_assert(kPassTokens % 8 == 0 && kBN % kPassTokens == 0, "passes of whole token blocks");
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) & 3;
+  const bool leader = (threadIdx.x & 127) == 0;
+  // Lane i addresses row i % 8 of matrix i / 8: matrices (columns 0-7, block
+  // J), (8-15, J), (0-7, J + 1), (8-15, J + 1).
+  const int matrix = lane >> 3;
+  const uint32_t chunk = uint32_t(2 * warp + (matrix & 1));
+  constexpr int kBlocks = kPassTokens / 8;
+#pragma unroll
+  for (int pass = 0; pass < kBN / kPassTokens; ++pass) {
+    const int64_t token0 = m0 + int64_t(pass) * kPassTokens;
+    if (token0 >= m) break;
+    if (pass > 0) {
+      if (leader) tma_store_wait_read();
+      warpgroup_sync(barrier);
+    }
+#pragma unroll
+    for (int jb = 0; jb < kBlocks; jb += 2) {
+      const int j = pass * kBlocks + jb;  // the pass's token block jb, among the tile's
+      const auto packed = [&](int block, int half) {
+        return pack_pair<T>(value(4 * block + 2 * half), value(4 * block + 2 * half + 1));
+      };
+      const uint32_t token = uint32_t(8 * (jb + (kBlocks > 1 ? (matrix >> 1) : 0)) + (lane & 7));
+      const uint32_t address = buffer + token * 128 + ((chunk ^ (token & 7)) << 4);
+      if constexpr (kBlocks > 1) {
+        stmatrix_x4_trans(address, packed(j, 0), packed(j, 1), packed(j + 1, 0), packed(j + 1, 1));
+      } else {
+        stmatrix_x2_trans(address, packed(j, 0), packed(j, 1));
+      }
+    }
+    fence_async_shared();
+    warpgroup_sync(barrier);
+    if (leader && row0 < n) {
+      tma_store_2d(&map, int(row0), int(token0), buffer);
+      tma_store_commit();
+    }
+  }
+  if (leader) tma_store_wait_read();
+  warpgroup_sync(barrier);
+}
+
+}  // namespace lowbit::ops::cuda::wgmma
