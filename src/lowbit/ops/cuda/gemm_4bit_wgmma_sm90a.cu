@@ -121,13 +121,15 @@ int forced_tokens = 0;
 // equal ranges, block b taking [b U / G, (b + 1) U / G) of U units over G
 // blocks (all resident). A block's range starts inside a tile at most once
 // (its first segment): that segment's sums go to the block's partial slot,
-// and a flag says they are there. The block holding a tile's first stage
-// adds the later blocks' partials to its own, in block order (the same bits
-// from run to run), and stores the tile. Those later blocks reach the tile
-// at the start of their ranges, the first block at the end of its own, so
-// the wait is short. The launch is cooperative, so every block is resident
-// at once (whatever else runs on the GPU), and a block waited for waits for
-// nobody before its first segment: none waits forever.
+// and a flag, set once the block's next segment is computed (or at its end),
+// says they are there. The block holding a tile's first stage adds the later
+// blocks' partials to its own, in block order (the same bits from run to
+// run), and stores the tile. Those later blocks reach the tile at the start
+// of their ranges, the first block at the end of its own, so the wait is
+// short. The launch is cooperative, so every block is resident at once
+// (whatever else runs on the GPU), and a block sets its flag before it waits
+// for any: none waits forever. The flags live in the stream's zeroed buffer
+// (ZeroedStreamBuffer); each is cleared by the block that read it.
 struct StreamK {
   int64_t units = 0;          // 0: work items instead
   float* partials = nullptr;  // [G][BN / 8][256] float4: a block's first-segment sums, thread-interleaved
