@@ -235,12 +235,12 @@ TEST(LinearInt8CudaShapes, WgmmaCapturedOutlierWeightsGiveCpuBits) {
   ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
 }
 
-// The outlier bitmask and counters live per stream from call to call, left
-// zeroed by each call: a call with outlier columns, then calls without, with
-// other columns, a larger and a smaller k, on the default stream and on
-// another, each give the CPU's bits (a column left over in the mask would
-// change them).
-TEST(LinearInt8CudaShapes, OutlierStateStartsCleanEachCall) {
+// The outlier bitmask and done counter live per stream from call to call
+// (ZeroedStreamBuffer), left zeroed by each call: a call with outlier
+// columns, then calls without, with other columns, a larger and a smaller k,
+// on the default stream and on another, each give the CPU's bits (a column
+// left over in the mask would change them).
+TEST(LinearInt8CudaShapes, OutlierMaskStartsCleanEachCall) {
   LOWBIT_REQUIRE_CUDA();
   cudaStream_t side = nullptr;
   ASSERT_EQ(cudaStreamCreate(&side), cudaSuccess);
