@@ -348,6 +348,22 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
   ops::cuda::fused4::set_wgmma_stream_k(0);
 }
 
+// The wgmma GEMM's k split of 2 or 4 summed in the kernel (256-token tiles,
+// one item a block): tiles of a few hundred rows and tokens with ragged
+// edges, slices of uneven length, both dtypes, f32 and double-quantized
+// absmax, with and without bias.
+TEST(Linear4bitCuda, WgmmaFusedSplitMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  for (int split : {2, 4}) {
+    ops::cuda::fused4::set_wgmma_fused_split(split);
+    check_forced_path({{{256, 1024, 4096, 64}, 256, 0}, {{300, 520, 2048, 64}, 256, 0}, {{129, 136, 1088, 128}, 256, 0},
+                       {{64, 264, 448, 64}, 256, 0}, {{513, 392, 1024, 64}, 256, 0}},
+                      ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1400 + uint32_t(split));
+  }
+  ops::cuda::fused4::set_wgmma_fused_split(0);
+}
+
 // The kernels picked by rows on Llama-7B shapes: the GEMV at one row, the
 // m <= 16 kernel at 2-16 rows (the wgmma GEMM is 1.2-3x slower there), on
 // Hopper the wgmma GEMM from 17 to 1024 rows, then dequantize + cuBLAS.

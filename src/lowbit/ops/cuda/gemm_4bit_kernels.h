@@ -95,5 +95,8 @@ void set_wgmma_tokens(int tokens);
 // Benchmarks and tests: 1 splits the work stream-K wherever the token tile
 // allows it (64 or 128 tokens), -1 never, 0 lets the cost model pick.
 void set_wgmma_stream_k(int mode);
+// Benchmarks and tests: 2 or 4 forces that k split summed in the kernel
+// (256-token tiles) where it fits, -1 never, 0 lets the cost model pick.
+void set_wgmma_fused_split(int mode);
 
 }  // namespace lowbit::ops::cuda::fused4

@@ -64,6 +64,7 @@
 
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -145,6 +146,17 @@ struct StreamK {
   }
 };
 
+// A k split summed in the kernel (kFusedSplit slices, 256-token tiles, one
+// item a block, all resident): each slice's block writes its sums of the
+// tile's other token quarters, the S blocks of a tile meet at a counter, and
+// the block of slice s sums quarter s in slice order (the bits of the
+// summing kernel) and stores it. The counter counts S arrivals, then S
+// departures, and the last departure zeroes it for the next launch.
+struct SplitSums {
+  float* partials = nullptr;    // [tiles][S][BN / 8][256] float4, thread-interleaved
+  uint32_t* counters = nullptr;  // [tiles], zero on entry and on exit
+};
+
 // fn(item) for each (token tile, weight tile, k range) this block computes, in order.
 template <int BN, bool kStreamK, class Fn>
 __device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, const StreamK& sk, Fn&& fn) {
@@ -167,11 +179,12 @@ __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
 }
 
-template <typename T, class C, bool kNested, bool kStreamK>
+template <typename T, class C, bool kNested, bool kStreamK, int kFusedSplit = 0>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
                            const __grid_constant__ CUtensorMap out_map, const Params p, const wgmma::WorkItems work,
-                           const StreamK sk, const int64_t scale_blocks, float* partial, const bool tma_out) {
+                           const StreamK sk, const SplitSums ss, const int64_t scale_blocks, float* partial,
+                           const bool tma_out) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   extern __shared__ __align__(1024) uint8_t smem_raw[];
   const uint32_t raw_addr = shared_address(smem_raw);
@@ -358,6 +371,77 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (lane == 0) wgmma::barrier_arrive(last_empty);
     };
 
+    if constexpr (kFusedSplit > 1) {
+      constexpr int S = kFusedSplit, kQuads = C::BN / 8, kQuarter = kQuads / S;
+      static_assert(C::kTmaEpilogue && kQuads % S == 0, "whole token blocks a slice");
+      const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
+      float4* const slots = reinterpret_cast<float4*>(ss.partials) + tile * S * kQuads * kConsumerThreads + tid;
+      // This slice's sums of the other slices' quarters.
+#pragma unroll
+      for (int q = 0; q < kQuads; ++q)
+        if (q / kQuarter != it.slice)
+          __stcg(slots + (it.slice * kQuads + q) * kConsumerThreads,
+                 make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+      consumer_sync();  // every consumer's stores before thread 0's (cumulative) release
+      if (tid == 0) {
+        uint32_t seen = 0;
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(ss.counters + tile) : "memory");
+        do {
+          asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(ss.counters + tile) : "memory");
+        } while (seen < uint32_t(S));
+      }
+      consumer_sync();
+      const float b0 = p.bias && it.n0 + row0 < p.n ? to_float(static_cast<const T*>(p.bias)[it.n0 + row0]) : 0.0f;
+      const float b1 = p.bias && it.n0 + row1 < p.n ? to_float(static_cast<const T*>(p.bias)[it.n0 + row1]) : 0.0f;
+      const int wg = tid >> 7;
+      // Quarter s: its sums in slice order (a compile-time quarter, so
+      // that the accumulators stay in registers), then stored by TMA.
+      const auto finish = [&](auto quarter) {
+        constexpr int s = decltype(quarter)::value;
+        // Four quads at a time: their loads in flight together, the next
+        // group's held back (all of them at once spill the accumulators).
+#pragma unroll
+        for (int q0 = s * kQuarter; q0 < (s + 1) * kQuarter; q0 += 4) {
+#pragma unroll
+          for (int q = q0; q < q0 + 4; ++q) {
+            const auto slice_sums = [&](int from) {
+              return from == s ? make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3])
+                               : __ldcg(slots + (from * kQuads + q) * kConsumerThreads);
+            };
+            float4 v = slice_sums(0);
+#pragma unroll
+            for (int from = 1; from < S; ++from) {
+              const float4 w = slice_sums(from);
+              v.x += w.x;
+              v.y += w.y;
+              v.z += w.z;
+              v.w += w.w;
+            }
+            // Quarter s's sums move to the first quarter's registers (the
+            // others were handed over): the store below reads them there.
+            const int to = q - s * kQuarter;
+            acc[4 * to] = v.x;
+            acc[4 * to + 1] = v.y;
+            acc[4 * to + 2] = v.z;
+            acc[4 * to + 3] = v.w;
+          }
+          asm volatile("" ::: "memory");
+        }
+        if (tid == 0) {  // a departure; the last one zeroes the counter
+          uint32_t before = 0;
+          asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], 1;" : "=r"(before) : "l"(ss.counters + tile) : "memory");
+          if (before == uint32_t(2 * S - 1)) ss.counters[tile] = 0u;
+        }
+      };
+      [&]<int... kS>(std::integer_sequence<int, kS...>) {
+        ((it.slice == kS ? finish(std::integral_constant<int, kS>{}) : void()), ...);
+      }(std::make_integer_sequence<int, S>{});
+      wgmma::store_tile_by_tma<T, C::BN / S, C::BN / S>(
+          [&](int j) { return acc[j] + ((j & 2) ? b1 : b0); }, last_x + uint32_t(wg * C::kPassTokens * 128), 2 + wg,
+          out_map, it.n0 + 64 * wg, it.m0 + it.slice * (C::BN / S), p.m, p.n);
+      release_last_slot();
+      return;
+    }
     if (kStreamK && flag_pending) set_flag();
     if (kStreamK && !(it.kt0 == 0 && it.kt1 == work.k_tiles)) {
       // A block's partial: float4 q of thread i at q * kConsumerThreads + i
@@ -447,50 +531,72 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
-template <typename T, class C, bool kNested, bool stream_k>
+// The output by TMA where its rows are 16-byte aligned (else thread by
+// thread, as with 8-token tiles; split k into a summing kernel writes f32
+// partials instead).
+bool output_by_tma(const Params& p) { return p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0; }
+
+// kFusedSplit > 1: that many k slices summed in the kernel (fused_split_fits).
+template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit = 0>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
-  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k>;
+  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k, kFusedSplit>;
   const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
   if constexpr (stream_k) split_k = 1;
+  if constexpr (kFusedSplit > 1) split_k = kFusedSplit;
   const wgmma::WorkItems work = wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, (p.n + kBlockRows - 1) / kBlockRows,
                                                        int(p.k / kStageK), split_k);
   StreamK sk;
+  SplitSums ss;
   void* sk_buffer = nullptr;
   ZeroedStreamBuffer::Lease flags;  // held until the kernel is queued
   int64_t grid = std::min(work.items, slots);
+  // Zeroed flags or counters of the stream, or (while it is captured) of
+  // their own after `bytes` of workspace.
+  const auto workspace = [&](size_t bytes, ZeroedBufferUse use, size_t flag_bytes) {
+    flags = ZeroedStreamBuffer::get(stream, use, flag_bytes);
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, bytes + (flags.data ? 0 : flag_bytes), stream));
+    uint32_t* f = static_cast<uint32_t*>(flags.data);
+    if (!f) {
+      f = reinterpret_cast<uint32_t*>(static_cast<char*>(sk_buffer) + bytes);
+      LOWBIT_CUDA_CHECK(cudaMemsetAsync(f, 0, flag_bytes, stream));
+    }
+    return f;
+  };
   if constexpr (stream_k) {
     sk.units = work.items * work.k_tiles;
     grid = std::min(sk.units, slots);
-    const size_t partial_bytes = size_t(grid) * (C::BN / 2) * kConsumerThreads * 4, flag_bytes = size_t(grid) * 4;
-    flags = ZeroedStreamBuffer::get(stream, ZeroedBufferUse::kStreamKFlags, flag_bytes);
-    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, partial_bytes + (flags.data ? 0 : flag_bytes), stream));
+    sk.flags = workspace(size_t(grid) * (C::BN / 2) * kConsumerThreads * 4, ZeroedBufferUse::kStreamKFlags,
+                         size_t(grid) * 4);
     sk.partials = static_cast<float*>(sk_buffer);
-    sk.flags = static_cast<uint32_t*>(flags.data);
-    if (!sk.flags) {  // the stream is being captured: flags of its own
-      sk.flags = reinterpret_cast<uint32_t*>(static_cast<char*>(sk_buffer) + partial_bytes);
-      LOWBIT_CUDA_CHECK(cudaMemsetAsync(sk.flags, 0, flag_bytes, stream));
-    }
+  }
+  if constexpr (kFusedSplit > 1) {
+    if (split_k != kFusedSplit || work.items > slots || !output_by_tma(p))
+      throw_error("wgmma 4-bit GEMM: a k split summed in the kernel needs one resident item a block");
+    const size_t tiles = size_t(work.m_tiles * work.n_tiles);
+    ss.counters = workspace(tiles * kFusedSplit * (C::BN / 2) * kConsumerThreads * 4, ZeroedBufferUse::kSplitCounters,
+                            tiles * 4);
+    ss.partials = static_cast<float*>(sk_buffer);
   }
   const CUtensorMap x_map =
       hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                     2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap w_map = hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
                                           kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
-  float* partial = allocate_k_slices(p, split_k, stream);
-  // The output by TMA where its rows are 16-byte aligned (else thread by
-  // thread, as with 8-token tiles); split k writes f32 partials instead.
-  const bool tma_out = C::kTmaEpilogue && !partial && p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0;
+  float* partial = kFusedSplit > 1 ? nullptr : allocate_k_slices(p, split_k, stream);
+  const bool tma_out = C::kTmaEpilogue && !partial && output_by_tma(p);
+  // A fused split's block stores a slice's share of the tile's tokens.
+  constexpr int kBoxTokens = kFusedSplit > 1 ? C::BN / kFusedSplit : C::kPassTokens;
   const CUtensorMap out_map =
       tma_out ? hopper::tensor_map_2d(p.out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
                                                                       : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                                      2, p.m, p.n, C::kPassTokens, 64, CU_TENSOR_MAP_SWIZZLE_128B)
+                                      2, p.m, p.n, kBoxTokens, 64, CU_TENSOR_MAP_SWIZZLE_128B)
               : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
-  if constexpr (stream_k) {
+  if constexpr (stream_k || kFusedSplit > 1) {
     launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
-                       work, sk, scale_blocks, partial, tma_out);
+                       work, sk, ss, scale_blocks, partial, tma_out);
   } else {
-    kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, out_map, p, work, sk, scale_blocks,
+    kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, out_map, p, work, sk, ss, scale_blocks,
                                                                 partial, tma_out);
   }
   LOWBIT_CUDA_CHECK_LAUNCH();
@@ -500,8 +606,21 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
 
 // Stream-K with 64-, 128- and 256-token tiles (narrower ones have no tiles
 // to share out: their items are k slices instead).
+// Splits of 2 and 4 summed in the kernel with 256-token tiles.
 template <typename T, int BN>
-void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, cudaStream_t stream) {
+void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, int fused_split, cudaStream_t stream) {
+  if constexpr (BN == 256) {
+    if (fused_split == 2) {
+      if (nested) launch<T, Config<BN>, true, false, 2>(p, split_k, stream);
+      else launch<T, Config<BN>, false, false, 2>(p, split_k, stream);
+      return;
+    }
+    if (fused_split == 4) {
+      if (nested) launch<T, Config<BN>, true, false, 4>(p, split_k, stream);
+      else launch<T, Config<BN>, false, false, 4>(p, split_k, stream);
+      return;
+    }
+  }
   if constexpr (BN == 64 || BN == 128 || BN == 256) {
     if (stream_k) {
       if (nested) launch<T, Config<BN>, true, true>(p, split_k, stream);
@@ -523,8 +642,10 @@ void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, cud
 struct Choice {
   int tokens, split_k;
   bool stream_k;
+  int fused_split = 0;  // 2 or 4: the split summed in the kernel
 };
 int forced_stream_k = 0;  // 1: stream-K wherever the token tile allows it (64-256), -1: never
+int forced_fused_split = 0;  // 2 or 4: that split summed in the kernel where it fits, -1: never
 double stage_cycles(int tokens) {
   switch (tokens) {
     case 8: return 640.0;  // 8-32 tokens: the decode and the pipeline's
@@ -535,6 +656,15 @@ double stage_cycles(int tokens) {
     default: return 1550.0;
   }
 }
+// A split of `split` summed in the kernel: one 256-token item a block, all
+// resident on `slots` blocks, slices that split k exactly that many ways,
+// the output by TMA.
+bool fused_split_fits(const Params& p, int split, int64_t slots) {
+  const int64_t tiles = ((p.m + 255) / 256) * ((p.n + kBlockRows - 1) / kBlockRows);
+  const int k_tiles = int(p.k / kStageK), per_slice = (k_tiles + split - 1) / split;
+  return tiles * split <= slots && (k_tiles + per_slice - 1) / per_slice == split && output_by_tma(p);
+}
+
 Choice choose(const Params& p, int forced_split) {
   const int sms = hopper::sm_count();
   const int64_t n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
@@ -567,6 +697,21 @@ Choice choose(const Params& p, int forced_split) {
     // 512 rows 402.6 -> 386.8; slower than a k split where a tile spans five
     // or more blocks (11008 x 4096 at 256 rows: 50.5 against 46.8).
     const int64_t tiles = n_tiles * ((p.m + bn - 1) / bn);
+    // A split of 2 or 4 summed in the kernel (256-token tiles, one item a
+    // block, all resident, the output by TMA): its blocks exchange the
+    // quarters of their partial sums, ~2 stages, instead of a summing
+    // kernel's pass over all of them.
+    for (int fs : {2, 4}) {
+      if (bn != 256 || forced_fused_split < 0 || (forced_fused_split > 0 && fs != forced_fused_split) ||
+          forced_stream_k > 0 || (forced_split > 0 && forced_split != fs) || !fused_split_fits(p, fs, sms))
+        continue;
+      const double cost = double((k_tiles + fs - 1) / fs + 4 + 2) * stage;
+      if (best_cost < 0 || cost < best_cost || forced_fused_split > 0) {
+        best_cost = cost;
+        best = {bn, fs, false, fs};
+      }
+    }
+    if (forced_fused_split > 0) continue;
     if (bn >= 64 && forced_stream_k >= 0 && forced_split <= 0) {
       const int64_t units = tiles * k_tiles, per_block = (units + sms - 1) / sms;
       const int64_t spans = (k_tiles + per_block - 1) / per_block + 1;  // blocks a tile reaches, at most
@@ -585,12 +730,12 @@ template <typename T>
 void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t stream) {
   const Choice c = choose(p, split_k);
   switch (c.tokens) {
-    case 8: launch_nested<T, 8>(p, nested, c.split_k, false, stream); return;
-    case 16: launch_nested<T, 16>(p, nested, c.split_k, false, stream); return;
-    case 32: launch_nested<T, 32>(p, nested, c.split_k, false, stream); return;
-    case 64: launch_nested<T, 64>(p, nested, c.split_k, c.stream_k, stream); return;
-    case 128: launch_nested<T, 128>(p, nested, c.split_k, c.stream_k, stream); return;
-    default: launch_nested<T, 256>(p, nested, c.split_k, c.stream_k, stream); return;
+    case 8: launch_nested<T, 8>(p, nested, c.split_k, false, 0, stream); return;
+    case 16: launch_nested<T, 16>(p, nested, c.split_k, false, 0, stream); return;
+    case 32: launch_nested<T, 32>(p, nested, c.split_k, false, 0, stream); return;
+    case 64: launch_nested<T, 64>(p, nested, c.split_k, c.stream_k, 0, stream); return;
+    case 128: launch_nested<T, 128>(p, nested, c.split_k, c.stream_k, 0, stream); return;
+    default: launch_nested<T, 256>(p, nested, c.split_k, c.stream_k, c.fused_split, stream); return;
   }
 }
 
@@ -598,6 +743,7 @@ void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t strea
 
 void set_wgmma_tokens(int tokens) { forced_tokens = tokens; }
 void set_wgmma_stream_k(int mode) { forced_stream_k = mode; }
+void set_wgmma_fused_split(int mode) { forced_fused_split = mode; }
 
 bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   return layout_supported(dtype, w, x) && m >= 1 && m < (int64_t(1) << 31) && w.k >= kStageK &&

@@ -13,7 +13,7 @@
 namespace lowbit::ops::cuda {
 
 // Who a buffer serves: each has its own buffer on each stream.
-enum class ZeroedBufferUse { kInt8Outliers, kStreamKFlags };
+enum class ZeroedBufferUse { kInt8Outliers, kStreamKFlags, kSplitCounters };
 
 class ZeroedStreamBuffer {
  public:
