@@ -43,10 +43,12 @@
 //
 // Work items are (token tile, weight tile, k slice), token tiles fastest;
 // the token tile and the k split come from a cost model (`choose`); split
-// items write f32 partials that a second kernel sums in slice order. Shapes
-// with at least as many tiles as SMs but a partly empty last wave may run
-// stream-K instead (StreamK below: equal ranges of stages a block, the
-// tiles that blocks share summed through partial slots in the kernel).
+// items write f32 partials that a second kernel sums in slice order, or,
+// with 256-token tiles and a block for every item, the slices' blocks sum
+// them among themselves (SplitSums below). Shapes whose tiles leave SMs
+// idle may run stream-K instead (StreamK below: equal ranges of stages a
+// block, the tiles that blocks share summed through partial slots in the
+// kernel).
 //
 // Memory traffic per call: n*k/2 bytes of codes + the scales per token tile
 // (the repeats mostly from L2: the tiles of one weight tile run together),
