@@ -373,6 +373,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (lane == 0) wgmma::barrier_arrive(last_empty);
     };
 
+    // The bias of weight row r (zero past n, or without a bias).
+    const auto bias_of = [&](int64_t r) {
+      return p.bias && r < p.n ? to_float(static_cast<const T*>(p.bias)[r]) : 0.0f;
+    };
+
     if constexpr (kFusedSplit > 1) {
       constexpr int S = kFusedSplit, kQuads = C::BN / 8, kQuarter = kQuads / S;
       static_assert(C::kTmaEpilogue && kQuads % S == 0, "whole token blocks a slice");
@@ -393,8 +398,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         } while (seen < uint32_t(S));
       }
       consumer_sync();
-      const float b0 = p.bias && it.n0 + row0 < p.n ? to_float(static_cast<const T*>(p.bias)[it.n0 + row0]) : 0.0f;
-      const float b1 = p.bias && it.n0 + row1 < p.n ? to_float(static_cast<const T*>(p.bias)[it.n0 + row1]) : 0.0f;
+      const float b0 = bias_of(it.n0 + row0), b1 = bias_of(it.n0 + row1);
       const int wg = tid >> 7;
       // Quarter s: its sums in slice order (a compile-time quarter, so
       // that the accumulators stay in registers), then stored by TMA.
@@ -503,8 +507,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       release_last_slot();
       return;
     }
-    const float b0 = p.bias && r0 < p.n ? to_float(static_cast<const T*>(p.bias)[r0]) : 0.0f;
-    const float b1 = p.bias && r1 < p.n ? to_float(static_cast<const T*>(p.bias)[r1]) : 0.0f;
+    const float b0 = bias_of(r0), b1 = bias_of(r1);
     if constexpr (C::kTmaEpilogue) {
       if (tma_out) {
         // Both warpgroups' wgmma have read the slot's x tile; each stages
@@ -536,7 +539,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 // The output by TMA where its rows are 16-byte aligned (else thread by
 // thread, as with 8-token tiles; split k into a summing kernel writes f32
 // partials instead).
-bool output_by_tma(const Params& p) { return p.n % 8 == 0 && reinterpret_cast<uintptr_t>(p.out) % 16 == 0; }
+bool output_by_tma(const Params& p) { return wgmma::output_fits_tma(p.out, p.n); }
 
 // kFusedSplit > 1: that many k slices summed in the kernel (fused_split_fits).
 template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit = 0>
@@ -552,17 +555,12 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   void* sk_buffer = nullptr;
   ZeroedStreamBuffer::Lease flags;  // held until the kernel is queued
   int64_t grid = std::min(work.items, slots);
-  // Zeroed flags or counters of the stream, or (while it is captured) of
-  // their own after `bytes` of workspace.
+  // `bytes` of workspace, and zeroed flags or counters of the stream (while
+  // it is captured, of their own after the workspace).
   const auto workspace = [&](size_t bytes, ZeroedBufferUse use, size_t flag_bytes) {
-    flags = ZeroedStreamBuffer::get(stream, use, flag_bytes);
-    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, bytes + (flags.data ? 0 : flag_bytes), stream));
-    uint32_t* f = static_cast<uint32_t*>(flags.data);
-    if (!f) {
-      f = reinterpret_cast<uint32_t*>(static_cast<char*>(sk_buffer) + bytes);
-      LOWBIT_CUDA_CHECK(cudaMemsetAsync(f, 0, flag_bytes, stream));
-    }
-    return f;
+    LOWBIT_CUDA_CHECK(cudaMallocAsync(&sk_buffer, bytes + flag_bytes, stream));
+    flags = ZeroedStreamBuffer::get(stream, use, flag_bytes, static_cast<char*>(sk_buffer) + bytes);
+    return static_cast<uint32_t*>(flags.data);
   };
   if constexpr (stream_k) {
     sk.units = work.items * work.k_tiles;
@@ -588,11 +586,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const bool tma_out = C::kTmaEpilogue && !partial && output_by_tma(p);
   // A fused split's block stores a slice's share of the tile's tokens.
   constexpr int kBoxTokens = kFusedSplit > 1 ? C::BN / kFusedSplit : C::kPassTokens;
-  const CUtensorMap out_map =
-      tma_out ? hopper::tensor_map_2d(p.out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
-                                                                      : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                                      2, p.m, p.n, kBoxTokens, 64, CU_TENSOR_MAP_SWIZZLE_128B)
-              : CUtensorMap{};
+  const CUtensorMap out_map = tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.n, kBoxTokens) : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   if constexpr (stream_k || kFusedSplit > 1) {
     launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,

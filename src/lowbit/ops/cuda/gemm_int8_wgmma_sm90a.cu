@@ -84,6 +84,10 @@ struct Config {
   static constexpr int kABytes = kRows * kStageK;
   static constexpr int kBBytes = BN * kStageK;
   static constexpr int kStageBytes = kABytes + kBBytes;
+  // Tokens a TMA store of the output passes: their staging buffer
+  // (kPassTokens x 128 bytes) is a warpgroup's own weight rows of the last
+  // stage's slot.
+  static constexpr int kPassTokens = BN % 64 == 0 ? 64 : 32;
   // The epilogue's outlier columns, kOutlierChunk at a time: the tile's
   // tokens' values (rows of kXStride floats: the four tokens a warp reads
   // together fall in distinct banks); the tile rows' weights, as f32 values
@@ -339,8 +343,7 @@ __global__ void __launch_bounds__(C::kThreads, 1)
     const bool add_extra = outlier_count > 0;
     if constexpr (sizeof(T) == 2) {
       if (tma_out) {
-        constexpr int kPassTokens = C::BN % 64 == 0 ? 64 : 32;  // 64 x 128 bytes: a warpgroup's weight rows
-        wgmma::store_tile_by_tma<T, C::BN, kPassTokens>(
+        wgmma::store_tile_by_tma<T, C::BN, C::kPassTokens>(
             [&](int j) {
               return int8_output(acc[j], stat[2 * (j >> 2) + (j & 1)], (j & 2) ? s1 : s0, (j & 2) ? b1 : b0,
                                  add_extra, extra[j]);
@@ -386,13 +389,11 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
     LOWBIT_CUDA_CHECK(cudaMemsetAsync(sums, 0, size_t(m * n) * 4, stream));
   }
   // The output by TMA where its rows are 16-byte aligned (else thread by thread).
-  const bool tma_out = sizeof(T) == 2 && !sums && n % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
-  constexpr int kPassTokens = C::BN % 64 == 0 ? 64 : 32;
-  const CUtensorMap out_map =
-      tma_out ? hopper::tensor_map_2d(out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
-                                                                    : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                                      2, m, n, kPassTokens, 64, CU_TENSOR_MAP_SWIZZLE_128B)
-              : CUtensorMap{};
+  const bool tma_out = sizeof(T) == 2 && !sums && wgmma::output_fits_tma(out, n);
+  CUtensorMap out_map{};
+  if constexpr (sizeof(T) == 2) {
+    if (tma_out) out_map = wgmma::output_tensor_map<T>(out, m, n, C::kPassTokens);
+  }
   launch_dependent(kernel, dim3(unsigned(grid)), dim3(C::kThreads), C::kSmemBytes, stream, w_map, codes_map, out_map,
                    row_stats, scb, bias, outliers, out, m, n, work, sums, tma_out);
   LOWBIT_CUDA_CHECK_LAUNCH();

@@ -404,13 +404,10 @@ void gemm_int8(DType dtype, const void* x, int64_t m, const int8_t* w, const flo
   ZeroedStreamBuffer::Lease lease;  // held until this call's kernels are queued
   OutlierScratch o;
   if (sparse) {
-    lease = ZeroedStreamBuffer::get(stream, ZeroedBufferUse::kInt8Outliers, zeroed_bytes);
-    uint32_t* zeroed = static_cast<uint32_t*>(lease.data);
-    if (!zeroed) {
-      zeroed = reinterpret_cast<uint32_t*>(scratch + codes_bytes + stats_bytes);
-      LOWBIT_CUDA_CHECK(cudaMemsetAsync(zeroed, 0, zeroed_bytes, stream));
-    }
-    o = outlier_scratch(zeroed, reinterpret_cast<int32_t*>(scratch + codes_bytes + stats_bytes + zeroed_bytes));
+    lease = ZeroedStreamBuffer::get(stream, ZeroedBufferUse::kInt8Outliers, zeroed_bytes,
+                                    scratch + codes_bytes + stats_bytes);
+    o = outlier_scratch(static_cast<uint32_t*>(lease.data),
+                        reinterpret_cast<int32_t*>(scratch + codes_bytes + stats_bytes + zeroed_bytes));
   }
   dispatch_device_float(dtype, "linear_int8", [&](auto tag) {
     using T = decltype(tag);

@@ -7,12 +7,32 @@
 
 #include <cuda.h>
 
-#include <cstdint>
+#include <cuda_fp16.h>
 
+#include <cstdint>
+#include <type_traits>
+
+#include "ops/cuda/hopper_cuda.h"
 #include "ops/cuda/mma_cuda.cuh"
 #include "ops/cuda/wgmma_sm90a.cuh"
 
 namespace lowbit::ops::cuda::wgmma {
+
+// Whether an output [m, n] of 16-bit values at `out` can be stored by TMA:
+// its rows must be 16-byte aligned (else the kernels store thread by thread).
+inline bool output_fits_tma(const void* out, int64_t n) {
+  return n % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
+}
+
+// The tensor map that store_tile_by_tma writes through: out [m, n] of T,
+// boxes of [box_tokens, 64] in the 128-byte swizzle.
+template <typename T>
+CUtensorMap output_tensor_map(void* out, int64_t m, int64_t n, int box_tokens) {
+  static_assert(sizeof(T) == 2, "16-bit outputs");
+  return hopper::tensor_map_2d(out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                                              : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+                               2, m, n, box_tokens, 64, CU_TENSOR_MAP_SWIZZLE_128B);
+}
 
 // Barrier `id` among the 128 threads of a warpgroup.
 __device__ __forceinline__ void warpgroup_sync(int id) { asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory"); }

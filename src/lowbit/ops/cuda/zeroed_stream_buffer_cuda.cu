@@ -16,10 +16,14 @@ struct Buffer {
 
 }  // namespace
 
-ZeroedStreamBuffer::Lease ZeroedStreamBuffer::get(cudaStream_t stream, ZeroedBufferUse use, size_t bytes) {
+ZeroedStreamBuffer::Lease ZeroedStreamBuffer::get(cudaStream_t stream, ZeroedBufferUse use, size_t bytes,
+                                                  void* capture_scratch) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   LOWBIT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  if (capture != cudaStreamCaptureStatusNone) return {};
+  if (capture != cudaStreamCaptureStatusNone) {
+    LOWBIT_CUDA_CHECK(cudaMemsetAsync(capture_scratch, 0, bytes, stream));
+    return Lease{{}, capture_scratch};
+  }
   int device = 0;
   LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
   static std::mutex map_mutex;

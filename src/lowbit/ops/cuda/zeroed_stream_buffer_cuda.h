@@ -19,17 +19,17 @@ class ZeroedStreamBuffer {
  public:
   // A stream's buffer, held (locked) until the caller's kernels are queued,
   // so that calls from several host threads on one stream queue one after the
-  // other instead of interleaving on the shared state. `data` is null while
-  // the stream is being captured into a graph: the caller then makes zeroed
-  // scratch of its own (a graph replayed on another stream must not share
-  // the eager stream's state).
+  // other instead of interleaving on the shared state.
   struct Lease {
     std::unique_lock<std::mutex> lock;
     void* data = nullptr;
   };
   // At least `bytes` zeroed bytes on `stream` (the current device), grown on
-  // the stream itself; held until the program exits.
-  static Lease get(cudaStream_t stream, ZeroedBufferUse use, size_t bytes);
+  // the stream itself; held until the program exits. While the stream is
+  // being captured into a graph, `capture_scratch` instead (`bytes` of the
+  // caller's stream-ordered scratch), zeroed on the stream: a graph replayed
+  // on another stream must not share the eager stream's state.
+  static Lease get(cudaStream_t stream, ZeroedBufferUse use, size_t bytes, void* capture_scratch);
 };
 
 }  // namespace lowbit::ops::cuda
