@@ -9,11 +9,13 @@
 //
 //   build/bench/bench_gemm_cuda [--quick | --small | --profile] [--batches 1,16,64] [--shape K N]
 //                               [--sweep] [--wgmma-sweep] [--int8-sweep] [--mma-sweep] [--gemv-sweep]
-//                               [--no-int8]
+//                               [--no-int8] [--swiglu]
 //
 // --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
 // 256 and 512 and the wgmma GEMM's token tiles and k splits at each of
-// --batches; --no-int8 skips LLM.int8; --shape times one shape (in x out).
+// --batches; --no-int8 skips LLM.int8; --shape times one shape (in x out);
+// --swiglu times the shape as stacked gate and up rows with SwiGLU after the
+// product, fused into the 4-bit wgmma GEMM or not.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -26,6 +28,8 @@
 #include <vector>
 
 #include "lowbit/core/cuda_check.h"
+#include "lowbit/core/tensor.h"
+#include "lowbit/ops/elementwise.h"
 #include "lowbit/quant/formats.h"
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/gemm_int8_cuda.h"
@@ -127,6 +131,7 @@ struct NF4Copies {
 struct Options {
   std::vector<int64_t> batches{1, 2, 3, 4, 8, 16, 32, 64, 256, 512};
   bool sweep = false, wgmma_sweep = false, int8_sweep = false, mma_sweep = false, gemv_sweep = false, int8 = true;
+  bool swiglu = false;
 };
 
 void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
@@ -259,6 +264,36 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       lowbit::ops::cuda::fused4::set_wgmma_stream_k(0);
       lowbit::ops::cuda::fused4::set_wgmma_fused_split(0);
       std::printf(" us\n");
+    }
+  }
+  // The shape as stacked gate and up rows: the product then ops::swiglu
+  // (cuBLAS bf16, the 4-bit GEMM) against the 4-bit wgmma GEMM with SwiGLU in
+  // its epilogue, at each of --batches it takes.
+  if (opt.swiglu) {
+    using lowbit::Device;
+    using lowbit::Tensor;
+    Tensor y = Tensor::empty({max_m, n}, DType::BF16, Device::cuda(0));
+    Tensor gate = Tensor::empty({max_m, n / 2}, DType::BF16, Device::cuda(0));
+    for (int64_t m : batches) {
+      if (!lowbit::ops::cuda::fused4::wgmma_swiglu_supported(DType::BF16, q.plain[0], m, x, gate.raw_data())) continue;
+      Tensor y_m = y.rows(0, m), gate_m = gate.rows(0, m);
+      const double t_dense = time_us(dense_copies, [&](int i) {
+        lowbit::ops::cuda::gemm_dense(DType::BF16, x, m, dense[i], n, k, nullptr, y_m.raw_data());
+        lowbit::ops::swiglu(y_m, gate_m);
+      });
+      const double t_q = time_us(q_copies, [&](int i) {
+        lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, y_m.raw_data());
+        lowbit::ops::swiglu(y_m, gate_m);
+      });
+      const double t_fused = time_us(q_copies, [&](int i) {
+        lowbit::ops::cuda::fused4::wgmma(DType::BF16, x, m, q.plain[i], nullptr, gate_m.raw_data(), 0, nullptr, true);
+      });
+      const double t_fused_dq = time_us(q_copies, [&](int i) {
+        lowbit::ops::cuda::fused4::wgmma(DType::BF16, x, m, q.nested[i], nullptr, gate_m.raw_data(), 0, nullptr, true);
+      });
+      std::printf("swiglu m%lld: cublas + swiglu %.1f us, nf4 + swiglu %.1f, nf4 fused %.1f (x bf16 %.2f), nf4-dq "
+                  "fused %.1f (x bf16 %.2f)\n",
+                  (long long)m, t_dense, t_q, t_fused, t_dense / t_fused, t_fused_dq, t_dense / t_fused_dq);
     }
   }
   // 9-16 rows: the m <= 16 kernel with the weights or x as the mma's A
@@ -464,6 +499,8 @@ int main(int argc, char** argv) {
       opt.mma_sweep = true;
     } else if (std::strcmp(argv[i], "--gemv-sweep") == 0) {  // the one-row GEMV's launch shapes
       opt.gemv_sweep = true;
+    } else if (std::strcmp(argv[i], "--swiglu") == 0) {  // the shape as gate | up, SwiGLU fused or not
+      opt.swiglu = true;
     } else if (std::strcmp(argv[i], "--no-int8") == 0) {
       opt.int8 = false;
     } else {

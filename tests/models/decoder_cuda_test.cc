@@ -165,7 +165,7 @@ TEST(DecoderCuda, GraphReplayEqualsEagerSteps) {
 }
 
 // With 4-bit layers, one-token steps on the GPU run each norm, SwiGLU and
-// residual add inside the projections' GEMVs; LOWBIT_FUSED_DECODE=0 runs the
+// residual add inside the projections' GEMVs; LOWBIT_FUSED_LINEARS=0 runs the
 // ops in turn. Both give the same logits bit for bit (captured or eager).
 TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
   LOWBIT_REQUIRE_CUDA();
@@ -175,7 +175,7 @@ TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
   const auto gpu = engine::load_model(models_dir() / "shakespeare-llama",
                                       {.dtype = DType::BF16, .quantize = nf4, .device = Device::cuda(0)});
   const auto steps = [&](const char* fused, const char* graphs) {
-    setenv("LOWBIT_FUSED_DECODE", fused, 1);
+    setenv("LOWBIT_FUSED_LINEARS", fused, 1);
     setenv("LOWBIT_CUDA_GRAPHS", graphs, 1);
     auto cache = gpu->make_cache(int64_t(ids.size()));
     gpu->forward(std::span(ids).first(3), cache, false);
@@ -187,10 +187,36 @@ TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
     return all;
   };
   const auto in_turn = steps("0", "0"), fused_eager = steps("1", "0"), fused_graph = steps("1", "1");
-  unsetenv("LOWBIT_FUSED_DECODE");
+  unsetenv("LOWBIT_FUSED_LINEARS");
   unsetenv("LOWBIT_CUDA_GRAPHS");
   EXPECT_TRUE(in_turn == fused_eager);
   EXPECT_TRUE(in_turn == fused_graph);
+}
+
+// A prompt's SwiGLU runs in the epilogue of the 4-bit wgmma GEMM (Hopper)
+// instead of a kernel of its own; LOWBIT_FUSED_LINEARS=0 runs the ops in
+// turn. Both give the same logits bit for bit, with f32 and with
+// double-quantized absmax, at 40 and 300 tokens.
+TEST(DecoderCuda, FusedPromptEqualsOpsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  for (bool double_quant : {false, true}) {
+    engine::QuantizeOnLoad nf4;
+    nf4.double_quant = double_quant;
+    const auto gpu = engine::load_model(models_dir() / "shakespeare-llama",
+                                        {.dtype = DType::BF16, .quantize = nf4, .device = Device::cuda(0)});
+    for (size_t tokens : {40, 300}) {
+      std::vector<int32_t> ids(tokens);
+      for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t((i * 37 + 11) % 2000);
+      const auto prompt = [&](const char* fused) {
+        setenv("LOWBIT_FUSED_LINEARS", fused, 1);
+        auto cache = gpu->make_cache(int64_t(ids.size()));
+        return testing::to_floats(gpu->forward(ids, cache, true));
+      };
+      const auto in_turn = prompt("0"), fused = prompt("1");
+      unsetenv("LOWBIT_FUSED_LINEARS");
+      EXPECT_TRUE(in_turn == fused) << tokens << " tokens" << (double_quant ? ", double-quantized" : "");
+    }
+  }
 }
 
 // Double quantization stays on the GPU: the absmax as u8 codes with their

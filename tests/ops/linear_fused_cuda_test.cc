@@ -1,8 +1,13 @@
 // ops::linear_4bit_fused on the GPU: one GEMV kernel that makes its input row
 // in shared memory (as is, RMSNorm or SwiGLU) and stores its output or adds it
-// to `out`, against the same ops run in turn on the GPU: the same bits. Also
-// the plain one-row GEMV with and without the staged row.
+// to `out`, and a prompt's SwiGLU output in the wgmma GEMM, against the same
+// ops run in turn on the GPU: the same bits. Also the plain one-row GEMV with
+// and without the staged row.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "lowbit/ops/elementwise.h"
 #include "lowbit/ops/linear.h"
@@ -38,6 +43,22 @@ ops::Blockwise4bitWeight quantize_on_gpu(const Tensor& w, int blocksize) {
 bool same_bytes(const Tensor& a, const Tensor& b) {
   const Tensor ca = a.to(Device::cpu()), cb = b.to(Device::cpu());
   return ca.nbytes() == cb.nbytes() && std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
+}
+
+// The largest |got - want| in ulps of the largest |want| (NaN: infinite).
+double max_ulps_of_largest(const Tensor& got, const Tensor& want) {
+  const std::vector<float> g = testing::to_floats(got), w = testing::to_floats(want);
+  float largest = 0.0f;
+  for (float v : w) largest = std::max(largest, std::fabs(v));
+  const int mantissa = want.dtype() == DType::BF16 ? 7 : 10;
+  const double ulp = std::ldexp(1.0, std::ilogb(largest) - mantissa);
+  double worst = 0.0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double d = std::fabs(double(g[i]) - double(w[i]));
+    worst = std::isnan(d) ? INFINITY : std::max(worst, d / ulp);
+    if (std::isinf(worst)) break;
+  }
+  return worst;
 }
 
 // The ops that linear_4bit_fused stands for, one by one on the GPU.
@@ -141,6 +162,102 @@ TEST(Linear4bitFusedCuda, FallsBackToOpsInTurn) {
     EXPECT_FALSE(ops::linear_4bit_fuses(src, w, Tensor{}, f, got));
     ops::linear_4bit_fused(src, w, Tensor{}, f, got);
     EXPECT_TRUE(same_bytes(got, want)) << c.m << " x " << c.n << " x " << c.k;
+  }
+}
+
+// A prompt's SwiGLU output in the wgmma GEMM's epilogue (Hopper, from 128
+// rows): the rows of [gate | up] weights, both token tiles it takes (128,
+// 256), stream-K and the k split summed in the kernel, f32 and double-quantized absmax, bias or not, output
+// columns not a multiple of the tile: the bits of linear_4bit then swiglu.
+TEST(Linear4bitFusedCuda, PromptSwiGLUInTheGemmEqualsOpsInTurn) {
+  LOWBIT_REQUIRE_CUDA();
+  namespace fused4 = ops::cuda::fused4;
+  {
+    const Tensor probe = Tensor::zeros({64}, DType::U8, kGpu);
+    ops::cuda::Packed4bit p;
+    p.packed = probe.data<uint8_t>();
+    p.n = 64;
+    p.k = 64;
+    if (!fused4::wgmma_supported(DType::BF16, p, 1, probe.raw_data()))
+      GTEST_SKIP() << "the wgmma GEMM needs compute capability 9.0";
+  }
+  struct Case {
+    int64_t m, n, k;  // n: gate and up rows together
+    int tokens, stream_k, fused_split;  // forced (0: the cost model's; -1: never)
+  };
+  ops::LinearFusion f;
+  f.output = Output::SwiGLU;
+  uint32_t seed = 700;
+  {
+    // Fewer rows than the fused tiles take: the ops in turn.
+    const auto w = quantize_on_gpu(random_tensor({256, 256}, DType::BF16, seed++), 64);
+    const Tensor src = random_tensor({fused4::kWgmmaSwiGLUMinRows - 1, 256}, DType::BF16, seed++).to(kGpu);
+    const Tensor out0 = random_tensor({src.dim(0), 128}, DType::BF16, seed++).to(kGpu);
+    Tensor got = out0.clone();
+    EXPECT_FALSE(ops::linear_4bit_fuses(src, w, Tensor{}, f, got));
+    ops::linear_4bit_fused(src, w, Tensor{}, f, got);
+    EXPECT_TRUE(same_bytes(got, ops_in_turn(src, w, Tensor{}, f, out0)));
+  }
+  for (const Case c : {Case{128, 1536, 256, 128, 0, 0}, Case{200, 208, 512, 128, 0, 0}, Case{300, 1536, 512, 256, 0, 0},
+                       Case{130, 400, 1024, 128, -1, -1}, Case{513, 2064, 1024, 256, -1, -1},
+                       Case{200, 3088, 2048, 128, 1, 0}, Case{600, 1040, 4096, 256, 1, 0},
+                       Case{256, 528, 4096, 256, 0, 2}, Case{300, 272, 2048, 256, 0, 4}}) {
+    for (DType dtype : {DType::BF16, DType::F16}) {
+      for (bool nested : {false, true}) {
+        const Tensor w = random_tensor({c.n, c.k}, dtype, seed++);
+        quant::QuantState state;
+        ops::Blockwise4bitWeight q;
+        q.packed = quant::quantize_4bit(w, quant::QuantType::NF4, 64, nested, state).to(kGpu);
+        q.code = state.code.to(kGpu);
+        if (nested) {
+          q.absmax = state.absmax.to(kGpu);
+          q.nested = ops::Blockwise4bitWeight::Nested{state.nested->nested_absmax.to(kGpu),
+                                                      state.nested->nested_code.to(kGpu),
+                                                      state.nested->blocksize,
+                                                      {state.nested->offset},
+                                                      {}};
+        } else {
+          q.absmax = quant::dequantize_nested_absmax(state).to(kGpu);
+        }
+        q.blocksize = 64;
+        q.dtype = dtype;
+        q.out_features = c.n;
+        q.in_features = c.k;
+        const Tensor src = random_tensor({c.m, c.k}, dtype, seed++).to(kGpu);
+        const Tensor bias = nested ? random_tensor({c.n}, dtype, seed++).to(kGpu) : Tensor{};
+        const Tensor out0 = random_tensor({c.m, c.n / 2}, dtype, seed++).to(kGpu);
+        // The same choice for both (a k split's order changes the sums'
+        // roundings): the case's knobs, and no k split into partials.
+        const auto configure = [&](bool on) {
+          fused4::set_wgmma_tokens(on ? c.tokens : 0);
+          fused4::set_wgmma_stream_k(on ? c.stream_k : 0);
+          fused4::set_wgmma_fused_split(on ? c.fused_split : 0);
+          const bool whole_k = c.stream_k <= 0 && c.fused_split <= 0;
+          ops::cuda::set_gemm_4bit_path(on ? ops::cuda::Gemm4bitPath::kWgmma : ops::cuda::Gemm4bitPath::kAuto,
+                                        on && whole_k ? 1 : 0);
+        };
+        configure(true);
+        const Tensor want = ops_in_turn(src, q, bias, f, out0);
+        Tensor got = Tensor::from_vector(std::vector<float>(size_t(c.m * c.n / 2), std::nanf("")), {c.m, c.n / 2})
+                         .cast(dtype)
+                         .to(kGpu);
+        const std::string what = std::to_string(c.m) + " x " + std::to_string(c.n) + " x " + std::to_string(c.k) +
+                                 " tokens " + std::to_string(c.tokens) + " stream-K " + std::to_string(c.stream_k) +
+                                 " split " + std::to_string(c.fused_split) + " " + std::string(dtype_name(dtype)) +
+                                 (nested ? " double-quant, bias" : "");
+        const bool fuses = ops::linear_4bit_fuses(src, q, bias, f, got);
+        if (fuses) ops::linear_4bit_fused(src, q, bias, f, got);
+        configure(false);
+        ASSERT_TRUE(fuses) << what;
+        if (c.stream_k > 0) {
+          // Stream-K cuts k at other stages when the tiles pair gate and up
+          // rows: a few f32 roundings apart.
+          EXPECT_LE(max_ulps_of_largest(got, want), 1.0) << what;
+        } else {
+          EXPECT_TRUE(same_bytes(got, want)) << what;
+        }
+      }
+    }
   }
 }
 

@@ -98,9 +98,10 @@ Tensor fused_linear_input(const Tensor& src, const LinearFusion& f);
 void fused_linear_output(const Tensor& y, const LinearFusion& f, Tensor& out);
 
 // y = linear_4bit(x, w, bias) with x made from src as f says, then out = y,
-// out + y or swiglu(y): the same bits as those ops in turn. One row on the GPU runs as one
-// kernel where linear_4bit_fuses says so (the GEMV makes x in shared memory
-// and adds into out); otherwise the ops run in turn.
+// out + y or swiglu(y): the same bits as those ops in turn. On the GPU, where
+// linear_4bit_fuses says so, one row runs as one kernel (the GEMV makes x in
+// shared memory and adds into out), and a prompt's SwiGLU output runs in the
+// epilogue of the wgmma GEMM (Hopper); otherwise the ops run in turn.
 void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
                        Tensor& out);
 bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,

@@ -388,6 +388,9 @@ class Decoder final : public CausalLM {
     const auto project = [&](const nn::Linear& l, const Tensor& in, Tensor& out) {
       if (!ahead || !ahead->forward(l, in, out)) l.forward(in, out);
     };
+    ops::LinearFusion swiglu_out;
+    swiglu_out.output = ops::LinearFusion::Output::SwiGLU;
+    const bool swiglu_fuses = fusions_on();
     for (size_t i = 0; i < blocks_.size(); ++i) {
       const Block& b = blocks_[i];
       if (b.qkv.defined() && fused_decode) {
@@ -432,7 +435,10 @@ class Decoder final : public CausalLM {
       }
       project(b.o_proj, attn, tmp);
       ops::add_rms_norm(h, tmp, b.post_attention_norm.weight, b.post_attention_norm.eps, x);
-      if (b.gate_up.defined()) {
+      if (b.gate_up.defined() && swiglu_fuses && b.gate_up.fuses(x, swiglu_out, gate)) {
+        // The prompt's SwiGLU in the GEMM's epilogue (4-bit, Hopper).
+        b.gate_up.forward(x, swiglu_out, gate);
+      } else if (b.gate_up.defined()) {
         project(b.gate_up, x, gate_up);
         ops::swiglu(gate_up, gate);
       } else {
@@ -509,12 +515,16 @@ class Decoder final : public CausalLM {
     return f;
   }
 
+  // Whether the projections may run with their fusions as single kernels;
+  // LOWBIT_FUSED_LINEARS=0 runs the ops in turn (to compare).
+  static bool fusions_on() {
+    const char* v = std::getenv("LOWBIT_FUSED_LINEARS");
+    return !(v && std::strcmp(v, "0") == 0);
+  }
   // Whether every layer's projections run with their fusions as single
-  // kernels (stacked 4-bit q/k/v and gate/up on the GPU, one row);
-  // LOWBIT_FUSED_DECODE=0 runs the ops in turn (to compare).
+  // kernels (stacked 4-bit q/k/v and gate/up on the GPU, one row).
   bool linears_fuse(const Tensor& h, const Tensor& attn, const Tensor& qkv, const Tensor& gate) const {
-    const char* v = std::getenv("LOWBIT_FUSED_DECODE");
-    if (v && std::strcmp(v, "0") == 0) return false;
+    if (!fusions_on()) return false;
     const ops::LinearFusion add_out = add_output();
     return std::all_of(blocks_.begin(), blocks_.end(), [&](const Block& b) {
       return b.qkv.defined() && b.gate_up.defined() && b.qkv.fuses(h, norm_input(b.input_norm), qkv) &&

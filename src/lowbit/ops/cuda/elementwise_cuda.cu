@@ -4,6 +4,7 @@
 #include <string>
 
 #include "lowbit/core/tensor.h"
+#include "ops/cuda/activation_cuda.cuh"
 #include "ops/cuda/ops_cuda.h"
 #include "ops/cuda/reduce_cuda.h"
 
@@ -19,13 +20,11 @@ __global__ void add_kernel(const T* a, const T* b, T* out, int64_t n) {
 }
 
 // silu(g) = g / (1 + exp(-g)) with the full-precision expf (not __expf), the
-// result rounded to T before the product (two PyTorch ops).
+// result rounded to T before the product (two PyTorch ops): swiglu_of.
 template <typename T>
 __global__ void silu_mul_kernel(const T* gate, const T* up, T* out, int64_t n) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    const float g = to_float(gate[i]);
-    out[i] = from_float<T>(__fmul_rn(round_to<T>(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g)))), to_float(up[i])));
-  }
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = from_float<T>(swiglu_of<T>(to_float(gate[i]), to_float(up[i])));
 }
 
 // gate_up [rows, 2n] (gate | up) -> out [rows, n].
@@ -34,9 +33,7 @@ __global__ void swiglu_kernel(const T* gate_up, T* out, int64_t rows, int64_t n)
   wait_for_previous_grid();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * n; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = i / n, c = i % n;
-    const float g = to_float(gate_up[r * 2 * n + c]);
-    out[i] = from_float<T>(
-        __fmul_rn(round_to<T>(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g)))), to_float(gate_up[r * 2 * n + n + c])));
+    out[i] = from_float<T>(swiglu_of<T>(to_float(gate_up[r * 2 * n + c]), to_float(gate_up[r * 2 * n + n + c])));
   }
 }
 

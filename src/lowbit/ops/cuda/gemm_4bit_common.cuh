@@ -31,6 +31,9 @@ struct Params {
   const void* x;
   const void* bias;
   void* out;
+  // The wgmma GEMM's SwiGLU output: the rows are n / 2 gate rows, then the
+  // up rows, and out [m, n / 2] takes swiglu(gate, up).
+  bool swiglu = false;
 };
 
 inline int log2_exact(int64_t v) {

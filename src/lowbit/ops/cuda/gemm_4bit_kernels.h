@@ -87,8 +87,14 @@ void set_large_tile(int tile);
 // aligned; any m. split_k > 1 sums f32 partials in a second kernel (a
 // stream-ordered workspace); 0 picks the split and the token tile.
 bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+// swiglu: the weight's rows are n / 2 gate rows, then the up rows, and out
+// [m, n / 2] takes ops::swiglu of the product (the bits of the two ops in
+// turn); wgmma_swiglu_supported says where (m >= kWgmmaSwiGLUMinRows, n / 2
+// a multiple of 8, out 16-byte aligned); split_k must be 0 or 1 there.
+constexpr int64_t kWgmmaSwiGLUMinRows = 128;
+bool wgmma_swiglu_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x, const void* out);
 void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
-           cudaStream_t stream);
+           cudaStream_t stream, bool swiglu = false);
 // Benchmarks and tests: tokens a block tile (64, 128 or 256; 0 picks one
 // from the shape).
 void set_wgmma_tokens(int tokens);

@@ -69,6 +69,7 @@
 #include <utility>
 
 #include "lowbit/core/cuda_check.h"
+#include "ops/cuda/activation_cuda.cuh"
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
@@ -118,6 +119,26 @@ struct Config {
 };
 
 int forced_tokens = 0;
+// Token tiles with a SwiGLU output (prompts; narrower tiles would double
+// the kernels built for little gain).
+constexpr int kSwiGLUMinTokens = 128;
+
+// The weight row of row r of the block tile at n0 (clamped to the weight).
+// With a SwiGLU output (Params::swiglu) the tile's output columns are n0 / 2
+// .. n0 / 2 + 63, and its rows pair gate and up rows so that one thread
+// holds both of a column: in each 16-row warp slice s, rows 0-7 are the gate
+// rows of columns n0 / 2 + 8 s .. + 7 and rows 8-15 their up rows (n / 2
+// further on), the wgmma accumulators' rows g and g + 8 of a lane.
+template <bool kSwiGLU>
+__device__ __forceinline__ int64_t weight_row(const Params& p, int64_t n0, int r) {
+  if constexpr (!kSwiGLU) return min(n0 + r, p.n - 1);
+  const int64_t half = p.n >> 1, j = min((n0 >> 1) + 8 * (r >> 4) + (r & 7), half - 1);
+  return (r & 8) ? half + j : j;
+}
+// Block tiles along the weight rows (SwiGLU: along the output columns, 64 a tile).
+int64_t weight_tiles(const Params& p) {
+  return p.swiglu ? (p.n / 2 + 63) / 64 : (p.n + kBlockRows - 1) / kBlockRows;
+}
 
 // Stream-K (shapes whose tiles leave SMs idle in the last wave): the units
 // (tile, stage), tile by tile and stage by stage within a tile, are cut in
@@ -181,7 +202,7 @@ __device__ __forceinline__ void consumer_sync() {
   asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
 }
 
-template <typename T, class C, bool kNested, bool kStreamK, int kFusedSplit = 0>
+template <typename T, class C, bool kNested, bool kStreamK, int kFusedSplit = 0, bool kSwiGLU = false>
 __global__ void __launch_bounds__(kThreads, 1)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
                            const __grid_constant__ CUtensorMap out_map, const Params p, const wgmma::WorkItems work,
@@ -224,14 +245,18 @@ __global__ void __launch_bounds__(kThreads, 1)
     for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
       int64_t rowk[kBlockRows / 32];
 #pragma unroll
-      for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = min(it.n0 + lane + 32 * r, p.n - 1) * p.k;
+      for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = weight_row<kSwiGLU>(p, it.n0, lane + 32 * r) * p.k;
       for (int kt = it.kt0; kt < it.kt1; ++kt) {
         ring.wait_empty();
         const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
         if (lane == 0) {
           wgmma::barrier_arrive_expect(bar, C::kXBytes + C::kWBytes);
           wgmma::tma_load_2d(dst, &x_map, kt * kStageK, int(it.m0), bar);
-          wgmma::tma_load_2d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), int(it.n0), bar);
+          if constexpr (kSwiGLU) {  // [8 column groups][gate, up][8 rows] (swiglu_code_map)
+            wgmma::tma_load_4d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), 0, 0, int(it.n0 >> 4), bar);
+          } else {
+            wgmma::tma_load_2d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), int(it.n0), bar);
+          }
         }
 #pragma unroll
         for (int r = 0; r < kBlockRows / 32; ++r) {
@@ -265,7 +290,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   };
   for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
-    const int64_t rowk0 = min(it.n0 + row0, p.n - 1) * p.k, rowk1 = min(it.n0 + row1, p.n - 1) * p.k;
+    const int64_t rowk0 = weight_row<kSwiGLU>(p, it.n0, row0) * p.k, rowk1 = weight_row<kSwiGLU>(p, it.n0, row1) * p.k;
     // A double-quantized row's offset: its part's (parts are whole rows), once
     // an item; a stage of 256-token tiles picks it itself (two more live
     // registers there spill 32 bytes more).
@@ -373,9 +398,23 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (lane == 0) wgmma::barrier_arrive(last_empty);
     };
 
-    // The bias of weight row r (zero past n, or without a bias).
-    const auto bias_of = [&](int64_t r) {
-      return p.bias && r < p.n ? to_float(static_cast<const T*>(p.bias)[r]) : 0.0f;
+    // The biases of this thread's two weight rows.
+    const auto bias_of = [&](int row) {
+      return p.bias ? to_float(static_cast<const T*>(p.bias)[weight_row<kSwiGLU>(p, it.n0, row)]) : 0.0f;
+    };
+    // The tile's output by TMA through the last slot's x tile: SwiGLU of each
+    // thread's gate / up pairs, 64 columns for all the tokens at once, or each
+    // warpgroup's 64 rows through its half, kPassTokens at a time.
+    const auto store_by_tma = [&]<int kBN, int kPassTokens>(auto&& value, int64_t m0) {
+      if constexpr (kSwiGLU) {
+        wgmma::store_swiglu_tile_by_tma<T, kBN>(
+            value, [](float gate, float up) { return swiglu_of<T>(gate, up); }, last_x, 1, out_map, it.n0 >> 1, m0,
+            p.m, p.n >> 1);
+      } else {
+        const int wg = tid >> 7;
+        wgmma::store_tile_by_tma<T, kBN, kPassTokens>(value, last_x + uint32_t(wg * C::kPassTokens * 128), 2 + wg,
+                                                       out_map, it.n0 + 64 * wg, m0, p.m, p.n);
+      }
     };
 
     if constexpr (kFusedSplit > 1) {
@@ -398,8 +437,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         } while (seen < uint32_t(S));
       }
       consumer_sync();
-      const float b0 = bias_of(it.n0 + row0), b1 = bias_of(it.n0 + row1);
-      const int wg = tid >> 7;
+      const float b0 = bias_of(row0), b1 = bias_of(row1);
       // Quarter s: its sums in slice order (a compile-time quarter, so
       // that the accumulators stay in registers), then stored by TMA.
       const auto finish = [&](auto quarter) {
@@ -442,9 +480,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       [&]<int... kS>(std::integer_sequence<int, kS...>) {
         ((it.slice == kS ? finish(std::integral_constant<int, kS>{}) : void()), ...);
       }(std::make_integer_sequence<int, S>{});
-      wgmma::store_tile_by_tma<T, C::BN / S, C::BN / S>(
-          [&](int j) { return acc[j] + ((j & 2) ? b1 : b0); }, last_x + uint32_t(wg * C::kPassTokens * 128), 2 + wg,
-          out_map, it.n0 + 64 * wg, it.m0 + it.slice * (C::BN / S), p.m, p.n);
+      store_by_tma.template operator()<C::BN / S, C::BN / S>([&](int j) { return acc[j] + ((j & 2) ? b1 : b0); },
+                                                             it.m0 + it.slice * (C::BN / S));
       release_last_slot();
       return;
     }
@@ -507,16 +544,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       release_last_slot();
       return;
     }
-    const float b0 = bias_of(r0), b1 = bias_of(r1);
+    const float b0 = bias_of(row0), b1 = bias_of(row1);
     if constexpr (C::kTmaEpilogue) {
       if (tma_out) {
         // Both warpgroups' wgmma have read the slot's x tile; each stages
         // its 64 rows in its half.
         consumer_sync();
-        const int wg = tid >> 7;
-        wgmma::store_tile_by_tma<T, C::BN, C::kPassTokens>(
-            [&](int j) { return acc[j] + ((j & 2) ? b1 : b0); }, last_x + uint32_t(wg * C::kPassTokens * 128),
-            2 + wg, out_map, it.n0 + 64 * wg, it.m0, p.m, p.n);
+        store_by_tma.template operator()<C::BN, C::kPassTokens>([&](int j) { return acc[j] + ((j & 2) ? b1 : b0); },
+                                                                it.m0);
         release_last_slot();
         return;
       }
@@ -539,17 +574,28 @@ __global__ void __launch_bounds__(kThreads, 1)
 // The output by TMA where its rows are 16-byte aligned (else thread by
 // thread, as with 8-token tiles; split k into a summing kernel writes f32
 // partials instead).
-bool output_by_tma(const Params& p) { return wgmma::output_fits_tma(p.out, p.n); }
+bool output_by_tma(const Params& p) { return wgmma::output_fits_tma(p.out, p.swiglu ? p.n / 2 : p.n); }
+
+// The codes of a SwiGLU output's tiles ([gate | up] rows, weight_row): a
+// stage's box is [8 column groups][gate, up][8 rows][32 bytes], 128 rows
+// in the tile's order.
+CUtensorMap swiglu_code_map(const Params& p) {
+  const int64_t half = p.n / 2, row_bytes = p.k / 2;
+  const int64_t dims[4] = {row_bytes, 8, 2, half / 8}, strides[3] = {row_bytes, half * row_bytes, 8 * row_bytes};
+  const int box[4] = {kStageK / 2, 8, 2, 8};
+  return hopper::tensor_map(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_32B);
+}
 
 // kFusedSplit > 1: that many k slices summed in the kernel (fused_split_fits).
-template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit = 0>
+// kSwiGLU: p.swiglu.
+template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit, bool kSwiGLU>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
-  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k, kFusedSplit>;
+  constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k, kFusedSplit, kSwiGLU>;
   const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
   if constexpr (stream_k) split_k = 1;
   if constexpr (kFusedSplit > 1) split_k = kFusedSplit;
-  const wgmma::WorkItems work = wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, (p.n + kBlockRows - 1) / kBlockRows,
-                                                       int(p.k / kStageK), split_k);
+  const wgmma::WorkItems work =
+      wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, weight_tiles(p), int(p.k / kStageK), split_k);
   StreamK sk;
   SplitSums ss;
   void* sk_buffer = nullptr;
@@ -580,13 +626,18 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const CUtensorMap x_map =
       hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
                     2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
-  const CUtensorMap w_map = hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2, kBlockRows,
-                                          kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
+  const CUtensorMap w_map = kSwiGLU ? swiglu_code_map(p)
+                                     : hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2,
+                                                             kBlockRows, kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
   float* partial = kFusedSplit > 1 ? nullptr : allocate_k_slices(p, split_k, stream);
   const bool tma_out = C::kTmaEpilogue && !partial && output_by_tma(p);
+  if (p.swiglu && !tma_out)
+    throw_error("wgmma 4-bit GEMM: a SwiGLU output needs 16-token tiles or wider, no k split into partials and the "
+                "output by TMA");
   // A fused split's block stores a slice's share of the tile's tokens.
-  constexpr int kBoxTokens = kFusedSplit > 1 ? C::BN / kFusedSplit : C::kPassTokens;
-  const CUtensorMap out_map = tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.n, kBoxTokens) : CUtensorMap{};
+  constexpr int kBoxTokens = kFusedSplit > 1 ? C::BN / kFusedSplit : kSwiGLU ? C::BN : C::kPassTokens;
+  const CUtensorMap out_map =
+      tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.swiglu ? p.n / 2 : p.n, kBoxTokens) : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   if constexpr (stream_k || kFusedSplit > 1) {
     launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
@@ -605,27 +656,24 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
 // Splits of 2 and 4 summed in the kernel with 256-token tiles.
 template <typename T, int BN>
 void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, int fused_split, cudaStream_t stream) {
+  const auto with_output = [&]<bool kNested, bool kStreamK, int kFusedSplit>() {
+    if constexpr (BN >= kSwiGLUMinTokens) {
+      if (p.swiglu) return launch<T, Config<BN>, kNested, kStreamK, kFusedSplit, true>(p, split_k, stream);
+    }
+    launch<T, Config<BN>, kNested, kStreamK, kFusedSplit, false>(p, split_k, stream);
+  };
+  const auto with_absmax = [&]<bool kStreamK, int kFusedSplit>() {
+    if (nested) with_output.template operator()<true, kStreamK, kFusedSplit>();
+    else with_output.template operator()<false, kStreamK, kFusedSplit>();
+  };
   if constexpr (BN == 256) {
-    if (fused_split == 2) {
-      if (nested) launch<T, Config<BN>, true, false, 2>(p, split_k, stream);
-      else launch<T, Config<BN>, false, false, 2>(p, split_k, stream);
-      return;
-    }
-    if (fused_split == 4) {
-      if (nested) launch<T, Config<BN>, true, false, 4>(p, split_k, stream);
-      else launch<T, Config<BN>, false, false, 4>(p, split_k, stream);
-      return;
-    }
+    if (fused_split == 2) return with_absmax.template operator()<false, 2>();
+    if (fused_split == 4) return with_absmax.template operator()<false, 4>();
   }
   if constexpr (BN == 64 || BN == 128 || BN == 256) {
-    if (stream_k) {
-      if (nested) launch<T, Config<BN>, true, true>(p, split_k, stream);
-      else launch<T, Config<BN>, false, true>(p, split_k, stream);
-      return;
-    }
+    if (stream_k) return with_absmax.template operator()<true, 0>();
   }
-  if (nested) launch<T, Config<BN>, true, false>(p, split_k, stream);
-  else launch<T, Config<BN>, false, false>(p, split_k, stream);
+  with_absmax.template operator()<false, 0>();
 }
 
 // Token tile and k split: the least time by a model fitted on an H200. A
@@ -656,22 +704,26 @@ double stage_cycles(int tokens) {
 // resident on `slots` blocks, slices that split k exactly that many ways,
 // the output by TMA.
 bool fused_split_fits(const Params& p, int split, int64_t slots) {
-  const int64_t tiles = ((p.m + 255) / 256) * ((p.n + kBlockRows - 1) / kBlockRows);
+  const int64_t tiles = ((p.m + 255) / 256) * weight_tiles(p);
   const int k_tiles = int(p.k / kStageK), per_slice = (k_tiles + split - 1) / split;
   return tiles * split <= slots && (k_tiles + per_slice - 1) / per_slice == split && output_by_tma(p);
 }
 
 Choice choose(const Params& p, int forced_split) {
   const int sms = hopper::sm_count();
-  const int64_t n_tiles = (p.n + kBlockRows - 1) / kBlockRows;
+  const int64_t n_tiles = weight_tiles(p);
   const int k_tiles = int(p.k / kStageK);
   Choice best{64, 1, false};
   double best_cost = -1.0;
   for (int bn : {8, 16, 32, 64, 128, 256}) {
     if (forced_tokens && bn != forced_tokens) continue;
+    // A SwiGLU output: kSwiGLUMinTokens or more (the instantiated tiles),
+    // no split into partials.
+    if (p.swiglu && bn < kSwiGLUMinTokens) continue;
     const double stage = stage_cycles(bn);
     for (int s = 1; s <= 8; ++s) {
       if (forced_split > 0 && s != forced_split) continue;
+      if (p.swiglu && s > 1) break;
       if (forced_split <= 0 && s > 1 && k_tiles / s < 4) break;
       const int64_t items = n_tiles * ((p.m + bn - 1) / bn) * s;
       const double waves = double((items + sms - 1) / sms);
@@ -746,9 +798,15 @@ bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x)
          w.k % kStageK == 0 && w.blocksize >= kStageK && w.n * w.k / 2 < (int64_t(1) << 40) && hopper::device_is_sm90();
 }
 
+bool wgmma_swiglu_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x, const void* out) {
+  return wgmma_supported(dtype, w, m, x) && m >= kWgmmaSwiGLUMinRows && w.n % 16 == 0 &&
+         wgmma::output_fits_tma(out, w.n / 2);
+}
+
 void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
-           cudaStream_t stream) {
-  const Params p = make_params(w, x, m, bias, out);
+           cudaStream_t stream, bool swiglu) {
+  Params p = make_params(w, x, m, bias, out);
+  p.swiglu = swiglu;
   const bool nested = w.qabsmax != nullptr;
   if (dtype == DType::BF16) launch_choice<__nv_bfloat16>(p, nested, split_k, stream);
   else launch_choice<__half>(p, nested, split_k, stream);

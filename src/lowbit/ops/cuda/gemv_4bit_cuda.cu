@@ -48,6 +48,7 @@
 #include <algorithm>
 
 #include "lowbit/core/cuda_check.h"
+#include "ops/cuda/activation_cuda.cuh"
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
@@ -91,14 +92,6 @@ template <> __device__ __forceinline__ uint32_t fma2<__half>(uint32_t a, uint32_
   uint32_t d;
   asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
-}
-
-template <typename T> __device__ __forceinline__ float2 unpack(uint32_t v);
-template <> __device__ __forceinline__ float2 unpack<__nv_bfloat16>(uint32_t v) {
-  return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
-}
-template <> __device__ __forceinline__ float2 unpack<__half>(uint32_t v) {
-  return __half22float2(*reinterpret_cast<const __half2*>(&v));
 }
 
 // Sums each of v[0..N) over the warp (N a power of two <= 32). Each step
@@ -221,7 +214,7 @@ __device__ void stage_input(const Params& p, const InputParams& in, uint4* stage
       uint32_t o[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const float2 x = unpack<T>(word(hv, j)), w = unpack<T>(word(wv, j));
+        const float2 x = unpack_pair<T>(word(hv, j)), w = unpack_pair<T>(word(wv, j));
         o[j] = pack_pair<T>(__fmul_rn(w.x, round_to<T>(__fmul_rn(x.x, inv))),
                             __fmul_rn(w.y, round_to<T>(__fmul_rn(x.y, inv))));
       }
@@ -233,9 +226,8 @@ __device__ void stage_input(const Params& p, const InputParams& in, uint4* stage
       uint32_t o[4];
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const float2 g = unpack<T>(word(v.a, j)), u = unpack<T>(word(v.b, j));
-        o[j] = pack_pair<T>(__fmul_rn(round_to<T>(__fdiv_rn(g.x, __fadd_rn(1.0f, expf(-g.x)))), u.x),
-                            __fmul_rn(round_to<T>(__fdiv_rn(g.y, __fadd_rn(1.0f, expf(-g.y)))), u.y));
+        const float2 g = unpack_pair<T>(word(v.a, j)), u = unpack_pair<T>(word(v.b, j));
+        o[j] = pack_pair<T>(swiglu_of<T>(g.x, u.x), swiglu_of<T>(g.y, u.y));
       }
       stage[staged_chunk(c)] = make_uint4(o[0], o[1], o[2], o[3]);
     });
@@ -355,7 +347,7 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
       for (int r = 0; r < R; ++r)
 #pragma unroll
         for (int m = 0; m < M; ++m) {
-          const float2 f = unpack<T>(h[r][m]);
+          const float2 f = unpack_pair<T>(h[r][m]);
           acc[r * MP + m] = fmaf(f.x, scale[r], acc[r * MP + m]);
           acc[r * MP + m] = fmaf(f.y, scale[r], acc[r * MP + m]);
         }
@@ -434,9 +426,7 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
             gate += to_float(bias[j]);
             up += to_float(bias[half + j]);
           }
-          const float gv = round_to<T>(gate);
-          static_cast<T*>(p.out)[j] =
-              from_float<T>(__fmul_rn(round_to<T>(__fdiv_rn(gv, __fadd_rn(1.0f, expf(-gv)))), round_to<T>(up)));
+          static_cast<T*>(p.out)[j] = from_float<T>(swiglu_of<T>(round_to<T>(gate), round_to<T>(up)));
         }
       }
     }

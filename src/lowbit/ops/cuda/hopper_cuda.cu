@@ -51,20 +51,33 @@ int sm_count() {
   return count;
 }
 
-CUtensorMap tensor_map_2d(const void* data, CUtensorMapDataType type, int element_bytes, int64_t rows, int64_t cols,
-                          int box_rows, int box_cols, CUtensorMapSwizzle swizzle) {
+CUtensorMap tensor_map(const void* data, CUtensorMapDataType type, int rank, const int64_t* dims,
+                       const int64_t* strides, const int* box, CUtensorMapSwizzle swizzle) {
   CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(cols * element_bytes)};
-  const cuuint32_t box[2] = {cuuint32_t(box_cols), cuuint32_t(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult r = tensor_map_encoder()(&map, type, 2, const_cast<void*>(data), dims, strides, box, element_strides,
-                                          CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                          CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  cuuint64_t d[5], st[4];
+  cuuint32_t b[5], element_strides[5];
+  std::string shape;
+  for (int i = 0; i < rank; ++i) {
+    d[i] = cuuint64_t(dims[i]);
+    b[i] = cuuint32_t(box[i]);
+    element_strides[i] = 1;
+    if (i + 1 < rank) st[i] = cuuint64_t(strides[i]);
+    shape = std::to_string(dims[i]) + (i ? ", " : "") + shape;
+  }
+  const CUresult r = tensor_map_encoder()(&map, type, cuuint32_t(rank), const_cast<void*>(data), d, st, b,
+                                          element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
+                                          CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     throw_error("TMA tensor map: cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ") for a [" +
-                std::to_string(rows) + ", " + std::to_string(cols) + "] tensor");
+                shape + "] tensor");
   return map;
+}
+
+CUtensorMap tensor_map_2d(const void* data, CUtensorMapDataType type, int element_bytes, int64_t rows, int64_t cols,
+                          int box_rows, int box_cols, CUtensorMapSwizzle swizzle) {
+  const int64_t dims[2] = {cols, rows}, strides[1] = {cols * element_bytes};
+  const int box[2] = {box_cols, box_rows};
+  return tensor_map(data, type, 2, dims, strides, box, swizzle);
 }
 
 }  // namespace lowbit::ops::cuda::hopper

@@ -346,16 +346,26 @@ bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Te
                        const Tensor& out) {
   const DType dtype = src.dtype();
   const Device device = src.device();
+  const int64_t rows = src.dim(0);
   if (f.output == LinearFusion::Output::SwiGLU && w.out_features % 2 != 0) return false;
-  if (src.dim(0) != 1 || (dtype != DType::BF16 && dtype != DType::F16) || (w.compute_dtype && *w.compute_dtype != dtype))
+  if (rows < 1 || (dtype != DType::BF16 && dtype != DType::F16) || (w.compute_dtype && *w.compute_dtype != dtype))
     return false;
   if (w.packed.device() != device || w.absmax.device() != device) return false;
   if (w.nested && w.nested->nested_absmax.device() != device) return false;
   if (bias.defined() && (bias.dtype() != dtype || bias.device() != device)) return false;
-  // Blocks stage the input while others already write their rows.
+  // Blocks read the input while others already write their rows.
   const auto* s0 = static_cast<const char*>(src.raw_data());
   const auto* o0 = static_cast<const char*>(out.raw_data());
   if (s0 < o0 + out.nbytes() && o0 < s0 + src.nbytes()) return false;
+  if (rows > 1) {
+    // Prompts: a SwiGLU output in the wgmma GEMM's epilogue, where that GEMM
+    // takes these rows anyway (it saves the swiglu kernel's pass and half
+    // the GEMM's stores; fused4::wgmma_swiglu_supported: from 128 rows).
+    const Packed4bit view = shape_view(w);
+    return f.input == LinearFusion::Input::Plain && f.output == LinearFusion::Output::SwiGLU &&
+           gemm_4bit_path(dtype, view, rows, s0) == Gemm4bitPath::kWgmma && forced_split_k <= 1 &&
+           fused4::wgmma_swiglu_supported(dtype, view, rows, s0, o0);
+  }
   if (f.input == LinearFusion::Input::RmsNorm &&
       (!f.norm_weight.defined() || f.norm_weight.dtype() != dtype || f.norm_weight.device() != device ||
        !aligned16(f.norm_weight)))
@@ -367,6 +377,11 @@ void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Te
                        Tensor& out) {
   CodeTables tables;
   const Packed4bit p = packed_view(w, src, tables);
+  if (src.dim(0) > 1) {
+    fused4::wgmma(src.dtype(), src.raw_data(), src.dim(0), p, bias.defined() ? bias.raw_data() : nullptr,
+                  out.raw_data(), forced_split_k, current_stream(), true);
+    return;
+  }
   fused4::GemvInput in;
   in.kind = f.input == LinearFusion::Input::RmsNorm  ? fused4::GemvInput::kRmsNorm
             : f.input == LinearFusion::Input::SwiGLU ? fused4::GemvInput::kSwiGLU

@@ -73,8 +73,10 @@ void linear_int8(const Tensor& x, const Tensor& codes, const Tensor& scb, const 
                  Tensor& out);
 void dequantize_4bit_weight(const Blockwise4bitWeight& w, Tensor& out);
 bool linear_4bit_dequantizes(int64_t rows, DType dtype, const Blockwise4bitWeight& w);
-// ops::linear_4bit_fused as one GEMV kernel (linear_4bit_fuses: one row, bf16/f16
-// throughout, tensors on one device, what the GEMV's staged row takes).
+// ops::linear_4bit_fused as one kernel (linear_4bit_fuses: bf16/f16
+// throughout, tensors on one device; one row: what the GEMV's staged row
+// takes; more rows: a plain input and a SwiGLU output where the wgmma GEMM
+// takes the rows).
 bool linear_4bit_fuses(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,
                        const Tensor& out);
 void linear_4bit_fused(const Tensor& src, const Blockwise4bitWeight& w, const Tensor& bias, const LinearFusion& f,

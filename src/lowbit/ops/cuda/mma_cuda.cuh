@@ -21,6 +21,15 @@ template <> __device__ __forceinline__ uint32_t pack_pair<__half>(float lo, floa
   return *reinterpret_cast<uint32_t*>(&v);
 }
 
+// The two values of a pack_pair register (lo, hi).
+template <typename T> __device__ __forceinline__ float2 unpack_pair(uint32_t v);
+template <> __device__ __forceinline__ float2 unpack_pair<__nv_bfloat16>(uint32_t v) {
+  return make_float2(__uint_as_float(v << 16), __uint_as_float(v & 0xffff0000u));
+}
+template <> __device__ __forceinline__ float2 unpack_pair<__half>(uint32_t v) {
+  return __half22float2(*reinterpret_cast<const __half2*>(&v));
+}
+
 // c += a b on the tensor cores: m16n8k16, T inputs, f32 accumulators.
 template <typename T> __device__ __forceinline__ void mma_16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <> __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,

@@ -75,6 +75,14 @@ __device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* map, int c
       ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
 }
+// The same for a 4-D box.
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const void* map, int c0, int c1, int c2, int c3,
+                                            uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, "
+      "%5}], [%6];" ::"r"(dst), "l"(map), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+      : "memory");
+}
 
 // The TMA store side of an epilogue: threads write a tile into shared memory
 // (stmatrix), fence it for the async proxy and meet at a barrier; one thread
