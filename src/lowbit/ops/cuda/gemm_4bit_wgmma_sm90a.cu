@@ -61,6 +61,13 @@
 // BN / 2 tokens writes them out (rows past n, tokens past m clipped). Thread
 // by thread, a 256-token tile's stores took 5-6 us an item (H200: two bytes
 // a store, four 16-byte pieces a warp instruction), ~7% of a 512-row GEMM.
+//
+// SwiGLU output (kSwiGLU, prompts on [gate | up] weights): the tile's rows
+// pair gate and up rows so that a lane's accumulators of rows g and g + 8
+// are the gate and up values of one output column (weight_row; the codes
+// arrive in that order by a 4-D TMA box), each thread forms the swiglu of
+// its own columns and the block stores 64 columns x BN tokens by one TMA
+// store, saving the swiglu kernel's pass and half the output.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
