@@ -72,6 +72,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -598,6 +599,9 @@ CUtensorMap swiglu_code_map(const Params& p) {
 template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit, bool kSwiGLU>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
   constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k, kFusedSplit, kSwiGLU>;
+  if (p.swiglu != kSwiGLU)
+    throw_error("wgmma 4-bit GEMM: a SwiGLU output needs token tiles of " + std::to_string(kSwiGLUMinTokens) +
+                " or more (forced: " + std::to_string(C::BN) + ") and no k split into partials");
   const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
   if constexpr (stream_k) split_k = 1;
   if constexpr (kFusedSplit > 1) split_k = kFusedSplit;
@@ -639,8 +643,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   float* partial = kFusedSplit > 1 ? nullptr : allocate_k_slices(p, split_k, stream);
   const bool tma_out = C::kTmaEpilogue && !partial && output_by_tma(p);
   if (p.swiglu && !tma_out)
-    throw_error("wgmma 4-bit GEMM: a SwiGLU output needs 16-token tiles or wider, no k split into partials and the "
-                "output by TMA");
+    throw_error("wgmma 4-bit GEMM: a SwiGLU output needs no k split into partials and the output by TMA");
   // A fused split's block stores a slice's share of the tile's tokens.
   constexpr int kBoxTokens = kFusedSplit > 1 ? C::BN / kFusedSplit : kSwiGLU ? C::BN : C::kPassTokens;
   const CUtensorMap out_map =
