@@ -53,11 +53,6 @@ template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile(
 __device__ __forceinline__ void store_shared_u32(uint32_t dst, uint32_t v) {
   asm volatile("st.shared.u32 [%0], %1;" ::"r"(dst), "r"(v));
 }
-__device__ __forceinline__ uint32_t load_shared_u32(uint32_t src) {
-  uint32_t v;
-  asm volatile("ld.shared.u32 %0, [%1];" : "=r"(v) : "r"(src));
-  return v;
-}
 
 // Calls fn(T{}) with the device type of a float dtype.
 template <typename Fn>

@@ -91,6 +91,7 @@ bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x)
 // [m, n / 2] takes ops::swiglu of the product (the bits of the two ops in
 // turn); wgmma_swiglu_supported says where (m >= kWgmmaSwiGLUMinRows, n / 2
 // a multiple of 8, out 16-byte aligned); split_k must be 0 or 1 there.
+// kWgmmaSwiGLUMinRows is also the narrowest token tile built with it.
 constexpr int64_t kWgmmaSwiGLUMinRows = 128;
 bool wgmma_swiglu_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x, const void* out);
 void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,

@@ -77,7 +77,6 @@
 #include <utility>
 
 #include "lowbit/core/cuda_check.h"
-#include "ops/cuda/activation_cuda.cuh"
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_4bit_common.cuh"
 #include "ops/cuda/gemm_4bit_kernels.h"
@@ -127,9 +126,9 @@ struct Config {
 };
 
 int forced_tokens = 0;
-// Token tiles with a SwiGLU output (prompts; narrower tiles would double
-// the kernels built for little gain).
-constexpr int kSwiGLUMinTokens = 128;
+// Token tiles with a SwiGLU output: from the prompts' rows that take it
+// (narrower tiles would double the kernels built for little gain).
+constexpr int kSwiGLUMinTokens = int(kWgmmaSwiGLUMinRows);
 
 // The weight row of row r of the block tile at n0 (clamped to the weight).
 // With a SwiGLU output (Params::swiglu) the tile's output columns are n0 / 2
@@ -415,9 +414,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // warpgroup's 64 rows through its half, kPassTokens at a time.
     const auto store_by_tma = [&]<int kBN, int kPassTokens>(auto&& value, int64_t m0) {
       if constexpr (kSwiGLU) {
-        wgmma::store_swiglu_tile_by_tma<T, kBN>(
-            value, [](float gate, float up) { return swiglu_of<T>(gate, up); }, last_x, 1, out_map, it.n0 >> 1, m0,
-            p.m, p.n >> 1);
+        wgmma::store_swiglu_tile_by_tma<T, kBN>(value, last_x, 1, out_map, it.n0 >> 1, m0, p.m, p.n >> 1);
       } else {
         const int wg = tid >> 7;
         wgmma::store_tile_by_tma<T, kBN, kPassTokens>(value, last_x + uint32_t(wg * C::kPassTokens * 128), 2 + wg,

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ops/cuda/activation_cuda.cuh"
 #include "ops/cuda/hopper_cuda.h"
 #include "ops/cuda/mma_cuda.cuh"
 #include "ops/cuda/wgmma_sm90a.cuh"
@@ -106,14 +107,14 @@ __device__ __forceinline__ void store_tile_by_tma(Value&& value, uint32_t buffer
 // of output column col0 + 8 w + g in its accumulators j with j & 2 == 0 and
 // the up row of the same column in j + 2 (value(j) as in store_tile_by_tma),
 // so each thread forms its own swiglu(gate, up) with ops::swiglu's roundings
-// (`swiglu`: float(gate, up) of values rounded to T). The 8 warps write the
+// (both rounded to T, then swiglu_of). The 8 warps write the
 // 64 columns x kBN tokens into `buffer` (kBN x 128 bytes, 1024-byte aligned,
 // warp w's columns in 16-byte chunk w, TMA's 128-byte swizzle) and thread 0
 // stores the box of `map` ([m, n], box [kBN, 64]) at (m0, col0); columns past
 // n and tokens past m are not written. `barrier`: a named barrier of the 256
 // threads. Returns once the store has read `buffer`.
-template <typename T, int kBN, class Value, class SwiGLU>
-__device__ __forceinline__ void store_swiglu_tile_by_tma(Value&& value, SwiGLU&& swiglu, uint32_t buffer,
+template <typename T, int kBN, class Value>
+__device__ __forceinline__ void store_swiglu_tile_by_tma(Value&& value, uint32_t buffer,
                                                          int barrier, const CUtensorMap& map, int64_t col0,
                                                          int64_t m0, int64_t m, int64_t n) {
   constexpr int kBlocks = kBN / 8;
@@ -124,7 +125,7 @@ __device__ __forceinline__ void store_swiglu_tile_by_tma(Value&& value, SwiGLU&&
   const auto packed = [&](int b) {
     const float2 gate = unpack_pair<T>(pack_pair<T>(value(4 * b), value(4 * b + 1)));
     const float2 up = unpack_pair<T>(pack_pair<T>(value(4 * b + 2), value(4 * b + 3)));
-    return pack_pair<T>(swiglu(gate.x, up.x), swiglu(gate.y, up.y));
+    return pack_pair<T>(swiglu_of<T>(gate.x, up.x), swiglu_of<T>(gate.y, up.y));
   };
   // Lane i addresses token row i % 8 of matrix i / 8: token blocks jb .. jb + 3.
 #pragma unroll
