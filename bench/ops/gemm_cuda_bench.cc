@@ -202,6 +202,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     const double t_q = time_us(q_copies, [&](int i) {
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
     });
+    const double host_q = g_host_us;
     const double t_dq = time_us(q_copies, [&](int i) {
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.nested[i], nullptr, out);
     });
@@ -214,9 +215,10 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     const double bw_q = (nf4_bytes + io) / t_q, bw_dq = (nf4dq_bytes + io) / t_dq;
     std::printf(
         "%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f "
-        "%5s\n",
+        "%5s host %.1f us\n",
         (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
-        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_wgmma, t_deq, path_names[int(path)]);
+        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_wgmma, t_deq, path_names[int(path)],
+        host_q);
   }
   // The tiled GEMM's block tiles (1-5, 0: chosen) and k splits (0: chosen).
   if (opt.sweep) {
@@ -235,7 +237,8 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   // The wgmma GEMM's token tiles (0: chosen).
   if (opt.sweep || opt.wgmma_sweep) {
     for (int64_t m : batches) {
-      std::printf("wgmma m%lld:", (long long)m);
+      std::printf("wgmma m%lld (chosen: %s):", (long long)m,
+                  lowbit::ops::cuda::fused4::wgmma_choice(q.plain[0], m, out).c_str());
       for (int tokens : {0, 8, 16, 32, 64, 128, 256}) {
         if (tokens > 8 * m) continue;
         lowbit::ops::cuda::fused4::set_wgmma_stream_k(tokens == 0 ? 0 : -1);  // 0: the choice, stream-K or not
@@ -258,6 +261,16 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         std::printf("  fs%d: %.1f", fs, time_path(Gemm4bitPath::kWgmma, m));
       }
       lowbit::ops::cuda::fused4::set_wgmma_fused_split(-1);
+      // Narrow tiles at each k split.
+      for (int tokens : {8, 16, 32}) {
+        if (tokens > 2 * m || m > 64) continue;
+        lowbit::ops::cuda::fused4::set_wgmma_tokens(tokens);
+        std::printf("  t%d split", tokens);
+        for (int ks : {1, 2, 3, 4, 6, 8}) {
+          const double t = time_path(Gemm4bitPath::kWgmma, m, ks);
+          std::printf(" %d: %.1f (host %.1f)", ks, t, g_host_us);
+        }
+      }
       lowbit::ops::cuda::fused4::set_wgmma_tokens(0);
       std::printf("  split");
       for (int ks : {1, 2, 3, 4, 6}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kWgmma, m, ks));

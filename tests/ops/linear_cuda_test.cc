@@ -364,9 +364,10 @@ TEST(Linear4bitCuda, WgmmaFusedSplitMatchesCpu) {
   ops::cuda::fused4::set_wgmma_fused_split(0);
 }
 
-// The kernels picked by rows on Llama-7B shapes: the GEMV at one row, the
-// m <= 16 kernel at 2-16 rows (the wgmma GEMM is 1.2-3x slower there), on
-// Hopper the wgmma GEMM from 17 to 1024 rows, then dequantize + cuBLAS.
+// The kernels picked by rows on Llama shapes: the GEMV at one row, the m <=
+// 16 kernel at 2-16 rows but on Hopper's large weights (its wgmma GEMM's
+// narrow tiles there), the wgmma GEMM from 17 to 1024 rows, then dequantize
+// + cuBLAS.
 TEST(Linear4bitCuda, AutoPathByRows) {
   LOWBIT_REQUIRE_CUDA();
   using ops::cuda::Gemm4bitPath;
@@ -383,8 +384,16 @@ TEST(Linear4bitCuda, AutoPathByRows) {
     p.k = w.k;
     const std::string what = std::to_string(w.k) + " x " + std::to_string(w.n);
     EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1, x.raw_data()), Gemm4bitPath::kGemv) << what;
-    for (int64_t m : {2, 8, 9, 16})
-      EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kMma) << what << " m " << m;
+    // On Hopper the wgmma GEMM's narrow tiles take 9-16 rows from 2^25
+    // values and 6-8 rows from 2^27.
+    const int64_t values = w.n * w.k;
+    for (int64_t m : {2, 5, 6, 8, 9, 16}) {
+      const bool narrow_wgmma =
+          hopper && ((m >= 9 && values >= (int64_t(1) << 25)) || (m >= 6 && values >= (int64_t(1) << 27)));
+      EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()),
+                narrow_wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kMma)
+          << what << " m " << m;
+    }
     if (!hopper) continue;
     for (int64_t m : {17, 64, 383, 1024})
       EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kWgmma) << what << " m " << m;

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "lowbit/core/dtype.h"
 #include "ops/cuda/linear_cuda.h"
@@ -96,8 +97,10 @@ constexpr int64_t kWgmmaSwiGLUMinRows = 128;
 bool wgmma_swiglu_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x, const void* out);
 void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,
            cudaStream_t stream, bool swiglu = false);
-// Benchmarks and tests: tokens a block tile (64, 128 or 256; 0 picks one
-// from the shape).
+// Benchmarks: the token tile and k split the cost model picks for m rows.
+std::string wgmma_choice(const Packed4bit& w, int64_t m, void* out);
+// Benchmarks and tests: tokens a block tile (8 to 256; 0 picks one from the
+// shape).
 void set_wgmma_tokens(int tokens);
 // Benchmarks and tests: 1 splits the work stream-K wherever the token tile
 // allows it (64 or 128 tokens), -1 never, 0 lets the cost model pick.

@@ -27,19 +27,26 @@
 // the scales (cp.async, the f32 absmax or the aligned word holding the u8
 // code plus its nested scale), all counted on the slot's `full` mbarrier. A
 // consumer warp waits on `full`, decodes, issues its wgmma, and after the
-// wgmma wait that retires the stage two back (wait_group 2: two stages of
-// wgmma stay in flight while the next is decoded) arrives on that slot's
-// `empty` barrier, which the producer waits on before refilling it. A block's
-// items follow one another without draining the pipeline.
+// wgmma wait that retires the stage kInFlight back (wait_group 2 with wide
+// tiles: two stages of wgmma stay in flight while the next is decoded; 1
+// with narrow ones) arrives on that slot's `empty` barrier, which the
+// producer waits on before refilling it. A block's items follow one another
+// without draining the pipeline.
+//
+// Narrow tiles (8-32 tokens: decode-sized batches) are bound by the latency
+// of each stage's decode rather than by the tensor cores, so two blocks
+// share an SM there (104 registers a consumer thread, one stage in flight,
+// fewer slots).
 //
 // A operand: lane (g, t) of warp w holds rows 16w + g and 16w + g + 8, k
 // values 2t, 2t + 1, 2t + 8, 2t + 9 of each k16 step, i.e. byte t of words
 // 2s and 2s + 1 of the row's 32 code bytes. One byte permute and a
 // shift-add give the pair-table address (gemm_4bit_common.cuh, packed 32 KB
-// form), one LDS the code pair, one HMUL2 applies the absmax (the weight
-// rounded to the compute dtype after the scale, as the other fused kernels
-// do). The three A register sets rotate (the loop is unrolled by three so
-// that each has its own registers; ptxas serializes the wgmma otherwise).
+// form; narrow tiles: 64-word rows, the byte permute alone), one LDS the
+// code pair, one HMUL2 applies the absmax (the weight rounded to the compute
+// dtype after the scale, as the other fused kernels do). The kInFlight + 1 A
+// register sets rotate (the loop is unrolled by that many so that each has
+// its own registers; ptxas serializes the wgmma otherwise).
 //
 // Work items are (token tile, weight tile, k slice), token tiles fastest;
 // the token tile and the k split come from a cost model (`choose`); split
@@ -53,7 +60,8 @@
 // Memory traffic per call: n*k/2 bytes of codes + the scales per token tile
 // (the repeats mostly from L2: the tiles of one weight tile run together),
 // m*k*2 bytes of x per weight tile (from L2), m*n*2 out (+ 8*split*m*n).
-// Shared memory: 33 KB tables + kStages x (BN*128 + 4096 + 1024) bytes.
+// Shared memory: 33 KB tables (65 KB with narrow tiles) + kStages x (BN*128
+// + 4096 + 1024) bytes.
 //
 // Epilogue (16 tokens and more, n % 8 == 0, no k split): each warpgroup
 // writes its 64 rows of the tile by stmatrix into the x tile of the item's
@@ -90,18 +98,32 @@ namespace {
 
 constexpr int kConsumerThreads = 256;         // two warpgroups: decode + wgmma
 constexpr int kThreads = kConsumerThreads + 128;  // and one whose first thread issues the TMA loads
-// Registers after setmaxnreg: each SM sub-partition holds two consumer warps
-// and one producer warp (2 x 240 + 24 <= 512 a lane).
-constexpr int kConsumerRegisters = 240, kProducerRegisters = 24;
+constexpr int kProducerRegisters = 24;  // after setmaxnreg: the rest go to the consumers
 constexpr int kBlockRows = 128;  // weight rows of a block tile: 64 a warpgroup (wgmma's M)
 constexpr int kStageK = 64;      // k of a stage: one 128-byte swizzle row of x
-constexpr int kTableRowWords = 32;  // packed pair table (32 KB): more stages fit
-constexpr int kTableWords = 256 * kTableRowWords;
 constexpr int kConsumerWarps = kConsumerThreads / 32;
 
 template <int BN_>
 struct Config {
   static constexpr int BN = BN_;  // tokens (batch rows) of a block tile: wgmma's N
+  // Narrow tiles (decode-sized batches) hold few accumulators and are bound
+  // by each stage's chain of waits (codes -> table lookup -> wgmma), not by
+  // the tensor cores: two blocks share an SM there, so that four consumer
+  // warpgroups hide one another's latency.
+  static constexpr int kBlocksPerSM = BN <= 32 ? 2 : 1;
+  // Registers after setmaxnreg, from the block's launch registers (one
+  // block: 2 x 240 + 24 <= 512 a lane of each SM sub-partition; two: the 12
+  // warps' 80 each, 4 x 24 + 8 x 104 <= 12 x 80).
+  static constexpr int kConsumerRegisters = kBlocksPerSM == 2 ? 104 : 240;
+  // Stages whose wgmma stay in flight while the next one is decoded, each
+  // with its own A registers: two where registers are plenty; one in 104
+  // registers (a second set there makes ptxas serialize the wgmma).
+  static constexpr int kInFlight = kBlocksPerSM == 2 ? 1 : 2;
+  // The code-pair table's rows (a lane's copy of byte value v at v * row +
+  // lane * 4): 64 words (64 KB) where one byte permute forms the address
+  // (narrow tiles, issue-bound), else packed in 32 (32 KB: more stages fit).
+  static constexpr int kTableRowWords = kBlocksPerSM == 2 ? 64 : 32;
+  static constexpr int kTableWords = 256 * kTableRowWords;
   static constexpr int kXBytes = BN * 128;
   static constexpr int kWBytes = kBlockRows * 32;
   // A scale a row: the f32 absmax, or the word holding the u8 code, then
@@ -110,7 +132,7 @@ struct Config {
   static constexpr int kStageBytes = kXBytes + kWBytes + 1024;  // a multiple of 1024: slots stay swizzle-aligned
   // Narrow tiles (decode-sized batches) are bound by the weight stream: more
   // stages keep more of it in flight.
-  static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : BN == 64 ? 10 : 16;
+  static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : BN == 64 ? 10 : BN == 32 ? 5 : BN == 16 ? 6 : 7;
   // The epilogue stages the output in the x tile of the item's last slot
   // (its wgmma have retired): a warpgroup's 64 rows for BN / 2 tokens at a
   // time, [token][64 rows] in 128-byte rows, TMA's 128-byte swizzle. From 16
@@ -122,7 +144,7 @@ struct Config {
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
   static_assert(!kTmaEpilogue || (kPassTokens * 128) % 1024 == 0, "staging halves keep the swizzle alignment");
-  static_assert(kSmemBytes <= 227 * 1024, "the wgmma 4-bit GEMM's shared memory fits an SM");
+  static_assert(kBlocksPerSM * (kSmemBytes + 1024) <= 228 * 1024, "kBlocksPerSM blocks' shared memory fits an SM");
 };
 
 int forced_tokens = 0;
@@ -210,7 +232,7 @@ __device__ __forceinline__ void consumer_sync() {
 }
 
 template <typename T, class C, bool kNested, bool kStreamK, int kFusedSplit = 0, bool kSwiGLU = false>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
                            const __grid_constant__ CUtensorMap out_map, const Params p, const wgmma::WorkItems work,
                            const StreamK sk, const SplitSums ss, const int64_t scale_blocks, float* partial,
@@ -221,15 +243,18 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t base = (raw_addr + 1023u) & ~1023u;
   uint8_t* smem = smem_raw + (base - raw_addr);
   uint32_t* tables = reinterpret_cast<uint32_t*>(smem + C::kTablesOffset);
-  const float* nested_map = reinterpret_cast<const float*>(tables + kTableWords);
+  const float* nested_map = reinterpret_cast<const float*>(tables + C::kTableWords);
   const uint32_t full_bar = base + C::kBarriersOffset, empty_bar = full_bar + 8 * C::kStages;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int t = lane & 3;
   // This thread's weight rows in the block tile (A rows g and g + 8 of its warp).
   const int row0 = (warp >> 2) * 64 + (warp & 3) * 16 + (lane >> 2), row1 = row0 + 8;
-  const uint32_t table_lane = shared_address(tables) + uint32_t(lane) * 4;
-  const uint32_t pick_t = 0x4440u | uint32_t(t);  // byte t of a word, alone
+  const uint32_t table = shared_address(tables), table_lane = table + uint32_t(lane) * 4;
+  // Byte t of a word, alone (packed rows: shifted to the row next), or above
+  // lane * 4 (64-word rows: the whole offset).
+  const uint32_t pick_t = C::kTableRowWords == 64 ? 0x5504u | uint32_t(t) << 4 : 0x4440u | uint32_t(t);
+  const uint32_t lane4 = uint32_t(lane) * 4;
   // The code tile's 32-byte swizzle puts the first 16 bytes of row r at byte
   // 16 * ((r / 4) % 2) (rows g and g + 4 of a warp then hit different banks);
   // row0 and row1 share r / 4 % 2, bit 2 of g.
@@ -238,7 +263,12 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   // full: the TMA's expect and the producer lanes' scale copies; empty: the consumer warps.
   if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1 + 32, kConsumerWarps);
-  build_shared_tables<T, kNested, kTableRowWords>(tables, kTableWords, p);  // ends with __syncthreads
+  build_shared_tables<T, kNested, C::kTableRowWords>(tables, C::kTableWords, p);  // ends with __syncthreads
+  // The prologue above may overlap the previous kernel's tail (launched as a
+  // programmatic dependent); x, the output and the workspaces wait for it.
+  // The grid is persistent, so the next kernel may prepare meanwhile.
+  allow_dependent_launch();
+  wait_for_previous_grid();
 
   // The producer, the last warp: it fills the slots in order, stage after
   // stage of this block's items, each slot once every consumer warp has
@@ -286,7 +316,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     return;
   }
 
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(kConsumerRegisters));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(C::kConsumerRegisters));
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};  // this thread's next stage
   // Stream-K: this block's partial is written, its flag not yet set (see the hand-over).
   bool flag_pending = false;
@@ -307,13 +337,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     };
     const float offset0 = row_offset(rowk0), offset1 = row_offset(rowk1);
     float acc[C::BN / 2];
-    uint32_t a0[4][4], a1[4][4], a2[4][4];
+    uint32_t a0[4][4], a1[4][4], a2[C::kInFlight == 2 ? 4 : 1][4];
 
     // Local stage i: wait for its copies, decode its
     // A fragments into `a`, issue its four wgmma; the wait at the end retires
-    // stage i - 2 (two stages of wgmma stay in flight while the next ones are
-    // decoded), releases its slot and frees `retired`, its registers.
-    auto stage_step = [&](int i, uint32_t (&a)[4][4], uint32_t (&retired)[4][4]) {
+    // stage i - kInFlight (that many stages of wgmma stay in flight while the
+    // next ones are decoded), releases its slot and frees `retired`, its
+    // registers.
+    auto stage_step = [&](int i, uint32_t (&a)[4][4], auto& retired) {
       ring.wait_full();
 
       const uint8_t* w_tile = smem + ring.slot * C::kStageBytes + C::kXBytes;
@@ -341,7 +372,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t w1[8] = {r1a.x, r1a.y, r1a.z, r1a.w, r1b.x, r1b.y, r1b.z, r1b.w};
       auto decode = [&](uint32_t word, uint32_t scale_pair) {
         uint32_t pair;
-        const uint32_t address = table_lane + (__byte_perm(word, 0, pick_t) << 7);
+        const uint32_t address = C::kTableRowWords == 64 ? table + __byte_perm(word, lane4, pick_t)
+                                                         : table_lane + (__byte_perm(word, 0, pick_t) << 7);
         asm volatile("ld.shared.b32 %0, [%1];" : "=r"(pair) : "r"(address));
         return scale_codes<T>(pair, scale_pair);
       };
@@ -371,8 +403,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
       for (int s = 0; s < 4; ++s) wgmma::wgmma_rs<T, C::BN>(acc, a[s], desc[s], i > 0 || s > 0);
       wgmma::commit();
-      wgmma::wait<2>();
-      if (i >= 2 && lane == 0) ring.release(2);
+      wgmma::wait<C::kInFlight>();
+      if (i >= C::kInFlight && lane == 0) ring.release(C::kInFlight);
 #pragma unroll
       for (int s = 0; s < 4; ++s)
 #pragma unroll
@@ -382,23 +414,31 @@ __global__ void __launch_bounds__(kThreads, 1)
       ring.advance();
     };
 
-    // Triples of stages, the last one or two peeled: a conditional step inside
+    // Triples (pairs) of stages, the rest peeled: a conditional step inside
     // the loop hides from ptxas which register set is in flight, and it then
     // serializes the wgmma.
     int i = 0;
-    for (; i + 2 < nk; i += 3) {
-      stage_step(i, a0, a1);
-      stage_step(i + 1, a1, a2);
-      stage_step(i + 2, a2, a0);
+    if constexpr (C::kInFlight == 2) {
+      for (; i + 2 < nk; i += 3) {
+        stage_step(i, a0, a1);
+        stage_step(i + 1, a1, a2);
+        stage_step(i + 2, a2, a0);
+      }
+      if (i < nk) stage_step(i, a0, a1);
+      if (i + 1 < nk) stage_step(i + 1, a1, a2);
+    } else {
+      for (; i + 1 < nk; i += 2) {
+        stage_step(i, a0, a1);
+        stage_step(i + 1, a1, a0);
+      }
+      if (i < nk) stage_step(i, a0, a1);
     }
-    if (i < nk) stage_step(i, a0, a1);
-    if (i + 1 < nk) stage_step(i + 1, a1, a2);
     wgmma::wait<0>();
 #pragma unroll
     for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
     // The last slot is released after the epilogue, which may stage the
-    // output in it.
-    if (lane == 0 && nk >= 2) ring.release(2);
+    // output in it; with two stages in flight, the one before it now.
+    if (C::kInFlight == 2 && lane == 0 && nk >= 2) ring.release(2);
     const int last_slot = ring.slot == 0 ? C::kStages - 1 : ring.slot - 1;
     const uint32_t last_x = base + uint32_t(last_slot * C::kStageBytes), last_empty = empty_bar + 8 * last_slot;
     const auto release_last_slot = [&] {
@@ -650,8 +690,8 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
     launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
                        work, sk, ss, scale_blocks, partial, tma_out);
   } else {
-    kernel<<<unsigned(grid), kThreads, C::kSmemBytes, stream>>>(x_map, w_map, out_map, p, work, sk, ss, scale_blocks,
-                                                                partial, tma_out);
+    launch_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p, work,
+                     sk, ss, scale_blocks, partial, tma_out);
   }
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sk_buffer) LOWBIT_CUDA_CHECK(cudaFreeAsync(sk_buffer, stream));
@@ -697,16 +737,21 @@ struct Choice {
 };
 int forced_stream_k = 0;  // 1: stream-K wherever the token tile allows it (64-256), -1: never
 int forced_fused_split = 0;  // 2 or 4: that split summed in the kernel where it fits, -1: never
-double stage_cycles(int tokens) {
+// Narrow tiles (8-32 tokens) run two blocks an SM: a block's stage takes
+// ~800 cycles alone on its SM and ~1050 beside another (H200, 16 rows of
+// 8192 x 28672, 4096 x 11008 and 11008 x 4096 at each k split), so that an
+// SM's pair does a stage in ~525.
+double stage_cycles(int tokens, bool paired) {
   switch (tokens) {
-    case 8: return 640.0;  // 8-32 tokens: the decode and the pipeline's
-    case 16: return 655.0;  // waits, not the tensor cores, set the pace
-    case 32: return 685.0;  // (H200, 8192 x 28672 at 1-32 rows)
+    case 8:
+    case 16:
+    case 32: return paired ? 1050.0 : 800.0;  // the decode's latency, not the tensor cores
     case 64: return 850.0;
     case 128: return 1030.0;
     default: return 1550.0;
   }
 }
+constexpr int blocks_per_sm(int tokens) { return tokens <= 32 ? 2 : 1; }
 // A split of `split` summed in the kernel: one 256-token item a block, all
 // resident on `slots` blocks, slices that split k exactly that many ways,
 // the output by TMA.
@@ -727,14 +772,15 @@ Choice choose(const Params& p, int forced_split) {
     // A SwiGLU output: kSwiGLUMinTokens or more (the instantiated tiles),
     // no split into partials.
     if (p.swiglu && bn < kSwiGLUMinTokens) continue;
-    const double stage = stage_cycles(bn);
+    const double stage = stage_cycles(bn, false);
+    const int64_t slots = int64_t(sms) * blocks_per_sm(bn);
     for (int s = 1; s <= 8; ++s) {
       if (forced_split > 0 && s != forced_split) continue;
       if (p.swiglu && s > 1) break;
       if (forced_split <= 0 && s > 1 && k_tiles / s < 4) break;
       const int64_t items = n_tiles * ((p.m + bn - 1) / bn) * s;
-      const double waves = double((items + sms - 1) / sms);
-      double cost = waves * ((k_tiles + s - 1) / s + 4) * stage;
+      const double waves = double((items + slots - 1) / slots);
+      double cost = waves * ((k_tiles + s - 1) / s + 4) * stage_cycles(bn, items > sms);
       if (s > 1) cost += 8.0 * s * double(p.m) * double(p.n) / 1260.0 + 3000.0;
       if ((forced_stream_k <= 0 || bn < 64) && (best_cost < 0 || cost < best_cost)) {
         best_cost = cost;
@@ -808,6 +854,14 @@ bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x)
 bool wgmma_swiglu_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x, const void* out) {
   return wgmma_supported(dtype, w, m, x) && m >= kWgmmaSwiGLUMinRows && w.n % 16 == 0 &&
          wgmma::output_fits_tma(out, w.n / 2);
+}
+
+std::string wgmma_choice(const Packed4bit& w, int64_t m, void* out) {
+  const Choice c = choose(make_params(w, nullptr, m, nullptr, out), 0);
+  return std::to_string(c.tokens) + " tokens" + (c.stream_k ? ", stream-K" : "") +
+         (c.fused_split > 1 ? ", split " + std::to_string(c.fused_split) + " summed in the kernel"
+          : c.split_k > 1   ? ", split " + std::to_string(c.split_k)
+                            : "");
 }
 
 void wgmma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out, int split_k,

@@ -172,6 +172,14 @@ constexpr int64_t kLargeMaxAuto = 96;
 // -> 0.94x at 1024). Longer prompts dequantize (a projection ahead,
 // overlapped); cuBLAS's lead grows with the rows.
 constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 1024;
+// Below that, the wgmma GEMM's 16-token tiles (two blocks an SM) lead the
+// m <= 16 kernel on large weights: 9-16 rows from 2^25 values (H200, 16
+// rows, us: 4096 x 11008 21.0 against 24.9, 11008 x 4096 20.7 against 22.7,
+// 4096 x 22016 36.5 against 40.9, 8192 x 28672 75.0 against 80.0; 4096 x
+// 4096 13.8 against 11.7 stays), 6-8 rows from 2^27 (8192 x 28672 at 8 rows
+// 72.3 against 82.9; 4096 x 22016 37.6 against 36.4 stays).
+constexpr int64_t kWgmmaNarrowFromRows = 9, kWgmmaNarrowMinValues = int64_t(1) << 25;
+constexpr int64_t kWgmmaNarrowestFromRows = 6, kWgmmaNarrowestMinValues = int64_t(1) << 27;
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
@@ -196,11 +204,16 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   // tensor-core kernel from 2 to 16 (at 9-16 rows on large weights with x
   // arranged for it: 8192 x 28672 at 16 rows 80.6 us against the tiled
   // GEMM's 90.1), the tiled GEMM up to kLargeMaxAuto rows, or on Hopper the
-  // wgmma GEMM from kWgmmaFromRows. Batches of 1-4 never take the tiled or
+  // wgmma GEMM from kWgmmaFromRows, and from 6 or 9 on large weights. Batches of 1-4 never take the tiled or
   // wgmma GEMM by themselves (their k split allocates).
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
+  const int64_t values = w.n * w.k;
+  if (wgmma && m < kWgmmaFromRows &&
+      ((m >= kWgmmaNarrowFromRows && values >= kWgmmaNarrowMinValues) ||
+       (m >= kWgmmaNarrowestFromRows && values >= kWgmmaNarrowestMinValues)))
+    return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
