@@ -3,6 +3,9 @@
 // Method: every kernel runs back to back between two CUDA events, many launches
 // after a warm-up, rotating over enough weight copies that the working set is
 // more than twice the L2 cache; the median of several such timings is kept.
+// A host function holds the stream until all the launches of a timing are
+// queued, so that the GPU runs them without waiting on the host between them
+// (as a CUDA graph would): the host's time a launch is printed beside.
 // Bandwidth counts every byte a kernel must read (weights, absmax, nested
 // scales, activations) and write (output). The roofline is the bandwidth that
 // cuBLAS' bf16 batch-1 product reaches on the same shape in this run.
@@ -19,11 +22,13 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -94,6 +99,17 @@ std::vector<float> uniform(size_t count, float lo, float hi, Rng& rng) {
 double g_host_us = 0.0;  // the host's time a launch in the last time_us
 
 // Median microseconds per call of fn(copy index), over `copies` rotating copies.
+// The stream's hold: a host function (run by the CUDA runtime's thread, no
+// CUDA calls) that returns once the timing's launches are all queued, or
+// after a second should a timed op wait for the stream itself (the timing
+// would then include that wait, not hang).
+std::atomic<bool> g_released{true};
+void CUDART_CB hold_stream(void*) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+  while (!g_released.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+}
+
 double time_us(int copies, const std::function<void(int)>& fn) {
   for (int i = 0; i < 2 * copies + 4; ++i) fn(i % copies);
   LOWBIT_CUDA_CHECK(cudaDeviceSynchronize());
@@ -103,11 +119,14 @@ double time_us(int copies, const std::function<void(int)>& fn) {
   const int iters = std::max(20, copies * 4);
   std::vector<double> runs;
   for (int r = 0; r < 5; ++r) {
+    g_released.store(false, std::memory_order_release);
+    LOWBIT_CUDA_CHECK(cudaLaunchHostFunc(nullptr, hold_stream, nullptr));
     LOWBIT_CUDA_CHECK(cudaEventRecord(start));
     const auto host0 = std::chrono::steady_clock::now();
     for (int i = 0; i < iters; ++i) fn(i % copies);
     g_host_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - host0).count() / iters;
     LOWBIT_CUDA_CHECK(cudaEventRecord(stop));
+    g_released.store(true, std::memory_order_release);
     LOWBIT_CUDA_CHECK(cudaEventSynchronize(stop));
     float ms = 0;
     LOWBIT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
