@@ -200,13 +200,12 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
               "wide us", "large us", "wgmma us", "deq us", "path");
   using lowbit::ops::cuda::Gemm4bitPath;
   // One kernel forced (0 when the shape rules it out), then back to auto.
-  auto time_path = [&](Gemm4bitPath path, int64_t m, int split_k = 0) {
+  auto time_path = [&](Gemm4bitPath path, int64_t m, int split_k = 0, bool nested = false) {
+    const std::vector<Packed4bit>& w = nested ? q.nested : q.plain;
     lowbit::ops::cuda::set_gemm_4bit_path(path, split_k);
     double t = 0.0;
-    if (lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x) == path)
-      t = time_us(q_copies, [&](int i) {
-        lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
-      });
+    if (lowbit::ops::cuda::gemm_4bit_path(DType::BF16, w[0], m, x) == path)
+      t = time_us(q_copies, [&](int i) { lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, w[i], nullptr, out); });
     lowbit::ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
     return t;
   };
@@ -258,6 +257,11 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     for (int64_t m : batches) {
       std::printf("wgmma m%lld (chosen: %s):", (long long)m,
                   lowbit::ops::cuda::fused4::wgmma_choice(q.plain[0], m, out).c_str());
+      if (m <= 16) {  // double-quantized absmax: the m <= 16 kernel against the wgmma GEMM
+        const double t_mma = time_path(Gemm4bitPath::kMma, m, 0, true);
+        const double t_wgmma = time_path(Gemm4bitPath::kWgmma, m, 0, true);
+        std::printf("  dq: mma %.1f wgmma %.1f", t_mma, t_wgmma);
+      }
       for (int tokens : {0, 8, 16, 32, 64, 128, 256}) {
         if (tokens > 8 * m) continue;
         lowbit::ops::cuda::fused4::set_wgmma_stream_k(tokens == 0 ? 0 : -1);  // 0: the choice, stream-K or not

@@ -385,15 +385,22 @@ TEST(Linear4bitCuda, AutoPathByRows) {
     const std::string what = std::to_string(w.k) + " x " + std::to_string(w.n);
     EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1, x.raw_data()), Gemm4bitPath::kGemv) << what;
     // On Hopper the wgmma GEMM's narrow tiles take 9-16 rows from 2^25
-    // values and 6-8 rows from 2^27.
+    // values and 6-8 rows from 2^27; double-quantized weights 9-16 rows
+    // from 2^25 to 2^27 values.
     const int64_t values = w.n * w.k;
-    for (int64_t m : {2, 5, 6, 8, 9, 16}) {
-      const bool narrow_wgmma =
-          hopper && ((m >= 9 && values >= (int64_t(1) << 25)) || (m >= 6 && values >= (int64_t(1) << 27)));
-      EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()),
-                narrow_wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kMma)
-          << what << " m " << m;
+    const Tensor qabsmax = Tensor::zeros({64}, DType::U8, kGpu);
+    for (bool nested : {false, true}) {
+      p.qabsmax = nested ? qabsmax.data<uint8_t>() : nullptr;
+      const bool large = values >= (int64_t(1) << 27);
+      for (int64_t m : {2, 5, 6, 8, 9, 16}) {
+        const bool narrow_wgmma = hopper && (nested ? m >= 9 && values >= (int64_t(1) << 25) && !large
+                                                    : (m >= 9 && values >= (int64_t(1) << 25)) || (m >= 6 && large));
+        EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()),
+                  narrow_wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kMma)
+            << what << " m " << m << (nested ? " nested" : "");
+      }
     }
+    p.qabsmax = nullptr;
     if (!hopper) continue;
     for (int64_t m : {17, 64, 383, 1024})
       EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()), Gemm4bitPath::kWgmma) << what << " m " << m;

@@ -177,7 +177,10 @@ constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 1024;
 // rows, us: 4096 x 11008 21.0 against 24.9, 11008 x 4096 20.7 against 22.7,
 // 4096 x 22016 36.5 against 40.9, 8192 x 28672 75.0 against 80.0; 4096 x
 // 4096 13.8 against 11.7 stays), 6-8 rows from 2^27 (8192 x 28672 at 8 rows
-// 72.3 against 82.9; 4096 x 22016 37.6 against 36.4 stays).
+// 72.3 against 82.9; 4096 x 22016 37.6 against 36.4 stays). Double-quantized
+// weights only at 9-16 rows below 2^27 values (4096 x 11008 at 16 rows 22.3
+// against 25.6, 14336 x 4096 28.4 against 32.2; 8192 x 28672 95.8 against
+// 78.6 stays, and at 6-8 rows the m <= 16 kernel leads everywhere).
 constexpr int64_t kWgmmaNarrowFromRows = 9, kWgmmaNarrowMinValues = int64_t(1) << 25;
 constexpr int64_t kWgmmaNarrowestFromRows = 6, kWgmmaNarrowestMinValues = int64_t(1) << 27;
 }  // namespace
@@ -210,9 +213,11 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
   const int64_t values = w.n * w.k;
+  const bool nested = w.qabsmax != nullptr;
   if (wgmma && m < kWgmmaFromRows &&
-      ((m >= kWgmmaNarrowFromRows && values >= kWgmmaNarrowMinValues) ||
-       (m >= kWgmmaNarrowestFromRows && values >= kWgmmaNarrowestMinValues)))
+      ((m >= kWgmmaNarrowFromRows && values >= kWgmmaNarrowMinValues &&
+        !(nested && values >= kWgmmaNarrowestMinValues)) ||
+       (m >= kWgmmaNarrowestFromRows && values >= kWgmmaNarrowestMinValues && !nested)))
     return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
