@@ -130,8 +130,8 @@ struct Config {
   // (double quantization) its nested f32 scale.
   static constexpr int kScaleBytes = kBlockRows * 4;
   static constexpr int kStageBytes = kXBytes + kWBytes + 1024;  // a multiple of 1024: slots stay swizzle-aligned
-  // Narrow tiles (decode-sized batches) are bound by the weight stream: more
-  // stages keep more of it in flight.
+  // 64-token tiles keep more of the weight stream in flight; narrow ones
+  // take what two blocks with 64 KB tables leave (two blocks hold more).
   static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : BN == 64 ? 10 : BN == 32 ? 5 : BN == 16 ? 6 : 7;
   // The epilogue stages the output in the x tile of the item's last slot
   // (its wgmma have retired): a warpgroup's 64 rows for BN / 2 tokens at a
@@ -337,6 +337,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     };
     const float offset0 = row_offset(rowk0), offset1 = row_offset(rowk1);
     float acc[C::BN / 2];
+    // A register sets: kInFlight + 1 (a2, a placeholder with one stage in flight).
     uint32_t a0[4][4], a1[4][4], a2[C::kInFlight == 2 ? 4 : 1][4];
 
     // Local stage i: wait for its copies, decode its
