@@ -385,16 +385,16 @@ TEST(Linear4bitCuda, AutoPathByRows) {
     const std::string what = std::to_string(w.k) + " x " + std::to_string(w.n);
     EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, 1, x.raw_data()), Gemm4bitPath::kGemv) << what;
     // On Hopper the wgmma GEMM's narrow tiles take 9-16 rows from 2^25
-    // values and 6-8 rows from 2^27; double-quantized weights 9-16 rows
-    // from 2^25 to 2^27 values.
+    // values (12-16 where k > n) and 6-8 rows from 2^27; double-quantized
+    // weights 9-16 (12-16) rows from 2^25 to 2^27 values.
     const int64_t values = w.n * w.k;
     const Tensor qabsmax = Tensor::zeros({64}, DType::U8, kGpu);
     for (bool nested : {false, true}) {
       p.qabsmax = nested ? qabsmax.data<uint8_t>() : nullptr;
       const bool large = values >= (int64_t(1) << 27);
-      for (int64_t m : {2, 5, 6, 8, 9, 16}) {
-        const bool narrow_wgmma = hopper && (nested ? m >= 9 && values >= (int64_t(1) << 25) && !large
-                                                    : (m >= 9 && values >= (int64_t(1) << 25)) || (m >= 6 && large));
+      for (int64_t m : {2, 5, 6, 8, 9, 12, 16}) {
+        const bool narrow = m >= 9 && values >= (int64_t(1) << 25) && (m >= 12 || w.n >= w.k);
+        const bool narrow_wgmma = hopper && (nested ? narrow && !large : narrow || (m >= 6 && large));
         EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()),
                   narrow_wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kMma)
             << what << " m " << m << (nested ? " nested" : "");

@@ -180,8 +180,11 @@ constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 1024;
 // 72.3 against 82.9; 4096 x 22016 37.6 against 36.4 stays). Double-quantized
 // weights only at 9-16 rows below 2^27 values (4096 x 11008 at 16 rows 22.3
 // against 25.6, 14336 x 4096 28.4 against 32.2; 8192 x 28672 95.8 against
-// 78.6 stays, and at 6-8 rows the m <= 16 kernel leads everywhere).
-constexpr int64_t kWgmmaNarrowFromRows = 9, kWgmmaNarrowMinValues = int64_t(1) << 25;
+// 78.6 stays, and at 6-8 rows the m <= 16 kernel leads everywhere). At 9-11
+// rows of weights longer than wide (k > n) the m <= 16 kernel still leads
+// (9 rows of 11008 x 4096: 19.1 against 20.7 us; 14336 x 4096 24.1 against
+// 25.2; from 12 rows level or behind).
+constexpr int64_t kWgmmaNarrowFromRows = 9, kWgmmaNarrowMinValues = int64_t(1) << 25, kWgmmaNarrowLongFromRows = 12;
 constexpr int64_t kWgmmaNarrowestFromRows = 6, kWgmmaNarrowestMinValues = int64_t(1) << 27;
 }  // namespace
 
@@ -216,7 +219,7 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   const bool nested = w.qabsmax != nullptr;
   if (wgmma && m < kWgmmaFromRows &&
       ((m >= kWgmmaNarrowFromRows && values >= kWgmmaNarrowMinValues &&
-        !(nested && values >= kWgmmaNarrowestMinValues)) ||
+        (m >= kWgmmaNarrowLongFromRows || w.n >= w.k) && !(nested && values >= kWgmmaNarrowestMinValues)) ||
        (m >= kWgmmaNarrowestFromRows && values >= kWgmmaNarrowestMinValues && !nested)))
     return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
