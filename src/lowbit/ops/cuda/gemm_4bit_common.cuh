@@ -127,9 +127,12 @@ __device__ __forceinline__ float* build_shared_tables(uint32_t* smem, int table_
 // `table` is the table's shared-window address. kOrdered keeps the loads in
 // program order (`volatile`); the table is read-only once built, so kernels
 // may let the compiler schedule them among the others (false).
+// pair_offset_selector(b): the byte permute of (word, lane4) that forms that
+// offset from byte b of the word.
+__host__ __device__ constexpr uint32_t pair_offset_selector(uint32_t byte) { return 0x5504u | (byte << 4); }
 template <int byte, bool kOrdered = true>
 __device__ __forceinline__ uint32_t lookup(uint32_t table, uint32_t word, uint32_t lane4) {
-  constexpr uint32_t selector = 0x5504u | (uint32_t(byte) << 4);
+  constexpr uint32_t selector = pair_offset_selector(byte);
   uint32_t v;
   if constexpr (kOrdered)
     asm volatile("ld.shared.b32 %0, [%1];" : "=r"(v) : "r"(table + __byte_perm(word, lane4, selector)));

@@ -103,14 +103,16 @@ constexpr int kBlockRows = 128;  // weight rows of a block tile: 64 a warpgroup 
 constexpr int kStageK = 64;      // k of a stage: one 128-byte swizzle row of x
 constexpr int kConsumerWarps = kConsumerThreads / 32;
 
+// Narrow tiles (decode-sized batches) hold few accumulators and are bound by
+// each stage's chain of waits (codes -> table lookup -> wgmma), not by the
+// tensor cores: two blocks share an SM there, so that four consumer
+// warpgroups hide one another's latency.
+constexpr int blocks_per_sm(int tokens) { return tokens <= 32 ? 2 : 1; }
+
 template <int BN_>
 struct Config {
   static constexpr int BN = BN_;  // tokens (batch rows) of a block tile: wgmma's N
-  // Narrow tiles (decode-sized batches) hold few accumulators and are bound
-  // by each stage's chain of waits (codes -> table lookup -> wgmma), not by
-  // the tensor cores: two blocks share an SM there, so that four consumer
-  // warpgroups hide one another's latency.
-  static constexpr int kBlocksPerSM = BN <= 32 ? 2 : 1;
+  static constexpr int kBlocksPerSM = blocks_per_sm(BN);
   // Registers after setmaxnreg, from the block's launch registers (one
   // block: 2 x 240 + 24 <= 512 a lane of each SM sub-partition; two: the 12
   // warps' 80 each, 4 x 24 + 8 x 104 <= 12 x 80).
@@ -253,7 +255,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
   const uint32_t table = shared_address(tables), table_lane = table + uint32_t(lane) * 4;
   // Byte t of a word, alone (packed rows: shifted to the row next), or above
   // lane * 4 (64-word rows: the whole offset).
-  const uint32_t pick_t = C::kTableRowWords == 64 ? 0x5504u | uint32_t(t) << 4 : 0x4440u | uint32_t(t);
+  const uint32_t pick_t = C::kTableRowWords == 64 ? pair_offset_selector(uint32_t(t)) : 0x4440u | uint32_t(t);
   const uint32_t lane4 = uint32_t(lane) * 4;
   // The code tile's 32-byte swizzle puts the first 16 bytes of row r at byte
   // 16 * ((r / 4) % 2) (rows g and g + 4 of a warp then hit different banks);
@@ -752,7 +754,6 @@ double stage_cycles(int tokens, bool paired) {
     default: return 1550.0;
   }
 }
-constexpr int blocks_per_sm(int tokens) { return tokens <= 32 ? 2 : 1; }
 // A split of `split` summed in the kernel: one 256-token item a block, all
 // resident on `slots` blocks, slices that split k exactly that many ways,
 // the output by TMA.

@@ -186,6 +186,18 @@ constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 1024;
 // 25.2; from 12 rows level or behind).
 constexpr int64_t kWgmmaNarrowFromRows = 9, kWgmmaNarrowMinValues = int64_t(1) << 25, kWgmmaNarrowLongFromRows = 12;
 constexpr int64_t kWgmmaNarrowestFromRows = 6, kWgmmaNarrowestMinValues = int64_t(1) << 27;
+
+// Whether the wgmma GEMM's narrow tiles take m < kWgmmaFromRows rows of w
+// (the rules above).
+bool wgmma_narrow_leads(const Packed4bit& w, int64_t m) {
+  if (m >= kWgmmaFromRows) return false;
+  const int64_t values = w.n * w.k;
+  const bool largest = values >= kWgmmaNarrowestMinValues;
+  const bool narrow = m >= kWgmmaNarrowFromRows && values >= kWgmmaNarrowMinValues &&
+                      (m >= kWgmmaNarrowLongFromRows || w.n >= w.k);
+  if (w.qabsmax) return narrow && !largest;
+  return narrow || (m >= kWgmmaNarrowestFromRows && largest);
+}
 }  // namespace
 
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
@@ -210,18 +222,13 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   // tensor-core kernel from 2 to 16 (at 9-16 rows on large weights with x
   // arranged for it: 8192 x 28672 at 16 rows 80.6 us against the tiled
   // GEMM's 90.1), the tiled GEMM up to kLargeMaxAuto rows, or on Hopper the
-  // wgmma GEMM from kWgmmaFromRows, and from 6 or 9 on large weights. Batches of 1-4 never take the tiled or
-  // wgmma GEMM by themselves (their k split allocates).
+  // wgmma GEMM from kWgmmaFromRows, and from 6 or 9 on large weights.
+  // Batches of 1-4 never take the tiled or wgmma GEMM by themselves (their k
+  // split allocates).
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
-  const int64_t values = w.n * w.k;
-  const bool nested = w.qabsmax != nullptr;
-  if (wgmma && m < kWgmmaFromRows &&
-      ((m >= kWgmmaNarrowFromRows && values >= kWgmmaNarrowMinValues &&
-        (m >= kWgmmaNarrowLongFromRows || w.n >= w.k) && !(nested && values >= kWgmmaNarrowestMinValues)) ||
-       (m >= kWgmmaNarrowestFromRows && values >= kWgmmaNarrowestMinValues && !nested)))
-    return Gemm4bitPath::kWgmma;
+  if (wgmma && wgmma_narrow_leads(w, m)) return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
   if (wide) return Gemm4bitPath::kMmaWide;
