@@ -12,6 +12,7 @@
 //
 //   build/bench/bench_gemm_cuda [--quick | --small | --profile] [--batches 1,16,64] [--shape K N]
 //                               [--sweep] [--wgmma-sweep] [--int8-sweep] [--mma-sweep] [--gemv-sweep]
+//                               [--wgmma-force TOKENS STREAM_K]
 //                               [--no-int8] [--swiglu]
 //
 // --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
@@ -537,6 +538,10 @@ int main(int argc, char** argv) {
       opt.gemv_sweep = true;
     } else if (std::strcmp(argv[i], "--swiglu") == 0) {  // the shape as gate | up, SwiGLU fused or not
       opt.swiglu = true;
+    } else if (std::strcmp(argv[i], "--wgmma-force") == 0 && i + 2 < argc) {  // token tile, stream-K (0/1), for a profiler
+      lowbit::ops::cuda::fused4::set_wgmma_tokens(std::atoi(argv[i + 1]));
+      lowbit::ops::cuda::fused4::set_wgmma_stream_k(std::atoi(argv[i + 2]) ? 1 : -1);
+      i += 2;
     } else if (std::strcmp(argv[i], "--no-int8") == 0) {
       opt.int8 = false;
     } else {

@@ -4,8 +4,17 @@
 #pragma once
 
 #include <cstddef>
+#include <string>
+#include <string_view>
 
 namespace lowbit::detail {
+
+// What to tell a user whose GPU cannot run this build's kernels: `device`
+// (its index, name and compute capability), the build's architectures as
+// nvcc lists them (__CUDA_ARCH_LIST__, e.g. "900" or "800,900") and the
+// runtime's reason.
+std::string cuda_kernels_unavailable_message(int device, std::string_view name, int major, int minor,
+                                             std::string_view arch_list, std::string_view cause);
 
 int cuda_count();
 void* cuda_malloc(size_t bytes, int device);

@@ -21,6 +21,31 @@ Device Device::parse(std::string_view text) {
   fail("unknown device '{}': expected cpu, cuda or cuda:N", text);
 }
 
+namespace detail {
+
+std::string cuda_kernels_unavailable_message(int device, std::string_view name, int major, int minor,
+                                             std::string_view arch_list, std::string_view cause) {
+  // "900,1000" -> "9.0, 10.0"
+  std::string built_for;
+  for (size_t at = 0; at < arch_list.size();) {
+    size_t end = arch_list.find(',', at);
+    if (end == std::string_view::npos) end = arch_list.size();
+    int arch = 0;
+    const auto item = arch_list.substr(at, end - at);
+    std::from_chars(item.data(), item.data() + item.size(), arch);
+    if (!built_for.empty()) built_for += ", ";
+    built_for += std::to_string(arch / 100) + "." + std::to_string(arch / 10 % 10);
+    at = end + 1;
+  }
+  return fmt::format(
+      "cuda:{} ({}, compute capability {}.{}) cannot run this build of lowbit: its CUDA kernels are built for "
+      "compute capability {} (their PTX runs there and on newer GPUs), and the CUDA runtime says: {}. Rebuild "
+      "with -DCMAKE_CUDA_ARCHITECTURES=\"{}{};90\", or run on --device cpu.",
+      device, name, major, minor, built_for.empty() ? "(unknown)" : built_for, cause, major, minor);
+}
+
+}  // namespace detail
+
 int cuda_device_count() {
 #ifdef LOWBIT_WITH_CUDA
   static const int count = detail::cuda_count();

@@ -1,11 +1,41 @@
 #include <cuda_runtime.h>
 
+#include <mutex>
+#include <string>
+
 #include "core/cuda_runtime.h"
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/core/error.h"
-#include <string>
 
 namespace lowbit::detail {
+namespace {
+
+#define LOWBIT_STRINGIFY_LIST(...) #__VA_ARGS__
+#define LOWBIT_ARCH_LIST(list) LOWBIT_STRINGIFY_LIST(list)
+
+__global__ void probe_kernel() {}
+
+// Once a device: whether this build holds code the device can run (sm_90
+// cubins and compute_90 PTX run on 9.x and newer, not on 8.x), so that the
+// first allocation says which build to make instead of the first launch
+// failing with "no kernel image is available". Throws until it passes.
+void require_cuda_kernels(int device) {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag checked[kMaxDevices];
+  if (device < 0 || device >= kMaxDevices) return;
+  std::call_once(checked[device], [device] {
+    cudaFuncAttributes attributes{};
+    const cudaError_t err = cudaFuncGetAttributes(&attributes, probe_kernel);
+    if (err == cudaSuccess) return;
+    cudaGetLastError();
+    cudaDeviceProp prop{};
+    LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    throw_error(cuda_kernels_unavailable_message(device, prop.name, prop.major, prop.minor,
+                                                 LOWBIT_ARCH_LIST(__CUDA_ARCH_LIST__), cudaGetErrorString(err)));
+  });
+}
+
+}  // namespace
 
 int cuda_count() {
   int n = 0;
@@ -18,6 +48,7 @@ int cuda_count() {
 
 void* cuda_malloc(size_t bytes, int device) {
   LOWBIT_CUDA_CHECK(cudaSetDevice(device));
+  require_cuda_kernels(device);
   void* p = nullptr;
   const cudaError_t err = cudaMalloc(&p, bytes);
   if (err != cudaSuccess) {

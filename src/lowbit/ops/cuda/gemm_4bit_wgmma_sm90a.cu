@@ -230,7 +230,7 @@ __device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, cons
 
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
 __device__ __forceinline__ void consumer_sync() {
-  asm volatile("bar.sync 1, %0;" ::"n"(kConsumerThreads) : "memory");
+  wgmma::named_barrier_sync(1, kConsumerThreads);
 }
 
 template <typename T, class C, bool kNested, bool kStreamK, int kFusedSplit = 0, bool kSwiGLU = false>
@@ -675,8 +675,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
     ss.partials = static_cast<float*>(sk_buffer);
   }
   const CUtensorMap x_map =
-      hopper::tensor_map_2d(p.x, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                    2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
+      hopper::tensor_map_2d(p.x, wgmma::tensor_map_type<T>(), 2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap w_map = kSwiGLU ? swiglu_code_map(p)
                                      : hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2,
                                                              kBlockRows, kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);

@@ -112,7 +112,7 @@ struct Config {
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
 template <int kCount>
 __device__ __forceinline__ void consumer_sync() {
-  asm volatile("bar.sync 1, %0;" ::"n"(kCount) : "memory");
+  wgmma::named_barrier_sync(1, kCount);
 }
 
 // The epilogue of split items, one thread an output.

@@ -25,18 +25,22 @@ inline bool output_fits_tma(const void* out, int64_t n) {
   return n % 8 == 0 && reinterpret_cast<uintptr_t>(out) % 16 == 0;
 }
 
+// The TMA element type of a 16-bit compute dtype (f16 or bf16).
+template <typename T>
+constexpr CUtensorMapDataType tensor_map_type() {
+  static_assert(sizeof(T) == 2, "16-bit values");
+  return std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16 : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+}
+
 // The tensor map that store_tile_by_tma writes through: out [m, n] of T,
 // boxes of [box_tokens, 64] in the 128-byte swizzle.
 template <typename T>
 CUtensorMap output_tensor_map(void* out, int64_t m, int64_t n, int box_tokens) {
-  static_assert(sizeof(T) == 2, "16-bit outputs");
-  return hopper::tensor_map_2d(out, std::is_same_v<T, __half> ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
-                                                              : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
-                               2, m, n, box_tokens, 64, CU_TENSOR_MAP_SWIZZLE_128B);
+  return hopper::tensor_map_2d(out, tensor_map_type<T>(), 2, m, n, box_tokens, 64, CU_TENSOR_MAP_SWIZZLE_128B);
 }
 
 // Barrier `id` among the 128 threads of a warpgroup.
-__device__ __forceinline__ void warpgroup_sync(int id) { asm volatile("bar.sync %0, 128;" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void warpgroup_sync(int id) { named_barrier_sync(id, 128); }
 
 // Writes pass `pass` of a warpgroup's tile into `buffer` (kPassTokens x 128
 // bytes, 1024-byte aligned) as the TMA store of store_tile_by_tma reads it.
@@ -135,13 +139,13 @@ __device__ __forceinline__ void store_swiglu_tile_by_tma(Value&& value, uint32_t
                       packed(jb + 3));
   }
   fence_async_shared();
-  asm volatile("bar.sync %0, 256;" ::"r"(barrier) : "memory");
+  named_barrier_sync(barrier, 256);
   if (threadIdx.x == 0 && col0 < n && m0 < m) {
     tma_store_2d(&map, int(col0), int(m0), buffer);
     tma_store_commit();
     tma_store_wait_read();
   }
-  asm volatile("bar.sync %0, 256;" ::"r"(barrier) : "memory");
+  named_barrier_sync(barrier, 256);
 }
 
 }  // namespace lowbit::ops::cuda::wgmma

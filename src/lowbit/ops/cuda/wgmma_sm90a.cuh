@@ -23,6 +23,11 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t address) {
 
 // Orders this thread's register writes before the next wgmma reads them.
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+// Named barrier `id` (1-15; 0 is __syncthreads') among `threads` threads, a
+// multiple of 32: the consumer warpgroups meet without the producer warp.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 // Waits until at most N committed groups are in flight.
 template <int N> __device__ __forceinline__ void wait() {
