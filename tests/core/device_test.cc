@@ -27,7 +27,7 @@ TEST(Device, UnsupportedGpuNamesTheBuildAndTheFix) {
   const std::string text = detail::cuda_kernels_unavailable_message(1, "NVIDIA A100-SXM4-80GB", 8, 0, "900",
                                                                      "no kernel image is available");
   for (const char* part : {"cuda:1", "NVIDIA A100-SXM4-80GB", "compute capability 8.0", "built for compute capability 9.0",
-                           "no kernel image is available", "-DCMAKE_CUDA_ARCHITECTURES=\"80;90\"", "--device cpu"})
+                           "no kernel image is available", "compute capability 9.0 or newer", "--device cpu"})
     EXPECT_NE(text.find(part), std::string::npos) << part << " not in: " << text;
   EXPECT_NE(detail::cuda_kernels_unavailable_message(0, "GPU", 7, 5, "800,900", "x").find("8.0, 9.0"),
             std::string::npos);

@@ -39,9 +39,10 @@ std::string cuda_kernels_unavailable_message(int device, std::string_view name, 
   }
   return fmt::format(
       "cuda:{} ({}, compute capability {}.{}) cannot run this build of lowbit: its CUDA kernels are built for "
-      "compute capability {} (their PTX runs there and on newer GPUs), and the CUDA runtime says: {}. Rebuild "
-      "with -DCMAKE_CUDA_ARCHITECTURES=\"{}{};90\", or run on --device cpu.",
-      device, name, major, minor, built_for.empty() ? "(unknown)" : built_for, cause, major, minor);
+      "compute capability {} (their PTX runs there and on newer GPUs) and use Hopper instructions (programmatic "
+      "dependent launch; wgmma and TMA in the tensor-core GEMMs), and the CUDA runtime says: {}. Use a GPU of "
+      "compute capability 9.0 or newer, or run on --device cpu.",
+      device, name, major, minor, built_for.empty() ? "(unknown)" : built_for, cause);
 }
 
 }  // namespace detail
