@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "quant/dynamic_map_search.h"
+
 namespace lowbit::quant::scalar {
 
 // bitsandbytes' dQuantizeNF4: a decision tree on the midpoints between
@@ -58,32 +60,8 @@ inline constexpr float kFP4Thresholds[7] = {0.00260417f, 0.0859375f, 0.20833333f
                                             0.4166667f, 0.583333f, 0.8333333f};
 inline constexpr uint8_t kFP4CodeByRank[8] = {0b000, 0b001, 0b110, 0b111, 0b100, 0b101, 0b010, 0b011};
 
-// bitsandbytes' dQuantize<0> on a sorted 256-entry map.
-inline uint8_t quantize_dynamic(const float* code, float x) {
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float lower = -1.0f, upper = 1.0f;
-  float val = code[pivot];
-  for (int i = 64; i > 0; i >>= 1) {
-    if (x > val) {
-      lower_pivot = pivot;
-      lower = val;
-      pivot += i;
-    } else {
-      upper_pivot = pivot;
-      upper = val;
-      pivot -= i;
-    }
-    val = code[pivot];
-  }
-  if (upper_pivot == 255) upper = code[upper_pivot];
-  if (lower_pivot == 0) lower = code[lower_pivot];
-  if (x > val) {
-    const float midpoint = (upper + val) * 0.5f;
-    return uint8_t(x > midpoint ? upper_pivot : pivot);
-  }
-  const float midpoint = (lower + val) * 0.5f;
-  return uint8_t(x < midpoint ? lower_pivot : pivot);
-}
+// bitsandbytes' dQuantize<0> on a sorted 256-entry map (quant/dynamic_map_search.h).
+using quant::quantize_dynamic;
 
 // Absmax of a block as bitsandbytes' CUDA kernel reduces it: fmaxf skips NaN;
 // a full block starts from -FLT_MAX, a partial last block also sees the zeros

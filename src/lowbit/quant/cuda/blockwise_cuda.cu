@@ -20,6 +20,7 @@
 #include "lowbit/quant/kernels.h"
 #include "quant/cuda/codes_4bit.cuh"
 #include "quant/cuda/kernels.h"
+#include "quant/dynamic_map_search.h"
 #include "quant/reciprocal.h"
 
 namespace lowbit::quant::cuda {
@@ -47,33 +48,6 @@ void dispatch(DType dtype, Fn&& fn) {
 }
 
 unsigned blocks_for(int64_t items, int threads) { return unsigned((items + threads - 1) / threads); }
-
-// bitsandbytes' binary search over the 256-entry dynamic map.
-__device__ uint8_t quantize_dynamic(const float* code, float x) {
-  int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-  float lower = -1.0f, upper = 1.0f;
-  float val = code[pivot];
-  for (int i = 64; i > 0; i >>= 1) {
-    if (x > val) {
-      lower_pivot = pivot;
-      lower = val;
-      pivot += i;
-    } else {
-      upper_pivot = pivot;
-      upper = val;
-      pivot -= i;
-    }
-    val = code[pivot];
-  }
-  if (upper_pivot == 255) upper = code[upper_pivot];
-  if (lower_pivot == 0) lower = code[lower_pivot];
-  if (x > val) {
-    const float midpoint = __fmul_rn(__fadd_rn(upper, val), 0.5f);
-    return uint8_t(x > midpoint ? upper_pivot : pivot);
-  }
-  const float midpoint = __fmul_rn(__fadd_rn(lower, val), 0.5f);
-  return uint8_t(x < midpoint ? lower_pivot : pivot);
-}
 
 // Absmax of elements [lo, hi) by one warp; a partial (last) block starts from 0.
 template <typename T>
