@@ -18,6 +18,7 @@
 #include "lowbit/quant/int8.h"
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/linear_cuda.h"
+#include "ops/wgmma_probe_cuda.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -306,15 +307,6 @@ TEST(Linear4bitCuda, LargePathFallsBack) {
 // starting mid-block), every token tile (8 to 256), f32 and double-quantized
 // absmax, both dtypes, with and without bias; the output stored by TMA (n %
 // 8 == 0, no split) and thread by thread. Skipped off compute capability 9.0.
-bool wgmma_4bit_runs_here() {
-  ops::cuda::Packed4bit probe;
-  const Tensor packed = Tensor::zeros({64 * 64 / 2}, DType::U8, kGpu);
-  probe.packed = packed.data<uint8_t>();
-  probe.n = 64;
-  probe.k = 64;
-  return ops::cuda::fused4::wgmma_supported(DType::BF16, probe, 1, packed.raw_data());
-}
-
 TEST(Linear4bitCuda, WgmmaPathMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
   if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";

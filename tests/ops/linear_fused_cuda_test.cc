@@ -14,6 +14,7 @@
 #include "lowbit/ops/norm.h"
 #include "lowbit/quant/blockwise.h"
 #include "ops/cuda/gemm_4bit_kernels.h"
+#include "ops/wgmma_probe_cuda.h"
 #include "support/test_support.h"
 
 namespace lowbit {
@@ -176,15 +177,7 @@ TEST(Linear4bitFusedCuda, FallsBackToOpsInTurn) {
 TEST(Linear4bitFusedCuda, PromptSwiGLUInTheGemmEqualsOpsInTurn) {
   LOWBIT_REQUIRE_CUDA();
   namespace fused4 = ops::cuda::fused4;
-  {
-    const Tensor probe = Tensor::zeros({64}, DType::U8, kGpu);
-    ops::cuda::Packed4bit p;
-    p.packed = probe.data<uint8_t>();
-    p.n = 64;
-    p.k = 64;
-    if (!fused4::wgmma_supported(DType::BF16, p, 1, probe.raw_data()))
-      GTEST_SKIP() << "the wgmma GEMM needs compute capability 9.0";
-  }
+  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "the wgmma GEMM needs compute capability 9.0";
   struct Case {
     int64_t m, n, k;  // n: gate and up rows together
     int tokens, stream_k, fused_split;  // forced (0: the cost model's; -1: never)

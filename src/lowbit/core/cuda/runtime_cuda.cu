@@ -17,8 +17,8 @@ __global__ void probe_kernel() {}
 
 // Once a device: whether this build holds code the device can run (sm_90
 // cubins and compute_90 PTX run on 9.x and newer, not on 8.x), so that the
-// first allocation says which build to make instead of the first launch
-// failing with "no kernel image is available". Throws until it passes.
+// first allocation names the device and the build instead of the first
+// launch failing with "no kernel image is available". Throws until it passes.
 void require_cuda_kernels(int device) {
   constexpr int kMaxDevices = 64;
   static std::once_flag checked[kMaxDevices];

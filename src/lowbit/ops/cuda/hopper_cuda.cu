@@ -56,20 +56,21 @@ CUtensorMap tensor_map(const void* data, CUtensorMapDataType type, int rank, con
   CUtensorMap map;
   cuuint64_t d[5], st[4];
   cuuint32_t b[5], element_strides[5];
-  std::string shape;
   for (int i = 0; i < rank; ++i) {
     d[i] = cuuint64_t(dims[i]);
     b[i] = cuuint32_t(box[i]);
     element_strides[i] = 1;
     if (i + 1 < rank) st[i] = cuuint64_t(strides[i]);
-    shape = std::to_string(dims[i]) + (i ? ", " : "") + shape;
   }
   const CUresult r = tensor_map_encoder()(&map, type, cuuint32_t(rank), const_cast<void*>(data), d, st, b,
                                           element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle,
                                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (r != CUDA_SUCCESS)
+  if (r != CUDA_SUCCESS) {
+    std::string shape;  // outermost first
+    for (int i = 0; i < rank; ++i) shape = std::to_string(dims[i]) + (i ? ", " : "") + shape;
     throw_error("TMA tensor map: cuTensorMapEncodeTiled failed (error " + std::to_string(int(r)) + ") for a [" +
                 shape + "] tensor");
+  }
   return map;
 }
 
