@@ -9,6 +9,10 @@
 // Bandwidth counts every byte a kernel must read (weights, absmax, nested
 // scales, activations) and write (output). The roofline is the bandwidth that
 // cuBLAS' bf16 batch-1 product reaches on the same shape in this run.
+// With batch 1, a "read floor" line follows the table: kernels that only read
+// the NF4 weight's bytes (sequentially with every SM slot busy, and as the
+// GEMV reads them) and the bf16 weight's, the least any kernel of that size
+// can take (bench/support/read_floor_cuda.h).
 //
 //   build/bench/bench_gemm_cuda [--quick | --small | --profile] [--batches 1,16,64] [--shape K N]
 //                               [--sweep] [--wgmma-sweep] [--int8-sweep] [--mma-sweep] [--gemv-sweep]
@@ -40,6 +44,7 @@
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/linear_cuda.h"
+#include "support/read_floor_cuda.h"
 
 namespace {
 
@@ -193,6 +198,7 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   void* out = device_alloc(size_t(max_m * n) * 2);
 
   double roofline = 0.0;  // bytes/us of cuBLAS bf16 at batch 1
+  double dense_one_us = 0.0;
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
@@ -217,7 +223,10 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     });
     const double bw_dense = (bf16_bytes + io) / t_dense;
     dense_us.push_back(t_dense);
-    if (m == 1) roofline = bw_dense;
+    if (m == 1) {
+      roofline = bw_dense;
+      dense_one_us = t_dense;
+    }
     const double t_q = time_us(q_copies, [&](int i) {
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
     });
@@ -238,6 +247,28 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
         100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_wgmma, t_deq, path_names[int(path)],
         host_q);
+  }
+  // The read floor: a kernel that only reads the NF4 (and the bf16) weight's
+  // bytes. What the GEMV can reach at batch 1 is bounded by it, not by the
+  // roofline alone: at 25 MB its ramp is a large share of its time.
+  if (roofline > 0.0) {
+    auto* sink = static_cast<uint32_t*>(device_alloc(64 * 4));
+    const double t_read_q = time_us(q_copies, [&](int i) {
+      lowbit::bench::stream_read(q.plain[i].packed, size_t(numel) / 2, q.plain[i].absmax, size_t(blocks) * 4, sink,
+                                 nullptr);
+    });
+    const double t_read_dense =
+        time_us(dense_copies, [&](int i) { lowbit::bench::stream_read(dense[i], bf16_bytes, nullptr, 0, sink, nullptr); });
+    const double t_read_pattern =
+        k % 32 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
+          lowbit::bench::stream_read_gemv_pattern(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
+        });
+    std::printf("read floor: NF4 bytes %.1f us (%.0f%% of roofline, %.0f GB/s), in the GEMV's pattern %.1f us (%.0f "
+                "GB/s); bf16 bytes %.1f us (%.0f GB/s; cuBLAS batch 1 %.1f us)\n",
+                t_read_q, 100 * nf4_bytes / t_read_q / roofline, nf4_bytes / t_read_q / 1000, t_read_pattern,
+                t_read_pattern > 0 ? nf4_bytes / t_read_pattern / 1000 : 0.0, t_read_dense,
+                bf16_bytes / t_read_dense / 1000, dense_one_us);
+    cudaFree(sink);
   }
   // The tiled GEMM's block tiles (1-5, 0: chosen) and k splits (0: chosen).
   if (opt.sweep) {

@@ -1,0 +1,113 @@
+#include "support/read_floor_cuda.h"
+
+#include "ops/cuda/cuda_common.h"
+
+namespace lowbit::bench {
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kUnroll = 4;  // 64 bytes in flight a thread, 128 KB an SM
+
+__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// Consecutive threads read consecutive 16-byte chunks of a then b, each
+// thread kUnroll chunks a grid stride apart per round, all issued before use.
+__global__ void __launch_bounds__(kThreads) stream_read_kernel(const uint4* a, size_t chunks_a, const uint4* b,
+                                                               size_t chunks_b, uint32_t* sink) {
+  ops::cuda::allow_dependent_launch();  // persistent grid: every block resident
+  const size_t total = chunks_a + chunks_b, stride = size_t(gridDim.x) * kThreads;
+  uint32_t acc = 0;
+  for (size_t i = size_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += kUnroll * stride) {
+    uint4 v[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const size_t c = i + u * stride;
+      v[u] = c < chunks_a ? load_streaming(a + c) : c < total ? load_streaming(b + (c - chunks_a)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
+  }
+  ops::cuda::wait_for_previous_grid();  // only the write depends on the previous kernel
+  if (acc == 0x9e3779b9u && threadIdx.x == 0x1ff) sink[blockIdx.x & 63] = acc;
+}
+
+constexpr int kPatternWarps = 12;
+
+__device__ __forceinline__ float load_streaming_f32(const float* p) {
+  float v;
+  asm volatile("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(v) : "l"(p));
+  return v;
+}
+
+struct RowStep {
+  uint4 w[4];
+  float scale[4];
+};
+
+__global__ void __launch_bounds__(kPatternWarps * 32, 2)
+    gemv_pattern_read_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink) {
+  ops::cuda::allow_dependent_launch();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t groups = (n + 3) / 4, chunks = (k + 1023) / 1024;
+  const int64_t g_lo = int64_t(blockIdx.x) * groups / gridDim.x, g_hi = int64_t(blockIdx.x + 1) * groups / gridDim.x;
+  // The warp's steps in order: (group, chunk), group g_lo + warp + i * kPatternWarps.
+  int64_t g = g_lo + warp, c = 0;
+  const auto load = [&](RowStep& st) {
+    if (g >= g_hi) return false;
+    const bool inside = c * 1024 + lane * 32 < k;  // the last chunk of a row may be partial
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t row = min(g * 4 + r, n - 1), e = row * k + c * 1024 + lane * 32;
+      st.w[r] = inside ? load_streaming(reinterpret_cast<const uint4*>(packed + e / 2)) : make_uint4(0, 0, 0, 0);
+      st.scale[r] = inside ? load_streaming_f32(absmax + e / 64) : 0.0f;
+    }
+    if (++c == chunks) {
+      c = 0;
+      g += kPatternWarps;
+    }
+    return true;
+  };
+  uint32_t acc = 0;
+  const auto use = [&](const RowStep& st) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc ^= st.w[r].x ^ st.w[r].y ^ st.w[r].z ^ st.w[r].w ^ __float_as_uint(st.scale[r]);
+  };
+  RowStep a, b;
+  bool more_a = load(a), more_b = load(b);
+  while (more_a) {
+    use(a);
+    more_a = load(a);
+    if (!more_b) break;
+    use(b);
+    more_b = load(b);
+  }
+  ops::cuda::wait_for_previous_grid();
+  if (acc == 0x9e3779b9u && threadIdx.x == 0x17f) sink[blockIdx.x & 63] = acc;
+}
+
+}  // namespace
+
+void stream_read_gemv_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                              cudaStream_t stream) {
+  ops::cuda::launch_dependent(gemv_pattern_read_kernel, dim3(unsigned(2 * ops::cuda::multiprocessors())),
+                              dim3(kPatternWarps * 32), 0, stream, packed, absmax, n, k, sink);
+}
+
+void stream_read(const void* a, size_t bytes_a, const void* b, size_t bytes_b, uint32_t* sink, cudaStream_t stream) {
+  static const int blocks = [] {
+    int per_sm = 0;
+    LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, stream_read_kernel, kThreads, 0));
+    return per_sm * ops::cuda::multiprocessors();
+  }();
+  ops::cuda::launch_dependent(stream_read_kernel, dim3(unsigned(blocks)), dim3(kThreads), 0, stream,
+                              static_cast<const uint4*>(a), bytes_a / 16, static_cast<const uint4*>(b), bytes_b / 16,
+                              sink);
+}
+
+}  // namespace lowbit::bench

@@ -1,0 +1,32 @@
+// A floor for kernels that stream their weights once: the time a grid takes
+// to do nothing but read the same bytes. A kernel's time over this floor is
+// what its decoding, sums and launch shape cost; the floor's own time over
+// bytes / peak bandwidth is what any kernel of that size pays for its ramp.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lowbit::bench {
+
+// Reads `bytes_a` bytes at `a` and `bytes_b` at `b` (each rounded down to 16
+// bytes) with 16-byte loads that skip L1, every SM slot busy, launched as a
+// programmatic dependent whose reads may start while the previous kernel
+// drains: the most a reading kernel can overlap. `sink` gets one word only
+// if the data hold an impossible pattern (so that the loads stay).
+void stream_read(const void* a, size_t bytes_a, const void* b, size_t bytes_b, uint32_t* sink, cudaStream_t stream);
+
+// Reads an n x k 4-bit weight (k / 2 bytes a row) and its f32 absmax (one a
+// 64-weight block) the way the one-row GEMV does, without its arithmetic:
+// groups of 4 rows, a warp step = 16 bytes of each row a lane (4 x 512 bytes
+// a warp, 1024 weights of each row) and each row's absmax, two steps in
+// flight a warp, 12 warps x 2 blocks an SM, groups dealt to the warps as the
+// GEMV deals them with its k unsplit. Its time over stream_read's is what
+// that pattern and depth cost; the GEMV's time over its own, the arithmetic.
+// k: a multiple of 32.
+void stream_read_gemv_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                              cudaStream_t stream);
+
+}  // namespace lowbit::bench
