@@ -410,28 +410,37 @@ __global__ void __launch_bounds__(kDecodeWarps * 32) decode_attention_kernel(con
   const int64_t chunk = (past + 1 - key_lo + splits - 1) / splits;
   const int64_t begin = key_lo + split * chunk, end = min(begin + chunk, past + 1);
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j = begin + warp; j < end; j += kDecodeWarps) {
-    const bool fresh = kRope && j == past;  // this step's key: from the projection
-    const T* kr = fresh ? k_new : k + (j * p.kv_heads + kvh) * d;
+  // One key into the warp's online softmax. kFresh: this step's key and
+  // value, from the projection (the cache row may not be written yet).
+  const auto add_key = [&](auto fresh, int64_t j) {
+    constexpr bool kFresh = decltype(fresh)::value;
+    const T* kr = kFresh ? k_new : k + (j * p.kv_heads + kvh) * d;
     float dot = 0.0f;
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
       const int col = lane + 32 * c;
       if (col < d)
-        dot = fmaf(qr[c], fresh ? rotated(k_new, col, d, past, p.cos_table, p.sin_table) : to_float(kr[col]), dot);
+        dot = fmaf(qr[c], kFresh ? rotated(k_new, col, d, past, p.cos_table, p.sin_table) : to_float(kr[col]), dot);
     }
     const float s = warp_sum(dot) * p.scale;
     const float m_new = fmaxf(m, s);
     const float corr = expf(m - m_new), pj = expf(s - m_new);
     l = l * corr + pj;
     m = m_new;
-    const T* vr = fresh ? v_new : v + (j * p.kv_heads + kvh) * d;
+    const T* vr = kFresh ? v_new : v + (j * p.kv_heads + kvh) * d;
 #pragma unroll
     for (int c = 0; c < kCols; ++c) {
       const int col = lane + 32 * c;
       acc[c] = acc[c] * corr + (col < d ? pj * to_float(vr[col]) : 0.0f);
     }
-  }
+  };
+  // The cached keys, then (kRope) this step's key where this warp owns it:
+  // the same order as one loop over all, without the fresh key's RoPE in the
+  // loop (its registers halved the blocks an SM could hold).
+  const int64_t cached_end = kRope ? min(end, past) : end;
+  for (int64_t j = begin + warp; j < cached_end; j += kDecodeWarps) add_key(std::false_type{}, j);
+  if (kRope && end == past + 1 && past >= begin && (past - begin) % kDecodeWarps == warp)
+    add_key(std::true_type{}, past);
 #pragma unroll
   for (int c = 0; c < kCols; ++c) warp_o[warp][lane + 32 * c] = acc[c];
   if (lane == 0) {
