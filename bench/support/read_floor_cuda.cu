@@ -1,6 +1,7 @@
 #include "support/read_floor_cuda.h"
 
 #include "ops/cuda/cuda_common.h"
+#include "ops/cuda/gemm_4bit_common.cuh"
 
 namespace lowbit::bench {
 namespace {
@@ -8,13 +9,9 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kUnroll = 4;  // 64 bytes in flight a thread, 128 KB an SM
 
-__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+// The loads the fused 4-bit kernels stream their weights with.
+using ops::cuda::load_streaming16;
+using ops::cuda::fused4::load_streaming;
 
 // Consecutive threads read consecutive 16-byte chunks of a then b, each
 // thread kUnroll chunks a grid stride apart per round, all issued before use.
@@ -28,7 +25,7 @@ __global__ void __launch_bounds__(kThreads) stream_read_kernel(const uint4* a, s
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const size_t c = i + u * stride;
-      v[u] = c < chunks_a ? load_streaming(a + c) : c < total ? load_streaming(b + (c - chunks_a)) : make_uint4(0, 0, 0, 0);
+      v[u] = c < chunks_a ? load_streaming16(a + c) : c < total ? load_streaming16(b + (c - chunks_a)) : make_uint4(0, 0, 0, 0);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) acc ^= v[u].x ^ v[u].y ^ v[u].z ^ v[u].w;
@@ -38,12 +35,6 @@ __global__ void __launch_bounds__(kThreads) stream_read_kernel(const uint4* a, s
 }
 
 constexpr int kPatternWarps = 12;
-
-__device__ __forceinline__ float load_streaming_f32(const float* p) {
-  float v;
-  asm volatile("ld.global.nc.L1::no_allocate.f32 %0, [%1];" : "=f"(v) : "l"(p));
-  return v;
-}
 
 struct RowStep {
   uint4 w[4];
@@ -64,8 +55,8 @@ __global__ void __launch_bounds__(kPatternWarps * 32, 2)
 #pragma unroll
     for (int r = 0; r < 4; ++r) {
       const int64_t row = min(g * 4 + r, n - 1), e = row * k + c * 1024 + lane * 32;
-      st.w[r] = inside ? load_streaming(reinterpret_cast<const uint4*>(packed + e / 2)) : make_uint4(0, 0, 0, 0);
-      st.scale[r] = inside ? load_streaming_f32(absmax + e / 64) : 0.0f;
+      st.w[r] = inside ? load_streaming16(packed + e / 2) : make_uint4(0, 0, 0, 0);
+      st.scale[r] = inside ? load_streaming(absmax + e / 64) : 0.0f;
     }
     if (++c == chunks) {
       c = 0;
