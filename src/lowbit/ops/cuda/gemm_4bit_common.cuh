@@ -90,35 +90,38 @@ __device__ __forceinline__ uint32_t load_streaming_u8(const uint8_t* p) {
 // address. 64 KB.
 constexpr int kPairTableWords = 256 * 64;
 
-// The 16 codes go through shared memory first: one global round trip a block
-// instead of two dependent loads per entry (a fixed cost of every call).
-// kRowWords: 64 gives the one-PRMT addressing above; 32 packs the copies
-// (32 KB; the address then costs a shift-add more).
+// A thread an entry: its two codes read (the 64-byte map is one L1 line, a
+// single round trip for the block), its pair made once, then its row's 32
+// copies in eight 16-byte stores (four copies each), lane L starting at store
+// L % 8 so that the eight lanes of a quarter warp write eight different bank
+// groups. No barrier inside: the table sits on every call's path to its first
+// product (build_shared_tables ends with one). kRowWords: 64 gives the
+// one-PRMT addressing above; 32 packs the copies (32 KB; the address then
+// costs a shift-add more).
 template <typename T, int kRowWords = 64>
 __device__ __forceinline__ void build_pair_table(uint32_t* table, const float* code) {
-  __shared__ float codes[16];
-  if (threadIdx.x < 16) codes[threadIdx.x] = __ldg(code + threadIdx.x);
-  __syncthreads();
-  // 16-byte stores (four lanes' copies at once): a quarter warp writes 128
-  // contiguous bytes of a row.
-  for (int i = threadIdx.x; i < 256 * 8; i += blockDim.x) {
-    const int v = i >> 3;
-    const uint32_t pair = pack_pair<T>(codes[v >> 4], codes[v & 15]);
-    reinterpret_cast<uint4*>(table)[v * (kRowWords / 4) + (i & 7)] = make_uint4(pair, pair, pair, pair);
+  const int lane = int(threadIdx.x & 31);
+  for (int v = threadIdx.x; v < 256; v += blockDim.x) {
+    const uint32_t pair = pack_pair<T>(__ldg(code + (v >> 4)), __ldg(code + (v & 15)));
+    const uint4 copies = make_uint4(pair, pair, pair, pair);
+    uint4* const row = reinterpret_cast<uint4*>(table) + v * (kRowWords / 4);
+#pragma unroll
+    for (int c = 0; c < 8; ++c) row[(c + lane) & 7] = copies;
   }
 }
 
 // A fused kernel's shared tables: the code-pair table at the start of `smem`,
 // then (double quantization) the 256-value nested map after `table_words`;
 // returns the nested map's address, where the kernel's own scratch begins 256
-// floats later.
-template <typename T, bool kNested, int kRowWords = 64>
+// floats later. Ends with a barrier unless kBarrier is false (a kernel whose
+// next barrier comes before any lookup).
+template <typename T, bool kNested, int kRowWords = 64, bool kBarrier = true>
 __device__ __forceinline__ float* build_shared_tables(uint32_t* smem, int table_words, const Params& p) {
   float* nested_map = reinterpret_cast<float*>(smem + table_words);
   build_pair_table<T, kRowWords>(smem, p.code);
   if constexpr (kNested)
     for (int i = threadIdx.x; i < 256; i += blockDim.x) nested_map[i] = __ldg(p.nested_code + i);
-  __syncthreads();
+  if constexpr (kBarrier) __syncthreads();
   return nested_map;
 }
 

@@ -9,7 +9,8 @@
 //   each: lane L takes segment L of every chunk, so a warp reads 512
 //   contiguous bytes of each row)
 //
-//   block b: groups [b G / grid, (b + 1) G / grid)      (G = ceil(n / R))
+//   block b: floor(G / grid) groups, one more for the first G % grid blocks
+//            (G = ceil(n / R))
 //   unit   : one group x one of S k slices (slice = consecutive chunks)
 //   warp w : units w, w + kWarps, ... of its block, in one stream of steps
 //            (a step = one chunk of one unit); the next step's weights and
@@ -120,14 +121,30 @@ __device__ __forceinline__ float warp_sum_spread(float (&v)[N], int lane) {
   return v[0];
 }
 
-// How the rows and k are cut (host-chosen, see pick_split).
+// How the rows and k are cut (host-chosen, see pick_split), with what the
+// kernel would otherwise divide for in every warp before its first load (the
+// prologue is on each call's path: 24 warps an SM share its issue slots).
 struct Split {
   int64_t groups;  // row groups of R rows
   int slices;      // k slices a group
   int chunks;      // chunks of k (the last may be partial)
   int64_t groups_per_round;
   double steps;  // the cost model's steps of a warp (pick_split)
+  // Block b owns groups [b q + min(b, r), + q + (b < r)): q, r = groups
+  // divided by the grid.
+  int64_t block_groups;
+  int extra_groups;
+  // A warp's units advance by the block's warps: group_step groups and
+  // slice_step slices. Warp w starts at unit (w / S, w % S); slice s is
+  // chunks [s chunks / S, (s + 1) chunks / S).
+  int group_step, slice_step;
+  uint32_t slice_magic;  // a / S = umulhi(a, slice_magic) for a < 2^28 (S > 1)
 };
+
+// a / sp.slices without a division (a < 2^28: see Split::slice_magic).
+__device__ __forceinline__ uint32_t divide_by_slices(uint32_t a, const Split& sp) {
+  return sp.slices == 1 ? a : __umulhi(a, sp.slice_magic);
+}
 
 template <int R>
 struct Stage {
@@ -247,10 +264,7 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   constexpr int N = R * MP;
   static_assert(!kStaged || M == 1, "a staged row is one activation row");
   extern __shared__ __align__(16) uint32_t smem[];
-  __shared__ int slice_first[17];  // first chunk of each slice, then the end
   const int S = sp.slices;
-  if (threadIdx.x <= unsigned(S)) slice_first[threadIdx.x] = int(threadIdx.x) * sp.chunks / S;
-  __syncthreads();
 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint32_t lane4 = uint32_t(lane) * 4;
@@ -261,12 +275,12 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   const uint32_t stage_address = shared_address(stage);
   const int64_t segs = p.k / kSeg;
   const int64_t x_row = p.k / 8;  // 16-byte words of an activation row
-  // A warp's units advance by kWarps: that many slices, carried into groups.
-  const int group_step = kWarps / S, slice_step = kWarps % S;
+  const int group_step = sp.group_step, slice_step = sp.slice_step;
   const T* x = static_cast<const T*>(p.x);
 
-  const int64_t g_lo = int64_t(blockIdx.x) * sp.groups / gridDim.x;
-  const int64_t g_hi = int64_t(blockIdx.x + 1) * sp.groups / gridDim.x;
+  const int block = int(blockIdx.x);
+  const int64_t g_lo = int64_t(block) * sp.block_groups + min(block, sp.extra_groups);
+  const int64_t g_hi = g_lo + sp.block_groups + (block < sp.extra_groups ? 1 : 0);
   int64_t g_round = g_lo;
   int groups = 0;  // row groups of this round
 
@@ -280,8 +294,8 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   // (Read from the parameters where used: values kept live across the step
   // loop cost registers that the loads in flight need.)
   auto enter_unit = [&] {
-    c = slice_first[sl];
-    c_end = slice_first[sl + 1];
+    c = int(divide_by_slices(uint32_t(sl * sp.chunks), sp));
+    c_end = int(divide_by_slices(uint32_t((sl + 1) * sp.chunks), sp));
     const int64_t group = g_round + g;
     const uint32_t first = uint32_t(c) * (kChunkSegs * kSeg) + uint32_t(lane) * kSeg;
     if (in.output == GemvInput::kSwiGLUOut) {
@@ -293,7 +307,8 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
       }
     } else {
 #pragma unroll
-      for (int r = 0; r < R; ++r) e[r] = uint32_t(min(group * R + r, p.n - 1) * p.k) + first;
+      for (int r = 0; r < R; ++r)  // 32-bit: n * k < 2^32
+        e[r] = min(uint32_t(group) * R + r, uint32_t(p.n) - 1) * uint32_t(p.k) + first;
     }
   };
   auto load = [&](Stage<R>& st) {
@@ -384,8 +399,8 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   Stage<R> a, b;
   auto start_round = [&] {
     groups = int(g_hi - g_round < sp.groups_per_round ? g_hi - g_round : sp.groups_per_round);
-    g = warp / S;
-    sl = warp % S;
+    g = int(divide_by_slices(uint32_t(warp), sp));
+    sl = warp - g * S;
     if (g < groups) {
       enter_unit();
       load(a);
@@ -398,7 +413,8 @@ __global__ void __launch_bounds__(kConfigs[C].warps * 32, kConfigs[C].min_blocks
   // is persistent, so the next kernel may launch at once (cuda_common.h).
   allow_dependent_launch();
   if (g_round < g_hi) start_round();
-  build_shared_tables<T, kNested>(smem, kPairTableWords, p);  // ends with a barrier
+  // The staged row's barrier (stage_input) also covers the tables.
+  build_shared_tables<T, kNested, 64, !kStaged>(smem, kPairTableWords, p);
   wait_for_previous_grid();
   if constexpr (kStaged) stage_input<T, kWarps>(p, in, stage, red);
 
@@ -467,6 +483,12 @@ Split pick_split(int64_t groups, int64_t k, int warps, int64_t grid, int forced_
   sp.slices = forced_slices > 0 ? std::min(forced_slices, std::min(sp.chunks, kMaxUnits)) : best;
   sp.groups_per_round = kMaxUnits / sp.slices;
   sp.steps = cost(sp.slices);
+  sp.block_groups = sp.groups / grid;
+  sp.extra_groups = int(sp.groups % grid);
+  sp.group_step = warps / sp.slices;
+  sp.slice_step = warps % sp.slices;
+  // ceil(2^32 / S): exact quotients while a (S - 1) / S + a / 2^32 < 1.
+  sp.slice_magic = sp.slices > 1 ? uint32_t(((uint64_t(1) << 32) + sp.slices - 1) / sp.slices) : 0u;
   return sp;
 }
 
