@@ -95,7 +95,8 @@ constexpr int kPairTableWords = 256 * 64;
 // copies in eight 16-byte stores (four copies each), lane L starting at store
 // L % 8 so that the eight lanes of a quarter warp write eight different bank
 // groups. No barrier inside: the table sits on every call's path to its first
-// product (build_shared_tables ends with one). kRowWords: 64 gives the
+// product (build_shared_tables ends with one, or leaves it to the caller's
+// next barrier). kRowWords: 64 gives the
 // one-PRMT addressing above; 32 packs the copies (32 KB; the address then
 // costs a shift-add more).
 template <typename T, int kRowWords = 64>

@@ -487,7 +487,8 @@ Split pick_split(int64_t groups, int64_t k, int warps, int64_t grid, int forced_
   sp.extra_groups = int(sp.groups % grid);
   sp.group_step = warps / sp.slices;
   sp.slice_step = warps % sp.slices;
-  // ceil(2^32 / S): exact quotients while a (S - 1) / S + a / 2^32 < 1.
+  // ceil(2^32 / S) = 2^32 / S + e (e < 1): umulhi(a, it) = floor(a / S + a e / 2^32), exact while
+  // a e / 2^32 < 1 / S, so for a < 2^32 / S (2^28 at S = 16; the kernel's a <= S chunks < 2^27).
   sp.slice_magic = sp.slices > 1 ? uint32_t(((uint64_t(1) << 32) + sp.slices - 1) / sp.slices) : 0u;
   return sp;
 }
