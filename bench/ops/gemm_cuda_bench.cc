@@ -16,6 +16,7 @@
 //
 //   build/bench/bench_gemm_cuda [--quick | --small | --profile] [--batches 1,16,64] [--shape K N]
 //                               [--sweep] [--wgmma-sweep] [--int8-sweep] [--mma-sweep] [--gemv-sweep]
+//                               [--cluster-sweep]
 //                               [--wgmma-force TOKENS STREAM_K]
 //                               [--no-int8] [--swiglu]
 //
@@ -156,6 +157,7 @@ struct NF4Copies {
 struct Options {
   std::vector<int64_t> batches{1, 2, 3, 4, 8, 16, 32, 64, 256, 512};
   bool sweep = false, wgmma_sweep = false, int8_sweep = false, mma_sweep = false, gemv_sweep = false, int8 = true;
+  bool cluster_sweep = false;
   bool swiglu = false;
 };
 
@@ -202,9 +204,9 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
-  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %8s %8s %8s %5s\n", "batch",
+  std::printf("%6s | %10s %8s | %10s %8s %6s %6s | %10s %6s %6s | %8s %8s %8s %8s %8s %8s %8s %7s\n", "batch",
               "cublas us", "GB/s", "nf4 us", "GB/s", "roof", "x bf16", "nf4dq us", "roof", "x bf16", "gemv us", "mma us",
-              "wide us", "large us", "wgmma us", "deq us", "path");
+              "wide us", "large us", "wgmma us", "clust us", "deq us", "path");
   using lowbit::ops::cuda::Gemm4bitPath;
   // One kernel forced (0 when the shape rules it out), then back to auto.
   auto time_path = [&](Gemm4bitPath path, int64_t m, int split_k = 0, bool nested = false) {
@@ -236,17 +238,17 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
     });
     const double t_gemv = time_path(Gemm4bitPath::kGemv, m), t_mma = time_path(Gemm4bitPath::kMma, m),
                  t_wide = time_path(Gemm4bitPath::kMmaWide, m), t_large = time_path(Gemm4bitPath::kLarge, m),
-                 t_wgmma = time_path(Gemm4bitPath::kWgmma, m),
+                 t_wgmma = time_path(Gemm4bitPath::kWgmma, m), t_cluster = time_path(Gemm4bitPath::kCluster, m),
                  t_deq = m >= 16 ? time_path(Gemm4bitPath::kDequantize, m) : 0.0;
-    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq", "large", "wgmma"};
+    const char* path_names[] = {"auto", "gemv", "mma", "wide", "deq", "large", "wgmma", "cluster"};
     const auto path = lowbit::ops::cuda::gemm_4bit_path(DType::BF16, q.plain[0], m, x);
     const double bw_q = (nf4_bytes + io) / t_q, bw_dq = (nf4dq_bytes + io) / t_dq;
     std::printf(
         "%6lld | %10.1f %8.0f | %10.1f %8.0f %5.0f%% %6.2f | %10.1f %5.0f%% %6.2f | %8.1f %8.1f %8.1f %8.1f %8.1f %8.1f "
-        "%5s host %.1f us\n",
+        "%8.1f %7s host %.1f us\n",
         (long long)m, t_dense, bw_dense / 1000, t_q, bw_q / 1000, 100 * bw_q / roofline, t_dense / t_q, t_dq,
-        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_wgmma, t_deq, path_names[int(path)],
-        host_q);
+        100 * bw_dq / roofline, t_dense / t_dq, t_gemv, t_mma, t_wide, t_large, t_wgmma, t_cluster, t_deq,
+        path_names[int(path)], host_q);
   }
   // The read floor: a kernel that only reads the NF4 (and the bf16) weight's
   // bytes. What the GEMV can reach at batch 1 is bounded by it, not by the
@@ -377,6 +379,23 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       }
       lowbit::ops::cuda::fused4::set_mma_x_operand(0);
       std::printf(" us\n");
+    }
+  }
+  // The cluster kernel's k slices (blocks of a cluster; 0: the one it picks),
+  // plain and double-quantized.
+  if (opt.cluster_sweep) {
+    for (int64_t m : batches) {
+      if (m > lowbit::ops::cuda::fused4::kClusterMaxBatch) continue;
+      std::printf("cluster m%lld:", (long long)m);
+      for (bool nested : {false, true}) {
+        std::printf("  %s", nested ? "dq" : "plain");
+        for (int ks : {0, 1, 2, 4, 8}) {
+          lowbit::ops::cuda::fused4::set_cluster_k_slices(ks);
+          std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kCluster, m, 0, nested));
+        }
+      }
+      std::printf(" us\n");
+      lowbit::ops::cuda::fused4::set_cluster_k_slices(0);
     }
   }
   // The fused kernels' k split (0: the one they pick).
@@ -565,6 +584,8 @@ int main(int argc, char** argv) {
       opt.int8_sweep = true;
     } else if (std::strcmp(argv[i], "--mma-sweep") == 0) {  // the m <= 16 kernel's operand orders and k splits
       opt.mma_sweep = true;
+    } else if (std::strcmp(argv[i], "--cluster-sweep") == 0) {  // the cluster kernel's k slices
+      opt.cluster_sweep = true;
     } else if (std::strcmp(argv[i], "--gemv-sweep") == 0) {  // the one-row GEMV's launch shapes
       opt.gemv_sweep = true;
     } else if (std::strcmp(argv[i], "--swiglu") == 0) {  // the shape as gate | up, SwiGLU fused or not

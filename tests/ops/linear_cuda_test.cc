@@ -228,7 +228,7 @@ TEST(Linear4bitCuda, EveryPathMatchesCpu) {
       for (bool nested : {false, true}) {
         const KernelCase kc(c, dtype, nested, seed);
         for (auto path : {Gemm4bitPath::kGemv, Gemm4bitPath::kMma, Gemm4bitPath::kMmaWide, Gemm4bitPath::kLarge,
-                          Gemm4bitPath::kWgmma, Gemm4bitPath::kDequantize}) {
+                          Gemm4bitPath::kWgmma, Gemm4bitPath::kCluster, Gemm4bitPath::kDequantize}) {
           const Tensor got = kc.run_forced(dtype, c.m, path);
           if (!got.defined()) continue;
           ++runs;
@@ -253,6 +253,19 @@ TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
                       ops::cuda::Gemm4bitPath::kMma, [](int) {}, 1600 + mode);
   }
   ops::cuda::fused4::set_mma_x_operand(0);
+}
+
+// The cluster kernel (x staged, k cut across a cluster's blocks) with each
+// count of k slices: rounds that the slices do not cut evenly, n not a
+// multiple of its 8-row tiles or 32-row units, few tiles (fewer than the
+// clusters) and many (several units a warp), 1-16 rows, blocksize 32 to 4096.
+TEST(Linear4bitCuda, ClusterMatchesCpu) {
+  LOWBIT_REQUIRE_CUDA();
+  check_forced_path({{{16, 40, 1024, 64}, 0, 0}, {{9, 130, 2048, 64}, 2, 0}, {{16, 300, 4096, 128}, 4, 0},
+                     {{12, 64, 8192, 4096}, 8, 0}, {{13, 33, 640, 32}, 1, 0}, {{10, 7, 128, 64}, 0, 0},
+                     {{3, 9001, 1920, 64}, 8, 0}, {{16, 20000, 256, 256}, 0, 0}, {{1, 100, 2048, 64}, 4, 0},
+                     {{2, 5000, 3072, 64}, 2, 0}, {{5, 1030, 1408, 32}, 1, 0}},
+                    ops::cuda::Gemm4bitPath::kCluster, ops::cuda::fused4::set_cluster_k_slices, 1800);
 }
 
 // The one-row GEMV in each launch shape (12 x 2, 10 x 2, 20 x 1 warps x
@@ -356,10 +369,10 @@ TEST(Linear4bitCuda, WgmmaFusedSplitMatchesCpu) {
   ops::cuda::fused4::set_wgmma_fused_split(0);
 }
 
-// The kernels picked by rows on Llama shapes: the GEMV at one row, the m <=
-// 16 kernel at 2-16 rows but on Hopper's large weights (its wgmma GEMM's
-// narrow tiles there), the wgmma GEMM from 17 to 1024 rows, then dequantize
-// + cuBLAS.
+// The kernels picked by rows on Llama shapes: the GEMV at one row, on Hopper
+// the cluster kernel at 2-16 rows (but for 2-4 rows of weights longer than
+// wide), elsewhere the m <= 16 kernel or the wgmma GEMM's narrow tiles,
+// the wgmma GEMM from 17 to 1024 rows, then dequantize + cuBLAS.
 TEST(Linear4bitCuda, AutoPathByRows) {
   LOWBIT_REQUIRE_CUDA();
   using ops::cuda::Gemm4bitPath;
@@ -387,8 +400,9 @@ TEST(Linear4bitCuda, AutoPathByRows) {
       for (int64_t m : {2, 5, 6, 8, 9, 12, 16}) {
         const bool narrow = m >= 9 && values >= (int64_t(1) << 25) && (m >= 12 || w.n >= w.k);
         const bool narrow_wgmma = hopper && (nested ? narrow && !large : narrow || (m >= 6 && large));
+        const bool cluster = hopper && (m >= 5 || w.n >= w.k);
         EXPECT_EQ(ops::cuda::gemm_4bit_path(DType::BF16, p, m, x.raw_data()),
-                  narrow_wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kMma)
+                  cluster ? Gemm4bitPath::kCluster : narrow_wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kMma)
             << what << " m " << m << (nested ? " nested" : "");
       }
     }
@@ -518,7 +532,7 @@ TEST(Linear4bitCuda, StackedDoubleQuantEqualsDecodedOnEveryPath) {
         {Gemm4bitPath::kAuto, {1, 4, 16, 100, 400}}, {Gemm4bitPath::kGemv, {1, 3}},
         {Gemm4bitPath::kMma, {1, 3, 16}},            {Gemm4bitPath::kMmaWide, {17, 33}},
         {Gemm4bitPath::kLarge, {3, 17, 64}},         {Gemm4bitPath::kWgmma, {17, 64, 300}},
-        {Gemm4bitPath::kDequantize, {1, 17, 300}}};
+        {Gemm4bitPath::kCluster, {2, 9, 16}},        {Gemm4bitPath::kDequantize, {1, 17, 300}}};
     for (const auto& [path, batches] : cases) {
       ops::cuda::set_gemm_4bit_path(path);
       for (int64_t m : batches) {

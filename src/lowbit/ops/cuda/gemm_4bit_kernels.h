@@ -63,6 +63,18 @@ void mma(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void*
 // same with x arranged for it first (2), the weights (-1), or the default (0).
 void set_mma_x_operand(int mode);
 
+// Tensor-core kernel with x staged in shared memory and k cut across the
+// blocks of a cluster (gemm_4bit_cluster_cuda.cu): m <= kClusterMaxBatch,
+// bf16/f16, k % 128 == 0, power-of-two blocksize >= 32, x and packed 16-byte
+// aligned, n * k < 2^32, and a cut of k and the rows that fits shared memory.
+constexpr int64_t kClusterMaxBatch = 16;
+bool cluster_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x);
+void cluster(DType dtype, const void* x, int64_t m, const Packed4bit& w, const void* bias, void* out,
+             cudaStream_t stream);
+// Benchmarks and tests: the blocks of a cluster (k slices: 1, 2, 4 or 8), or
+// 0 to let the cost model pick.
+void set_cluster_k_slices(int ks);
+
 // Tensor-core kernel for wider batches (gemm_4bit_wide_cuda.cu): kMmaMaxBatch
 // < m <= kWideMaxBatch, bf16/f16, blocksize a power of two >= 64 dividing k,
 // x 16- and packed 8-byte aligned.

@@ -187,6 +187,18 @@ constexpr int64_t kWgmmaFromRows = 17, kWgmmaMaxRows = 1024;
 constexpr int64_t kWgmmaNarrowFromRows = 9, kWgmmaNarrowMinValues = int64_t(1) << 25, kWgmmaNarrowLongFromRows = 12;
 constexpr int64_t kWgmmaNarrowestFromRows = 6, kWgmmaNarrowestMinValues = int64_t(1) << 27;
 
+// On Hopper the cluster kernel (x staged, k cut across a cluster's blocks)
+// leads both at 2-16 rows: H200, us at 16 rows (cluster / the kernel taken
+// before): 4096 x 11008 16.0 / 20.8, 11008 x 4096 17.1 / 20.4, 8192 x 28672
+// 63.0 / 74.9, 4096 x 22016 26.0 / 35.9, 4096 x 4096 9.2 / 11.4; at 5-8
+// rows 15.4 / 20.7 on 4096 x 11008. At 2-4 rows the m <= 16 kernel keeps
+// weights longer than wide (11008 x 4096 at 2 rows: 14.7 against 15.6).
+// Double-quantized weights take the same kernels (so that a weight gives the
+// bits of its decoded twin), which costs them 4-5% at a few shapes (8192 x
+// 28672 at 2 rows 65.2 against 62.3 us, 14336 x 4096 at 8 rows 24.5 against
+// 23.6).
+bool cluster_leads(const Packed4bit& w, int64_t m) { return m >= 5 || (m >= 2 && w.n >= w.k); }
+
 // Whether the wgmma GEMM's narrow tiles take m < kWgmmaFromRows rows of w
 // (the rules above).
 bool wgmma_narrow_leads(const Packed4bit& w, int64_t m) {
@@ -208,13 +220,14 @@ void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
 Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   const bool gemv = fused4::gemv_supported(dtype, w, m, x), mma = fused4::mma_supported(dtype, w, m, x),
              wide = fused4::wide_supported(dtype, w, m, x), large = fused4::large_supported(dtype, w, m, x),
-             wgmma = fused4::wgmma_supported(dtype, w, m, x);
+             wgmma = fused4::wgmma_supported(dtype, w, m, x), cluster = fused4::cluster_supported(dtype, w, m, x);
   switch (forced_path) {
     case Gemm4bitPath::kWgmma: return wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kGemv: return gemv ? Gemm4bitPath::kGemv : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kMma: return mma ? Gemm4bitPath::kMma : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kMmaWide: return wide ? Gemm4bitPath::kMmaWide : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kLarge: return large ? Gemm4bitPath::kLarge : Gemm4bitPath::kDequantize;
+    case Gemm4bitPath::kCluster: return cluster ? Gemm4bitPath::kCluster : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kDequantize: return Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kAuto: break;
   }
@@ -228,6 +241,7 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
   if (gemv && m == 1) return Gemm4bitPath::kGemv;
   if (wgmma && m >= kWgmmaFromRows && m <= kWgmmaMaxRows) return Gemm4bitPath::kWgmma;
+  if (cluster && cluster_leads(w, m)) return Gemm4bitPath::kCluster;
   if (wgmma && wgmma_narrow_leads(w, m)) return Gemm4bitPath::kWgmma;
   if (large_auto && m > 8 && !mma) return Gemm4bitPath::kLarge;
   if (mma) return Gemm4bitPath::kMma;
@@ -247,6 +261,7 @@ void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const
     case Gemm4bitPath::kMmaWide: fused4::wide(dtype, x, m, w, bias, out, stream); return;
     case Gemm4bitPath::kLarge: fused4::large(dtype, x, m, w, bias, out, forced_split_k, stream); return;
     case Gemm4bitPath::kWgmma: fused4::wgmma(dtype, x, m, w, bias, out, forced_split_k, stream); return;
+    case Gemm4bitPath::kCluster: fused4::cluster(dtype, x, m, w, bias, out, stream); return;
     default: break;
   }
   // Prompt-sized batches and odd shapes: dequantize once, then cuBLAS.

@@ -47,7 +47,7 @@ void gemm_4bit(DType dtype, const void* x, int64_t m, const Packed4bit& w, const
                void* stream = nullptr);
 // Which kernel gemm_4bit runs. kAuto: chosen by batch and shape; the others
 // force one where the shape allows it (benchmarks and tests compare them).
-enum class Gemm4bitPath { kAuto, kGemv, kMma, kMmaWide, kDequantize, kLarge, kWgmma };
+enum class Gemm4bitPath { kAuto, kGemv, kMma, kMmaWide, kDequantize, kLarge, kWgmma, kCluster };
 // split_k: the fused kernels' k slices per row tile (a power of two; 0: chosen
 // from the shape).
 void set_gemm_4bit_path(Gemm4bitPath path, int split_k = 0);
