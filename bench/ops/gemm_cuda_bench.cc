@@ -265,10 +265,14 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         k % 32 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
           lowbit::bench::stream_read_gemv_pattern(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
         });
+    const double t_read_cluster =
+        k % 128 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
+          lowbit::bench::stream_read_cluster_pattern(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
+        });
     std::printf("read floor: NF4 bytes %.1f us (%.0f%% of roofline, %.0f GB/s), in the GEMV's pattern %.1f us (%.0f "
-                "GB/s); bf16 bytes %.1f us (%.0f GB/s; cuBLAS batch 1 %.1f us)\n",
+                "GB/s), in the cluster kernel's %.1f us; bf16 bytes %.1f us (%.0f GB/s; cuBLAS batch 1 %.1f us)\n",
                 t_read_q, 100 * nf4_bytes / t_read_q / roofline, nf4_bytes / t_read_q / 1000, t_read_pattern,
-                t_read_pattern > 0 ? nf4_bytes / t_read_pattern / 1000 : 0.0, t_read_dense,
+                t_read_pattern > 0 ? nf4_bytes / t_read_pattern / 1000 : 0.0, t_read_cluster, t_read_dense,
                 bf16_bytes / t_read_dense / 1000, dense_one_us);
     cudaFree(sink);
   }

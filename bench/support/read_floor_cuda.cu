@@ -82,7 +82,56 @@ __global__ void __launch_bounds__(kPatternWarps * 32, 2)
   if (acc == 0x9e3779b9u && threadIdx.x == 0x17f) sink[blockIdx.x & 63] = acc;
 }
 
+// The cluster kernel's pattern (gemm_4bit_cluster_cuda.cu) with the GEMV
+// pattern's warps and buffers: a step is 32 rows (4 tiles of 8) x 64 bytes,
+// lane (g, t) reading 16 bytes of row 8j + g at byte 16t; a warp walks its
+// 32-row unit along k, then takes the unit kPatternWarps x blocks on.
+__global__ void __launch_bounds__(kPatternWarps * 32, 2)
+    cluster_pattern_read_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink) {
+  ops::cuda::allow_dependent_launch();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t units = (n + 31) / 32, rounds = k / 128;
+  int64_t u = int64_t(blockIdx.x) * kPatternWarps + warp, r = 0;
+  const int64_t unit_step = int64_t(gridDim.x) * kPatternWarps;
+  const auto load = [&](RowStep& st) {
+    if (u >= units) return false;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t row = min(u * 32 + 8 * j + (lane >> 2), n - 1), e = row * k + r * 128 + (lane & 3) * 32;
+      st.w[j] = load_streaming16(packed + e / 2);
+      st.scale[j] = load_streaming(absmax + e / 64);
+    }
+    if (++r == rounds) {
+      r = 0;
+      u += unit_step;
+    }
+    return true;
+  };
+  uint32_t acc = 0;
+  const auto use = [&](const RowStep& st) {
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc ^= st.w[j].x ^ st.w[j].y ^ st.w[j].z ^ st.w[j].w ^ __float_as_uint(st.scale[j]);
+  };
+  RowStep a, b;
+  bool more_a = load(a), more_b = load(b);
+  while (more_a) {
+    use(a);
+    more_a = load(a);
+    if (!more_b) break;
+    use(b);
+    more_b = load(b);
+  }
+  ops::cuda::wait_for_previous_grid();
+  if (acc == 0x9e3779b9u && threadIdx.x == 0x17f) sink[blockIdx.x & 63] = acc;
+}
+
 }  // namespace
+
+void stream_read_cluster_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                                 cudaStream_t stream) {
+  ops::cuda::launch_dependent(cluster_pattern_read_kernel, dim3(unsigned(2 * ops::cuda::multiprocessors())),
+                              dim3(kPatternWarps * 32), 0, stream, packed, absmax, n, k, sink);
+}
 
 void stream_read_gemv_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
                               cudaStream_t stream) {

@@ -28,5 +28,11 @@ void stream_read(const void* a, size_t bytes_a, const void* b, size_t bytes_b, u
 // k: a multiple of 32.
 void stream_read_gemv_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
                               cudaStream_t stream);
+// The same warps and depth in the cluster kernel's pattern: a warp step =
+// 16 bytes of row 8j + g a lane (g = lane / 4, j < 4), the four lanes of a
+// row reading 64 contiguous bytes, so 32 rows x 64 bytes; a warp walks its 32
+// rows along k. k: a multiple of 128.
+void stream_read_cluster_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                                 cudaStream_t stream);
 
 }  // namespace lowbit::bench
