@@ -385,20 +385,24 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       std::printf(" us\n");
     }
   }
-  // The cluster kernel's k slices (blocks of a cluster; 0: the one it picks),
-  // plain and double-quantized.
+  // The cluster kernel's k slices (blocks of a cluster; 0: the one it picks)
+  // by tiles a unit, plain and double-quantized.
   if (opt.cluster_sweep) {
     for (int64_t m : batches) {
       if (m > lowbit::ops::cuda::fused4::kClusterMaxBatch) continue;
-      std::printf("cluster m%lld:", (long long)m);
-      for (bool nested : {false, true}) {
-        std::printf("  %s", nested ? "dq" : "plain");
-        for (int ks : {0, 1, 2, 4, 8}) {
-          lowbit::ops::cuda::fused4::set_cluster_k_slices(ks);
-          std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kCluster, m, 0, nested));
+      for (int tiles : {0, 4, 3}) {  // 0: 4 or 3 as the cost model picks
+        lowbit::ops::cuda::fused4::set_cluster_unit_tiles(tiles);
+        std::printf("cluster m%lld tiles %d:", (long long)m, tiles);
+        for (bool nested : {false, true}) {
+          std::printf("  %s", nested ? "dq" : "plain");
+          for (int ks : {0, 1, 2, 4, 8}) {
+            lowbit::ops::cuda::fused4::set_cluster_k_slices(ks);
+            std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kCluster, m, 0, nested));
+          }
         }
+        std::printf(" us\n");
       }
-      std::printf(" us\n");
+      lowbit::ops::cuda::fused4::set_cluster_unit_tiles(0);
       lowbit::ops::cuda::fused4::set_cluster_k_slices(0);
     }
   }

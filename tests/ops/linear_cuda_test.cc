@@ -256,16 +256,21 @@ TEST(Linear4bitCuda, MmaXOperandMatchesCpu) {
 }
 
 // The cluster kernel (x staged, k cut across a cluster's blocks) with each
-// count of k slices: rounds that the slices do not cut evenly, n not a
-// multiple of its 8-row tiles or 32-row units, few tiles (fewer than the
-// clusters) and many (several units a warp), 1-16 rows, blocksize 32 to 4096.
+// count of k slices and units of 4 and 3 tiles: rounds that the slices do
+// not cut evenly, n not a multiple of its 8-row tiles or of a unit's rows,
+// few tiles (fewer than the clusters) and many (several units a warp), 1-16
+// rows, blocksize 32 to 4096.
 TEST(Linear4bitCuda, ClusterMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
-  check_forced_path({{{16, 40, 1024, 64}, 0, 0}, {{9, 130, 2048, 64}, 2, 0}, {{16, 300, 4096, 128}, 4, 0},
-                     {{12, 64, 8192, 4096}, 8, 0}, {{13, 33, 640, 32}, 1, 0}, {{10, 7, 128, 64}, 0, 0},
-                     {{3, 9001, 1920, 64}, 8, 0}, {{16, 20000, 256, 256}, 0, 0}, {{1, 100, 2048, 64}, 4, 0},
-                     {{2, 5000, 3072, 64}, 2, 0}, {{5, 1030, 1408, 32}, 1, 0}},
-                    ops::cuda::Gemm4bitPath::kCluster, ops::cuda::fused4::set_cluster_k_slices, 1800);
+  for (int tiles : {4, 3}) {
+    ops::cuda::fused4::set_cluster_unit_tiles(tiles);
+    check_forced_path({{{16, 40, 1024, 64}, 0, 0}, {{9, 130, 2048, 64}, 2, 0}, {{16, 300, 4096, 128}, 4, 0},
+                       {{12, 64, 8192, 4096}, 8, 0}, {{13, 33, 640, 32}, 1, 0}, {{10, 7, 128, 64}, 0, 0},
+                       {{3, 9001, 1920, 64}, 8, 0}, {{16, 20000, 256, 256}, 0, 0}, {{1, 100, 2048, 64}, 4, 0},
+                       {{2, 5000, 3072, 64}, 2, 0}, {{5, 1030, 1408, 32}, 1, 0}},
+                      ops::cuda::Gemm4bitPath::kCluster, ops::cuda::fused4::set_cluster_k_slices, 1800 + tiles);
+  }
+  ops::cuda::fused4::set_cluster_unit_tiles(0);
 }
 
 // The one-row GEMV in each launch shape (12 x 2, 10 x 2, 20 x 1 warps x

@@ -10,7 +10,8 @@
 //   block   q (grid.x) : k slice q of that range (cluster rank q); it stages
 //                        x[0..16)[its k slice] in shared memory, arranged so
 //                        that one 16-byte load is a lane's mma A fragment
-//   unit               : 4 tiles (32 rows) over the block's k slice; warp w
+//   unit               : J = 4 or 3 tiles (32 or 24 rows, whichever fills
+//                        the warps better) over the block's k slice; warp w
 //                        takes units w, w + 16, ... in one stream of steps (a
 //                        step = one round), the next step's weights loaded
 //                        before the current one is computed
@@ -18,7 +19,7 @@
 //
 // One m16n8k16 mma: A = x (16 tokens x 16 k, from the staged slice), B = the
 // decoded codes of 8 weight rows, C = [16 tokens, 8 rows]; one A fragment
-// serves the unit's four tiles. The k order inside a round is permuted as in
+// serves the unit's J tiles. The k order inside a round is permuted as in
 // gemm_4bit_cuda.cu's x kernel: lane (g, t) loads 16 bytes (32 weights) of
 // row g of each tile at weights [32t, 32t + 32) of the round, step s uses its
 // weights 4s .. 4s + 3; the staged x holds the matching values in the order
@@ -58,7 +59,6 @@ constexpr int kWarps = 16;
 constexpr int kThreads = kWarps * 32;
 constexpr int kRound = 128;          // k of one round
 constexpr int kRoundBytes = 4096;    // a staged round: 16 tokens x 128 values x 2 bytes
-constexpr int kTiles = 4;            // 8-row tiles of a unit, sharing each x fragment
 constexpr int kTokens = 16;          // the mma's M
 constexpr int kMaxSliceRounds = 24;  // a block's staged rounds (96 KB)
 constexpr int kMaxClusterBlocks = 8;  // the portable cluster size
@@ -74,12 +74,14 @@ struct Plan {
   int clusters;
   int rows_stride;  // rows of a block's sums (its most tiles x 8)
   size_t smem;
+  int cost;  // plan_for's, in quarter rounds
 };
 
+template <int J>
 struct Stage {
-  uint4 w[kTiles];
-  ScaleRaw sc[kTiles];
-  uint32_t block[kTiles];  // absmax block of each tile's row (the nested decode reads it)
+  uint4 w[J];
+  ScaleRaw sc[J];
+  uint32_t block[J];  // absmax block of each tile's row (the nested decode reads it)
 };
 
 template <typename T> __device__ __forceinline__ uint32_t scale_pair(float v) { return pack_pair<T>(v, v); }
@@ -90,7 +92,7 @@ __device__ __forceinline__ uint4 load_shared16(uint32_t address) {
   return v;
 }
 
-template <typename T, bool kNested>
+template <typename T, bool kNested, int J>
 __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Params p, const Plan plan) {
   extern __shared__ __align__(16) uint32_t smem[];
   float* const nested_map = reinterpret_cast<float*>(smem + kPairTableWords);
@@ -109,25 +111,25 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
   const int tiles = int(plan.cluster_tiles) + (cluster < plan.extra_tiles ? 1 : 0);
   const int round0 = rank * plan.slice_rounds;
   const int block_rounds = min(plan.slice_rounds, plan.rounds - round0);
-  const int units = (tiles + kTiles - 1) / kTiles;
+  const int units = (tiles + J - 1) / J;
   const uint32_t n_last = uint32_t(p.n) - 1, k32 = uint32_t(p.k);
 
   // Step state: unit u, round r of the block's; e[j]: the element this lane
   // loads next in tile j (32-bit: n * k < 2^32), advanced by a round each
   // load; rows past n reread row n - 1.
   int u = warp, r = 0, live = 0;
-  uint32_t e[kTiles];
+  uint32_t e[J];
   auto enter_unit = [&] {
     r = 0;
-    live = min(kTiles, tiles - u * kTiles);
-    const uint32_t row0 = uint32_t(tile_lo + u * kTiles) * 8 + uint32_t(g);
+    live = min(J, tiles - u * J);
+    const uint32_t row0 = uint32_t(tile_lo + u * J) * 8 + uint32_t(g);
     const uint32_t first = uint32_t(round0) * kRound + uint32_t(t) * 32;
 #pragma unroll
-    for (int j = 0; j < kTiles; ++j) e[j] = min(row0 + 8 * j, n_last) * k32 + first;
+    for (int j = 0; j < J; ++j) e[j] = min(row0 + 8 * j, n_last) * k32 + first;
   };
-  auto load = [&](Stage& st) {
+  auto load = [&](Stage<J>& st) {
 #pragma unroll
-    for (int j = 0; j < kTiles; ++j) {
+    for (int j = 0; j < J; ++j) {
       st.block[j] = e[j] >> p.block_shift;
       if (j < live) {
         st.w[j] = load_streaming16(p.packed + (e[j] >> 1));
@@ -140,14 +142,14 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
     }
   };
 
-  float acc[kTiles][4] = {};
-  // All four tiles, live or not (a dead tile's codes are zeros and its sums
+  float acc[J][4] = {};
+  // All J tiles, live or not (a dead tile's codes are zeros and its sums
   // are dropped): a branch per tile would put the mma under divergence
   // checks (WARPSYNC a step) and double the step's instructions.
-  auto compute = [&](int round, const Stage& st) {
-    uint32_t scale[kTiles];
+  auto compute = [&](int round, const Stage<J>& st) {
+    uint32_t scale[J];
 #pragma unroll
-    for (int j = 0; j < kTiles; ++j)
+    for (int j = 0; j < J; ++j)
       scale[j] = scale_pair<T>(decode_scale<kNested>(p, nested_map, st.sc[j], st.block[j]));
     const uint32_t base = stage_address + ((uint32_t(round) * 256 + uint32_t(lane)) << 4);
 #pragma unroll
@@ -155,7 +157,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
       const uint4 xa = load_shared16(base + (s * 32 << 4));
       const uint32_t a[4] = {xa.x, xa.y, xa.z, xa.w};
 #pragma unroll
-      for (int j = 0; j < kTiles; ++j) {
+      for (int j = 0; j < J; ++j) {
         const uint32_t wd = word(st.w[j], s >> 1);
         const uint32_t b0 = (s & 1) ? lookup<2, false>(table, wd, lane4) : lookup<0, false>(table, wd, lane4);
         const uint32_t b1 = (s & 1) ? lookup<3, false>(table, wd, lane4) : lookup<1, false>(table, wd, lane4);
@@ -166,9 +168,9 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
   // A unit's sums: tile j's C fragment (tokens g, g + 8; rows 8j + 2t, +1)
   // into the block's [token][row] sums.
   auto flush = [&](int unit, int tiles_live) {
-    float* const dst = sums + unit * kTiles * 8 + 2 * t;
+    float* const dst = sums + unit * J * 8 + 2 * t;
 #pragma unroll
-    for (int j = 0; j < kTiles; ++j) {
+    for (int j = 0; j < J; ++j) {
       if (j < tiles_live) {
         *reinterpret_cast<float2*>(dst + g * plan.rows_stride + 8 * j) = make_float2(acc[j][0], acc[j][1]);
         *reinterpret_cast<float2*>(dst + (g + 8) * plan.rows_stride + 8 * j) = make_float2(acc[j][2], acc[j][3]);
@@ -179,7 +181,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
   };
   // One step: moves to the next (a new unit after the unit's last round),
   // loads it, then computes the current one; false when none is left.
-  auto step = [&](Stage& cur, Stage& next) {
+  auto step = [&](Stage<J>& cur, Stage<J>& next) {
     const int round = r, unit = u, tiles_live = live;  // (enter_unit moves them)
     bool more = true;
     const bool last = ++r == block_rounds;
@@ -195,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
   };
 
   allow_dependent_launch();  // every block is resident (clusters <= what the GPU holds)
-  Stage a, b;
+  Stage<J> a, b;
   if (u < units) {
     enter_unit();
     load(a);
@@ -326,19 +328,24 @@ int max_clusters(int ks) {
   return cache[ks];
 }
 
-int g_forced_ks = 0;  // set_cluster_k_slices
+int g_forced_ks = 0;     // set_cluster_k_slices
+int g_forced_tiles = 0;  // set_cluster_unit_tiles
 
-// The k slices with the fewest steps a warp (units a warp x rounds a
-// block), plus two steps for each unit past a warp's first and for clusters
-// of 8 (their barriers wait on more blocks). Fitted on an H200 at 16 rows,
-// us by k slices 2 / 4 / 8: 4096 x 11008 19.2 / 15.6 / 17.0, 11008 x 4096
-// - / 23.5 / 16.4, 8192 x 28672 - / 63.2 / 79.3, 4096 x 22016 26.3 / 28.0 /
-// 29.7. (Cutting a block's rounds among more warps measured slower
-// everywhere: the sums of the extra slices cost more than the idle warps.)
-template <auto kKernel>
+// The k slices with the least work a warp (units a warp x rounds a block x
+// tiles a unit), plus two rounds for each unit past a warp's first and for
+// clusters of 8 (their barriers wait on more blocks); J (tiles a unit) is
+// picked the same way by the caller. Fitted on an H200 at 8-16 rows, us by k
+// slices 2 / 4 / 8 with 4-tile units: 4096 x 11008 19.2 / 15.6 / 17.0,
+// 11008 x 4096 - / 23.5 / 16.4, 8192 x 28672 - / 63.2 / 79.3, 4096 x 22016
+// 26.3 / 28.0 / 29.7; 3-tile units where they fill the warps better (16
+// rows, 4 / 3 tiles: 4096 x 11008 16.0 / 15.5, 11008 x 4096 17.2 / 15.8,
+// 4096 x 4096 9.3 / 8.7, 8192 x 28672 64.5 / 67.4). (Cutting a block's
+// rounds among more warps measured slower everywhere: the sums of the extra
+// slices cost more than the idle warps.)
+template <auto kKernel, int J>
 Plan plan_for(const Params& p, int forced_ks) {
   Plan best{};
-  int best_cost = 1 << 30;
+  best.cost = 1 << 30;
   const int rounds = int(p.k / kRound);
   const int64_t tiles = (p.n + 7) / 8;
   for (int ks = 1; ks <= kMaxClusterBlocks; ks *= 2) {
@@ -351,20 +358,17 @@ Plan plan_for(const Params& p, int forced_ks) {
     const int most_tiles = int(cluster_tiles) + (extra > 0 ? 1 : 0);
     const size_t smem = smem_for(slice_rounds, most_tiles * 8);
     if (smem > kSmemLimit) continue;
-    const int passes = ((most_tiles + kTiles - 1) / kTiles + kWarps - 1) / kWarps;
-    const int cost = passes * slice_rounds + 2 * (passes - 1) + (ks == kMaxClusterBlocks ? 2 : 0);
-    if (cost < best_cost) {
-      best_cost = cost;
-      best = Plan{ks, slice_rounds, rounds, cluster_tiles, extra, clusters, most_tiles * 8, smem};
-    }
+    const int passes = ((most_tiles + J - 1) / J + kWarps - 1) / kWarps;
+    const int cost = passes * slice_rounds * J + 8 * (passes - 1) + (ks == kMaxClusterBlocks ? 8 : 0);
+    if (cost < best.cost)
+      best = Plan{ks, slice_rounds, rounds, cluster_tiles, extra, clusters, most_tiles * 8, smem, cost};
   }
   return best;
 }
 
-template <typename T, bool kNested>
-void launch(const Params& p, cudaStream_t stream) {
-  constexpr auto kernel = gemm_4bit_cluster_kernel<T, kNested>;
-  const Plan plan = plan_for<kernel>(p, g_forced_ks);
+template <typename T, bool kNested, int J>
+void launch(const Params& p, const Plan& plan, cudaStream_t stream) {
+  constexpr auto kernel = gemm_4bit_cluster_kernel<T, kNested, J>;
   if (plan.ks == 0)
     throw_error("gemm_4bit_cluster: no cut of k = " + std::to_string(p.k) + " and n = " + std::to_string(p.n) +
                 " fits shared memory (forced k slices " + std::to_string(g_forced_ks) + ")");
@@ -385,7 +389,20 @@ void launch(const Params& p, cudaStream_t stream) {
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, plan));
 }
 
+// Units of 4 or 3 tiles, whichever plan costs less (3 on a tie: fewer
+// registers, which double-quantized weights use).
+template <typename T, bool kNested>
+void launch_tiles(const Params& p, cudaStream_t stream) {
+  const Plan four = plan_for<gemm_4bit_cluster_kernel<T, kNested, 4>, 4>(p, g_forced_ks);
+  const Plan three = plan_for<gemm_4bit_cluster_kernel<T, kNested, 3>, 3>(p, g_forced_ks);
+  const bool use_four = g_forced_tiles == 4 || (g_forced_tiles != 3 && four.cost < three.cost);
+  if (use_four) launch<T, kNested, 4>(p, four, stream);
+  else launch<T, kNested, 3>(p, three, stream);
+}
+
 }  // namespace
+
+void set_cluster_unit_tiles(int tiles) { g_forced_tiles = tiles == 3 || tiles == 4 ? tiles : 0; }
 
 bool cluster_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   if (!layout_supported(dtype, w, x) || m < 1 || m > kClusterMaxBatch || w.k % kRound != 0 || w.blocksize < 32 ||
@@ -393,7 +410,8 @@ bool cluster_supported(DType dtype, const Packed4bit& w, int64_t m, const void* 
     return false;
   if ((w.k / kRound + 7) / 8 > kMaxSliceRounds || !hopper::device_is_sm90()) return false;
   // A cut whose staged x and partial sums fit shared memory.
-  return plan_for<gemm_4bit_cluster_kernel<__nv_bfloat16, false>>(make_params(w, x, m, nullptr, nullptr), g_forced_ks)
+  return plan_for<gemm_4bit_cluster_kernel<__nv_bfloat16, false, 4>, 4>(make_params(w, x, m, nullptr, nullptr),
+                                                                        g_forced_ks)
              .ks != 0;
 }
 
@@ -403,8 +421,9 @@ void cluster(DType dtype, const void* x, int64_t m, const Packed4bit& w, const v
              cudaStream_t stream) {
   const Params p = make_params(w, x, m, bias, out);
   const bool nested = w.qabsmax != nullptr;
-  if (dtype == DType::BF16) nested ? launch<__nv_bfloat16, true>(p, stream) : launch<__nv_bfloat16, false>(p, stream);
-  else nested ? launch<__half, true>(p, stream) : launch<__half, false>(p, stream);
+  if (dtype == DType::BF16)
+    nested ? launch_tiles<__nv_bfloat16, true>(p, stream) : launch_tiles<__nv_bfloat16, false>(p, stream);
+  else nested ? launch_tiles<__half, true>(p, stream) : launch_tiles<__half, false>(p, stream);
 }
 
 }  // namespace lowbit::ops::cuda::fused4

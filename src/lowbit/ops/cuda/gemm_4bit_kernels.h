@@ -74,6 +74,9 @@ void cluster(DType dtype, const void* x, int64_t m, const Packed4bit& w, const v
 // Benchmarks and tests: the blocks of a cluster (k slices: 1, 2, 4 or 8), or
 // 0 to let the cost model pick.
 void set_cluster_k_slices(int ks);
+// Benchmarks and tests: 8-row tiles a warp's unit (4 or 3), or 0 to let
+// the cost model pick.
+void set_cluster_unit_tiles(int tiles);
 
 // Tensor-core kernel for wider batches (gemm_4bit_wide_cuda.cu): kMmaMaxBatch
 // < m <= kWideMaxBatch, bf16/f16, blocksize a power of two >= 64 dividing k,
