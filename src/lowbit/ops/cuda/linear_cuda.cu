@@ -189,14 +189,13 @@ constexpr int64_t kWgmmaNarrowestFromRows = 6, kWgmmaNarrowestMinValues = int64_
 
 // On Hopper the cluster kernel (x staged, k cut across a cluster's blocks)
 // leads both at 2-16 rows: H200, us at 16 rows (cluster / the kernel taken
-// before): 4096 x 11008 16.0 / 20.8, 11008 x 4096 17.1 / 20.4, 8192 x 28672
-// 63.0 / 74.9, 4096 x 22016 26.0 / 35.9, 4096 x 4096 9.2 / 11.4; at 5-8
-// rows 15.4 / 20.7 on 4096 x 11008. At 2-4 rows the m <= 16 kernel keeps
-// weights longer than wide (11008 x 4096 at 2 rows: 14.7 against 15.6).
-// Double-quantized weights take the same kernels (so that a weight gives the
-// bits of its decoded twin), which costs them 4-5% at a few shapes (8192 x
-// 28672 at 2 rows 65.2 against 62.3 us, 14336 x 4096 at 8 rows 24.5 against
-// 23.6).
+// before): 4096 x 11008 15.5-15.7 / 20.8, 11008 x 4096 15.8-15.9 / 20.4,
+// 8192 x 28672 64-68 / 74.9, 4096 x 22016 26.1 / 35.9, 4096 x 4096 8.7 /
+// 11.4; at 8 rows 15.0 / 20.5 on 4096 x 11008. At 2-4 rows the m <= 16
+// kernel keeps weights longer than wide (11008 x 4096 at 2 rows: 14.7
+// against 15.6); on 8192 x 28672 the two are within the run-to-run spread
+// there (59-62 against 59-65). Double-quantized weights take the same
+// kernels (so that a weight gives the bits of its decoded twin).
 bool cluster_leads(const Packed4bit& w, int64_t m) { return m >= 5 || (m >= 2 && w.n >= w.k); }
 
 // Whether the wgmma GEMM's narrow tiles take m < kWgmmaFromRows rows of w
@@ -220,7 +219,9 @@ void set_gemm_4bit_path(Gemm4bitPath path, int split_k) {
 Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   const bool gemv = fused4::gemv_supported(dtype, w, m, x), mma = fused4::mma_supported(dtype, w, m, x),
              wide = fused4::wide_supported(dtype, w, m, x), large = fused4::large_supported(dtype, w, m, x),
-             wgmma = fused4::wgmma_supported(dtype, w, m, x), cluster = fused4::cluster_supported(dtype, w, m, x);
+             wgmma = fused4::wgmma_supported(dtype, w, m, x);
+  // (Its plan is worked out on the host: not for the one-row calls, unless forced.)
+  const bool cluster = (m >= 2 || forced_path == Gemm4bitPath::kCluster) && fused4::cluster_supported(dtype, w, m, x);
   switch (forced_path) {
     case Gemm4bitPath::kWgmma: return wgmma ? Gemm4bitPath::kWgmma : Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kGemv: return gemv ? Gemm4bitPath::kGemv : Gemm4bitPath::kDequantize;
@@ -231,11 +232,13 @@ Gemm4bitPath gemm_4bit_path(DType dtype, const Packed4bit& w, int64_t m, const v
     case Gemm4bitPath::kDequantize: return Gemm4bitPath::kDequantize;
     case Gemm4bitPath::kAuto: break;
   }
-  // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1, the
-  // tensor-core kernel from 2 to 16 (at 9-16 rows on large weights with x
-  // arranged for it: 8192 x 28672 at 16 rows 80.6 us against the tiled
+  // Measured on an H200 (docs/cuda.md): the GEMV leads at batch 1, on
+  // Hopper the cluster kernel from 2 to 16 rows (cluster_leads), elsewhere
+  // the tensor-core kernel from 2 to 16 (at 9-16 rows on large weights with
+  // x arranged for it: 8192 x 28672 at 16 rows 80.6 us against the tiled
   // GEMM's 90.1), the tiled GEMM up to kLargeMaxAuto rows, or on Hopper the
-  // wgmma GEMM from kWgmmaFromRows, and from 6 or 9 on large weights.
+  // wgmma GEMM from kWgmmaFromRows (and its narrow tiles from 6 or 9 rows on
+  // large weights where the cluster kernel does not apply).
   // Batches of 1-4 never take the tiled or wgmma GEMM by themselves (their k
   // split allocates).
   const bool large_auto = large && m > fused4::kGemvMaxBatch && m <= kLargeMaxAuto;
