@@ -41,6 +41,29 @@ struct RowStep {
   float scale[4];
 };
 
+// A warp's steps read two ahead of their use: load(step) fills a step and
+// says whether the warp had one left; every word is folded into a value that
+// is stored only if it matches a constant, so that the loads stay.
+template <typename Load>
+__device__ __forceinline__ void read_steps(Load load, uint32_t* sink) {
+  uint32_t acc = 0;
+  const auto use = [&](const RowStep& st) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) acc ^= st.w[r].x ^ st.w[r].y ^ st.w[r].z ^ st.w[r].w ^ __float_as_uint(st.scale[r]);
+  };
+  RowStep a, b;
+  bool more_a = load(a), more_b = load(b);
+  while (more_a) {
+    use(a);
+    more_a = load(a);
+    if (!more_b) break;
+    use(b);
+    more_b = load(b);
+  }
+  ops::cuda::wait_for_previous_grid();
+  if (acc == 0x9e3779b9u && threadIdx.x == blockDim.x - 1) sink[blockIdx.x & 63] = acc;
+}
+
 __global__ void __launch_bounds__(kPatternWarps * 32, 2)
     gemv_pattern_read_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink) {
   ops::cuda::allow_dependent_launch();
@@ -64,22 +87,7 @@ __global__ void __launch_bounds__(kPatternWarps * 32, 2)
     }
     return true;
   };
-  uint32_t acc = 0;
-  const auto use = [&](const RowStep& st) {
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc ^= st.w[r].x ^ st.w[r].y ^ st.w[r].z ^ st.w[r].w ^ __float_as_uint(st.scale[r]);
-  };
-  RowStep a, b;
-  bool more_a = load(a), more_b = load(b);
-  while (more_a) {
-    use(a);
-    more_a = load(a);
-    if (!more_b) break;
-    use(b);
-    more_b = load(b);
-  }
-  ops::cuda::wait_for_previous_grid();
-  if (acc == 0x9e3779b9u && threadIdx.x == 0x17f) sink[blockIdx.x & 63] = acc;
+  read_steps(load, sink);
 }
 
 // The cluster kernel's pattern (gemm_4bit_cluster_cuda.cu) with the GEMV
@@ -107,22 +115,7 @@ __global__ void __launch_bounds__(kPatternWarps * 32, 2)
     }
     return true;
   };
-  uint32_t acc = 0;
-  const auto use = [&](const RowStep& st) {
-#pragma unroll
-    for (int j = 0; j < 4; ++j) acc ^= st.w[j].x ^ st.w[j].y ^ st.w[j].z ^ st.w[j].w ^ __float_as_uint(st.scale[j]);
-  };
-  RowStep a, b;
-  bool more_a = load(a), more_b = load(b);
-  while (more_a) {
-    use(a);
-    more_a = load(a);
-    if (!more_b) break;
-    use(b);
-    more_b = load(b);
-  }
-  ops::cuda::wait_for_previous_grid();
-  if (acc == 0x9e3779b9u && threadIdx.x == 0x17f) sink[blockIdx.x & 63] = acc;
+  read_steps(load, sink);
 }
 
 }  // namespace
