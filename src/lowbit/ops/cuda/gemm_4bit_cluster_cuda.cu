@@ -43,6 +43,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <array>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -297,35 +298,37 @@ size_t smem_for(int slice_rounds, int rows_stride) {
          size_t(kTokens) * rows_stride * 4;
 }
 
-// Clusters of `ks` blocks the GPU holds at once (one block an SM).
+// Clusters of `ks` blocks the GPU holds at once (one block an SM), asked
+// once a kernel for every cluster size (a function-local static: callers on
+// several threads see it made once).
 template <auto kKernel>
 int max_clusters(int ks) {
-  static int cache[kMaxClusterBlocks + 1] = {};
-  if (cache[ks] == 0) {
+  static const std::array<int, kMaxClusterBlocks + 1> counts = [] {
+    std::array<int, kMaxClusterBlocks + 1> c{};
     LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemLimit)));
     int device = 0, sms = 0;
     LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
     LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-    if (ks == 1) {
-      cache[ks] = sms;
-    } else {
+    c[1] = sms;
+    for (int size = 2; size <= kMaxClusterBlocks; size *= 2) {
       cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(unsigned(ks), unsigned(sms));
+      cfg.gridDim = dim3(unsigned(size), unsigned(sms));
       cfg.blockDim = dim3(kThreads);
       cfg.dynamicSmemBytes = kSmemLimit;
       cudaLaunchAttribute attr{};
       attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = unsigned(ks);
+      attr.val.clusterDim.x = unsigned(size);
       attr.val.clusterDim.y = 1;
       attr.val.clusterDim.z = 1;
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
       int clusters = 0;
       LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kKernel, &cfg));
-      cache[ks] = std::max(clusters, 1);
+      c[size] = std::max(clusters, 1);
     }
-  }
-  return cache[ks];
+    return c;
+  }();
+  return counts[ks];
 }
 
 int g_forced_ks = 0;     // set_cluster_k_slices
