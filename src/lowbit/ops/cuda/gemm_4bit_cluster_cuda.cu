@@ -85,14 +85,6 @@ struct Stage {
   uint32_t block[J];  // absmax block of each tile's row (the nested decode reads it)
 };
 
-template <typename T> __device__ __forceinline__ uint32_t scale_pair(float v) { return pack_pair<T>(v, v); }
-
-__device__ __forceinline__ uint4 load_shared16(uint32_t address) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
-  return v;
-}
-
 template <typename T, bool kNested, int J>
 __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Params p, const Plan plan) {
   extern __shared__ __align__(16) uint32_t smem[];
@@ -150,8 +142,10 @@ __global__ void __launch_bounds__(kThreads, 1) gemm_4bit_cluster_kernel(const Pa
   auto compute = [&](int round, const Stage<J>& st) {
     uint32_t scale[J];
 #pragma unroll
-    for (int j = 0; j < J; ++j)
-      scale[j] = scale_pair<T>(decode_scale<kNested>(p, nested_map, st.sc[j], st.block[j]));
+    for (int j = 0; j < J; ++j) {
+      const float absmax = decode_scale<kNested>(p, nested_map, st.sc[j], st.block[j]);
+      scale[j] = pack_pair<T>(absmax, absmax);
+    }
     const uint32_t base = stage_address + ((uint32_t(round) * 256 + uint32_t(lane)) << 4);
 #pragma unroll
     for (int s = 0; s < 8; ++s) {  // mma step s: weights 4s .. 4s + 3 of the lane's segment
@@ -411,8 +405,9 @@ bool cluster_supported(DType dtype, const Packed4bit& w, int64_t m, const void* 
   if (!layout_supported(dtype, w, x) || m < 1 || m > kClusterMaxBatch || w.k % kRound != 0 || w.blocksize < 32 ||
       uint64_t(w.n) * uint64_t(w.k) >= (uint64_t(1) << 32))
     return false;
-  if ((w.k / kRound + 7) / 8 > kMaxSliceRounds || !hopper::device_is_sm90()) return false;
-  // A cut whose staged x and partial sums fit shared memory.
+  if (!hopper::device_is_sm90()) return false;
+  // A cut whose staged x (at most kMaxSliceRounds rounds a block) and sums fit
+  // shared memory.
   return plan_for<gemm_4bit_cluster_kernel<__nv_bfloat16, false, 4>, 4>(make_params(w, x, m, nullptr, nullptr),
                                                                         g_forced_ks)
              .ks != 0;

@@ -257,6 +257,14 @@ void finish_k_slices(const Params& p, float* partial, int split_k, cudaStream_t 
   LOWBIT_CUDA_CHECK(cudaFreeAsync(partial, stream));
 }
 
+// 16 bytes of shared memory at a shared-window address (a staged row or x
+// fragment).
+__device__ __forceinline__ uint4 load_shared16(uint32_t address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
+  return v;
+}
+
 // 32-bit word i of a 16-byte load.
 __device__ __forceinline__ uint32_t word(const uint4& v, int i) { return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w; }
 

@@ -170,12 +170,6 @@ constexpr int64_t staged_max_k(int config) { return config == 2 ? 2 * kGemvStage
 // different bank groups (unswizzled, two lanes in four share one).
 __device__ __forceinline__ uint32_t staged_chunk(uint32_t c) { return c ^ ((c >> 3) & 7u); }
 
-__device__ __forceinline__ uint4 load_shared16(uint32_t address) {
-  uint4 v;
-  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(address));
-  return v;
-}
-
 // Calls fn(c, load(c)) for the 16-byte chunks c < chunks a thread owns (c =
 // threadIdx.x + j * blockDim.x), kBatch loads in flight at a time: a row
 // costs one or two memory round trips, not one a chunk.
