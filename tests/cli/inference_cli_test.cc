@@ -70,6 +70,17 @@ TEST(InferenceCliErrors, BadInputGetsAClearMessage) {
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("the context holds 4"));
 
+  // Numeric options name the range they take.
+  r = run_lowbit("generate " + model() + " --prompt hi --temperature -1");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("--temperature: expected a number >= 0, got -1"));
+  r = run_lowbit("generate " + model() + " --prompt hi --top-p 1.5");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("--top-p: expected a number in [0, 1], got 1.5"));
+  r = run_lowbit("perplexity " + model() + " --text " + dev_text() + " --ctx 0");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, HasSubstr("--ctx: expected a number > 0, got 0"));
+
   r = run_lowbit("generate " + model() + " --prompt hi --device tpu");
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("--device: unknown device 'tpu'"));

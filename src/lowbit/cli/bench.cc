@@ -123,19 +123,19 @@ const CommandRegistration registration{{
           ->delimiter(',')
           ->default_str("1");
       app.add_option("--prompt", a->prompt, "prompt tokens before decoding")
-          ->check(CLI::PositiveNumber)
+          ->check(positive())
           ->default_str("32");
       app.add_option("--decode", a->decode, "single-token decode steps timed after the prompt")
-          ->check(CLI::PositiveNumber)
+          ->check(positive())
           ->default_str("128");
       app.add_option("--prefill", a->prefill, "comma-separated prompt lengths whose prefill speed is reported, or none")
           ->delimiter(',')
           ->default_str("512,2048");
       app.add_option("--repeats", a->repeats, "runs after the warm-up, median reported (when a run takes < 5 s)")
-          ->check(CLI::NonNegativeNumber)
+          ->check(non_negative())
           ->default_str("3");
       app.add_option("--seed", a->seed, "seed of the random weights and token ids")->default_str("0");
-      app.add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+      app.add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(non_negative());
       app.add_flag("--json", a->json, "print the rows as a JSON array of objects");
       CLI::Option* prefill = app.get_option("--prefill");
       return [a, prefill] {

@@ -84,7 +84,7 @@ const CommandRegistration registration{{
       app.add_option("model", a->model, "model directory (config.json, safetensors, tokenizer)")->required();
       app.add_option("--prompt", a->prompt, "prompt text")->required();
       app.add_option("--max-new-tokens", a->max_new_tokens, "generate at most this many tokens")
-          ->check(CLI::NonNegativeNumber);
+          ->check(non_negative());
       app.add_option("--context", a->context, "context (KV cache) length; default max_position_embeddings");
       app.add_flag("--no-bos", a->no_bos, "do not add the tokenizer's special tokens to the prompt");
       app.add_flag("--quiet", a->quiet, "no statistics on stderr");

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lowbit 0.1.0");
   int threads = 0;
-  app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", threads, "CPU threads (default: all cores)")->check(non_negative());
 
   auto& table = command_table();
   std::sort(table.begin(), table.end(), [](const Command& a, const Command& b) { return a.name < b.name; });

@@ -54,8 +54,8 @@ const CommandRegistration registration{{
       auto a = std::make_shared<PerplexityArgs>();
       app.add_option("model", a->model, "model directory (config.json, safetensors, tokenizer)")->required();
       app.add_option("--text", a->text, "UTF-8 text file")->required()->check(CLI::ExistingFile);
-      app.add_option("--ctx", a->ctx, "window length in tokens")->check(CLI::PositiveNumber);
-      app.add_option("--stride", a->stride, "tokens between window starts")->check(CLI::PositiveNumber);
+      app.add_option("--ctx", a->ctx, "window length in tokens")->check(positive());
+      app.add_option("--stride", a->stride, "tokens between window starts")->check(positive());
       app.add_flag("--json", a->json, "print {perplexity, tokens, tokens_per_second} as JSON");
       a->loading.add_to(app);
       return [a] { return run_perplexity(*a); };

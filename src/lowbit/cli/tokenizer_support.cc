@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "cli/command.h"
 #include "lowbit/engine/sampler.h"
 #include "lowbit/core/error.h"
 
@@ -24,12 +25,12 @@ std::string TextStream::push(int32_t id) { return decoder_->push(id); }
 std::string TextStream::finish() { return decoder_->finish(); }
 
 void add_sampling_options(CLI::App& app, SamplingArgs& a) {
-  app.add_option("--temperature", a.temperature, "sampling temperature (0: greedy)")->check(CLI::NonNegativeNumber);
-  app.add_option("--top-k", a.top_k, "sample from the k most likely tokens (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--temperature", a.temperature, "sampling temperature (0: greedy)")->check(non_negative());
+  app.add_option("--top-k", a.top_k, "sample from the k most likely tokens (0: all)")->check(non_negative());
   app.add_option("--top-p", a.top_p, "nucleus sampling: smallest set with this much probability")
-      ->check(CLI::Range(0.0f, 1.0f));
+      ->check(number_in(0, 1));
   app.add_option("--repetition-penalty", a.repetition_penalty, "divide logits of seen tokens (transformers' rule)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   app.add_option("--seed", a.seed, "random seed");
 }
 

@@ -1,12 +1,11 @@
 #include "lowbit/engine/model_loader.h"
 
-#include <fstream>
-#include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/model_weights_source.h"
 #include "lowbit/io/checkpoint.h"
+#include "lowbit/io/hf_config.h"
 #include "lowbit/models/registry.h"
 
 namespace lowbit::engine {
@@ -14,16 +13,6 @@ namespace lowbit::engine {
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json read_json_file(const fs::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("cannot open the file").with_file(path.string());
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(fmt::format("invalid JSON: {}", e.what())).with_file(path.string());
-  }
-}
 
 // transformers' BitsAndBytesConfig for quantization on load.
 std::optional<io::QuantizationConfig> on_load_config(const LoadOptions& options) {
@@ -76,7 +65,7 @@ std::unique_ptr<models::CausalLM> load_model(const fs::path& dir, const LoadOpti
   if (!fs::exists(config_path))
     throw Error(fmt::format("{} is not a model directory: config.json is missing", dir.string()))
         .with_file(config_path.string());
-  const nlohmann::json config_json = read_json_file(config_path);
+  const nlohmann::json config_json = io::read_json(config_path);
   const models::Architecture* arch = nullptr;
   models::ModelConfig config;
   try {

@@ -15,12 +15,6 @@
 namespace lowbit::quant {
 namespace {
 
-[[noreturn, maybe_unused]] void no_cuda(std::string_view op) {  // builds without the CUDA kernels
-  fail("{}: the tensor is on CUDA, but CUDA quantization kernels are not available in this build; "
-       "move the tensor to the CPU first",
-       op);
-}
-
 void check_float_input(const Tensor& x, std::string_view op) {
   LOWBIT_CHECK(x.defined(), "{}: the input tensor is undefined", op);
   LOWBIT_CHECK(is_floating(x.dtype()) && x.dtype() != DType::F64,

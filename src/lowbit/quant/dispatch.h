@@ -1,4 +1,5 @@
-// Turns a runtime float dtype into one template instantiation of a kernel.
+// Turns a runtime float dtype into one template instantiation of a kernel;
+// the error for CUDA tensors in builds without the CUDA kernels.
 #pragma once
 
 #include <string_view>
@@ -18,6 +19,13 @@ decltype(auto) dispatch_float(DType dtype, std::string_view what, Fn&& fn) {
     case DType::BF16: return fn(bf16{});
     default: fail("{}: expected a f32, f16 or bf16 tensor, got {}", what, dtype_name(dtype));
   }
+}
+
+// Thrown by an op given a CUDA tensor in a build without the CUDA kernels.
+[[noreturn, maybe_unused]] inline void no_cuda(std::string_view op) {
+  fail("{}: the tensor is on CUDA, but CUDA quantization kernels are not available in this build; "
+       "move the tensor to the CPU first",
+       op);
 }
 
 }  // namespace lowbit::quant

@@ -15,12 +15,6 @@
 namespace lowbit::quant {
 namespace {
 
-[[noreturn, maybe_unused]] void no_cuda(std::string_view op) {  // builds without the CUDA kernels
-  fail("{}: the tensor is on CUDA, but CUDA quantization kernels are not available in this build; "
-       "move the tensor to the CPU first",
-       op);
-}
-
 // Columns holding any |a| >= threshold, in increasing order.
 template <typename T>
 std::vector<int32_t> outlier_columns(const T* a, int64_t rows, int64_t cols, float threshold) {
