@@ -76,7 +76,7 @@ TEST(InferenceCliErrors, BadInputGetsAClearMessage) {
   EXPECT_THAT(r.output, HasSubstr("--temperature: expected a number >= 0, got -1"));
   r = run_lowbit("generate " + model() + " --prompt hi --top-p 1.5");
   EXPECT_NE(r.status, 0);
-  EXPECT_THAT(r.output, HasSubstr("--top-p: expected a number in [0, 1], got 1.5"));
+  EXPECT_THAT(r.output, HasSubstr("--top-p: expected a number in (0, 1], got 1.5"));
   r = run_lowbit("perplexity " + model() + " --text " + dev_text() + " --ctx 0");
   EXPECT_NE(r.status, 0);
   EXPECT_THAT(r.output, HasSubstr("--ctx: expected a number > 0, got 0"));

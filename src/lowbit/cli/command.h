@@ -39,7 +39,7 @@ inline CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
         if (v < lo || (lo_open && v == lo) || v > hi) return fmt::format("expected {}, got {}", want, text);
         return {};
       },
-      unbounded ? (lo_open ? "> " : ">= ") + fmt::format("{}", lo) : fmt::format("in [{}, {}]", lo, hi));
+      unbounded ? (lo_open ? "> " : ">= ") + fmt::format("{}", lo) : fmt::format("in {}{}, {}]", lo_open ? "(" : "[", lo, hi));
 }
 inline CLI::Validator non_negative() { return number_in(0, std::numeric_limits<double>::infinity()); }
 inline CLI::Validator positive() { return number_in(0, std::numeric_limits<double>::infinity(), true); }

@@ -28,7 +28,7 @@ void add_sampling_options(CLI::App& app, SamplingArgs& a) {
   app.add_option("--temperature", a.temperature, "sampling temperature (0: greedy)")->check(non_negative());
   app.add_option("--top-k", a.top_k, "sample from the k most likely tokens (0: all)")->check(non_negative());
   app.add_option("--top-p", a.top_p, "nucleus sampling: smallest set with this much probability")
-      ->check(number_in(0, 1));
+      ->check(number_in(0, 1, true));
   app.add_option("--repetition-penalty", a.repetition_penalty, "divide logits of seen tokens (transformers' rule)")
       ->check(positive());
   app.add_option("--seed", a.seed, "random seed");
