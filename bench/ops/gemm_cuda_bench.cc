@@ -18,13 +18,14 @@
 //                               [--sweep] [--wgmma-sweep] [--int8-sweep] [--mma-sweep] [--gemv-sweep]
 //                               [--cluster-sweep]
 //                               [--wgmma-force TOKENS STREAM_K]
-//                               [--no-int8] [--swiglu]
+//                               [--no-int8] [--swiglu] [--floor-plans]
 //
 // --sweep times the tiled GEMM's block tiles and k splits at batch 16, 64,
 // 256 and 512 and the wgmma GEMM's token tiles and k splits at each of
 // --batches; --no-int8 skips LLM.int8; --shape times one shape (in x out);
 // --swiglu times the shape as stacked gate and up rows with SwiGLU after the
-// product, fused into the 4-bit wgmma GEMM or not.
+// product, fused into the 4-bit wgmma GEMM or not; --floor-plans adds read
+// floors of layouts and pipelines not built yet (read_floor_cuda.h).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -45,6 +46,7 @@
 #include "ops/cuda/gemm_4bit_kernels.h"
 #include "ops/cuda/gemm_int8_cuda.h"
 #include "ops/cuda/linear_cuda.h"
+#include "support/gpu_check.h"
 #include "support/read_floor_cuda.h"
 
 namespace {
@@ -159,6 +161,7 @@ struct Options {
   bool sweep = false, wgmma_sweep = false, int8_sweep = false, mma_sweep = false, gemv_sweep = false, int8 = true;
   bool cluster_sweep = false;
   bool swiglu = false;
+  bool floor_plans = false;
 };
 
 void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
@@ -274,6 +277,20 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
                 t_read_q, 100 * nf4_bytes / t_read_q / roofline, nf4_bytes / t_read_q / 1000, t_read_pattern,
                 t_read_pattern > 0 ? nf4_bytes / t_read_pattern / 1000 : 0.0, t_read_cluster, t_read_dense,
                 bf16_bytes / t_read_dense / 1000, dense_one_us);
+    if (opt.floor_plans) {
+      // docs/cuda.md, "What is left": the cluster pattern over band-interleaved
+      // codes (batch 16) and bulk copies into a shared ring (batch 1).
+      const double t_banded =
+          k % 128 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
+            lowbit::bench::stream_read_cluster_banded(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
+          });
+      const double t_ring = k % 256 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
+        lowbit::bench::stream_read_bulk_ring(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
+      });
+      std::printf("read floor plans: cluster pattern over band-interleaved codes %.1f us, bulk copies into a "
+                  "shared ring %.1f us (0: the shape does not allow it)\n",
+                  t_banded, t_ring);
+    }
     cudaFree(sink);
   }
   // The tiled GEMM's block tiles (1-5, 0: chosen) and k splits (0: chosen).
@@ -596,6 +613,8 @@ int main(int argc, char** argv) {
       opt.cluster_sweep = true;
     } else if (std::strcmp(argv[i], "--gemv-sweep") == 0) {  // the one-row GEMV's launch shapes
       opt.gemv_sweep = true;
+    } else if (std::strcmp(argv[i], "--floor-plans") == 0) {  // read floors of layouts not built yet
+      opt.floor_plans = true;
     } else if (std::strcmp(argv[i], "--swiglu") == 0) {  // the shape as gate | up, SwiGLU fused or not
       opt.swiglu = true;
     } else if (std::strcmp(argv[i], "--wgmma-force") == 0 && i + 2 < argc) {  // token tile, stream-K (0/1), for a profiler
@@ -609,6 +628,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  if (!lowbit::bench::gpu_available("bench_gemm_cuda_bench")) return 1;
   cudaDeviceProp prop{};
   LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
   std::printf("%s, %d SMs, %d MB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);

@@ -14,6 +14,7 @@
 #include "lowbit/quant/blockwise.h"
 #include "quant/cuda/kernels.h"
 #include "support/cuda_events.h"
+#include "support/gpu_check.h"
 
 namespace {
 
@@ -107,4 +108,4 @@ BENCHMARK(BM_DequantizeNF4)->UseManualTime()->Unit(benchmark::kMicrosecond)->Ite
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return lowbit::bench::run_gpu_benchmarks(argc, argv, "bench_quant_cuda_bench"); }

@@ -2,6 +2,7 @@
 
 #include "ops/cuda/cuda_common.h"
 #include "ops/cuda/gemm_4bit_common.cuh"
+#include "ops/cuda/wgmma_sm90a.cuh"  // the mbarrier helpers (plain sm_90 instructions)
 
 namespace lowbit::bench {
 namespace {
@@ -118,7 +119,117 @@ __global__ void __launch_bounds__(kPatternWarps * 32, 2)
   read_steps(load, sink);
 }
 
+// As cluster_pattern_read_kernel, with band j of the unit at byte
+// band * 8 * k / 2 + round * 512 + lane * 16 (the band-interleaved layout).
+__global__ void __launch_bounds__(kPatternWarps * 32, 2)
+    cluster_banded_read_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink) {
+  ops::cuda::allow_dependent_launch();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t units = (n + 31) / 32, rounds = k / 128, bands = n / 8, band_bytes = 4 * k;
+  int64_t u = int64_t(blockIdx.x) * kPatternWarps + warp, r = 0;
+  const int64_t unit_step = int64_t(gridDim.x) * kPatternWarps;
+  const auto load = [&](RowStep& st) {
+    if (u >= units) return false;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int64_t band = min(u * 4 + j, bands - 1), row = band * 8 + (lane >> 2);
+      st.w[j] = load_streaming16(packed + band * band_bytes + r * 512 + lane * 16);
+      st.scale[j] = load_streaming(absmax + (row * k + r * 128 + (lane & 3) * 32) / 64);
+    }
+    if (++r == rounds) {
+      r = 0;
+      u += unit_step;
+    }
+    return true;
+  };
+  read_steps(load, sink);
+}
+
+// The bulk-copy ring: stage s holds kRingCodeBytes of codes and the absmax of
+// those codes (one f32 a 64-weight block: an eighth of their bytes).
+constexpr int kRingWarps = 8;  // consumers; one more warp holds the producer lane
+constexpr int kRingStages = 7;
+constexpr int kRingCodeBytes = 16384;
+constexpr int kRingStageBytes = kRingCodeBytes + kRingCodeBytes / 8;
+constexpr size_t kRingSmem = size_t(kRingStages) * kRingStageBytes + 2 * kRingStages * 8;
+
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+}
+
+__global__ void __launch_bounds__((kRingWarps + 1) * 32, 1)
+    bulk_ring_read_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink) {
+  extern __shared__ __align__(128) uint8_t ring[];
+  ops::cuda::allow_dependent_launch();
+  using namespace ops::cuda::wgmma;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const uint32_t stages = ops::cuda::shared_address(ring);
+  const uint32_t full = stages + kRingStages * kRingStageBytes, empty = full + 8 * kRingStages;
+  if (threadIdx.x == 0) init_stage_barriers(full, empty, kRingStages, 1, kRingWarps);
+  __syncthreads();
+  // This block's rows [r0, r1): one contiguous range of codes, one of absmax.
+  const int64_t r0 = int64_t(blockIdx.x) * n / gridDim.x, r1 = int64_t(blockIdx.x + 1) * n / gridDim.x;
+  const uint8_t* codes = packed + r0 * (k / 2);
+  const uint8_t* scales = reinterpret_cast<const uint8_t*>(absmax + r0 * (k / 64));
+  const int64_t code_bytes = (r1 - r0) * (k / 2);
+  const int64_t chunks = (code_bytes + kRingCodeBytes - 1) / kRingCodeBytes;
+  uint32_t acc = 0;
+  if (warp == kRingWarps) {
+    if (lane == 0)
+      for (int64_t i = 0; i < chunks; ++i) {
+        const int s = int(i % kRingStages);
+        if (i >= kRingStages) barrier_wait(empty + 8 * s, uint32_t(i / kRingStages - 1) & 1);
+        const uint32_t cb = uint32_t(min(int64_t(kRingCodeBytes), code_bytes - i * kRingCodeBytes)), sb = cb / 8;
+        const uint32_t dst = stages + s * kRingStageBytes;
+        barrier_arrive_expect(full + 8 * s, cb + sb);
+        bulk_load(dst, codes + i * kRingCodeBytes, cb, full + 8 * s);
+        bulk_load(dst + kRingCodeBytes, scales + i * (kRingCodeBytes / 8), sb, full + 8 * s);
+      }
+  } else {
+    for (int64_t i = 0; i < chunks; ++i) {
+      const int s = int(i % kRingStages);
+      barrier_wait(full + 8 * s, uint32_t(i / kRingStages) & 1);
+      const int cb = int(min(int64_t(kRingCodeBytes), code_bytes - i * kRingCodeBytes));
+      const uint8_t* stage = ring + s * kRingStageBytes;
+      for (int off = (warp * 32 + lane) * 16; off < cb; off += kRingWarps * 32 * 16) {
+        const uint4 v = *reinterpret_cast<const uint4*>(stage + off);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+      }
+      for (int off = (warp * 32 + lane) * 16; off < cb / 8; off += kRingWarps * 32 * 16) {
+        const uint4 v = *reinterpret_cast<const uint4*>(stage + kRingCodeBytes + off);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+      }
+      __syncwarp();
+      if (lane == 0) barrier_arrive(empty + 8 * s);
+    }
+  }
+  ops::cuda::wait_for_previous_grid();
+  if (acc == 0x9e3779b9u && threadIdx.x == 0) sink[blockIdx.x & 63] = acc;
+}
+
 }  // namespace
+
+void stream_read_cluster_banded(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                                cudaStream_t stream) {
+  ops::cuda::launch_dependent(cluster_banded_read_kernel, dim3(unsigned(2 * ops::cuda::multiprocessors())),
+                              dim3(kPatternWarps * 32), 0, stream, packed, absmax, n, k, sink);
+}
+
+bool stream_read_bulk_ring(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                           cudaStream_t stream) {
+  if (k % 256 != 0) return false;
+  static const bool ready = [] {
+    LOWBIT_CUDA_CHECK(
+        cudaFuncSetAttribute(bulk_ring_read_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kRingSmem)));
+    return true;
+  }();
+  (void)ready;
+  ops::cuda::launch_dependent(bulk_ring_read_kernel, dim3(unsigned(ops::cuda::multiprocessors())),
+                              dim3((kRingWarps + 1) * 32), kRingSmem, stream, packed, absmax, n, k, sink);
+  return true;
+}
 
 void stream_read_cluster_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
                                  cudaStream_t stream) {

@@ -35,4 +35,22 @@ void stream_read_gemv_pattern(const uint8_t* packed, const float* absmax, int64_
 void stream_read_cluster_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
                                  cudaStream_t stream);
 
+// Floors for layouts and pipelines not built yet (docs/cuda.md, "What is
+// left"): what they would cost is measured before they are written.
+//
+// The cluster pattern over a band-interleaved weight: each 8-row band of the
+// codes stored round by round (the 8 rows' 64-byte pieces of a 128-weight
+// round, in lane order), so that a warp's tile load is 512 contiguous bytes.
+// The bytes are read where that layout would put them; the absmax stays
+// row-major. k: a multiple of 128.
+void stream_read_cluster_banded(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                                cudaStream_t stream);
+// One block an SM streams its contiguous share of the rows (codes, then the
+// matching absmax) with bulk copies into a ring of shared-memory stages, one
+// producer lane and consumer warps that only fold what has landed. Returns
+// false (nothing launched) where the shares are not 16-byte aligned
+// (k % 256 != 0).
+bool stream_read_bulk_ring(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
+                           cudaStream_t stream);
+
 }  // namespace lowbit::bench

@@ -13,6 +13,7 @@
 
 #include "lowbit/train/optim/optimizer.h"
 #include "support/cuda_events.h"
+#include "support/gpu_check.h"
 
 namespace {
 
@@ -74,4 +75,4 @@ BENCHMARK(BM_AdamWStep)->Args({8, 1})->UseManualTime()->Unit(benchmark::kMillise
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) { return lowbit::bench::run_gpu_benchmarks(argc, argv, "bench_optim_cuda_bench"); }
