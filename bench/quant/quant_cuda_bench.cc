@@ -14,7 +14,6 @@
 #include "lowbit/quant/blockwise.h"
 #include "quant/cuda/kernels.h"
 #include "support/cuda_events.h"
-#include "support/gpu_check.h"
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include "lowbit/core/cuda_check.h"
+#include "support/gpu_check.h"
 
 namespace lowbit::bench {
 
@@ -32,6 +33,17 @@ double time_with_events(benchmark::State& state, Fn&& fn, int warmup = 3) {
   LOWBIT_CUDA_CHECK(cudaEventDestroy(start));
   LOWBIT_CUDA_CHECK(cudaEventDestroy(stop));
   return state.iterations() > 0 ? total / double(state.iterations()) : 0.0;
+}
+
+// BENCHMARK_MAIN's body behind gpu_available (gpu_check.h, which stays free of
+// Google Benchmark for the programs that do not link it).
+inline int run_gpu_benchmarks(int argc, char** argv, const char* program) {
+  if (!gpu_available(program)) return 1;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
 }
 
 }  // namespace lowbit::bench

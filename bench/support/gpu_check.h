@@ -2,7 +2,6 @@
 // exit status 1, not an uncaught CUDA error.
 #pragma once
 
-#include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -17,16 +16,6 @@ inline bool gpu_available(const char* program) {
   std::fprintf(stderr, "%s: needs a CUDA GPU (%s)\n", program,
                e == cudaSuccess ? "no device found" : cudaGetErrorString(e));
   return false;
-}
-
-// BENCHMARK_MAIN's body behind that check.
-inline int run_gpu_benchmarks(int argc, char** argv, const char* program) {
-  if (!gpu_available(program)) return 1;
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
 }
 
 }  // namespace lowbit::bench

@@ -13,7 +13,6 @@
 
 #include "lowbit/train/optim/optimizer.h"
 #include "support/cuda_events.h"
-#include "support/gpu_check.h"
 
 namespace {
 
