@@ -278,18 +278,28 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
                 t_read_pattern > 0 ? nf4_bytes / t_read_pattern / 1000 : 0.0, t_read_cluster, t_read_dense,
                 bf16_bytes / t_read_dense / 1000, dense_one_us);
     if (opt.floor_plans) {
-      // docs/cuda.md, "What is left": the cluster pattern over band-interleaved
-      // codes (batch 16) and bulk copies into a shared ring (batch 1).
+      // docs/cuda.md, "What is left, and two plans measured and set aside": the
+      // cluster pattern over band-interleaved codes (batch 16), bulk copies into
+      // a shared ring, bare and with the GEMV's arithmetic (batch 1).
       const double t_banded =
           k % 128 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
             lowbit::bench::stream_read_cluster_banded(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
           });
-      const double t_ring = k % 256 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
-        lowbit::bench::stream_read_bulk_ring(q.plain[i].packed, q.plain[i].absmax, n, k, sink, nullptr);
+      std::printf("read floor plans: cluster pattern over band-interleaved codes %.1f us; bulk copies into a "
+                  "shared ring (7 x 16 KB, 12 x 16 KB, 24 x 8 KB, 6 x 32 KB)",
+                  t_banded);
+      for (int shape = 0; shape < lowbit::bench::kBulkRingShapes; ++shape)
+        std::printf(" %.1f", k % 256 != 0 ? 0.0 : time_us(q_copies, [&](int i) {
+          lowbit::bench::stream_read_bulk_ring(q.plain[i].packed, q.plain[i].absmax, n, k, shape, sink, nullptr);
+        }));
+      int proto_stages = 0;
+      const double t_proto = time_us(q_copies, [&](int i) {
+        proto_stages = lowbit::bench::stream_gemv_bulk_ring(q.plain[i].packed, q.plain[i].absmax, q.plain[i].code, x,
+                                                            n, k, sink, nullptr);
       });
-      std::printf("read floor plans: cluster pattern over band-interleaved codes %.1f us, bulk copies into a "
-                  "shared ring %.1f us (0: the shape does not allow it)\n",
-                  t_banded, t_ring);
+      std::printf(" us; a ring of %d x %d KB (%d teams) with the GEMV's arithmetic %.1f us (0: the shape does not "
+                  "allow it)\n",
+                  proto_stages / 1000, proto_stages % 1000 / 10, proto_stages % 10, proto_stages > 0 ? t_proto : 0.0);
     }
     cudaFree(sink);
   }

@@ -31,12 +31,14 @@ void stream_read_gemv_pattern(const uint8_t* packed, const float* absmax, int64_
 // The same warps and depth in the cluster kernel's pattern: a warp step =
 // 16 bytes of row 8j + g a lane (g = lane / 4, j < 4), the four lanes of a
 // row reading 64 contiguous bytes, so 32 rows x 64 bytes; a warp walks its 32
-// rows along k. k: a multiple of 128.
+// rows along its k slice (k is cut where the units are fewer than the warps,
+// as the cluster kernel cuts it). k: a multiple of 128.
 void stream_read_cluster_pattern(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
                                  cudaStream_t stream);
 
-// Floors for layouts and pipelines not built yet (docs/cuda.md, "What is
-// left"): what they would cost is measured before they are written.
+// Floors for layouts and pipelines not built (docs/cuda.md, "What is left,
+// and two plans measured and set aside"): what they would cost, measured
+// before anyone writes them.
 //
 // The cluster pattern over a band-interleaved weight: each 8-row band of the
 // codes stored round by round (the 8 rows' 64-byte pieces of a 128-weight
@@ -49,8 +51,19 @@ void stream_read_cluster_banded(const uint8_t* packed, const float* absmax, int6
 // matching absmax) with bulk copies into a ring of shared-memory stages, one
 // producer lane and consumer warps that only fold what has landed. Returns
 // false (nothing launched) where the shares are not 16-byte aligned
-// (k % 256 != 0).
-bool stream_read_bulk_ring(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink,
-                           cudaStream_t stream);
+// (k % 256 != 0). shape: stages x code bytes a stage, 0: 7 x 16 KB,
+// 1: 12 x 16 KB, 2: 24 x 8 KB, 3: 6 x 32 KB.
+constexpr int kBulkRingShapes = 4;
+bool stream_read_bulk_ring(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, int shape,
+                           uint32_t* sink, cudaStream_t stream);
+
+// A ring of stages of whole 4-row groups (about 16 KB of codes) with the
+// one-row GEMV's per-byte arithmetic on what lands (table lookups, HFMA2 with
+// x from shared memory shared by a group's 4 rows, absmax scaling), no
+// per-row sums or output: stream and decode together. Returns stages * 1000 +
+// KB of codes a stage * 10 + consumer teams, 0 (nothing launched) where
+// k % 256 != 0, n % 4 != 0 or two stages do not fit beside the table and x.
+int stream_gemv_bulk_ring(const uint8_t* packed, const float* absmax, const float* code, const void* x, int64_t n,
+                           int64_t k, uint32_t* sink, cudaStream_t stream);
 
 }  // namespace lowbit::bench
