@@ -156,6 +156,26 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
                : "memory");
 }
 
+// The ring's producer (one lane): chunk i of the codes (stage_code_bytes, the
+// last one shorter) and its absmax (an eighth as many bytes) into stage
+// i % stages once the consumers have released that stage's previous chunk.
+__device__ __forceinline__ void produce_ring(const uint8_t* codes, const uint8_t* scales, int64_t code_bytes,
+                                             int stage_code_bytes, int stages, uint32_t ring, uint32_t full,
+                                             uint32_t empty) {
+  using namespace ops::cuda::wgmma;
+  const int stage_bytes = stage_code_bytes + stage_code_bytes / 8;
+  const int64_t chunks = (code_bytes + stage_code_bytes - 1) / stage_code_bytes;
+  for (int64_t i = 0; i < chunks; ++i) {
+    const int s = int(i % stages);
+    if (i >= stages) barrier_wait(empty + 8 * s, uint32_t(i / stages - 1) & 1);
+    const uint32_t cb = uint32_t(min(int64_t(stage_code_bytes), code_bytes - i * stage_code_bytes)), sb = cb / 8;
+    const uint32_t dst = ring + s * stage_bytes;
+    barrier_arrive_expect(full + 8 * s, cb + sb);
+    bulk_load(dst, codes + i * stage_code_bytes, cb, full + 8 * s);
+    bulk_load(dst + stage_code_bytes, scales + i * (stage_code_bytes / 8), sb, full + 8 * s);
+  }
+}
+
 template <int kRingStages, int kRingCodeBytes>
 __global__ void __launch_bounds__((kRingWarps + 1) * 32, 1)
     bulk_ring_read_kernel(const uint8_t* packed, const float* absmax, int64_t n, int64_t k, uint32_t* sink) {
@@ -176,16 +196,7 @@ __global__ void __launch_bounds__((kRingWarps + 1) * 32, 1)
   const int64_t chunks = (code_bytes + kRingCodeBytes - 1) / kRingCodeBytes;
   uint32_t acc = 0;
   if (warp == kRingWarps) {
-    if (lane == 0)
-      for (int64_t i = 0; i < chunks; ++i) {
-        const int s = int(i % kRingStages);
-        if (i >= kRingStages) barrier_wait(empty + 8 * s, uint32_t(i / kRingStages - 1) & 1);
-        const uint32_t cb = uint32_t(min(int64_t(kRingCodeBytes), code_bytes - i * kRingCodeBytes)), sb = cb / 8;
-        const uint32_t dst = stages + s * kRingStageBytes;
-        barrier_arrive_expect(full + 8 * s, cb + sb);
-        bulk_load(dst, codes + i * kRingCodeBytes, cb, full + 8 * s);
-        bulk_load(dst + kRingCodeBytes, scales + i * (kRingCodeBytes / 8), sb, full + 8 * s);
-      }
+    if (lane == 0) produce_ring(codes, scales, code_bytes, kRingCodeBytes, kRingStages, stages, full, empty);
   } else {
     for (int64_t i = 0; i < chunks; ++i) {
       const int s = int(i % kRingStages);
@@ -270,16 +281,7 @@ __global__ void __launch_bounds__((kProtoWarps + 1) * 32, 1)
   const int64_t chunks = (code_bytes + kCodeBytes - 1) / kCodeBytes;
   __syncthreads();  // the barriers, before the producer's first copy
   if (warp == kProtoWarps) {
-    if (lane == 0)
-      for (int64_t i = 0; i < chunks; ++i) {
-        const int s = int(i % kStages);
-        if (i >= kStages) barrier_wait(empty + 8 * s, uint32_t(i / kStages - 1) & 1);
-        const uint32_t cb = uint32_t(min(int64_t(kCodeBytes), code_bytes - i * kCodeBytes)), sb = cb / 8;
-        const uint32_t dst = stages + s * kStageBytes;
-        barrier_arrive_expect(full + 8 * s, cb + sb);
-        bulk_load(dst, codes + i * kCodeBytes, cb, full + 8 * s);
-        bulk_load(dst + kCodeBytes, scales + i * (kCodeBytes / 8), sb, full + 8 * s);
-      }
+    if (lane == 0) produce_ring(codes, scales, code_bytes, kCodeBytes, kStages, stages, full, empty);
     return;
   }
   // Consumers only: the table, then x (after the previous kernel, as in the GEMV).
