@@ -45,5 +45,17 @@ TEST(GenerateCliCuda, BadDeviceIndexNamesTheOption) {
   EXPECT_THAT(r.output, ::testing::HasSubstr("--device cuda:99: this machine has"));
 }
 
+// A KV cache larger than the GPU's free memory is refused before any layer's
+// cache is allocated, with its size and the free memory named.
+TEST(BenchCliCuda, KvCacheTooLargeForTheGpuIsNamed) {
+  LOWBIT_REQUIRE_CUDA();
+  const CliRun r = run_lowbit("bench --shape llama3-8b --device cuda --formats nf4 --batch 1024 --prompt 2048 "
+                              "--decode 2048 --prefill none --repeats 0");
+  EXPECT_NE(r.status, 0);
+  EXPECT_THAT(r.output, ::testing::HasSubstr("the KV cache of 1024 sequence(s) x 4097 positions (32 layers, 17.18 GB "
+                                             "each) needs 549.89 GB, but cuda:0 has "));
+  EXPECT_THAT(r.output, ::testing::HasSubstr("use fewer sequences or a shorter context"));
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -17,6 +17,14 @@ std::string cuda_kernels_unavailable_message(int device, std::string_view name, 
                                              std::string_view arch_list, std::string_view cause);
 
 int cuda_count();
+// Free and total bytes of a device's memory (cudaMemGetInfo: every process's
+// allocations and the CUDA contexts count as used).
+struct CudaMemoryInfo {
+  size_t free = 0, total = 0;
+};
+CudaMemoryInfo cuda_memory_info(int device);
+// Throws Error naming the device, the size and the free memory when the
+// device cannot hold `bytes`.
 void* cuda_malloc(size_t bytes, int device);
 void cuda_free(void* ptr, int device);
 void* cuda_malloc_host(size_t bytes);

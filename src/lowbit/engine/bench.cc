@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "engine/device_memory.h"
+#include "lowbit/core/bytes.h"
 #include "lowbit/core/thread_pool.h"
 #include "lowbit/engine/generate.h"
 #include "lowbit/engine/synthetic_weights.h"
@@ -213,12 +214,6 @@ BenchRow measure_format(const models::CausalLM& model, const BenchOptions& o, in
   return row;
 }
 
-// Decimal units, as the targets are written (4.3 GB).
-std::string bytes_str(uint64_t bytes) {
-  if (bytes >= 1000000000) return fmt::format("{:.2f} GB", double(bytes) / 1e9);
-  return fmt::format("{:.1f} MB", double(bytes) / 1e6);
-}
-
 std::string count_str(int64_t n) {
   return n >= 1000000000 ? fmt::format("{:.2f}B", double(n) / 1e9) : fmt::format("{:.2f}M", double(n) / 1e6);
 }
@@ -302,7 +297,7 @@ BenchReport run_bench(const BenchModel& model, const BenchOptions& o,
     say(fmt::format("{}: loading", name));
     LoadedModel loaded = load(model, format, options);
     say(fmt::format("{}: loaded in {:.1f} s ({}), measuring", name, loaded.seconds,
-                    bytes_str(loaded.model->weight_bytes())));
+                    bytes_text(loaded.model->weight_bytes())));
     for (const int64_t batch : options.batches) {
       if (options.batches.size() > 1) say(fmt::format("{}: batch {}", name, batch));
       BenchRow row = measure_format(*loaded.model, options, batch, ids, longest);
@@ -356,8 +351,8 @@ std::string format_table(const BenchReport& report) {
                                      std::to_string(r.decode),
                                      speed(r.prefill_tokens_per_second, base ? base->prefill_tokens_per_second : 0),
                                      speed(r.decode_tokens_per_second, base ? base->decode_tokens_per_second : 0),
-                                     bytes_str(r.peak_memory_bytes),
-                                     bytes_str(r.weight_bytes)};
+                                     bytes_text(r.peak_memory_bytes),
+                                     bytes_text(r.weight_bytes)};
     for (size_t i = 0; i < r.prefill.size(); ++i)
       line.push_back(speed(r.prefill[i].tokens_per_second,
                            base && i < base->prefill.size() ? base->prefill[i].tokens_per_second : 0));

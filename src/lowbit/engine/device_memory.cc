@@ -3,15 +3,16 @@
 #include <fstream>
 #include <string>
 
-namespace lowbit::engine::detail {
+#include "core/cuda_runtime.h"
 
-#ifdef LOWBIT_WITH_CUDA
-uint64_t cuda_memory_used(int device);  // cuda/device_memory_cuda.cu
-#endif
+namespace lowbit::engine::detail {
 
 uint64_t device_memory_used(Device device) {
 #ifdef LOWBIT_WITH_CUDA
-  if (device.is_cuda()) return cuda_memory_used(device.index);
+  if (device.is_cuda()) {
+    const lowbit::detail::CudaMemoryInfo info = lowbit::detail::cuda_memory_info(device.index);
+    return uint64_t(info.total - info.free);
+  }
 #endif
   return 0;
 }

@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "core/cuda_runtime.h"
+#include "lowbit/core/bytes.h"
 #include "lowbit/core/stream.h"
 #include "lowbit/ops/attention.h"
 #include "lowbit/ops/elementwise.h"
@@ -178,14 +180,33 @@ class Decoder final : public CausalLM {
                  "the context of {} tokens exceeds the model's max_position_embeddings ({})", capacity,
                  config_.max_position_embeddings);
     const Shape one = {capacity, config_.num_kv_heads, config_.head_dim};
+    // On a GPU the whole cache is checked against the free memory first, so
+    // that a cache too large fails at once with its size, not at the layer
+    // whose allocation happens to fail.
+    const uint64_t layer_bytes =
+        uint64_t(batch) * uint64_t(shape_numel(one)) * element_size(dtype_) * 2;  // keys and values
+    const auto what = [&] {
+      return fmt::format("the KV cache of {} sequence(s) x {} positions ({} layers, {} each)", batch, capacity,
+                         config_.num_layers, bytes_text(layer_bytes));
+    };
+    if (device_.is_cuda()) {
+      const lowbit::detail::CudaMemoryInfo memory = lowbit::detail::cuda_memory_info(device_.index);
+      const uint64_t total = layer_bytes * uint64_t(config_.num_layers);
+      LOWBIT_CHECK(total <= memory.free, "{} needs {}, but {} has {} free of {}: use fewer sequences or a shorter context",
+                   what(), bytes_text(total), device_.str(), bytes_text(memory.free), bytes_text(memory.total));
+    }
     std::vector<KVCache> caches(static_cast<size_t>(batch));
-    for (int64_t i = 0; i < config_.num_layers; ++i) {
-      const Tensor keys = Tensor::empty({batch, capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_);
-      const Tensor values = Tensor::empty(keys.shape(), dtype_, device_);
-      for (int64_t s = 0; s < batch; ++s) {
-        caches[size_t(s)].keys.push_back(keys.rows(s, s + 1).reshape(one));
-        caches[size_t(s)].values.push_back(values.rows(s, s + 1).reshape(one));
+    try {
+      for (int64_t i = 0; i < config_.num_layers; ++i) {
+        const Tensor keys = Tensor::empty({batch, capacity, config_.num_kv_heads, config_.head_dim}, dtype_, device_);
+        const Tensor values = Tensor::empty(keys.shape(), dtype_, device_);
+        for (int64_t s = 0; s < batch; ++s) {
+          caches[size_t(s)].keys.push_back(keys.rows(s, s + 1).reshape(one));
+          caches[size_t(s)].values.push_back(values.rows(s, s + 1).reshape(one));
+        }
       }
+    } catch (const Error& e) {
+      throw Error(what() + ": " + e.message());
     }
     return caches;
   }

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/cuda_runtime.h"
+#include "lowbit/core/bytes.h"
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/core/error.h"
 
@@ -46,6 +47,17 @@ int cuda_count() {
   return n;
 }
 
+CudaMemoryInfo cuda_memory_info(int device) {
+  int previous = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&previous));
+  LOWBIT_CUDA_CHECK(cudaSetDevice(device));
+  CudaMemoryInfo info;
+  const cudaError_t status = cudaMemGetInfo(&info.free, &info.total);
+  LOWBIT_CUDA_CHECK(cudaSetDevice(previous));
+  LOWBIT_CUDA_CHECK(status);
+  return info;
+}
+
 void* cuda_malloc(size_t bytes, int device) {
   LOWBIT_CUDA_CHECK(cudaSetDevice(device));
   require_cuda_kernels(device);
@@ -55,9 +67,9 @@ void* cuda_malloc(size_t bytes, int device) {
     cudaGetLastError();
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    throw_error("out of GPU memory on cuda:" + std::to_string(device) + ": asked for " + std::to_string(bytes) +
-                " bytes, " + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free (" +
-                cudaGetErrorString(err) + ")");
+    throw_error("out of GPU memory on cuda:" + std::to_string(device) + ": asked for " + bytes_text(bytes) + " (" +
+                std::to_string(bytes) + " bytes), " + bytes_text(free_b) + " of " + bytes_text(total_b) +
+                " free (" + cudaGetErrorString(err) + ")");
   }
   return p;
 }
