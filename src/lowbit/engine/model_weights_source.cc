@@ -12,6 +12,12 @@ Error shape_error(const std::string& name, const Shape& got, const Shape& want) 
       .with_tensor(name);
 }
 
+// A tensor that could not be placed on the device (out of GPU memory,
+// mostly): the error names it, since the allocator does not know it.
+[[noreturn]] void placement_failed(const std::string& name, Device device, const Error& e) {
+  throw Error(fmt::format("loading {} onto {}: {}", name, device.str(), e.message())).with_tensor(name);
+}
+
 }  // namespace
 
 ModelWeightsSource::ModelWeightsSource(const io::ModelWeights& weights, DType dtype, float int8_threshold,
@@ -25,7 +31,11 @@ Tensor ModelWeightsSource::dense(const std::string& name, const Shape& shape) co
   const io::LoadedWeight& w = weights_.get(name);
   if (w.shape() != shape) throw shape_error(name, w.shape(), shape);
   const Tensor t = w.format == io::LoadedWeight::Dense ? w.dense : w.dequantize(dtype_);
-  return (t.dtype() == dtype_ ? t : t.cast(dtype_)).to(device_);
+  try {
+    return (t.dtype() == dtype_ ? t : t.cast(dtype_)).to(device_);
+  } catch (const Error& e) {
+    placement_failed(name, device_, e);
+  }
 }
 
 nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, int64_t in, bool bias) const {
@@ -35,6 +45,14 @@ nn::Linear ModelWeightsSource::linear(const std::string& prefix, int64_t out, in
     throw Error(fmt::format("tensor {} is missing from the checkpoint", name)).with_tensor(name);
   const io::LoadedWeight& w = weights_.get(name);
   if (w.shape() != Shape{out, in}) throw shape_error(name, w.shape(), {out, in});
+  try {
+    return place_linear(w, out, in, std::move(b));
+  } catch (const Error& e) {
+    placement_failed(name, device_, e);
+  }
+}
+
+nn::Linear ModelWeightsSource::place_linear(const io::LoadedWeight& w, int64_t out, int64_t in, Tensor b) const {
   switch (w.format) {
     case io::LoadedWeight::Int8Rowwise:
       return nn::Linear::int8(w.int8.codes.to(device_), w.int8.scb.to(device_), int8_threshold_, std::move(b));

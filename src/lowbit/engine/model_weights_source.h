@@ -24,6 +24,9 @@ class ModelWeightsSource final : public models::WeightSource {
   nn::Linear linear(const std::string& prefix, int64_t out, int64_t in, bool bias) const override;
 
  private:
+  // The weight in the kernels' form on device() (linear() has checked it).
+  nn::Linear place_linear(const io::LoadedWeight& w, int64_t out, int64_t in, Tensor b) const;
+
   const io::ModelWeights& weights_;
   DType dtype_;
   float int8_threshold_;
