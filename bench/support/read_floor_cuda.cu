@@ -274,7 +274,8 @@ __global__ void __launch_bounds__((kProtoWarps + 1) * 32, 1)
   if (threadIdx.x == 0) init_stage_barriers(full, empty, kStages, 1, team_warps);
   // This block's groups [q0, q1) of 4 rows: one contiguous range of codes, one of absmax.
   const int64_t groups_all = n / 4;
-  const int64_t q0 = int64_t(blockIdx.x) * groups_all / gridDim.x, q1 = int64_t(blockIdx.x + 1) * groups_all / gridDim.x;
+  const int64_t q0 = int64_t(blockIdx.x) * groups_all / gridDim.x;
+  const int64_t q1 = int64_t(blockIdx.x + 1) * groups_all / gridDim.x;
   const uint8_t* codes = packed + q0 * 2 * k;
   const uint8_t* scales = reinterpret_cast<const uint8_t*>(absmax + q0 * (k / 16));
   const int64_t code_bytes = (q1 - q0) * 2 * k;

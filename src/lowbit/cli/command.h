@@ -32,14 +32,17 @@ inline CLI::Validator number_in(double lo, double hi, bool lo_open = false) {
   const bool unbounded = hi == std::numeric_limits<double>::infinity();
   std::string want = unbounded ? fmt::format("a number {} {}", lo_open ? ">" : ">=", lo)
                                : fmt::format("a number in {}{}, {}]", lo_open ? "(" : "[", lo, hi);
+  std::string name = unbounded ? fmt::format("{} {}", lo_open ? ">" : ">=", lo)
+                               : fmt::format("in {}{}, {}]", lo_open ? "(" : "[", lo, hi);
   return CLI::Validator(
       [=](std::string& text) -> std::string {
         double v = 0;
-        if (!CLI::detail::lexical_cast(text, v) || std::isnan(v)) return fmt::format("expected {}, got '{}'", want, text);
+        if (!CLI::detail::lexical_cast(text, v) || std::isnan(v))
+          return fmt::format("expected {}, got '{}'", want, text);
         if (v < lo || (lo_open && v == lo) || v > hi) return fmt::format("expected {}, got {}", want, text);
         return {};
       },
-      unbounded ? (lo_open ? "> " : ">= ") + fmt::format("{}", lo) : fmt::format("in {}{}, {}]", lo_open ? "(" : "[", lo, hi));
+      std::move(name));
 }
 inline CLI::Validator non_negative() { return number_in(0, std::numeric_limits<double>::infinity()); }
 inline CLI::Validator positive() { return number_in(0, std::numeric_limits<double>::infinity(), true); }

@@ -1,6 +1,5 @@
 #include "lowbit/engine/model_loader.h"
 
-
 #include <nlohmann/json.hpp>
 
 #include "engine/model_weights_source.h"
