@@ -192,8 +192,9 @@ class Decoder final : public CausalLM {
     if (device_.is_cuda()) {
       const lowbit::detail::CudaMemoryInfo memory = lowbit::detail::cuda_memory_info(device_.index);
       const uint64_t total = layer_bytes * uint64_t(config_.num_layers);
-      LOWBIT_CHECK(total <= memory.free, "{} needs {}, but {} has {} free of {}: use fewer sequences or a shorter context",
-                   what(), bytes_text(total), device_.str(), bytes_text(memory.free), bytes_text(memory.total));
+      LOWBIT_CHECK(total <= memory.free,
+                   "{} needs {}, but {} has {} free of {}: use fewer sequences or a shorter context", what(),
+                   bytes_text(total), device_.str(), bytes_text(memory.free), bytes_text(memory.total));
     }
     std::vector<KVCache> caches(static_cast<size_t>(batch));
     try {
