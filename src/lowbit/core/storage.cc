@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/cuda_runtime.h"
+#include "lowbit/core/bytes.h"
 #include "lowbit/core/error.h"
 
 namespace lowbit {
@@ -56,7 +57,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t bytes, MemoryKind kind, Device
     case MemoryKind::Host: {
       const size_t rounded = (alloc + kHostAlignment - 1) / kHostAlignment * kHostAlignment;
       s->data_ = std::aligned_alloc(kHostAlignment, rounded);
-      if (!s->data_) fail("out of host memory: could not allocate {} bytes", bytes);
+      if (!s->data_) fail("out of host memory: could not allocate {} ({} bytes)", bytes_text(bytes), bytes);
       s->owner_ = std::shared_ptr<void>(s->data_, [](void* p) { std::free(p); });
       s->device_ = Device::cpu();
       break;
