@@ -1,5 +1,8 @@
 #include <cmath>
 #include <limits>
+#include <string>
+
+#include <gmock/gmock.h>
 
 #include "lowbit/core/half.h"
 #include "lowbit/core/tensor.h"
@@ -106,6 +109,20 @@ TEST(ThreadPool, CoversRangeOnceAndPropagatesErrors) {
     parallel_for(0, 10, 1, [&](size_t a, size_t b) { total += int((hi - lo) * (b - a)); });
   });
   EXPECT_EQ(total.load(), 80);
+}
+
+// An allocation the host cannot make is an Error with its size, not a crash
+// (4 EiB: more than any address space holds).
+TEST(HostStorage, OutOfMemoryIsAnError) {
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "AddressSanitizer stops the process on an impossible allocation";
+#endif
+  try {
+    Tensor::empty({int64_t(1) << 62}, DType::U8, Device::cpu());
+    ADD_FAILURE() << "a 4 EB tensor was allocated";
+  } catch (const Error& e) {
+    EXPECT_THAT(std::string(e.what()), ::testing::HasSubstr("out of host memory: could not allocate 4611686.02 TB"));
+  }
 }
 
 }  // namespace
