@@ -472,20 +472,15 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   }
   // Each launch shape of the one-row GEMV (warps x blocks an SM), whatever
   // its cost model says; the fused variants where they apply.
-  // Blocks capped at one an SM leave room for the next call's blocks, whose
-  // prologue (tables, first weights) then runs under this call's loop.
   if (opt.gemv_sweep) {
-    for (int waves : {1, 2, 3, 4})
     for (int config : {-1, 1, 2}) {
-      const int cap = 0;
       fused4::set_gemv_launch_shape(config);
-      fused4::set_gemv_grid_waves(waves);
       const double dq = time_us(q_copies, [&](int i) {
         lowbit::ops::cuda::gemm_4bit(DType::BF16, x, 1, q.nested[i], nullptr, out);
       });
-      const char* shape = config == 2 ? "20 x 1" : config > 0 ? (cap ? "10 x 1" : "10 x 2") : (cap ? "12 x 1" : "12 x 2");
+      const char* shape = config == 2 ? "20 x 1" : config > 0 ? "10 x 2" : "12 x 2";
       const double plain = time_us(q_copies, gemv);
-      std::printf("gemv m1 %d waves %s warps x blocks: plain %.1f us (host %.1f us a launch), double-quant %.1f us", waves, shape,
+      std::printf("gemv m1 %s warps x blocks: plain %.1f us (host %.1f us a launch), double-quant %.1f us", shape,
                   plain, g_host_us, dq);
       if (fusable)
         std::printf(", rmsnorm prologue %.1f us, + swiglu out %.1f us, plain + add %.1f us",
@@ -494,8 +489,6 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       std::printf("\n");
     }
     fused4::set_gemv_launch_shape(0);
-    fused4::set_gemv_blocks_per_sm(0);
-    fused4::set_gemv_grid_waves(1);
   }
   // LLM.int8: f16 activations with 0.1% outlier columns (|x| = 10 >= 6).
   if (opt.int8) {

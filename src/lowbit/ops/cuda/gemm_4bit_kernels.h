@@ -51,11 +51,6 @@ void set_gemv_staging(bool on);
 // row is staged: 12 x 2 (-1), 10 x 2 (1), 20 x 1 (2), or as its cost model
 // picks (0).
 void set_gemv_launch_shape(int shape);
-// Benchmarks: at most this many of the one-row GEMV's blocks an SM (0: as
-// many as fit); fewer leave room for the next kernel's blocks on each SM.
-void set_gemv_blocks_per_sm(int blocks);
-// Benchmarks: grid = this many times the blocks the SMs hold (1: persistent).
-void set_gemv_grid_waves(int waves);
 
 // Tensor-core kernel (gemm_4bit_cuda.cu): m <= kMmaMaxBatch, bf16/f16,
 // k % 128 == 0, power-of-two blocksize >= 32, x and packed 16-byte aligned.

@@ -493,17 +493,10 @@ constexpr size_t smem_bytes() {
          (kStaged ? size_t(staged_max_k(C)) * 2 : 0);
 }
 
-int g_blocks_per_sm = 0;  // set_gemv_blocks_per_sm
-int g_grid_waves = 1;     // set_gemv_grid_waves
-
-// The blocks of the grid: as many as the SMs hold at once (or at most
-// g_blocks_per_sm an SM), times g_grid_waves.
 template <typename T, int M, bool kNested, int C, bool kStaged>
 int64_t block_slots() {
-  const int64_t slots = resident_block_slots<gemv_4bit_kernel<T, M, kNested, C, kStaged>>(
-      kConfigs[C].warps * 32, smem_bytes<M, C, kStaged>());
-  return g_grid_waves * (g_blocks_per_sm > 0 ? std::min<int64_t>(slots, int64_t(multiprocessors()) * g_blocks_per_sm)
-                                             : slots);
+  return resident_block_slots<gemv_4bit_kernel<T, M, kNested, C, kStaged>>(kConfigs[C].warps * 32,
+                                                                           smem_bytes<M, C, kStaged>());
 }
 
 // Launched as a programmatic dependent of the previous kernel on `stream`:
@@ -653,8 +646,5 @@ void gemv_fused(DType dtype, const void* src, const Packed4bit& w, const void* b
 void set_gemv_staging(bool on) { g_staging = on; }
 
 void set_gemv_launch_shape(int shape) { g_launch_shape = shape < 0 ? -1 : shape > 2 ? 0 : shape; }
-
-void set_gemv_blocks_per_sm(int blocks) { g_blocks_per_sm = blocks < 0 ? 0 : blocks; }
-void set_gemv_grid_waves(int waves) { g_grid_waves = waves < 1 ? 1 : waves; }
 
 }  // namespace lowbit::ops::cuda::fused4
