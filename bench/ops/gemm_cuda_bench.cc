@@ -319,10 +319,8 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   }
   // The wgmma GEMM's token tiles (0: chosen).
   if (opt.sweep || opt.wgmma_sweep) {
-    for (int dependent : {0, 1})
     for (int64_t m : batches) {
-      lowbit::ops::cuda::fused4::set_wgmma_cooperative_dependent(dependent != 0);
-      std::printf("wgmma m%lld%s (chosen: %s):", (long long)m, dependent ? " coop+pdl" : "",
+      std::printf("wgmma m%lld (chosen: %s):", (long long)m,
                   lowbit::ops::cuda::fused4::wgmma_choice(q.plain[0], m, out).c_str());
       if (m <= 16) {  // double-quantized absmax: the m <= 16 kernel against the wgmma GEMM
         const double t_mma = time_path(Gemm4bitPath::kMma, m, 0, true);
@@ -366,7 +364,6 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
       for (int ks : {1, 2, 3, 4, 6}) std::printf(" %d: %.1f", ks, time_path(Gemm4bitPath::kWgmma, m, ks));
       lowbit::ops::cuda::fused4::set_wgmma_stream_k(0);
       lowbit::ops::cuda::fused4::set_wgmma_fused_split(0);
-      lowbit::ops::cuda::fused4::set_wgmma_cooperative_dependent(false);
       std::printf(" us\n");
     }
   }

@@ -5,7 +5,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -84,39 +83,27 @@ __device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddep
 // waiting dependents must not hold slots that this grid's later blocks need.
 __device__ __forceinline__ void allow_dependent_launch() { asm volatile("griddepcontrol.launch_dependents;"); }
 
-// A launch with attributes (cudaLaunchKernelEx).
-template <size_t N, typename... Params, typename... Args>
-void launch_with(const std::array<cudaLaunchAttribute, N>& attrs, void (*kernel)(Params...), dim3 grid, dim3 block,
-                 size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+// A launch with one attribute (cudaLaunchKernelEx).
+template <typename... Params, typename... Args>
+void launch_with(cudaLaunchAttribute attr, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                 cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = shared_bytes;
   cfg.stream = stream;
-  cfg.attrs = const_cast<cudaLaunchAttribute*>(attrs.data());
-  cfg.numAttrs = unsigned(N);
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
-}
-
-inline cudaLaunchAttribute programmatic_attribute() {
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  return attr;
-}
-
-inline cudaLaunchAttribute cooperative_attribute() {
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeCooperative;
-  attr.val.cooperative = 1;
-  return attr;
 }
 
 template <typename... Params, typename... Args>
 void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
                       Args&&... args) {
-  launch_with(std::array{programmatic_attribute()}, kernel, grid, block, shared_bytes, stream,
-              std::forward<Args>(args)...);
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  launch_with(attr, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
 }
 
 // A cooperative launch: every block of the grid resident at once (the grid
@@ -124,18 +111,10 @@ void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t s
 template <typename... Params, typename... Args>
 void launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
                         Args&&... args) {
-  launch_with(std::array{cooperative_attribute()}, kernel, grid, block, shared_bytes, stream,
-              std::forward<Args>(args)...);
-}
-
-// Both: a cooperative grid that may also start while the previous kernel on
-// the stream drains (its blocks wait for one another only after
-// wait_for_previous_grid).
-template <typename... Params, typename... Args>
-void launch_cooperative_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
-                                  cudaStream_t stream, Args&&... args) {
-  launch_with(std::array{cooperative_attribute(), programmatic_attribute()}, kernel, grid, block, shared_bytes, stream,
-              std::forward<Args>(args)...);
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeCooperative;
+  attr.val.cooperative = 1;
+  launch_with(attr, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
 }
 
 // Streaming multiprocessors of the first device asked (kept for the process).

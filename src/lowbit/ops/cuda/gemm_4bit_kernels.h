@@ -123,8 +123,5 @@ void set_wgmma_stream_k(int mode);
 // Benchmarks and tests: 2 or 4 forces that k split summed in the kernel
 // (256-token tiles) where it fits, -1 never, 0 lets the cost model pick.
 void set_wgmma_fused_split(int mode);
-// Benchmarks: launch the cooperative kernels (stream-K, the fused split) as
-// programmatic dependents too.
-void set_wgmma_cooperative_dependent(bool on);
 
 }  // namespace lowbit::ops::cuda::fused4

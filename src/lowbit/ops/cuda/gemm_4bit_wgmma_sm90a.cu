@@ -634,8 +634,6 @@ CUtensorMap swiglu_code_map(const Params& p) {
   return hopper::tensor_map(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_32B);
 }
 
-bool g_cooperative_dependent = false;  // set_wgmma_cooperative_dependent
-
 // kFusedSplit > 1: that many k slices summed in the kernel (fused_split_fits).
 // kSwiGLU: p.swiglu.
 template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit, bool kSwiGLU>
@@ -691,10 +689,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
       tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.swiglu ? p.n / 2 : p.n, kBoxTokens) : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   if constexpr (stream_k || kFusedSplit > 1) {
-    if (g_cooperative_dependent)
-      launch_cooperative_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map,
-                                   out_map, p, work, sk, ss, scale_blocks, partial, tma_out);
-    else launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
+    launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
                        work, sk, ss, scale_blocks, partial, tma_out);
   } else {
     launch_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p, work,
@@ -851,7 +846,6 @@ void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t strea
 void set_wgmma_tokens(int tokens) { forced_tokens = tokens; }
 void set_wgmma_stream_k(int mode) { forced_stream_k = mode; }
 void set_wgmma_fused_split(int mode) { forced_fused_split = mode; }
-void set_wgmma_cooperative_dependent(bool on) { g_cooperative_dependent = on; }
 
 bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   return layout_supported(dtype, w, x) && m >= 1 && m < (int64_t(1) << 31) && w.k >= kStageK &&
