@@ -1,11 +1,14 @@
 // The CUDA optimizers against the CPU ones and against bitsandbytes' results,
 // and paged state against state kept on the GPU.
+#include <cuda_runtime.h>
+
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include <gtest/gtest.h>
 
+#include "lowbit/core/cuda_check.h"
 #include "lowbit/train/optim/optimizer.h"
 #include "support/test_support.h"
 
@@ -122,6 +125,37 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // The GPU kernels against bitsandbytes' own GPU results.
+// One optimizer over the same parameter on two GPUs, stepped with the first
+// GPU current: each parameter's kernels run on its own device, with that
+// device's code searches and paged stagers, and give the same bits there.
+TEST(OptimCudaMultiGpu, ParametersOnTwoGpusStepWhereTheyAre) {
+  LOWBIT_REQUIRE_CUDA();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  const int64_t n = 70001;
+  const Tensor p0 = random_param(n, 3);
+  const auto grads = random_grads(n, 4, 4);
+  for (const bool paged : {false, true}) {
+    OptimizerConfig config = OptimizerConfig::defaults(OptimizerKind::AdamW, 8);
+    config.paged = paged;
+    config.paged_chunk_elements = 1 << 14;
+    Tensor on0 = p0.to(Device::cuda(0)), on1 = p0.to(Device::cuda(1));
+    Optimizer opt(config);
+    opt.add(on0);
+    opt.add(on1);
+    for (const Tensor& g : grads) {
+      const Tensor both[2] = {g.to(Device::cuda(0)), g.to(Device::cuda(1))};
+      LOWBIT_CUDA_CHECK(cudaSetDevice(0));
+      opt.step(std::span<const Tensor>(both, 2));
+    }
+    const Tensor a = on0.to(Device::cpu()), b = on1.to(Device::cpu());
+    EXPECT_EQ(0, std::memcmp(a.raw_data(), b.raw_data(), a.nbytes())) << (paged ? "paged" : "on the GPU");
+    for (int k = 0; k < opt.state(0).num_states; ++k) {
+      const Tensor sa = opt.state(0).state[k].to(Device::cpu()), sb = opt.state(1).state[k].to(Device::cpu());
+      EXPECT_EQ(0, std::memcmp(sa.raw_data(), sb.raw_data(), sa.nbytes())) << "state " << k;
+    }
+  }
+}
+
 TEST(OptimCudaGolden, AdamW8bitMatchesBitsandbytes) {
   LOWBIT_REQUIRE_CUDA();
   auto g = io::SafetensorsReader::open(lowbit::testing::golden_dir() / "dev-optim.safetensors");

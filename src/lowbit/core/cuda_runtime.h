@@ -23,6 +23,12 @@ struct CudaMemoryInfo {
   size_t free = 0, total = 0;
 };
 CudaMemoryInfo cuda_memory_info(int device);
+// Streaming multiprocessors of the calling thread's current device (asked of
+// the runtime once a device), for kernels that size their grids to the GPU.
+int cuda_multiprocessors();
+// Makes `device` the calling thread's current device: the op front ends call
+// it before their CUDA bodies, so that kernels run where their tensors are.
+void cuda_use_device(int device);
 // Throws Error naming the device, the size and the free memory when the
 // device cannot hold `bytes`.
 void* cuda_malloc(size_t bytes, int device);

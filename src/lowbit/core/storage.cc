@@ -21,6 +21,8 @@ namespace detail {
 [[noreturn]] static void no_cuda() { fail("this lowbit was built without CUDA (configure with nvcc present)"); }
 int cuda_count() { return 0; }
 CudaMemoryInfo cuda_memory_info(int) { no_cuda(); }
+int cuda_multiprocessors() { no_cuda(); }
+void cuda_use_device(int) { no_cuda(); }
 void* cuda_malloc(size_t, int) { no_cuda(); }
 void cuda_free(void*, int) {}
 void* cuda_malloc_host(size_t) { no_cuda(); }

@@ -11,6 +11,7 @@
 #include <initializer_list>
 #include <string_view>
 
+#include "core/cuda_runtime.h"
 #include "lowbit/core/error.h"
 #include "lowbit/core/half.h"
 #include "lowbit/core/tensor.h"
@@ -38,11 +39,13 @@ void on_device(std::string_view op, Device device, CpuFn&& cpu) {
 }
 
 // Runs `cpu` for host tensors and `cuda` for device tensors (the op's
-// _cuda.cu body); in a build without CUDA a device tensor gets an Error.
+// _cuda.cu body) with their device made current; in a build without CUDA a
+// device tensor gets an Error.
 template <typename CpuFn, typename CudaFn>
 void on_device(std::string_view op, Device device, CpuFn&& cpu, [[maybe_unused]] CudaFn&& cuda) {
   if (device.is_cpu()) return cpu();
 #ifdef LOWBIT_WITH_CUDA
+  lowbit::detail::cuda_use_device(device.index);
   return cuda();
 #else
   fail("ops::{}: this build of lowbit has no CUDA support (got a tensor on {})", op, device.str());

@@ -8,6 +8,7 @@
 #include "quant/dispatch.h"
 
 #if defined(LOWBIT_WITH_CUDA) && defined(LOWBIT_WITH_CUDA_QUANT)
+#include "core/cuda_runtime.h"
 #include "quant/cuda/kernels.h"
 #define LOWBIT_QUANT_CUDA 1
 #endif
@@ -43,6 +44,7 @@ NestedAbsmax quantize_nested(const Tensor& absmax, int nested_blocksize, Tensor&
                                                 nested.nested_absmax.data<float>());
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     nested.offset = cuda::quantize_nested_absmax(absmax.data<float>(), blocks, nested.nested_code.data<float>(),
                                                  nested_blocksize, qabsmax.data<uint8_t>(),
                                                  nested.nested_absmax.data<float>());
@@ -88,6 +90,7 @@ Tensor resolve_absmax(const QuantState& state, Device device, std::string_view o
                                   nested.blocksize, nested.offset, out.data<float>());
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     cuda::dequantize_nested_absmax(q.data<uint8_t>(), scales.data<float>(), code.data<float>(), state.blocks(),
                                    nested.blocksize, nested.offset, out.data<float>());
 #else
@@ -120,6 +123,7 @@ Tensor quantize_4bit(const Tensor& x, QuantType type, int blocksize, bool double
     });
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     cuda::quantize_4bit(x.dtype(), x.raw_data(), n, type, blocksize, packed.data<uint8_t>(), absmax.data<float>());
 #else
     no_cuda(op);
@@ -164,6 +168,7 @@ void dequantize_4bit_into(const Tensor& packed, const QuantState& state, Tensor&
     });
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     dispatch_float(dtype, op, [](auto) {});
     cuda::dequantize_4bit(dtype, packed.data<uint8_t>(), absmax.data<float>(), n, state.type, state.blocksize,
                           out.raw_data());
@@ -198,6 +203,7 @@ Tensor quantize_blockwise(const Tensor& x, int blocksize, bool nested, QuantStat
     });
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     cuda::quantize_dynamic8(x.dtype(), x.raw_data(), n, code.data<float>(), blocksize, codes.data<uint8_t>(),
                             absmax.data<float>());
 #else
@@ -248,6 +254,7 @@ void dequantize_blockwise_into(const Tensor& codes, const QuantState& state, Ten
     });
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     dispatch_float(dtype, op, [](auto) {});
     cuda::dequantize_dynamic8(dtype, codes.data<uint8_t>(), absmax.data<float>(), code.data<float>(), n,
                               state.blocksize, out.raw_data());

@@ -8,6 +8,7 @@
 #include "quant/dispatch.h"
 
 #if defined(LOWBIT_WITH_CUDA) && defined(LOWBIT_WITH_CUDA_QUANT)
+#include "core/cuda_runtime.h"
 #include "quant/cuda/kernels.h"
 #define LOWBIT_QUANT_CUDA 1
 #endif
@@ -58,6 +59,7 @@ Int8Rows int8_vectorwise_quant(const Tensor& a, float threshold) {
     out.outlier_cols = Tensor::from_vector(columns, {int64_t(columns.size())});
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     dispatch_float(a.dtype(), op, [](auto) {});
     cuda::int8_vectorwise_quant(a.dtype(), a.raw_data(), rows, cols, threshold, out.codes.data<int8_t>(),
                                 out.row_stats.data<float>());
@@ -99,6 +101,7 @@ Tensor int8_vectorwise_dequant(const Tensor& codes, const Tensor& row_stats, DTy
     });
   } else {
 #ifdef LOWBIT_QUANT_CUDA
+    lowbit::detail::cuda_use_device(device.index);
     dispatch_float(out_dtype, op, [](auto) {});
     cuda::int8_vectorwise_dequant(out_dtype, codes.data<int8_t>(), row_stats.data<float>(), rows, cols,
                                   out.raw_data());

@@ -1,5 +1,6 @@
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <mutex>
 #include <string>
 
@@ -45,6 +46,23 @@ int cuda_count() {
     return 0;
   }
   return n;
+}
+
+int cuda_multiprocessors() {
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> counts[kMaxDevices] = {};  // 0: not asked yet
+  int device = 0, count = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+  if (device >= 0 && device < kMaxDevices && (count = counts[device].load(std::memory_order_relaxed)) > 0) return count;
+  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+  if (device >= 0 && device < kMaxDevices) counts[device].store(count, std::memory_order_relaxed);
+  return count;
+}
+
+void cuda_use_device(int device) {
+  int current = 0;
+  LOWBIT_CUDA_CHECK(cudaGetDevice(&current));
+  if (current != device) LOWBIT_CUDA_CHECK(cudaSetDevice(device));
 }
 
 CudaMemoryInfo cuda_memory_info(int device) {

@@ -27,7 +27,6 @@
 // for the whole cache and each block sizes its chunk from the position, so
 // the work stays spread out as the sequence grows.
 #include <algorithm>
-#include <atomic>
 #include <string>
 #include <type_traits>
 
@@ -530,17 +529,8 @@ template <typename T, int kMaxD>
 void launch_flash(const AttentionParams& p) {
   const int ld = row_stride(p.d);
   const size_t smem = (size_t(2) * kTile * ld + size_t(kTile) * kPStride) * sizeof(float);
-  // The shared-memory limit is set once per instantiation and device.
-  static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = uint64_t(1) << (device % 64);
-  if (!(configured.load() & bit)) {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(flash_attention_kernel<T, kMaxD>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           int((2 * kTile * (kMaxD + 1) + kTile * kPStride) * sizeof(float))));
-    configured.fetch_or(bit);
-  }
+  allow_shared_memory<flash_attention_kernel<T, kMaxD>>(
+      int((2 * kTile * (kMaxD + 1) + kTile * kPStride) * sizeof(float)));
   const dim3 grid(unsigned((p.tokens + kTile - 1) / kTile), unsigned(p.heads), unsigned(p.batch));
   flash_attention_kernel<T, kMaxD><<<grid, kFlashThreads, smem, current_stream()>>>(p);
   LOWBIT_CUDA_CHECK_LAUNCH();
@@ -551,9 +541,7 @@ void launch_decode(const AttentionParams& p, int64_t capacity) {
   // Keys of this step, or at most (a captured step, position on the device).
   int64_t keys = p.past_on_device ? capacity : p.past + 1;
   if (p.window > 0) keys = std::min(keys, p.window);
-  int device = 0, sms = 0;
-  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int sms = multiprocessors();
   // A warp walks its keys one after the other, each a chain of dependent
   // loads and shuffles (~1 us): about two keys a warp, as long as that stays
   // within 128 splits or two blocks an SM.
@@ -636,7 +624,6 @@ void set_attention_tensor_cores(bool on) { g_attention_mma = on; }
 
 void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Position& past, Tensor& out,
                int64_t window) {
-  use_device(q.device().index);
   // [capacity, kv_heads, d], or [batch, capacity, kv_heads, d] with q's rows
   // split evenly between the sequences.
   const int64_t batch = k_cache.ndim() == 4 ? k_cache.dim(0) : 1, capacity = k_cache.dim(-3);
@@ -656,7 +643,6 @@ void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, co
 
 void rope_attention_decode(const Tensor& qkv, const RopeTables& tables, const Position& position, Tensor& k_cache,
                            Tensor& v_cache, Tensor& out, int64_t window) {
-  use_device(qkv.device().index);
   // [capacity, kv_heads, d], or [batch, capacity, kv_heads, d].
   const int kv_heads = int(k_cache.dim(-2)), d = int(k_cache.dim(-1)), heads = int(out.dim(1) / d);
   const int64_t capacity = k_cache.dim(-3);

@@ -80,7 +80,6 @@ unsigned elementwise_grid(int64_t n) { return unsigned(std::min<int64_t>(grid_fo
 }  // namespace
 
 void add(const Tensor& a, const Tensor& b, Tensor& out) {
-  use_device(a.device().index);
   const int64_t n = a.numel();
   if (n == 0) return;
   dispatch_device_float(a.dtype(), "ops::add", [&](auto tag) {
@@ -93,7 +92,6 @@ void add(const Tensor& a, const Tensor& b, Tensor& out) {
 }
 
 void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
-  use_device(gate.device().index);
   const int64_t n = gate.numel();
   if (n == 0) return;
   dispatch_device_float(gate.dtype(), "ops::silu_mul", [&](auto tag) {
@@ -106,7 +104,6 @@ void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) {
 }
 
 void swiglu(const Tensor& gate_up, Tensor& out) {
-  use_device(gate_up.device().index);
   const int64_t rows = out.dim(0), n = out.dim(1);
   if (rows * n == 0) return;
   dispatch_device_float(gate_up.dtype(), "ops::swiglu", [&](auto tag) {
@@ -118,7 +115,6 @@ void swiglu(const Tensor& gate_up, Tensor& out) {
 }
 
 void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
-  use_device(ids.device().index);
   const int64_t n = ids.dim(0), vocab = table.dim(0), dim = table.dim(1);
   if (n == 0) return;
   // The id check reads a flag back (synchronous): not possible while a step
@@ -153,7 +149,6 @@ void embedding(const Tensor& ids, const Tensor& table, Tensor& out) {
 }
 
 void softmax(const Tensor& x, Tensor& out, bool log) {
-  use_device(x.device().index);
   const int64_t cols = x.dim(-1), rows = cols > 0 ? x.numel() / cols : 0;
   if (rows == 0) return;
   dispatch_device_float(x.dtype(), log ? "ops::log_softmax" : "ops::softmax", [&](auto tag) {

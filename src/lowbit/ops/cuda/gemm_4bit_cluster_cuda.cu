@@ -297,12 +297,11 @@ size_t smem_for(int slice_rounds, int rows_stride) {
 // several threads see it made once).
 template <auto kKernel>
 int max_clusters(int ks) {
-  static const std::array<int, kMaxClusterBlocks + 1> counts = [] {
+  allow_shared_memory<kKernel>(int(kSmemLimit));
+  static PerDevice<std::array<int, kMaxClusterBlocks + 1>> per_device;
+  const auto& counts = per_device.get([] {
     std::array<int, kMaxClusterBlocks + 1> c{};
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmemLimit)));
-    int device = 0, sms = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    const int sms = multiprocessors();
     c[1] = sms;
     for (int size = 2; size <= kMaxClusterBlocks; size *= 2) {
       cudaLaunchConfig_t cfg{};
@@ -321,7 +320,7 @@ int max_clusters(int ks) {
       c[size] = std::max(clusters, 1);
     }
     return c;
-  }();
+  });
   return counts[ks];
 }
 

@@ -170,20 +170,18 @@ inline bool layout_supported(DType dtype, const Packed4bit& w, const void* x) {
          reinterpret_cast<uintptr_t>(w.packed) % 16 == 0;
 }
 
-// Blocks of kKernel that the GPU holds at once (SMs x blocks resident per SM),
-// after raising its dynamic shared memory limit to `smem`: once per kernel, on
-// the first device used.
+// Blocks of kKernel that the current GPU holds at once (SMs x blocks resident
+// per SM), after raising its dynamic shared memory limit to `smem` (asked
+// once a device).
 template <auto kKernel>
 int64_t resident_block_slots(int threads, size_t smem) {
-  static const int64_t slots = [&] {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    int device = 0, sms = 0, resident = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  allow_shared_memory<kKernel>(int(smem));
+  static PerDevice<int> per_sm;
+  return int64_t(multiprocessors()) * per_sm.get([&] {
+    int resident = 0;
     LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&resident, kKernel, threads, smem));
-    return int64_t(sms) * (resident > 0 ? resident : 1);
-  }();
-  return slots;
+    return resident > 0 ? resident : 1;
+  });
 }
 
 // A block scale as loaded ahead of use: the f32 absmax, or the u8 code of a

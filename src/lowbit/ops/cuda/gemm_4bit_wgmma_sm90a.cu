@@ -763,7 +763,7 @@ bool fused_split_fits(const Params& p, int split, int64_t slots) {
 }
 
 Choice choose(const Params& p, int forced_split) {
-  const int sms = hopper::sm_count();
+  const int sms = multiprocessors();
   const int64_t n_tiles = weight_tiles(p);
   const int k_tiles = int(p.k / kStageK);
   Choice best{64, 1, false};

@@ -276,12 +276,8 @@ void launch(DType dtype, const Int8Activations& a, int64_t m, const int8_t* w, c
     using T = decltype(tag);
     dispatch_device_float(bias_dtype, "linear_int8 bias", [&](auto btag) {
       using B = decltype(btag);
-      const auto kernel = gemm_int8_kernel<Cfg, T, B>;
-      static const bool raised = [&] {
-        LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Cfg::kSmemBytes));
-        return true;
-      }();
-      (void)raised;
+      constexpr auto kernel = gemm_int8_kernel<Cfg, T, B>;
+      allow_shared_memory<kernel>(Cfg::kSmemBytes);
       kernel<<<grid, Cfg::kThreads, Cfg::kSmemBytes, stream>>>(
           static_cast<const T*>(a.x), a.codes, a.row_stats, a.outlier_count, a.outlier_cols, a.outlier_product, w, scb,
           static_cast<const B*>(bias), m, n, k, static_cast<T*>(out));

@@ -371,14 +371,10 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
             int64_t k, const B* bias, const Int8OutlierTerms& outliers, T* out, int split_k,
             cudaStream_t stream) {
   constexpr auto kernel = gemm_int8_wgmma_kernel<T, B, C>;
-  static const bool attributes_set = [] {
-    LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmemBytes)));
-    return true;
-  }();
-  (void)attributes_set;
+  allow_shared_memory<kernel>(int(C::kSmemBytes));
   const wgmma::WorkItems work = wgmma::WorkItems::make((m + C::BN - 1) / C::BN, (n + C::kRows - 1) / C::kRows,
                                                        int((k + kStageK - 1) / kStageK), split_k);
-  const int64_t grid = std::min<int64_t>(work.items, hopper::sm_count());
+  const int64_t grid = std::min<int64_t>(work.items, multiprocessors());
   const CUtensorMap w_map =
       hopper::tensor_map_2d(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, n, k, C::kRows, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap codes_map =
@@ -398,7 +394,7 @@ void launch(const int8_t* codes, const float* row_stats, int64_t m, const int8_t
                    row_stats, scb, bias, outliers, out, m, n, work, sums, tma_out);
   LOWBIT_CUDA_CHECK_LAUNCH();
   if (sums) {
-    const int64_t blocks = std::min<int64_t>((m * n + 255) / 256, int64_t(hopper::sm_count()) * 16);
+    const int64_t blocks = std::min<int64_t>((m * n + 255) / 256, int64_t(multiprocessors()) * 16);
     launch_dependent(int8_split_epilogue_kernel<T, B>, dim3(unsigned(blocks)), dim3(256), 0, stream,
                      static_cast<const int32_t*>(sums), row_stats, scb, bias, outliers, out, m, n);
     LOWBIT_CUDA_CHECK_LAUNCH();
@@ -442,7 +438,7 @@ double int8_stage_cycles(int tokens, int rows, bool sparse) {
 }
 
 Int8Choice choose(int64_t m, int64_t n, int64_t k, bool sparse) {
-  const int64_t sms = hopper::sm_count();
+  const int64_t sms = multiprocessors();
   const int k_tiles = int((k + kStageK - 1) / kStageK);
   Int8Choice best{64, 1, 128};
   double best_cost = -1.0;

@@ -227,13 +227,8 @@ void launch(DType dtype, const void* x, const int8_t* w, const float* scb, int64
     using T = decltype(tag);
     dispatch_device_float(bias_dtype, "linear_int8 bias", [&](auto btag) {
       using B = decltype(btag);
-      const auto kernel = gemv_int8_kernel<T, B, kRows>;
-      static const bool raised = [&] {
-        LOWBIT_CUDA_CHECK(
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxSharedBytes)));
-        return true;
-      }();
-      (void)raised;
+      constexpr auto kernel = gemv_int8_kernel<T, B, kRows>;
+      allow_shared_memory<kernel>(int(kMaxSharedBytes));
       // As many blocks as the SMs hold at once (up to 8 an SM): each
       // prepares x once, then takes rows until n is done. All resident, so
       // the early launch of the next kernel never takes their slots.

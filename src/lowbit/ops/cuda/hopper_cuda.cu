@@ -44,13 +44,6 @@ bool device_is_sm90() {
   return known[device] == 1;
 }
 
-int sm_count() {
-  int device = 0, count = 0;
-  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  return count;
-}
-
 CUtensorMap tensor_map(const void* data, CUtensorMapDataType type, int rank, const int64_t* dims,
                        const int64_t* strides, const int* box, CUtensorMapSwizzle swizzle) {
   CUtensorMap map;

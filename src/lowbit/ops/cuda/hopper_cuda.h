@@ -11,8 +11,6 @@ namespace lowbit::ops::cuda::hopper {
 // Compute capability 9.0 exactly (sm_90a code runs nowhere else); false
 // without a device.
 bool device_is_sm90();
-// SMs of the current device.
-int sm_count();
 // A row-major [rows, cols] tensor of `element_bytes`-byte elements at `data`,
 // read in boxes of box_rows x box_cols (rows past the end read as zeros).
 CUtensorMap tensor_map_2d(const void* data, CUtensorMapDataType type, int element_bytes, int64_t rows, int64_t cols,

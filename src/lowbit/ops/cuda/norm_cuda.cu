@@ -98,7 +98,6 @@ __global__ void __launch_bounds__(1024) rms_norm_rows_kernel(T* __restrict__ x, 
 }
 
 void launch_rms_norm(const Tensor& x, const Tensor* residual, const Tensor& weight, float eps, Tensor& out) {
-  use_device(x.device().index);
   const int64_t rows = x.dim(0), dim = x.dim(1);
   if (rows == 0) return;
   // Elements a thread keeps in registers: the fewest that fit the row in

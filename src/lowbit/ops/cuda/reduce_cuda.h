@@ -42,11 +42,4 @@ __device__ __forceinline__ float block_reduce(float v, float* scratch) {
   return kMax ? warp_max(v) : warp_sum(v);
 }
 
-// Makes `device` current (the kernels run where the tensors are).
-inline void use_device(int device) {
-  int current = 0;
-  LOWBIT_CUDA_CHECK(cudaGetDevice(&current));
-  if (current != device) LOWBIT_CUDA_CHECK(cudaSetDevice(device));
-}
-
 }  // namespace lowbit::ops::cuda

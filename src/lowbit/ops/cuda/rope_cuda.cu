@@ -65,7 +65,6 @@ __global__ void rope_qkv_kernel(const T* qkv, const float* cos_table, const floa
 
 void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first_position, Tensor& q_out,
               Tensor& k_cache, Tensor& v_cache) {
-  use_device(qkv.device().index);
   // k_cache: [capacity, kv_heads, d], or a batch's [batch, capacity, kv_heads, d].
   const int64_t batch = k_cache.ndim() == 4 ? k_cache.dim(0) : 1;
   const int64_t tokens = q_out.dim(0), heads = q_out.dim(1), kv_heads = k_cache.dim(-2), half = q_out.dim(2) / 2;
@@ -86,7 +85,6 @@ void rope_qkv(const Tensor& qkv, const RopeTables& tables, const Position& first
 }
 
 void apply_rope(Tensor& x, const RopeTables& tables, int64_t first_position) {
-  use_device(x.device().index);
   const int64_t tokens = x.dim(0), heads = x.dim(1), half = x.dim(2) / 2;
   const int64_t pairs = tokens * heads * half;
   if (pairs == 0) return;

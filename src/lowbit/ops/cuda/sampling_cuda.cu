@@ -316,7 +316,6 @@ __global__ void __launch_bounds__(kSampleThreads)
 }  // namespace
 
 void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams& params, double u, Tensor& out) {
-  use_device(x.device().index);
   const int vocab = int(x.dim(1));
   const cudaStream_t stream = current_stream();
   float* score = nullptr;
@@ -333,7 +332,6 @@ void sample_token(const Tensor& x, const Tensor& previous, const SamplingParams&
 }
 
 void argmax(const Tensor& x, Tensor& out) {
-  use_device(x.device().index);
   const int64_t rows = x.dim(0), cols = x.dim(1);
   if (rows == 0) return;
   dispatch_device_float(x.dtype(), "ops::argmax", [&](auto tag) {

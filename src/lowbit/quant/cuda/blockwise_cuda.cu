@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/cuda_runtime.h"
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/quant/kernels.h"
 #include "quant/cuda/codes_4bit.cuh"
@@ -135,13 +136,7 @@ __global__ void __launch_bounds__(kVectorThreads)
 }
 
 unsigned persistent_blocks(int64_t work_blocks) {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
-  return unsigned(std::min<int64_t>(work_blocks, int64_t(sms) * 8));
+  return unsigned(std::min<int64_t>(work_blocks, int64_t(::lowbit::detail::cuda_multiprocessors()) * 8));
 }
 
 struct Code16 {

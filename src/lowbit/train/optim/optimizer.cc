@@ -11,6 +11,9 @@
 #include "lowbit/io/safetensors.h"
 #include "lowbit/quant/formats.h"
 #include "train/optim/kernels.h"
+#ifdef LOWBIT_WITH_CUDA
+#include "core/cuda_runtime.h"
+#endif
 
 namespace lowbit::train {
 
@@ -93,11 +96,27 @@ struct Optimizer::Impl {
   };
   std::vector<Param> params;
 #ifdef LOWBIT_WITH_CUDA
-  const CodeSearch* device_search[2] = {nullptr, nullptr};  // signed, unsigned
-  std::unique_ptr<detail::cuda::PagedStager> stager[2];     // by state bits: [0] 8-bit, [1] 32-bit
+  // What the kernels use on each device that holds parameters: the code
+  // searches (signed, unsigned) and the paged states' stagers (by state
+  // bits: [0] 8-bit, [1] 32-bit), made there on first use.
+  struct OnDevice {
+    std::array<const CodeSearch*, 2> search{};
+    std::unique_ptr<detail::cuda::PagedStager> stager[2];
+  };
+  std::vector<OnDevice> devices;
+  OnDevice& on(int device) {
+    if (devices.size() <= size_t(device)) devices.resize(size_t(device) + 1);
+    return devices[size_t(device)];
+  }
   ~Impl() {
-    for (auto* s : device_search)
-      if (s) detail::cuda::free_search(s);
+    for (size_t device = 0; device < devices.size(); ++device) {
+      OnDevice& d = devices[device];
+      if (!d.search[0] && !d.stager[0] && !d.stager[1]) continue;
+      lowbit::detail::cuda_use_device(int(device));
+      for (auto& stager : d.stager) stager.reset();
+      for (auto* s : d.search)
+        if (s) detail::cuda::free_search(s);
+    }
   }
 #endif
 };
@@ -244,13 +263,20 @@ void Optimizer::step(std::span<const Tensor> grads) {
     t.search_signed = &host_search(true);
     t.search_unsigned = &host_search(false);
 #ifdef LOWBIT_WITH_CUDA
-    if (on_cuda && !impl_->device_search[0]) {
-      impl_->device_search[0] = detail::cuda::upload_search(host_search(true));
-      impl_->device_search[1] = detail::cuda::upload_search(host_search(false));
+    // The kernels run on the parameter's device, with that device's searches.
+    Impl::OnDevice* on_device = nullptr;
+    if (on_cuda) {
+      const int device = entry.tensor.device().index;
+      lowbit::detail::cuda_use_device(device);
+      on_device = &impl_->on(device);
+      if (!on_device->search[0]) {
+        on_device->search[0] = detail::cuda::upload_search(host_search(true));
+        on_device->search[1] = detail::cuda::upload_search(host_search(false));
+      }
     }
     if (on_cuda && !entry.paged) {
-      t.search_signed = impl_->device_search[0];
-      t.search_unsigned = impl_->device_search[1];
+      t.search_signed = on_device->search[0];
+      t.search_unsigned = on_device->search[1];
     }
 #endif
     auto squared_norm = [&](const float* x) {
@@ -299,11 +325,11 @@ void Optimizer::step(std::span<const Tensor> grads) {
     }
 #ifdef LOWBIT_WITH_CUDA
     if (entry.paged) {
-      auto& stager = impl_->stager[st.bits == 8 ? 0 : 1];
+      auto& stager = on_device->stager[st.bits == 8 ? 0 : 1];
       if (!stager)
         stager = std::make_unique<detail::cuda::PagedStager>(config_.paged_chunk_elements, 3, st.bits);
-      t.search_signed = impl_->device_search[0];
-      t.search_unsigned = impl_->device_search[1];
+      t.search_signed = on_device->search[0];
+      t.search_unsigned = on_device->search[1];
       stager->update(rule, a, t);
     } else {
       detail::cuda::update(rule, a, t, nullptr);

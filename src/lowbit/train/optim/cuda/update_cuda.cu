@@ -17,6 +17,7 @@
 
 #include <cstdint>
 
+#include "core/cuda_runtime.h"
 #include "lowbit/core/cuda_check.h"
 #include "train/optim/kernels.h"
 
@@ -27,15 +28,7 @@ constexpr int kThreads = 256;                 // 8 warps, 8 quantization blocks 
 constexpr int kWarps = kThreads / 32;
 constexpr int kPerLane = kQuantBlock / 32;    // 8 values per lane
 
-int sm_count() {
-  static int count = [] {
-    int dev = 0, n = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&dev));
-    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-    return n;
-  }();
-  return count;
-}
+int sm_count() { return ::lowbit::detail::cuda_multiprocessors(); }
 
 __device__ __forceinline__ int lane_index(int lane, int j) { return j < 4 ? 4 * lane + j : 128 + 4 * lane + (j - 4); }
 
