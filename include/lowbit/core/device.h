@@ -25,5 +25,10 @@ struct Device {
 // True when lowbit was built with CUDA and at least one device is present.
 bool cuda_available();
 int cuda_device_count();
+// Why this build or machine cannot use `device` (no CUDA support, no GPU, or
+// an index past the GPUs present); empty when it can.
+std::string unavailable_reason(Device device);
+// Throws an Error "device cuda:N: <the reason>" when it cannot.
+void require_available(Device device);
 
 }  // namespace lowbit

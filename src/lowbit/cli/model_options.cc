@@ -22,15 +22,8 @@ engine::LoadOptions ModelOptions::load_options() const {
   } catch (const Error& e) {
     fail("--device: {}", e.message());
   }
-  if (options.device.is_cuda()) {
-#ifndef LOWBIT_WITH_CUDA
-    fail("--device {}: this build of lowbit has no CUDA support (rebuild with nvcc, or use --device cpu)", device);
-#endif
-    const int count = cuda_device_count();
-    if (count == 0) fail("--device {}: no CUDA GPU is available on this machine (use --device cpu)", device);
-    if (options.device.index >= count)
-      fail("--device {}: this machine has {} CUDA GPU(s), cuda:0 to cuda:{}", device, count, count - 1);
-  }
+  if (const std::string reason = unavailable_reason(options.device); !reason.empty())
+    fail("--device {}: {}", device, reason);
   if (!q.quantizes()) return options;
   engine::QuantizeOnLoad on_load;
   on_load.skip_modules = q.skip_modules();

@@ -58,4 +58,22 @@ int cuda_device_count() {
 
 bool cuda_available() { return cuda_device_count() > 0; }
 
+std::string unavailable_reason(Device device) {
+  if (device.is_cpu()) return {};
+#ifndef LOWBIT_WITH_CUDA
+  return "this build of lowbit has no CUDA support (rebuild with nvcc, or use --device cpu)";
+#else
+  const int count = cuda_device_count();
+  if (count == 0) return "no CUDA GPU is available on this machine (use --device cpu)";
+  if (device.index < 0 || device.index >= count)
+    return fmt::format("this machine has {} CUDA GPU(s), cuda:0 to cuda:{}", count, count - 1);
+  return {};
+#endif
+}
+
+void require_available(Device device) {
+  const std::string reason = unavailable_reason(device);
+  if (!reason.empty()) fail("device {}: {}", device.str(), reason);
+}
+
 }  // namespace lowbit

@@ -62,9 +62,7 @@ void check_options(const BenchOptions& o) {
   LOWBIT_CHECK(o.prompt > 0, "the prompt must have at least 1 token, got {}", o.prompt);
   LOWBIT_CHECK(o.decode > 0, "at least 1 decode step is needed, got {}", o.decode);
   for (const int64_t n : o.prefill) LOWBIT_CHECK(n > 0, "prefill lengths must be positive, got {}", n);
-  if (o.device.is_cuda())
-    LOWBIT_CHECK(o.device.index < cuda_device_count(), "device {}: this machine has {} CUDA device(s){}",
-                 o.device.str(), cuda_device_count(), cuda_available() ? "" : " (or lowbit was built without CUDA)");
+  require_available(o.device);
 }
 
 struct LoadedModel {

@@ -45,21 +45,10 @@ std::unique_ptr<models::CausalLM> build_model(const models::Architecture& arch, 
   return arch.build(config, source, dtype);
 }
 
-void check_device(Device device) {
-  if (device.is_cpu()) return;
-#ifndef LOWBIT_WITH_CUDA
-  fail("device {}: this build of lowbit has no CUDA support (rebuild with nvcc, or use --device cpu)", device.str());
-#endif
-  const int count = cuda_device_count();
-  if (count == 0) fail("device {}: no CUDA GPU is available on this machine (use --device cpu)", device.str());
-  if (device.index < 0 || device.index >= count)
-    fail("device {}: this machine has {} CUDA GPU(s), cuda:0 to cuda:{}", device.str(), count, count - 1);
-}
-
 }  // namespace
 
 std::unique_ptr<models::CausalLM> load_model(const fs::path& dir, const LoadOptions& options) {
-  check_device(options.device);
+  require_available(options.device);
   const fs::path config_path = dir / "config.json";
   if (!fs::exists(config_path))
     throw Error(fmt::format("{} is not a model directory: config.json is missing", dir.string()))
@@ -81,7 +70,7 @@ std::unique_ptr<models::CausalLM> load_model(const fs::path& dir, const LoadOpti
 
 std::unique_ptr<models::CausalLM> load_model_from_tensors(const nlohmann::json& config_json,
                                                           const io::TensorSource& tensors, const LoadOptions& options) {
-  check_device(options.device);
+  require_available(options.device);
   const models::Architecture& arch = models::find_architecture(config_json);
   const models::ModelConfig config = arch.parse_config(config_json);
   const io::ModelWeights weights =
