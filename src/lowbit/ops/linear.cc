@@ -5,12 +5,10 @@
 #include "lowbit/quant/blockwise.h"
 
 #include "ops/cpu/cpu_ops.h"
+#include "ops/cuda_body.h"
 #include "ops/dispatch.h"
 #ifdef LOWBIT_WITH_CUDA
 #include "ops/cuda/linear_cuda.h"
-#define LOWBIT_CUDA_BODY(call) [&] { call; }
-#else
-#define LOWBIT_CUDA_BODY(call) [] {}
 #endif
 
 namespace lowbit::ops {
