@@ -193,6 +193,30 @@ TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
   EXPECT_TRUE(in_turn == fused_graph);
 }
 
+// The same NF4 model on two GPUs in one process, its calls interleaved: each
+// runs on its own device and stream (the prompt eager, the steps as CUDA
+// graphs) and gives the same logits bit for bit. Skipped with one GPU.
+TEST(DecoderCuda, TwoGpusInOneProcessGiveTheSameLogits) {
+  LOWBIT_REQUIRE_CUDA();
+  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  const std::vector<int32_t> ids = {1, 17, 33, 2, 90, 5, 64, 12, 7, 41, 3, 99};
+  engine::QuantizeOnLoad nf4;
+  nf4.double_quant = true;
+  const auto load = [&](int device) {
+    return engine::load_model(models_dir() / "shakespeare-llama",
+                              {.dtype = DType::BF16, .quantize = nf4, .device = Device::cuda(device)});
+  };
+  const auto first = load(0), second = load(1);
+  auto cache0 = first->make_cache(int64_t(ids.size())), cache1 = second->make_cache(int64_t(ids.size()));
+  EXPECT_TRUE(testing::to_floats(first->forward(std::span(ids).first(4), cache0, true)) ==
+              testing::to_floats(second->forward(std::span(ids).first(4), cache1, true)));
+  for (size_t t = 4; t < ids.size(); ++t) {
+    const auto a = testing::to_floats(first->forward(std::span(ids).subspan(t, 1), cache0, false));
+    const auto b = testing::to_floats(second->forward(std::span(ids).subspan(t, 1), cache1, false));
+    EXPECT_TRUE(a == b) << "step " << t;
+  }
+}
+
 // A prompt's SwiGLU runs in the epilogue of the 4-bit wgmma GEMM (Hopper)
 // instead of a kernel of its own; LOWBIT_FUSED_LINEARS=0 runs the ops in
 // turn. Both give the same logits bit for bit, with f32 and with

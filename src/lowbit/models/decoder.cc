@@ -246,8 +246,10 @@ class Decoder final : public CausalLM {
       copy_bytes(ws_.ids.raw_data(), device_, tokens.data(), Device::cpu(), size_t(rows) * sizeof(int32_t));
       return run(n, past, caches, all_logits, false);
     }
-    // The GPU's work goes to this model's stream; a decoding step (one
-    // token a sequence) is a CUDA graph once captured (decode_step).
+    // The GPU's work goes to this model's device and stream (another
+    // model's call may have left another device current); a decoding step
+    // (one token a sequence) is a CUDA graph once captured (decode_step).
+    lowbit::detail::cuda_use_device(device_.index);
     if (!stream_.get()) stream_ = CudaStream(device_.index);
     CudaStreamScope scope(stream_.get());
     if (n == 1 && all_qkv_stacked()) return decode_step(tokens, caches);
