@@ -197,8 +197,7 @@ TEST(DecoderCuda, FusedDecodeEqualsOpsInTurn) {
 // runs on its own device and stream (the prompt eager, the steps as CUDA
 // graphs) and gives the same logits bit for bit. Skipped with one GPU.
 TEST(DecoderCuda, TwoGpusInOneProcessGiveTheSameLogits) {
-  LOWBIT_REQUIRE_CUDA();
-  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  LOWBIT_REQUIRE_TWO_GPUS();
   const std::vector<int32_t> ids = {1, 17, 33, 2, 90, 5, 64, 12, 7, 41, 3, 99};
   engine::QuantizeOnLoad nf4;
   nf4.double_quant = true;

@@ -17,12 +17,6 @@
 #include "lowbit/quant/int8.h"
 #include "support/test_support.h"
 
-#define LOWBIT_REQUIRE_TWO_GPUS()                                                   \
-  do {                                                                              \
-    LOWBIT_REQUIRE_CUDA();                                                          \
-    if (::lowbit::cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices"; \
-  } while (0)
-
 namespace lowbit {
 namespace {
 

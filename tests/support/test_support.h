@@ -53,3 +53,10 @@ CliRun run_lowbit(const std::string& args);
   do {                                                                 \
     if (!::lowbit::cuda_available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
+
+// Skips the current test when fewer than two GPUs are present.
+#define LOWBIT_REQUIRE_TWO_GPUS()                                                    \
+  do {                                                                               \
+    LOWBIT_REQUIRE_CUDA();                                                           \
+    if (::lowbit::cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices"; \
+  } while (0)

@@ -129,8 +129,7 @@ INSTANTIATE_TEST_SUITE_P(
 // GPU current: each parameter's kernels run on its own device, with that
 // device's code searches and paged stagers, and give the same bits there.
 TEST(OptimCudaMultiGpu, ParametersOnTwoGpusStepWhereTheyAre) {
-  LOWBIT_REQUIRE_CUDA();
-  if (cuda_device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  LOWBIT_REQUIRE_TWO_GPUS();
   const int64_t n = 70001;
   const Tensor p0 = random_param(n, 3);
   const auto grads = random_grads(n, 4, 4);
