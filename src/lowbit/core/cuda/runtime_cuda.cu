@@ -1,9 +1,9 @@
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <mutex>
 #include <string>
 
+#include "core/cuda/per_device.h"
 #include "core/cuda_runtime.h"
 #include "lowbit/core/bytes.h"
 #include "lowbit/core/cuda_check.h"
@@ -49,14 +49,13 @@ int cuda_count() {
 }
 
 int cuda_multiprocessors() {
-  constexpr int kMaxDevices = 64;
-  static std::atomic<int> counts[kMaxDevices] = {};  // 0: not asked yet
-  int device = 0, count = 0;
-  LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-  if (device >= 0 && device < kMaxDevices && (count = counts[device].load(std::memory_order_relaxed)) > 0) return count;
-  LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-  if (device >= 0 && device < kMaxDevices) counts[device].store(count, std::memory_order_relaxed);
-  return count;
+  static PerDevice<int> counts;
+  return counts.get([] {
+    int device = 0, count = 0;
+    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  });
 }
 
 void cuda_use_device(int device) {

@@ -6,10 +6,10 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <utility>
 
+#include "core/cuda/per_device.h"
 #include "core/cuda_runtime.h"
 #include "lowbit/core/cuda_check.h"
 #include "lowbit/core/dtype.h"
@@ -122,28 +122,7 @@ void launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, size_t
 // Streaming multiprocessors of the current device.
 inline int multiprocessors() { return ::lowbit::detail::cuda_multiprocessors(); }
 
-// A value kept for each device, made by the first get() with that device
-// current: a kernel's attributes and occupancy belong to a device, so a
-// process that uses several GPUs sets and asks them on each.
-template <typename T>
-class PerDevice {
- public:
-  template <typename Make>
-  const T& get(Make&& make) {
-    int device = 0;
-    LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
-    if (device < 0 || device >= kMaxDevices)
-      throw_error("cuda:" + std::to_string(device) + ": lowbit uses at most " + std::to_string(kMaxDevices) +
-                  " GPUs a process");
-    std::call_once(once_[device], [&] { values_[device] = make(); });
-    return values_[device];
-  }
-
- private:
-  static constexpr int kMaxDevices = 64;
-  std::once_flag once_[kMaxDevices];
-  T values_[kMaxDevices]{};
-};
+using ::lowbit::detail::PerDevice;
 
 // Raises kKernel's dynamic shared-memory limit to `bytes` on the current
 // device (once a device).

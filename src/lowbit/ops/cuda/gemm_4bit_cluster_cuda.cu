@@ -299,7 +299,7 @@ template <auto kKernel>
 int max_clusters(int ks) {
   allow_shared_memory<kKernel>(int(kSmemLimit));
   static PerDevice<std::array<int, kMaxClusterBlocks + 1>> per_device;
-  const auto& counts = per_device.get([] {
+  const auto counts = per_device.get([] {
     std::array<int, kMaxClusterBlocks + 1> c{};
     const int sms = multiprocessors();
     c[1] = sms;
