@@ -341,9 +341,9 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         std::printf("  sk%d: %.1f", tokens, time_path(Gemm4bitPath::kWgmma, m));
       }
       lowbit::ops::cuda::fused4::set_wgmma_stream_k(-1);
-      // A split of 2, 3 or 4 summed in the kernel (fs2 ...; 0 where it does not fit).
+      // A split of 2 or 4 summed in the kernel (fs2 ...; 0 where it does not fit).
       lowbit::ops::cuda::fused4::set_wgmma_tokens(256);
-      for (int fs : {2, 3, 4}) {
+      for (int fs : {2, 4}) {
         if (256 > 8 * m) continue;
         lowbit::ops::cuda::fused4::set_wgmma_fused_split(fs);
         std::printf("  fs%d: %.1f", fs, time_path(Gemm4bitPath::kWgmma, m));

@@ -51,8 +51,8 @@
 // Work items are (token tile, weight tile, k slice), token tiles fastest;
 // the token tile and the k split come from a cost model (`choose`); split
 // items write f32 partials that a second kernel sums in slice order, or,
-// with 256-token tiles, the slices' blocks (resident together) sum them
-// among themselves (SplitSums below). Shapes whose tiles leave SMs
+// with 256-token tiles and a block for every item, the slices' blocks sum
+// them among themselves (SplitSums below). Shapes whose tiles leave SMs
 // idle may run stream-K instead (StreamK below: equal ranges of stages a
 // block, the tiles that blocks share summed through partial slots in the
 // kernel).
@@ -200,42 +200,21 @@ struct StreamK {
   }
 };
 
-// A k split summed in the kernel (kFusedSplit = S slices of 256-token
-// tiles, every block resident): each slice's block writes its sums of the
-// tile's other token parts, the S blocks of a tile meet at a counter, and
-// the block of slice s sums part s in slice order (the bits of the summing
-// kernel) and stores it. The counter counts S arrivals, then S departures,
-// and the last departure zeroes it for the next launch. The grid is a
-// multiple of S and a tile's slices are adjacent items, so a tile's blocks
-// work on it in the same round of items (tiles x S may exceed the grid:
-// 4096 x 11008 at 256 rows is 86 tiles x 3 slices on 132 SMs, two rounds),
-// and none waits on a block that has not reached it.
-// The parts: whole groups of four 8-token blocks, S = 2 / 3 / 4 giving 128 /
-// 96 (the last 64) / 64 tokens.
-template <int BN, int S>
-struct SplitParts {
-  static constexpr int kQuads = BN / 8;  // 8-token blocks (4 accumulators each)
-  static constexpr int kPart = ((kQuads + S - 1) / S + 3) / 4 * 4;
-  static constexpr int kTokens = 8 * kPart;  // of the widest part
-  // TMA boxes that tile every part: the part, or 32 tokens when parts differ.
-  static constexpr int kBoxTokens = kQuads % kPart == 0 ? kTokens : 32;
-  static_assert(kQuads % 4 == 0 && (S - 1) * kPart < kQuads && kTokens % kBoxTokens == 0, "whole parts");
-  static constexpr int begin(int s) { return s * kPart; }
-  static constexpr int end(int s) { return (s + 1) * kPart < kQuads ? (s + 1) * kPart : kQuads; }
-};
+// A k split summed in the kernel (kFusedSplit slices, 256-token tiles, one
+// item a block, all resident): each slice's block writes its sums of the
+// tile's other token quarters, the S blocks of a tile meet at a counter, and
+// the block of slice s sums quarter s in slice order (the bits of the
+// summing kernel) and stores it. The counter counts S arrivals, then S
+// departures, and the last departure zeroes it for the next launch.
 struct SplitSums {
   float* partials = nullptr;    // [tiles][S][BN / 8][256] float4, thread-interleaved
   uint32_t* counters = nullptr;  // [tiles], zero on entry and on exit
 };
 
 // fn(item) for each (token tile, weight tile, k range) this block computes, in order.
-template <int BN, bool kStreamK, int kFusedSplit, class Fn>
+template <int BN, bool kStreamK, class Fn>
 __device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, const StreamK& sk, Fn&& fn) {
-  if constexpr (kFusedSplit > 1) {
-    for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x)
-      fn(work.at_slices_together<BN, kBlockRows>(item));
-    return;
-  } else if constexpr (!kStreamK) {
+  if constexpr (!kStreamK) {
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) fn(work.at<BN, kBlockRows>(item));
     return;
   }
@@ -248,16 +227,6 @@ __device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, cons
     u += kt1 - kt0;
   }
 }
-
-// The output's TMA box, in tokens: a fused split's part (or pieces of it),
-// a SwiGLU tile's tokens, else a warpgroup's pass.
-template <class C, int kFusedSplit, bool kSwiGLU>
-constexpr int out_box_tokens() {
-  if constexpr (kFusedSplit > 1) return SplitParts<C::BN, kFusedSplit>::kBoxTokens;
-  else return kSwiGLU ? C::BN : C::kPassTokens;
-}
-template <class C, int kFusedSplit, bool kSwiGLU>
-constexpr int kOutBoxTokens = out_box_tokens<C, kFusedSplit, kSwiGLU>();
 
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
 __device__ __forceinline__ void consumer_sync() {
@@ -312,7 +281,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
     if (warp != kConsumerWarps) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
-    for_each_item<C::BN, kStreamK, kFusedSplit>(work, sk, [&](const wgmma::WorkItems::Item& it) {
+    for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
       int64_t rowk[kBlockRows / 32];
 #pragma unroll
       for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = weight_row<kSwiGLU>(p, it.n0, lane + 32 * r) * p.k;
@@ -358,7 +327,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
     flag_pending = false;
   };
-  for_each_item<C::BN, kStreamK, kFusedSplit>(work, sk, [&](const wgmma::WorkItems::Item& it) {
+  for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = weight_row<kSwiGLU>(p, it.n0, row0) * p.k, rowk1 = weight_row<kSwiGLU>(p, it.n0, row1) * p.k;
     // A double-quantized row's offset: its part's (parts are whole rows), once
@@ -486,30 +455,25 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     // The tile's output by TMA through the last slot's x tile: SwiGLU of each
     // thread's gate / up pairs, 64 columns for all the tokens at once, or each
     // warpgroup's 64 rows through its half, kPassTokens at a time.
-    // kBoxTokens: out_map's box (it divides kBN); tokens from m_end on are
-    // not stored (a part of a k split narrower than kBN).
-    const auto store_by_tma = [&]<int kBN, int kBoxTokens>(auto&& value, int64_t m0, int64_t m_end) {
+    const auto store_by_tma = [&]<int kBN, int kPassTokens>(auto&& value, int64_t m0) {
       if constexpr (kSwiGLU) {
-        wgmma::store_swiglu_tile_by_tma<T, kBN, kBoxTokens>(value, last_x, 1, out_map, it.n0 >> 1, m0, m_end,
-                                                            p.n >> 1);
+        wgmma::store_swiglu_tile_by_tma<T, kBN>(value, last_x, 1, out_map, it.n0 >> 1, m0, p.m, p.n >> 1);
       } else {
         const int wg = tid >> 7;
-        wgmma::store_tile_by_tma<T, kBN, kBoxTokens>(value, last_x + uint32_t(wg * C::kPassTokens * 128), 2 + wg,
-                                                      out_map, it.n0 + 64 * wg, m0, m_end, p.n);
+        wgmma::store_tile_by_tma<T, kBN, kPassTokens>(value, last_x + uint32_t(wg * C::kPassTokens * 128), 2 + wg,
+                                                       out_map, it.n0 + 64 * wg, m0, p.m, p.n);
       }
     };
 
     if constexpr (kFusedSplit > 1) {
-      constexpr int S = kFusedSplit;
-      using Parts = SplitParts<C::BN, S>;
-      constexpr int kQuads = Parts::kQuads;
-      static_assert(C::kTmaEpilogue, "the parts are stored by TMA");
+      constexpr int S = kFusedSplit, kQuads = C::BN / 8, kQuarter = kQuads / S;
+      static_assert(C::kTmaEpilogue && kQuads % S == 0, "whole token blocks a slice");
       const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
       float4* const slots = reinterpret_cast<float4*>(ss.partials) + tile * S * kQuads * kConsumerThreads + tid;
-      // This slice's sums of the other slices' parts.
+      // This slice's sums of the other slices' quarters.
 #pragma unroll
       for (int q = 0; q < kQuads; ++q)
-        if (q / Parts::kPart != it.slice)
+        if (q / kQuarter != it.slice)
           __stcg(slots + (it.slice * kQuads + q) * kConsumerThreads,
                  make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
       consumer_sync();  // every consumer's stores before thread 0's (cumulative) release
@@ -522,14 +486,14 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
       }
       consumer_sync();
       const float b0 = bias_of(row0), b1 = bias_of(row1);
-      // Part s: its sums in slice order (a compile-time part, so that the
-      // accumulators stay in registers), then stored by TMA.
-      const auto finish = [&](auto part) {
-        constexpr int s = decltype(part)::value;
+      // Quarter s: its sums in slice order (a compile-time quarter, so
+      // that the accumulators stay in registers), then stored by TMA.
+      const auto finish = [&](auto quarter) {
+        constexpr int s = decltype(quarter)::value;
         // Four quads at a time: their loads in flight together, the next
         // group's held back (all of them at once spill the accumulators).
 #pragma unroll
-        for (int q0 = Parts::begin(s); q0 < Parts::end(s); q0 += 4) {
+        for (int q0 = s * kQuarter; q0 < (s + 1) * kQuarter; q0 += 4) {
 #pragma unroll
           for (int q = q0; q < q0 + 4; ++q) {
             const auto slice_sums = [&](int from) {
@@ -545,9 +509,9 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
               v.z += w.z;
               v.w += w.w;
             }
-            // Part s's sums move to the first part's registers (the others
-            // were handed over): the store below reads them there.
-            const int to = q - Parts::begin(s);
+            // Quarter s's sums move to the first quarter's registers (the
+            // others were handed over): the store below reads them there.
+            const int to = q - s * kQuarter;
             acc[4 * to] = v.x;
             acc[4 * to + 1] = v.y;
             acc[4 * to + 2] = v.z;
@@ -564,10 +528,8 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
       [&]<int... kS>(std::integer_sequence<int, kS...>) {
         ((it.slice == kS ? finish(std::integral_constant<int, kS>{}) : void()), ...);
       }(std::make_integer_sequence<int, S>{});
-      const int64_t part_m0 = it.m0 + 8 * Parts::kPart * it.slice;
-      const int64_t part_end = it.m0 + 8 * int64_t(min((it.slice + 1) * Parts::kPart, kQuads));
-      store_by_tma.template operator()<Parts::kTokens, Parts::kBoxTokens>(
-          [&](int j) { return acc[j] + ((j & 2) ? b1 : b0); }, part_m0, part_end < p.m ? part_end : p.m);
+      store_by_tma.template operator()<C::BN / S, C::BN / S>([&](int j) { return acc[j] + ((j & 2) ? b1 : b0); },
+                                                             it.m0 + it.slice * (C::BN / S));
       release_last_slot();
       return;
     }
@@ -636,8 +598,8 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
         // Both warpgroups' wgmma have read the slot's x tile; each stages
         // its 64 rows in its half.
         consumer_sync();
-        store_by_tma.template operator()<C::BN, kOutBoxTokens<C, kFusedSplit, kSwiGLU>>(
-            [&](int j) { return acc[j] + ((j & 2) ? b1 : b0); }, it.m0, p.m);
+        store_by_tma.template operator()<C::BN, C::kPassTokens>([&](int j) { return acc[j] + ((j & 2) ? b1 : b0); },
+                                                                it.m0);
         release_last_slot();
         return;
       }
@@ -672,7 +634,7 @@ CUtensorMap swiglu_code_map(const Params& p) {
   return hopper::tensor_map(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 4, dims, strides, box, CU_TENSOR_MAP_SWIZZLE_32B);
 }
 
-// kFusedSplit > 1: that many k slices summed in the kernel (fused_split_rounds).
+// kFusedSplit > 1: that many k slices summed in the kernel (fused_split_fits).
 // kSwiGLU: p.swiglu.
 template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit, bool kSwiGLU>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
@@ -705,12 +667,8 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
     sk.partials = static_cast<float*>(sk_buffer);
   }
   if constexpr (kFusedSplit > 1) {
-    // Every block resident, a whole number of tiles' slices a round.
-    grid = std::min(work.items, slots / kFusedSplit * kFusedSplit);
-    if (split_k != kFusedSplit || grid < kFusedSplit || !output_by_tma(p))
-      throw_error("wgmma 4-bit GEMM: a k split of " + std::to_string(kFusedSplit) +
-                  " summed in the kernel needs k cut in that many slices, the output by TMA and " +
-                  std::to_string(kFusedSplit) + " resident blocks");
+    if (split_k != kFusedSplit || work.items > slots || !output_by_tma(p))
+      throw_error("wgmma 4-bit GEMM: a k split summed in the kernel needs one resident item a block");
     const size_t tiles = size_t(work.m_tiles * work.n_tiles);
     ss.counters = workspace(tiles * kFusedSplit * (C::BN / 2) * kConsumerThreads * 4, ZeroedBufferUse::kSplitCounters,
                             tiles * 4);
@@ -725,7 +683,8 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const bool tma_out = C::kTmaEpilogue && !partial && output_by_tma(p);
   if (p.swiglu && !tma_out)
     throw_error("wgmma 4-bit GEMM: a SwiGLU output needs no k split into partials and the output by TMA");
-  constexpr int kBoxTokens = kOutBoxTokens<C, kFusedSplit, kSwiGLU>;
+  // A fused split's block stores a slice's share of the tile's tokens.
+  constexpr int kBoxTokens = kFusedSplit > 1 ? C::BN / kFusedSplit : kSwiGLU ? C::BN : C::kPassTokens;
   const CUtensorMap out_map =
       tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.swiglu ? p.n / 2 : p.n, kBoxTokens) : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
@@ -743,7 +702,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
 
 // Stream-K with 64-, 128- and 256-token tiles (narrower ones have no tiles
 // to share out: their items are k slices instead).
-// Splits of 2, 3 and 4 summed in the kernel with 256-token tiles.
+// Splits of 2 and 4 summed in the kernel with 256-token tiles.
 template <typename T, int BN>
 void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, int fused_split, cudaStream_t stream) {
   const auto with_output = [&]<bool kNested, bool kStreamK, int kFusedSplit>() {
@@ -758,7 +717,6 @@ void launch_nested(const Params& p, bool nested, int split_k, bool stream_k, int
   };
   if constexpr (BN == 256) {
     if (fused_split == 2) return with_absmax.template operator()<false, 2>();
-    if (fused_split == 3) return with_absmax.template operator()<false, 3>();
     if (fused_split == 4) return with_absmax.template operator()<false, 4>();
   }
   if constexpr (BN == 64 || BN == 128 || BN == 256) {
@@ -795,14 +753,13 @@ double stage_cycles(int tokens, bool paired) {
     default: return 1550.0;
   }
 }
-// A split of `split` summed in the kernel: 256-token tiles, slices that
-// split k exactly that many ways, the output by TMA; the rounds of items its
-// `slots` resident blocks take (0: it does not fit).
-int64_t fused_split_rounds(const Params& p, int split, int64_t slots) {
-  const int64_t tiles = ((p.m + 255) / 256) * weight_tiles(p), grid = slots / split * split;
+// A split of `split` summed in the kernel: one 256-token item a block, all
+// resident on `slots` blocks, slices that split k exactly that many ways,
+// the output by TMA.
+bool fused_split_fits(const Params& p, int split, int64_t slots) {
+  const int64_t tiles = ((p.m + 255) / 256) * weight_tiles(p);
   const int k_tiles = int(p.k / kStageK), per_slice = (k_tiles + split - 1) / split;
-  if (grid < split || (k_tiles + per_slice - 1) / per_slice != split || !output_by_tma(p)) return 0;
-  return (tiles * split + grid - 1) / grid;
+  return tiles * split <= slots && (k_tiles + per_slice - 1) / per_slice == split && output_by_tma(p);
 }
 
 Choice choose(const Params& p, int forced_split) {
@@ -842,18 +799,15 @@ Choice choose(const Params& p, int forced_split) {
     // 512 rows 402.6 -> 386.8; slower than a k split where a tile spans five
     // or more blocks (11008 x 4096 at 256 rows: 50.5 against 46.8).
     const int64_t tiles = n_tiles * ((p.m + bn - 1) / bn);
-    // A split of 2, 3 or 4 summed in the kernel (256-token tiles, all
-    // blocks resident, the output by TMA): its blocks exchange the parts of
-    // their partial sums, ~2 stages, instead of a summing kernel's pass over
-    // all of them. Items follow one another in a block's pipeline, so the
-    // fill is paid once, whatever the rounds.
-    for (int fs : {2, 3, 4}) {
+    // A split of 2 or 4 summed in the kernel (256-token tiles, one item a
+    // block, all resident, the output by TMA): its blocks exchange the
+    // quarters of their partial sums, ~2 stages, instead of a summing
+    // kernel's pass over all of them.
+    for (int fs : {2, 4}) {
       if (bn != 256 || forced_fused_split < 0 || (forced_fused_split > 0 && fs != forced_fused_split) ||
-          forced_stream_k > 0 || (forced_split > 0 && forced_split != fs))
+          forced_stream_k > 0 || (forced_split > 0 && forced_split != fs) || !fused_split_fits(p, fs, sms))
         continue;
-      const int64_t rounds = fused_split_rounds(p, fs, sms);
-      if (rounds == 0) continue;
-      const double cost = double(rounds * ((k_tiles + fs - 1) / fs + 2) + 4) * stage;
+      const double cost = double((k_tiles + fs - 1) / fs + 4 + 2) * stage;
       if (best_cost < 0 || cost < best_cost || forced_fused_split > 0) {
         best_cost = cost;
         best = {bn, fs, false, fs};

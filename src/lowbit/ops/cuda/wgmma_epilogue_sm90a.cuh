@@ -116,16 +116,13 @@ __device__ __forceinline__ void store_tile_by_tma(Value&& value, uint32_t buffer
 // warp w's columns in 16-byte chunk w, TMA's 128-byte swizzle) and thread 0
 // stores the box of `map` ([m, n], box [kBN, 64]) at (m0, col0); columns past
 // n and tokens past m are not written. `barrier`: a named barrier of the 256
-// threads. Returns once the store has read `buffer`. With kBoxTokens < kBN
-// the map's box is [kBoxTokens, 64], stored box by box, so that m may cut
-// the tile at a box (a part of a k split).
-template <typename T, int kBN, int kBoxTokens = kBN, class Value>
+// threads. Returns once the store has read `buffer`.
+template <typename T, int kBN, class Value>
 __device__ __forceinline__ void store_swiglu_tile_by_tma(Value&& value, uint32_t buffer,
                                                          int barrier, const CUtensorMap& map, int64_t col0,
                                                          int64_t m0, int64_t m, int64_t n) {
   constexpr int kBlocks = kBN / 8;
-  static_assert(kBlocks % 4 == 0 && kBN % kBoxTokens == 0 && kBoxTokens % 8 == 0,
-                "four token blocks a stmatrix, whole boxes of 1024-byte aligned rows");
+  static_assert(kBlocks % 4 == 0, "four token blocks a stmatrix");
   const int lane = threadIdx.x & 31;
   const uint32_t warp = (threadIdx.x >> 5) & 7;
   // Token block b's pair (tokens 2t, 2t + 1) of this thread's column.
@@ -143,12 +140,8 @@ __device__ __forceinline__ void store_swiglu_tile_by_tma(Value&& value, uint32_t
   }
   fence_async_shared();
   named_barrier_sync(barrier, 256);
-  if (threadIdx.x == 0 && col0 < n) {
-#pragma unroll
-    for (int box = 0; box < kBN / kBoxTokens; ++box) {
-      const int64_t token0 = m0 + int64_t(box) * kBoxTokens;
-      if (token0 < m) tma_store_2d(&map, int(col0), int(token0), buffer + uint32_t(box * kBoxTokens * 128));
-    }
+  if (threadIdx.x == 0 && col0 < n && m0 < m) {
+    tma_store_2d(&map, int(col0), int(m0), buffer);
     tma_store_commit();
     tma_store_wait_read();
   }

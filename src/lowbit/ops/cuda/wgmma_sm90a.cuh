@@ -152,16 +152,14 @@ struct StageRing {
 struct WorkItems {
   int64_t m_tiles, n_tiles, items;
   int k_tiles, per_slice;  // stages of k, and of a slice
-  int slices;
 
   // split_k (clamped to 1 .. k_tiles) becomes the number of slices it
   // really makes: none is empty.
   static WorkItems make(int64_t m_tiles, int64_t n_tiles, int k_tiles, int& split_k) {
-    WorkItems w{m_tiles, n_tiles, 0, k_tiles, 0, 1};
+    WorkItems w{m_tiles, n_tiles, 0, k_tiles, 0};
     split_k = split_k < 1 ? 1 : split_k > k_tiles ? k_tiles : split_k;
     w.per_slice = (k_tiles + split_k - 1) / split_k;
     split_k = (k_tiles + w.per_slice - 1) / w.per_slice;
-    w.slices = split_k;
     w.items = m_tiles * n_tiles * split_k;
     return w;
   }
@@ -177,18 +175,6 @@ struct WorkItems {
     const int slice = int(rest / n_tiles);
     const int kt0 = slice * per_slice;
     return Item{tile_m * kTokens, (rest % n_tiles) * kRows, slice, kt0, min(k_tiles, kt0 + per_slice)};
-  }
-  // The same items with a tile's slices adjacent (item = tile * slices +
-  // slice), so that a grid that is a multiple of `slices` runs the slices of
-  // each tile in the same round. (`slices` is read at run time on purpose:
-  // a slice known to be below a constant let ptxas merge the branches that
-  // dispatch on it, and the 4-bit GEMM's k split of 2 spilled ~700 bytes.)
-  template <int kTokens, int kRows>
-  __device__ __forceinline__ Item at_slices_together(int64_t item) const {
-    const int64_t tile = item / slices;
-    const int slice = int(item - tile * slices);
-    const int kt0 = slice * per_slice;
-    return Item{(tile % m_tiles) * kTokens, (tile / m_tiles) * kRows, slice, kt0, min(k_tiles, kt0 + per_slice)};
   }
 };
 
