@@ -7,12 +7,6 @@
 #include "lowbit/quant/kernels.h"
 #include "quant/dispatch.h"
 
-#if defined(LOWBIT_WITH_CUDA) && defined(LOWBIT_WITH_CUDA_QUANT)
-#include "core/cuda_runtime.h"
-#include "quant/cuda/kernels.h"
-#define LOWBIT_QUANT_CUDA 1
-#endif
-
 namespace lowbit::quant {
 namespace {
 
@@ -38,20 +32,18 @@ NestedAbsmax quantize_nested(const Tensor& absmax, int nested_blocksize, Tensor&
   nested.nested_code = code_tensor(dynamic_map_signed(), device);
   nested.nested_absmax = Tensor::empty({ceil_div(blocks, nested_blocksize)}, DType::F32, device);
   qabsmax = Tensor::empty({blocks}, DType::U8, device);
-  if (device.is_cpu()) {
-    nested.offset = cpu::quantize_nested_absmax(absmax.data<float>(), blocks, dynamic_map_signed().data(),
-                                                nested_blocksize, qabsmax.data<uint8_t>(),
-                                                nested.nested_absmax.data<float>());
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    nested.offset = cuda::quantize_nested_absmax(absmax.data<float>(), blocks, nested.nested_code.data<float>(),
-                                                 nested_blocksize, qabsmax.data<uint8_t>(),
-                                                 nested.nested_absmax.data<float>());
-#else
-    no_cuda("double quantization");
-#endif
-  }
+  on_device(
+      "double quantization", device,
+      [&] {
+        nested.offset = cpu::quantize_nested_absmax(absmax.data<float>(), blocks, dynamic_map_signed().data(),
+                                                    nested_blocksize, qabsmax.data<uint8_t>(),
+                                                    nested.nested_absmax.data<float>());
+      },
+      LOWBIT_QUANT_CUDA(
+        nested.offset = cuda::quantize_nested_absmax(absmax.data<float>(), blocks, nested.nested_code.data<float>(),
+                                                     nested_blocksize, qabsmax.data<uint8_t>(),
+                                                     nested.nested_absmax.data<float>());
+      ));
   return nested;
 }
 
@@ -85,18 +77,16 @@ Tensor resolve_absmax(const QuantState& state, Device device, std::string_view o
   const Tensor q = state.absmax.to(device), scales = nested.nested_absmax.to(device),
                code = nested.nested_code.to(device);
   Tensor out = Tensor::empty({state.blocks()}, DType::F32, device);
-  if (device.is_cpu()) {
-    cpu::dequantize_nested_absmax(q.data<uint8_t>(), scales.data<float>(), code.data<float>(), state.blocks(),
-                                  nested.blocksize, nested.offset, out.data<float>());
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    cuda::dequantize_nested_absmax(q.data<uint8_t>(), scales.data<float>(), code.data<float>(), state.blocks(),
-                                   nested.blocksize, nested.offset, out.data<float>());
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        cpu::dequantize_nested_absmax(q.data<uint8_t>(), scales.data<float>(), code.data<float>(), state.blocks(),
+                                      nested.blocksize, nested.offset, out.data<float>());
+      },
+      LOWBIT_QUANT_CUDA(
+        cuda::dequantize_nested_absmax(q.data<uint8_t>(), scales.data<float>(), code.data<float>(), state.blocks(),
+                                       nested.blocksize, nested.offset, out.data<float>());
+      ));
   return out;
 }
 
@@ -116,19 +106,17 @@ Tensor quantize_4bit(const Tensor& x, QuantType type, int blocksize, bool double
   const Device device = x.device();
   Tensor packed = Tensor::empty({ceil_div(n, 2), 1}, DType::U8, device);
   Tensor absmax = Tensor::empty({ceil_div(n, blocksize)}, DType::F32, device);
-  if (device.is_cpu()) {
-    dispatch_float(x.dtype(), op, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::quantize_4bit(x.data<T>(), n, type, blocksize, packed.data<uint8_t>(), absmax.data<float>());
-    });
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    cuda::quantize_4bit(x.dtype(), x.raw_data(), n, type, blocksize, packed.data<uint8_t>(), absmax.data<float>());
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        dispatch_float(x.dtype(), op, [&](auto tag) {
+          using T = decltype(tag);
+          cpu::quantize_4bit(x.data<T>(), n, type, blocksize, packed.data<uint8_t>(), absmax.data<float>());
+        });
+      },
+      LOWBIT_QUANT_CUDA(
+        cuda::quantize_4bit(x.dtype(), x.raw_data(), n, type, blocksize, packed.data<uint8_t>(), absmax.data<float>());
+      ));
   state = QuantState{};
   state.type = type;
   state.blocksize = blocksize;
@@ -160,22 +148,20 @@ void dequantize_4bit_into(const Tensor& packed, const QuantState& state, Tensor&
                out.defined() ? out.describe() : "undefined");
   const DType dtype = out.dtype();
   const Tensor absmax = resolve_absmax(state, device, op);
-  if (device.is_cpu()) {
-    dispatch_float(dtype, op, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::dequantize_4bit(packed.data<uint8_t>(), absmax.data<float>(), n, state.type, state.blocksize,
-                           out.data<T>());
-    });
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    dispatch_float(dtype, op, [](auto) {});
-    cuda::dequantize_4bit(dtype, packed.data<uint8_t>(), absmax.data<float>(), n, state.type, state.blocksize,
-                          out.raw_data());
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        dispatch_float(dtype, op, [&](auto tag) {
+          using T = decltype(tag);
+          cpu::dequantize_4bit(packed.data<uint8_t>(), absmax.data<float>(), n, state.type, state.blocksize,
+                               out.data<T>());
+        });
+      },
+      LOWBIT_QUANT_CUDA(
+        dispatch_float(dtype, op, [](auto) {});
+        cuda::dequantize_4bit(dtype, packed.data<uint8_t>(), absmax.data<float>(), n, state.type, state.blocksize,
+                              out.raw_data());
+      ));
 }
 
 Tensor dequantize_4bit(const Tensor& packed, const QuantState& state, std::optional<DType> out_dtype) {
@@ -195,21 +181,19 @@ Tensor quantize_blockwise(const Tensor& x, int blocksize, bool nested, QuantStat
   Tensor codes = Tensor::empty(x.shape(), DType::U8, device);
   Tensor absmax = Tensor::empty({ceil_div(n, blocksize)}, DType::F32, device);
   Tensor code = code_tensor(dynamic_map_signed(), device);
-  if (device.is_cpu()) {
-    dispatch_float(x.dtype(), op, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::quantize_dynamic8(x.data<T>(), n, dynamic_map_signed().data(), blocksize, codes.data<uint8_t>(),
-                             absmax.data<float>());
-    });
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    cuda::quantize_dynamic8(x.dtype(), x.raw_data(), n, code.data<float>(), blocksize, codes.data<uint8_t>(),
-                            absmax.data<float>());
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        dispatch_float(x.dtype(), op, [&](auto tag) {
+          using T = decltype(tag);
+          cpu::quantize_dynamic8(x.data<T>(), n, dynamic_map_signed().data(), blocksize, codes.data<uint8_t>(),
+                                 absmax.data<float>());
+        });
+      },
+      LOWBIT_QUANT_CUDA(
+        cuda::quantize_dynamic8(x.dtype(), x.raw_data(), n, code.data<float>(), blocksize, codes.data<uint8_t>(),
+                                absmax.data<float>());
+      ));
   state = QuantState{};
   state.type = QuantType::Dynamic8;
   state.blocksize = blocksize;
@@ -246,22 +230,20 @@ void dequantize_blockwise_into(const Tensor& codes, const QuantState& state, Ten
   const DType dtype = out.dtype();
   const Tensor absmax = resolve_absmax(state, device, op);
   const Tensor code = state.code.to(device);
-  if (device.is_cpu()) {
-    dispatch_float(dtype, op, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::dequantize_dynamic8(codes.data<uint8_t>(), absmax.data<float>(), code.data<float>(), n, state.blocksize,
-                               out.data<T>());
-    });
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    dispatch_float(dtype, op, [](auto) {});
-    cuda::dequantize_dynamic8(dtype, codes.data<uint8_t>(), absmax.data<float>(), code.data<float>(), n,
-                              state.blocksize, out.raw_data());
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        dispatch_float(dtype, op, [&](auto tag) {
+          using T = decltype(tag);
+          cpu::dequantize_dynamic8(codes.data<uint8_t>(), absmax.data<float>(), code.data<float>(), n, state.blocksize,
+                                   out.data<T>());
+        });
+      },
+      LOWBIT_QUANT_CUDA(
+        dispatch_float(dtype, op, [](auto) {});
+        cuda::dequantize_dynamic8(dtype, codes.data<uint8_t>(), absmax.data<float>(), code.data<float>(), n,
+                                  state.blocksize, out.raw_data());
+      ));
 }
 
 Tensor dequantize_blockwise(const Tensor& codes, const QuantState& state, std::optional<DType> out_dtype) {

@@ -7,12 +7,6 @@
 #include "lowbit/quant/kernels.h"
 #include "quant/dispatch.h"
 
-#if defined(LOWBIT_WITH_CUDA) && defined(LOWBIT_WITH_CUDA_QUANT)
-#include "core/cuda_runtime.h"
-#include "quant/cuda/kernels.h"
-#define LOWBIT_QUANT_CUDA 1
-#endif
-
 namespace lowbit::quant {
 namespace {
 
@@ -42,42 +36,40 @@ Int8Rows int8_vectorwise_quant(const Tensor& a, float threshold) {
   out.codes = Tensor::empty(a.shape(), DType::I8, device);
   out.row_stats = Tensor::empty({rows}, DType::F32, device);
   std::vector<int32_t> columns;
-  if (device.is_cpu()) {
-    dispatch_float(a.dtype(), op, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::int8_vectorwise_quant(a.data<T>(), rows, cols, threshold, out.codes.data<int8_t>(),
-                                 out.row_stats.data<float>());
-      if (threshold > 0.0f) columns = outlier_columns(a.data<T>(), rows, cols, threshold);
-    });
-    // The kernel zeroes the outliers themselves; bitsandbytes then clears
-    // their whole columns when there is more than one row.
-    if (rows > 1) {
-      int8_t* codes = out.codes.data<int8_t>();
-      for (int64_t r = 0; r < rows; ++r)
-        for (int32_t c : columns) codes[r * cols + c] = 0;
-    }
-    out.outlier_cols = Tensor::from_vector(columns, {int64_t(columns.size())});
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    dispatch_float(a.dtype(), op, [](auto) {});
-    cuda::int8_vectorwise_quant(a.dtype(), a.raw_data(), rows, cols, threshold, out.codes.data<int8_t>(),
-                                out.row_stats.data<float>());
-    if (threshold > 0.0f) {
-      Tensor mask = Tensor::empty({cols}, DType::U8, device);
-      cuda::int8_outlier_column_mask(a.dtype(), a.raw_data(), rows, cols, threshold, mask.data<uint8_t>());
-      const Tensor host = mask.to(Device::cpu());
-      for (int64_t c = 0; c < cols; ++c)
-        if (host.data<uint8_t>()[c]) columns.push_back(int32_t(c));
-    }
-    out.outlier_cols = Tensor::from_vector(columns, {int64_t(columns.size())}).to(device);
-    if (rows > 1 && !columns.empty())
-      cuda::int8_zero_columns(out.codes.data<int8_t>(), rows, cols, out.outlier_cols.data<int32_t>(),
-                              int64_t(columns.size()));
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        dispatch_float(a.dtype(), op, [&](auto tag) {
+          using T = decltype(tag);
+          cpu::int8_vectorwise_quant(a.data<T>(), rows, cols, threshold, out.codes.data<int8_t>(),
+                                     out.row_stats.data<float>());
+          if (threshold > 0.0f) columns = outlier_columns(a.data<T>(), rows, cols, threshold);
+        });
+        // The kernel zeroes the outliers themselves; bitsandbytes then clears
+        // their whole columns when there is more than one row.
+        if (rows > 1) {
+          int8_t* codes = out.codes.data<int8_t>();
+          for (int64_t r = 0; r < rows; ++r)
+            for (int32_t c : columns) codes[r * cols + c] = 0;
+        }
+        out.outlier_cols = Tensor::from_vector(columns, {int64_t(columns.size())});
+      },
+      LOWBIT_QUANT_CUDA(
+        dispatch_float(a.dtype(), op, [](auto) {});
+        cuda::int8_vectorwise_quant(a.dtype(), a.raw_data(), rows, cols, threshold, out.codes.data<int8_t>(),
+                                    out.row_stats.data<float>());
+        if (threshold > 0.0f) {
+          Tensor mask = Tensor::empty({cols}, DType::U8, device);
+          cuda::int8_outlier_column_mask(a.dtype(), a.raw_data(), rows, cols, threshold, mask.data<uint8_t>());
+          const Tensor host = mask.to(Device::cpu());
+          for (int64_t c = 0; c < cols; ++c)
+            if (host.data<uint8_t>()[c]) columns.push_back(int32_t(c));
+        }
+        out.outlier_cols = Tensor::from_vector(columns, {int64_t(columns.size())}).to(device);
+        if (rows > 1 && !columns.empty())
+          cuda::int8_zero_columns(out.codes.data<int8_t>(), rows, cols, out.outlier_cols.data<int32_t>(),
+                                  int64_t(columns.size()));
+      ));
   return out;
 }
 
@@ -94,21 +86,19 @@ Tensor int8_vectorwise_dequant(const Tensor& codes, const Tensor& row_stats, DTy
                codes.device().str(), row_stats.device().str());
   const Device device = codes.device();
   Tensor out = Tensor::empty(codes.shape(), out_dtype, device);
-  if (device.is_cpu()) {
-    dispatch_float(out_dtype, op, [&](auto tag) {
-      using T = decltype(tag);
-      cpu::int8_vectorwise_dequant(codes.data<int8_t>(), row_stats.data<float>(), rows, cols, out.data<T>());
-    });
-  } else {
-#ifdef LOWBIT_QUANT_CUDA
-    lowbit::detail::cuda_use_device(device.index);
-    dispatch_float(out_dtype, op, [](auto) {});
-    cuda::int8_vectorwise_dequant(out_dtype, codes.data<int8_t>(), row_stats.data<float>(), rows, cols,
-                                  out.raw_data());
-#else
-    no_cuda(op);
-#endif
-  }
+  on_device(
+      op, device,
+      [&] {
+        dispatch_float(out_dtype, op, [&](auto tag) {
+          using T = decltype(tag);
+          cpu::int8_vectorwise_dequant(codes.data<int8_t>(), row_stats.data<float>(), rows, cols, out.data<T>());
+        });
+      },
+      LOWBIT_QUANT_CUDA(
+        dispatch_float(out_dtype, op, [](auto) {});
+        cuda::int8_vectorwise_dequant(out_dtype, codes.data<int8_t>(), row_stats.data<float>(), rows, cols,
+                                      out.raw_data());
+      ));
   return out;
 }
 
