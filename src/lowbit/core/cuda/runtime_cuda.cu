@@ -1,6 +1,5 @@
 #include <cuda_runtime.h>
 
-#include <mutex>
 #include <string>
 
 #include "core/cuda/per_device.h"
@@ -21,14 +20,13 @@ __global__ void probe_kernel() {}
 // cubins and compute_90 PTX run on 9.x and newer, not on 8.x), so that the
 // first allocation names the device and the build instead of the first
 // launch failing with "no kernel image is available". Throws until it passes.
+// `device` is current.
 void require_cuda_kernels(int device) {
-  constexpr int kMaxDevices = 64;
-  static std::once_flag checked[kMaxDevices];
-  if (device < 0 || device >= kMaxDevices) return;
-  std::call_once(checked[device], [device] {
+  static PerDevice<bool> checked;
+  checked.get([device] {
     cudaFuncAttributes attributes{};
     const cudaError_t err = cudaFuncGetAttributes(&attributes, probe_kernel);
-    if (err == cudaSuccess) return;
+    if (err == cudaSuccess) return true;
     cudaGetLastError();
     cudaDeviceProp prop{};
     LOWBIT_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "core/cuda/per_device.h"
 #include "lowbit/core/cuda_check.h"
 
 namespace lowbit::ops::cuda::hopper {
@@ -28,20 +29,18 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 }  // namespace
 
 bool device_is_sm90() {
-  constexpr int kMaxDevices = 16;
-  static int known[kMaxDevices] = {};  // 0 unknown, 1 yes, 2 no
   int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device >= kMaxDevices) {
+  if (cudaGetDevice(&device) != cudaSuccess) {
     cudaGetLastError();  // no device: not an error for the caller
     return false;
   }
-  if (!known[device]) {
+  static ::lowbit::detail::PerDevice<bool> is_sm90;
+  return is_sm90.get([device] {
     int major = 0, minor = 0;
     LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-    known[device] = major == 9 && minor == 0 ? 1 : 2;
-  }
-  return known[device] == 1;
+    return major == 9 && minor == 0;
+  });
 }
 
 CUtensorMap tensor_map(const void* data, CUtensorMapDataType type, int rank, const int64_t* dims,
