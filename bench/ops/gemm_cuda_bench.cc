@@ -349,13 +349,6 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
         std::printf("  fs%d: %.1f", fs, time_path(Gemm4bitPath::kWgmma, m));
       }
       lowbit::ops::cuda::fused4::set_wgmma_fused_split(-1);
-      // 192-row tiles of 128 tokens (r192; 0 where the shape does not allow them).
-      if (m >= 64) {
-        lowbit::ops::cuda::fused4::set_wgmma_tokens(128);
-        lowbit::ops::cuda::fused4::set_wgmma_rows(192);
-        std::printf("  r192: %.1f", time_path(Gemm4bitPath::kWgmma, m));
-        lowbit::ops::cuda::fused4::set_wgmma_rows(0);
-      }
       // Narrow tiles at each k split.
       for (int tokens : {8, 16, 32}) {
         if (tokens > 2 * m || m > 64) continue;

@@ -358,30 +358,6 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
   ops::cuda::fused4::set_wgmma_stream_k(0);
 }
 
-// The wgmma GEMM's 192-row block tiles (three consumer warpgroups, 128-token
-// plain items): weights whose rows end mid-tile (a last tile of 8 or 136
-// rows), tokens past m, one to three token tiles, blocksizes 64-256, both
-// dtypes, f32 and double-quantized absmax, with and without bias; the
-// forced choice is the 192-row one.
-TEST(Linear4bitCuda, Wgmma192RowTilesMatchCpu) {
-  LOWBIT_REQUIRE_CUDA();
-  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
-  ops::cuda::fused4::set_wgmma_rows(192);
-  const std::initializer_list<ForcedCase> cases = {
-      {{128, 200, 1024, 64}, 128, 0}, {{17, 392, 448, 128}, 128, 0}, {{300, 520, 2048, 64}, 128, 0},
-      {{129, 1000, 640, 256}, 128, 0}, {{64, 192, 4096, 64}, 128, 0}, {{256, 2312, 512, 64}, 128, 0}};
-  for (const ForcedCase& c : cases) {
-    uint32_t seed = 1500;
-    const KernelCase kc(c.shape, DType::BF16, false, seed);
-    ops::cuda::fused4::set_wgmma_tokens(128);
-    EXPECT_NE(ops::cuda::fused4::wgmma_choice(kc.p, c.shape.m, nullptr).find("192 rows"), std::string::npos)
-        << kc.name;
-    ops::cuda::fused4::set_wgmma_tokens(0);
-  }
-  check_forced_path(cases, ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1500);
-  ops::cuda::fused4::set_wgmma_rows(0);
-}
-
 // The wgmma GEMM's k split of 2 or 4 summed in the kernel (256-token tiles,
 // one item a block): tiles of a few hundred rows and tokens with ragged
 // edges, slices of uneven length, both dtypes, f32 and double-quantized

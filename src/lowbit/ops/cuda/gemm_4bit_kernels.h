@@ -123,9 +123,5 @@ void set_wgmma_stream_k(int mode);
 // Benchmarks and tests: 2 or 4 forces that k split summed in the kernel
 // (256-token tiles) where it fits, -1 never, 0 lets the cost model pick.
 void set_wgmma_fused_split(int mode);
-// Benchmarks and tests: 192 forces block tiles of 192 weight rows (128-token
-// plain items) where the shape allows them, 128 never, 0 lets the cost
-// model pick.
-void set_wgmma_rows(int rows);
 
 }  // namespace lowbit::ops::cuda::fused4

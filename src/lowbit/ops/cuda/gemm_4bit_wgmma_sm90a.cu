@@ -96,8 +96,12 @@
 namespace lowbit::ops::cuda::fused4 {
 namespace {
 
+constexpr int kConsumerThreads = 256;         // two warpgroups: decode + wgmma
+constexpr int kThreads = kConsumerThreads + 128;  // and one whose first thread issues the TMA loads
 constexpr int kProducerRegisters = 24;  // after setmaxnreg: the rest go to the consumers
+constexpr int kBlockRows = 128;  // weight rows of a block tile: 64 a warpgroup (wgmma's M)
 constexpr int kStageK = 64;      // k of a stage: one 128-byte swizzle row of x
+constexpr int kConsumerWarps = kConsumerThreads / 32;
 
 // Narrow tiles (decode-sized batches) hold few accumulators and are bound by
 // each stage's chain of waits (codes -> table lookup -> wgmma), not by the
@@ -105,27 +109,9 @@ constexpr int kStageK = 64;      // k of a stage: one 128-byte swizzle row of x
 // warpgroups hide one another's latency.
 constexpr int blocks_per_sm(int tokens) { return tokens <= 32 ? 2 : 1; }
 
-// kRows_: weight rows of a block tile, 64 a consumer warpgroup (wgmma's M):
-// 128, or 192 for 128-token tiles of weights whose 128-row tiles leave a
-// third of the SMs idle (4096 x 11008 at 256 rows: 86 tiles of 128 rows x
-// 256 tokens, 58 x 2 of 192 x 128).
-template <int BN_, int kRows_ = 128>
+template <int BN_>
 struct Config {
   static constexpr int BN = BN_;  // tokens (batch rows) of a block tile: wgmma's N
-  static constexpr int kRows = kRows_;
-  static constexpr int kConsumerWarpgroups = kRows / 64;
-  static constexpr int kConsumerThreads = 128 * kConsumerWarpgroups;  // decode + wgmma
-  static constexpr int kConsumerWarps = kConsumerThreads / 32;
-  // The stages' loads: with two consumer warpgroups, a producer warpgroup
-  // (its first warp loads, setmaxnreg gives its registers to the
-  // consumers); with three, the consumer warp that releases a slot last
-  // refills it (a producer warp beside them would leave 128 registers a
-  // thread, four warps on one SM sub-partition, and ptxas then serializes
-  // the wgmma; setmaxnreg does not help, since ptxas allocates the launch
-  // bound's registers to the whole kernel).
-  static constexpr bool kProducerWarps = kConsumerWarpgroups == 2;
-  static constexpr bool kSetMaxNReg = kProducerWarps;
-  static constexpr int kThreads = kConsumerThreads + (kProducerWarps ? 128 : 0);
   static constexpr int kBlocksPerSM = blocks_per_sm(BN);
   // Registers after setmaxnreg, from the block's launch registers (one
   // block: 2 x 240 + 24 <= 512 a lane of each SM sub-partition; two: the 12
@@ -133,40 +119,33 @@ struct Config {
   static constexpr int kConsumerRegisters = kBlocksPerSM == 2 ? 104 : 240;
   // Stages whose wgmma stay in flight while the next one is decoded, each
   // with its own A registers: two where registers are plenty; one in 104
-  // registers and with three consumer warpgroups (a second set there makes
-  // ptxas serialize the wgmma).
-  static constexpr int kInFlight = (kBlocksPerSM == 2 || kConsumerWarpgroups == 3) ? 1 : 2;
+  // registers (a second set there makes ptxas serialize the wgmma).
+  static constexpr int kInFlight = kBlocksPerSM == 2 ? 1 : 2;
   // The code-pair table's rows (a lane's copy of byte value v at v * row +
   // lane * 4): 64 words (64 KB) where one byte permute forms the address
   // (narrow tiles, issue-bound), else packed in 32 (32 KB: more stages fit).
   static constexpr int kTableRowWords = kBlocksPerSM == 2 ? 64 : 32;
   static constexpr int kTableWords = 256 * kTableRowWords;
   static constexpr int kXBytes = BN * 128;
-  static constexpr int kWBytes = kRows * 32;
+  static constexpr int kWBytes = kBlockRows * 32;
   // A scale a row: the f32 absmax, or the word holding the u8 code, then
   // (double quantization) its nested f32 scale.
-  static constexpr int kScaleBytes = kRows * 4;
-  // A multiple of 1024: slots stay swizzle-aligned.
-  static constexpr int kStageBytes = kXBytes + kWBytes + (2 * kScaleBytes + 1023) / 1024 * 1024;
+  static constexpr int kScaleBytes = kBlockRows * 4;
+  static constexpr int kStageBytes = kXBytes + kWBytes + 1024;  // a multiple of 1024: slots stay swizzle-aligned
   // 64-token tiles keep more of the weight stream in flight; narrow ones
   // take what two blocks with 64 KB tables leave (two blocks hold more).
-  static constexpr int kStages =
-      BN == 256 ? 5 : BN == 128 ? (kRows == 128 ? 8 : 7) : BN == 64 ? 10 : BN == 32 ? 5 : BN == 16 ? 6 : 7;
+  static constexpr int kStages = BN == 256 ? 5 : BN == 128 ? 8 : BN == 64 ? 10 : BN == 32 ? 5 : BN == 16 ? 6 : 7;
   // The epilogue stages the output in the x tile of the item's last slot
   // (its wgmma have retired): a warpgroup's 64 rows for BN / 2 tokens at a
-  // time (BN / 4 with three warpgroups), [token][64 rows] in 128-byte rows,
-  // TMA's 128-byte swizzle. From 16 tokens (stmatrix writes 8 tokens at a
-  // time).
+  // time, [token][64 rows] in 128-byte rows, TMA's 128-byte swizzle. From 16
+  // tokens (stmatrix writes 8 tokens at a time).
   static constexpr bool kTmaEpilogue = BN >= 16;
-  static constexpr int kPassTokens = kConsumerWarpgroups == 2 ? BN / 2 : BN / 4;
+  static constexpr int kPassTokens = BN / 2;
   static constexpr int kTablesOffset = kStages * kStageBytes;
   static constexpr int kBarriersOffset = kTablesOffset + (kTableWords + 256) * 4;
   static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
-  static_assert(!kTmaEpilogue || (kPassTokens * 128) % 1024 == 0, "staging parts keep the swizzle alignment");
-  static_assert(kConsumerWarpgroups * kPassTokens <= BN, "every warpgroup's pass fits the x tile");
-  static_assert(kRows == 128 || kRows == 192, "two or three consumer warpgroups");
-  static_assert(kConsumerRegisters % 8 == 0 && kProducerRegisters % 8 == 0, "setmaxnreg counts are multiples of 8");
+  static_assert(!kTmaEpilogue || (kPassTokens * 128) % 1024 == 0, "staging halves keep the swizzle alignment");
   static_assert(kBlocksPerSM * (kSmemBytes + 1024) <= 228 * 1024, "kBlocksPerSM blocks' shared memory fits an SM");
 };
 
@@ -187,10 +166,9 @@ __device__ __forceinline__ int64_t weight_row(const Params& p, int64_t n0, int r
   const int64_t half = p.n >> 1, j = min((n0 >> 1) + 8 * (r >> 4) + (r & 7), half - 1);
   return (r & 8) ? half + j : j;
 }
-// Block tiles of `rows` along the weight rows (SwiGLU: along the output
-// columns, 64 a tile of 128 rows).
-int64_t weight_tiles(const Params& p, int rows = 128) {
-  return p.swiglu ? (p.n / 2 + 63) / 64 : (p.n + rows - 1) / rows;
+// Block tiles along the weight rows (SwiGLU: along the output columns, 64 a tile).
+int64_t weight_tiles(const Params& p) {
+  return p.swiglu ? (p.n / 2 + 63) / 64 : (p.n + kBlockRows - 1) / kBlockRows;
 }
 
 // Stream-K (shapes whose tiles leave SMs idle in the last wave): the units
@@ -234,10 +212,10 @@ struct SplitSums {
 };
 
 // fn(item) for each (token tile, weight tile, k range) this block computes, in order.
-template <int BN, int kRows, bool kStreamK, class Fn>
+template <int BN, bool kStreamK, class Fn>
 __device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, const StreamK& sk, Fn&& fn) {
   if constexpr (!kStreamK) {
-    for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) fn(work.at<BN, kRows>(item));
+    for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) fn(work.at<BN, kBlockRows>(item));
     return;
   }
   const int64_t end = sk.begin(blockIdx.x + 1);
@@ -245,19 +223,18 @@ __device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, cons
     const int64_t tile = u / work.k_tiles;
     const int kt0 = int(u - tile * work.k_tiles);
     const int kt1 = int(min(int64_t(work.k_tiles), kt0 + (end - u)));
-    fn(wgmma::WorkItems::Item{(tile % work.m_tiles) * BN, (tile / work.m_tiles) * kRows, 0, kt0, kt1});
+    fn(wgmma::WorkItems::Item{(tile % work.m_tiles) * BN, (tile / work.m_tiles) * kBlockRows, 0, kt0, kt1});
     u += kt1 - kt0;
   }
 }
 
 // The consumer warpgroups alone (named barrier 1; the producer warp is busy).
-template <class C>
 __device__ __forceinline__ void consumer_sync() {
-  wgmma::named_barrier_sync(1, C::kConsumerThreads);
+  wgmma::named_barrier_sync(1, kConsumerThreads);
 }
 
 template <typename T, class C, bool kNested, bool kStreamK, int kFusedSplit = 0, bool kSwiGLU = false>
-__global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
+__global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     gemm_4bit_wgmma_kernel(const __grid_constant__ CUtensorMap x_map, const __grid_constant__ CUtensorMap w_map,
                            const __grid_constant__ CUtensorMap out_map, const Params p, const wgmma::WorkItems work,
                            const StreamK sk, const SplitSums ss, const int64_t scale_blocks, float* partial,
@@ -286,18 +263,8 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
   const int code_half = (lane & 16);
 
 
-  // full: the TMA's expect and the loading lanes' scale copies; empty: the
-  // consumer warps (without producer warps: a count of the consumer warps
-  // that released the slot, in the barrier's first word).
-  uint32_t* const release_counts = reinterpret_cast<uint32_t*>(smem + C::kBarriersOffset + 8 * C::kStages);
-  if (tid == 0) {
-    if constexpr (C::kProducerWarps) {
-      wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1 + 32, C::kConsumerWarps);
-    } else {
-      wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1 + 32, 1);
-      for (int i = 0; i < C::kStages; ++i) release_counts[2 * i] = 0;
-    }
-  }
+  // full: the TMA's expect and the producer lanes' scale copies; empty: the consumer warps.
+  if (tid == 0) wgmma::init_stage_barriers(full_bar, empty_bar, C::kStages, 1 + 32, kConsumerWarps);
   build_shared_tables<T, kNested, C::kTableRowWords>(tables, C::kTableWords, p);  // ends with __syncthreads
   // The prologue above may overlap the previous kernel's tail (launched as a
   // programmatic dependent); x, the output and the workspaces wait for it.
@@ -305,106 +272,62 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
   allow_dependent_launch();
   wait_for_previous_grid();
 
-  // Loads stage kt of item `it` into `slot` (a whole warp): lane 0 issues
-  // the TMA loads of x and the codes; the 32 lanes copy the rows' scales
-  // (cp.async, counted on the same barrier). rowk[r]: row lane + 32 r's
-  // first weight (weight_row * k).
-  const auto load_stage = [&](const wgmma::WorkItems::Item& it, int kt, int slot, const int64_t (&rowk)[C::kRows / 32]) {
-    const uint32_t dst = base + uint32_t(slot * C::kStageBytes), bar = full_bar + 8 * slot;
-    if (lane == 0) {
-      wgmma::barrier_arrive_expect(bar, C::kXBytes + C::kWBytes);
-      wgmma::tma_load_2d(dst, &x_map, kt * kStageK, int(it.m0), bar);
-      if constexpr (kSwiGLU) {  // [8 column groups][gate, up][8 rows] (swiglu_code_map)
-        wgmma::tma_load_4d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), 0, 0, int(it.n0 >> 4), bar);
-      } else {
-        wgmma::tma_load_2d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), int(it.n0), bar);
-      }
-    }
-#pragma unroll
-    for (int r = 0; r < C::kRows / 32; ++r) {
-      const int64_t block = (rowk[r] + int64_t(kt) * kStageK) >> p.block_shift;
-      const uint32_t to = dst + uint32_t(C::kXBytes + C::kWBytes + (lane + 32 * r) * 4);
-      if constexpr (kNested) {
-        // The aligned word holding the code; the last few codes one by
-        // one (a word there would read past the array).
-        if ((block | 3) < scale_blocks) cp_async4(to, p.qabsmax + (block & ~int64_t(3)), true);
-        else store_shared_u32(to, uint32_t(p.qabsmax[block]) << (8 * (block & 3)));
-        cp_async4(to + C::kScaleBytes, p.nested_absmax + (block >> p.nested_shift), true);
-      } else {
-        cp_async4(to, p.absmax + block, true);
-      }
-    }
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
-  };
-  // Without producer warps: the block's stage q (its items' stages in turn,
-  // k_tiles each: plain items, no k split), loaded by a whole warp.
-  const auto load_block_stage = [&](int64_t q) {
-    const int64_t item = blockIdx.x + (q / work.k_tiles) * gridDim.x;
-    if (item >= work.items) return;
-    const wgmma::WorkItems::Item it = work.at<C::BN, C::kRows>(item);
-    int64_t rowk[C::kRows / 32];
-#pragma unroll
-    for (int r = 0; r < C::kRows / 32; ++r) rowk[r] = weight_row<kSwiGLU>(p, it.n0, lane + 32 * r) * p.k;
-    load_stage(it, int(q % work.k_tiles), int(q % C::kStages), rowk);
-  };
-  if constexpr (!C::kProducerWarps) {
-    if (warp == 0)
-      for (int q = 0; q < C::kStages; ++q) load_block_stage(q);
-  }
-
   // The producer, the last warp: it fills the slots in order, stage after
   // stage of this block's items, each slot once every consumer warp has
   // released the stage that used it before. Lane 0 issues the TMA loads of x
   // and the codes; the 32 lanes copy the 128 rows' scales (cp.async, counted
   // on the same barrier).
-  if (C::kProducerWarps && warp >= C::kConsumerWarps) {
-    if constexpr (C::kSetMaxNReg) asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
-    if (warp != C::kConsumerWarps) return;
+  if (warp >= kConsumerWarps) {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
+    if (warp != kConsumerWarps) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
-    for_each_item<C::BN, C::kRows, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
-      int64_t rowk[C::kRows / 32];
+    for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
+      int64_t rowk[kBlockRows / 32];
 #pragma unroll
-      for (int r = 0; r < C::kRows / 32; ++r) rowk[r] = weight_row<kSwiGLU>(p, it.n0, lane + 32 * r) * p.k;
+      for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = weight_row<kSwiGLU>(p, it.n0, lane + 32 * r) * p.k;
       for (int kt = it.kt0; kt < it.kt1; ++kt) {
         ring.wait_empty();
-        load_stage(it, kt, ring.slot, rowk);
+        const uint32_t dst = base + uint32_t(ring.slot * C::kStageBytes), bar = ring.full();
+        if (lane == 0) {
+          wgmma::barrier_arrive_expect(bar, C::kXBytes + C::kWBytes);
+          wgmma::tma_load_2d(dst, &x_map, kt * kStageK, int(it.m0), bar);
+          if constexpr (kSwiGLU) {  // [8 column groups][gate, up][8 rows] (swiglu_code_map)
+            wgmma::tma_load_4d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), 0, 0, int(it.n0 >> 4), bar);
+          } else {
+            wgmma::tma_load_2d(dst + C::kXBytes, &w_map, kt * (kStageK / 2), int(it.n0), bar);
+          }
+        }
+#pragma unroll
+        for (int r = 0; r < kBlockRows / 32; ++r) {
+          const int64_t block = (rowk[r] + int64_t(kt) * kStageK) >> p.block_shift;
+          const uint32_t to = dst + uint32_t(C::kXBytes + C::kWBytes + (lane + 32 * r) * 4);
+          if constexpr (kNested) {
+            // The aligned word holding the code; the last few codes one by
+            // one (a word there would read past the array).
+            if ((block | 3) < scale_blocks) cp_async4(to, p.qabsmax + (block & ~int64_t(3)), true);
+            else store_shared_u32(to, uint32_t(p.qabsmax[block]) << (8 * (block & 3)));
+            cp_async4(to + C::kScaleBytes, p.nested_absmax + (block >> p.nested_shift), true);
+          } else {
+            cp_async4(to, p.absmax + block, true);
+          }
+        }
+        asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(bar) : "memory");
         ring.advance();
       }
     });
     return;
   }
 
-  if constexpr (C::kSetMaxNReg) asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(C::kConsumerRegisters));
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(C::kConsumerRegisters));
   wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};  // this thread's next stage
-  int64_t consumed = 0;  // the block's stages this warp has taken (the ring's position)
-  // Releases the stage `back` behind the ring's position for this warp (a
-  // whole warp calls it). Without producer warps, the warp that releases a
-  // slot last (a count in shared memory) loads the block's stage kStages on
-  // into it; the acq_rel count orders every warp's wgmma reads of the slot
-  // (retired before they release it) before that load.
-  const auto release = [&](int back) {
-    if constexpr (C::kProducerWarps) {
-      if (lane == 0) ring.release(back);
-    } else {
-      const int64_t q = consumed - back;
-      const uint32_t count = shared_address(release_counts + 2 * int(q % C::kStages));
-      uint32_t before = 0;
-      if (lane == 0)
-        asm volatile("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;" : "=r"(before) : "r"(count) : "memory");
-      if (__shfl_sync(~0u, before, 0) == uint32_t(C::kConsumerWarps - 1)) {
-        if (lane == 0) asm volatile("st.relaxed.cta.shared::cta.u32 [%0], 0;" ::"r"(count) : "memory");
-        load_block_stage(q + C::kStages);
-      }
-    }
-  };
   // Stream-K: this block's partial is written, its flag not yet set (see the hand-over).
   bool flag_pending = false;
   const auto set_flag = [&] {
-    consumer_sync<C>();  // orders every consumer's stores before thread 0's (cumulative) release
+    consumer_sync();  // orders every consumer's stores before thread 0's (cumulative) release
     if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
     flag_pending = false;
   };
-  for_each_item<C::BN, C::kRows, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
+  for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = weight_row<kSwiGLU>(p, it.n0, row0) * p.k, rowk1 = weight_row<kSwiGLU>(p, it.n0, row1) * p.k;
     // A double-quantized row's offset: its part's (parts are whole rows), once
@@ -484,7 +407,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
       for (int s = 0; s < 4; ++s) wgmma::wgmma_rs<T, C::BN>(acc, a[s], desc[s], i > 0 || s > 0);
       wgmma::commit();
       wgmma::wait<C::kInFlight>();
-      if (i >= C::kInFlight) release(C::kInFlight);
+      if (i >= C::kInFlight && lane == 0) ring.release(C::kInFlight);
 #pragma unroll
       for (int s = 0; s < 4; ++s)
 #pragma unroll
@@ -492,7 +415,6 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
 #pragma unroll
       for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
       ring.advance();
-      ++consumed;
     };
 
     // Triples (pairs) of stages, the rest peeled: a conditional step inside
@@ -519,10 +441,12 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
     for (int j = 0; j < C::BN / 2; ++j) wgmma::keep(acc[j]);
     // The last slot is released after the epilogue, which may stage the
     // output in it; with two stages in flight, the one before it now.
-    if (C::kInFlight == 2 && nk >= 2) release(2);
+    if (C::kInFlight == 2 && lane == 0 && nk >= 2) ring.release(2);
     const int last_slot = ring.slot == 0 ? C::kStages - 1 : ring.slot - 1;
-    const uint32_t last_x = base + uint32_t(last_slot * C::kStageBytes);
-    const auto release_last_slot = [&] { release(1); };
+    const uint32_t last_x = base + uint32_t(last_slot * C::kStageBytes), last_empty = empty_bar + 8 * last_slot;
+    const auto release_last_slot = [&] {
+      if (lane == 0) wgmma::barrier_arrive(last_empty);
+    };
 
     // The biases of this thread's two weight rows.
     const auto bias_of = [&](int row) {
@@ -544,15 +468,15 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
     if constexpr (kFusedSplit > 1) {
       constexpr int S = kFusedSplit, kQuads = C::BN / 8, kQuarter = kQuads / S;
       static_assert(C::kTmaEpilogue && kQuads % S == 0, "whole token blocks a slice");
-      const int64_t tile = (it.n0 / C::kRows) * work.m_tiles + it.m0 / C::BN;
-      float4* const slots = reinterpret_cast<float4*>(ss.partials) + tile * S * kQuads * C::kConsumerThreads + tid;
+      const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
+      float4* const slots = reinterpret_cast<float4*>(ss.partials) + tile * S * kQuads * kConsumerThreads + tid;
       // This slice's sums of the other slices' quarters.
 #pragma unroll
       for (int q = 0; q < kQuads; ++q)
         if (q / kQuarter != it.slice)
-          __stcg(slots + (it.slice * kQuads + q) * C::kConsumerThreads,
+          __stcg(slots + (it.slice * kQuads + q) * kConsumerThreads,
                  make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
-      consumer_sync<C>();  // every consumer's stores before thread 0's (cumulative) release
+      consumer_sync();  // every consumer's stores before thread 0's (cumulative) release
       if (tid == 0) {
         uint32_t seen = 0;
         asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(ss.counters + tile) : "memory");
@@ -560,7 +484,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
           asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(ss.counters + tile) : "memory");
         } while (seen < uint32_t(S));
       }
-      consumer_sync<C>();
+      consumer_sync();
       const float b0 = bias_of(row0), b1 = bias_of(row1);
       // Quarter s: its sums in slice order (a compile-time quarter, so
       // that the accumulators stay in registers), then stored by TMA.
@@ -574,7 +498,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
           for (int q = q0; q < q0 + 4; ++q) {
             const auto slice_sums = [&](int from) {
               return from == s ? make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3])
-                               : __ldcg(slots + (from * kQuads + q) * C::kConsumerThreads);
+                               : __ldcg(slots + (from * kQuads + q) * kConsumerThreads);
             };
             float4 v = slice_sums(0);
 #pragma unroll
@@ -611,15 +535,15 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
     }
     if (kStreamK && flag_pending) set_flag();
     if (kStreamK && !(it.kt0 == 0 && it.kt1 == work.k_tiles)) {
-      // A block's partial: float4 q of thread i at q * C::kConsumerThreads + i
+      // A block's partial: float4 q of thread i at q * kConsumerThreads + i
       // (a warp's stores and loads are 512 contiguous bytes).
       constexpr int kQuads = C::BN / 8;
-      constexpr int64_t kSlot = int64_t(kQuads) * C::kConsumerThreads;
+      constexpr int64_t kSlot = int64_t(kQuads) * kConsumerThreads;
       if (it.kt0 > 0) {  // the tile began in an earlier block: hand the sums over
         float4* slot = reinterpret_cast<float4*>(sk.partials) + int64_t(blockIdx.x) * kSlot + tid;
 #pragma unroll
         for (int q = 0; q < kQuads; ++q)
-          __stcg(slot + q * C::kConsumerThreads, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
+          __stcg(slot + q * kConsumerThreads, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
         // The flag is set after this block's next segment (or at its end),
         // when the stores have drained: a release now waits ~2 us for them
         // with the pipeline stopped. The tile's first block reads it at the
@@ -632,7 +556,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
       // The tile's first stages: the later blocks' sums added in block order.
       // Each flag is read by this block alone, which clears it for the next
       // launch on the stream (the flags stay zeroed between calls).
-      const int64_t tile = (it.n0 / C::kRows) * work.m_tiles + it.m0 / C::BN;
+      const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
       const int64_t last = sk.owner((tile + 1) * work.k_tiles - 1);
       for (int64_t b = int64_t(blockIdx.x) + 1; b <= last; ++b) {
         if (tid == 0) {
@@ -642,11 +566,11 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
           } while (ready == 0);
           sk.flags[b] = 0u;
         }
-        consumer_sync<C>();
+        consumer_sync();
         const float4* slot = reinterpret_cast<const float4*>(sk.partials) + b * kSlot + tid;
 #pragma unroll
         for (int q = 0; q < kQuads; ++q) {
-          const float4 v = __ldcg(slot + q * C::kConsumerThreads);
+          const float4 v = __ldcg(slot + q * kConsumerThreads);
           acc[4 * q] += v.x;
           acc[4 * q + 1] += v.y;
           acc[4 * q + 2] += v.z;
@@ -673,7 +597,7 @@ __global__ void __launch_bounds__(C::kThreads, C::kBlocksPerSM)
       if (tma_out) {
         // Both warpgroups' wgmma have read the slot's x tile; each stages
         // its 64 rows in its half.
-        consumer_sync<C>();
+        consumer_sync();
         store_by_tma.template operator()<C::BN, C::kPassTokens>([&](int j) { return acc[j] + ((j & 2) ? b1 : b0); },
                                                                 it.m0);
         release_last_slot();
@@ -714,19 +638,15 @@ CUtensorMap swiglu_code_map(const Params& p) {
 // kSwiGLU: p.swiglu.
 template <typename T, class C, bool kNested, bool stream_k, int kFusedSplit, bool kSwiGLU>
 void launch(const Params& p, int split_k, cudaStream_t stream) {
-  static_assert(C::kRows == 128 || (!stream_k && kFusedSplit == 0 && !kSwiGLU),
-                "192-row tiles: plain items only");
-  if (!C::kProducerWarps && split_k != 1)
-    throw_error("wgmma 4-bit GEMM: 192-row tiles take no k split (forced: " + std::to_string(split_k) + ")");
   constexpr auto kernel = gemm_4bit_wgmma_kernel<T, C, kNested, stream_k, kFusedSplit, kSwiGLU>;
   if (p.swiglu != kSwiGLU)
     throw_error("wgmma 4-bit GEMM: a SwiGLU output needs token tiles of " + std::to_string(kSwiGLUMinTokens) +
                 " or more (forced: " + std::to_string(C::BN) + ") and no k split into partials");
-  const int64_t slots = resident_block_slots<kernel>(C::kThreads, C::kSmemBytes);
+  const int64_t slots = resident_block_slots<kernel>(kThreads, C::kSmemBytes);
   if constexpr (stream_k) split_k = 1;
   if constexpr (kFusedSplit > 1) split_k = kFusedSplit;
   const wgmma::WorkItems work =
-      wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, weight_tiles(p, C::kRows), int(p.k / kStageK), split_k);
+      wgmma::WorkItems::make((p.m + C::BN - 1) / C::BN, weight_tiles(p), int(p.k / kStageK), split_k);
   StreamK sk;
   SplitSums ss;
   void* sk_buffer = nullptr;
@@ -742,7 +662,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   if constexpr (stream_k) {
     sk.units = work.items * work.k_tiles;
     grid = std::min(sk.units, slots);
-    sk.flags = workspace(size_t(grid) * (C::BN / 2) * C::kConsumerThreads * 4, ZeroedBufferUse::kStreamKFlags,
+    sk.flags = workspace(size_t(grid) * (C::BN / 2) * kConsumerThreads * 4, ZeroedBufferUse::kStreamKFlags,
                          size_t(grid) * 4);
     sk.partials = static_cast<float*>(sk_buffer);
   }
@@ -750,7 +670,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
     if (split_k != kFusedSplit || work.items > slots || !output_by_tma(p))
       throw_error("wgmma 4-bit GEMM: a k split summed in the kernel needs one resident item a block");
     const size_t tiles = size_t(work.m_tiles * work.n_tiles);
-    ss.counters = workspace(tiles * kFusedSplit * (C::BN / 2) * C::kConsumerThreads * 4, ZeroedBufferUse::kSplitCounters,
+    ss.counters = workspace(tiles * kFusedSplit * (C::BN / 2) * kConsumerThreads * 4, ZeroedBufferUse::kSplitCounters,
                             tiles * 4);
     ss.partials = static_cast<float*>(sk_buffer);
   }
@@ -758,7 +678,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
       hopper::tensor_map_2d(p.x, wgmma::tensor_map_type<T>(), 2, p.m, p.k, C::BN, kStageK, CU_TENSOR_MAP_SWIZZLE_128B);
   const CUtensorMap w_map = kSwiGLU ? swiglu_code_map(p)
                                      : hopper::tensor_map_2d(p.packed, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, p.n, p.k / 2,
-                                                             C::kRows, kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
+                                                             kBlockRows, kStageK / 2, CU_TENSOR_MAP_SWIZZLE_32B);
   float* partial = kFusedSplit > 1 ? nullptr : allocate_k_slices(p, split_k, stream);
   const bool tma_out = C::kTmaEpilogue && !partial && output_by_tma(p);
   if (p.swiglu && !tma_out)
@@ -769,10 +689,10 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
       tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.swiglu ? p.n / 2 : p.n, kBoxTokens) : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
   if constexpr (stream_k || kFusedSplit > 1) {
-    launch_cooperative(kernel, dim3(unsigned(grid)), dim3(C::kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
+    launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
                        work, sk, ss, scale_blocks, partial, tma_out);
   } else {
-    launch_dependent(kernel, dim3(unsigned(grid)), dim3(C::kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p, work,
+    launch_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p, work,
                      sk, ss, scale_blocks, partial, tma_out);
   }
   LOWBIT_CUDA_CHECK_LAUNCH();
@@ -816,11 +736,9 @@ struct Choice {
   int tokens, split_k;
   bool stream_k;
   int fused_split = 0;  // 2 or 4: the split summed in the kernel
-  int rows = 128;       // weight rows of a block tile (192: 128-token plain items)
 };
 int forced_stream_k = 0;  // 1: stream-K wherever the token tile allows it (64-256), -1: never
 int forced_fused_split = 0;  // 2 or 4: that split summed in the kernel where it fits, -1: never
-int forced_rows = 0;  // 128 or 192: block tiles of that many weight rows (192: 128-token tiles only)
 // Narrow tiles (8-32 tokens) run two blocks an SM: a block's stage takes
 // ~800 cycles alone on its SM and ~1050 beside another (H200, 16 rows of
 // 8192 x 28672, 4096 x 11008 and 11008 x 4096 at each k split), so that an
@@ -835,10 +753,6 @@ double stage_cycles(int tokens, bool paired) {
     default: return 1550.0;
   }
 }
-// A stage of a 192-row x 128-token tile (three warpgroups' decode chains
-// beside 1.5x a 128-row stage's tensor work). A first estimate.
-constexpr double kStage192Cycles = 1340.0;
-
 // A split of `split` summed in the kernel: one 256-token item a block, all
 // resident on `slots` blocks, slices that split k exactly that many ways,
 // the output by TMA.
@@ -853,7 +767,6 @@ Choice choose(const Params& p, int forced_split) {
   const int64_t n_tiles = weight_tiles(p);
   const int k_tiles = int(p.k / kStageK);
   Choice best{64, 1, false};
-  Choice rows192{0, 0, false};  // the 192-row choice where the shape allows one
   double best_cost = -1.0;
   for (int bn : {8, 16, 32, 64, 128, 256}) {
     if (forced_tokens && bn != forced_tokens) continue;
@@ -901,18 +814,6 @@ Choice choose(const Params& p, int forced_split) {
       }
     }
     if (forced_fused_split > 0) continue;
-    // 192-row tiles (three consumer warpgroups) of 128 tokens, plain items:
-    // fewer, larger items where 128-row tiles leave SMs idle, with no
-    // partial sums to exchange.
-    if (bn == 128 && !p.swiglu && forced_rows != 128 && forced_stream_k <= 0 && forced_split <= 1) {
-      const int64_t items = weight_tiles(p, 192) * ((p.m + bn - 1) / bn);
-      const double cost = double((items + sms - 1) / sms) * (k_tiles + 4) * kStage192Cycles;
-      rows192 = {bn, 1, false, 0, 192};
-      if (best_cost < 0 || cost < best_cost) {
-        best_cost = cost;
-        best = rows192;
-      }
-    }
     if (bn >= 64 && forced_stream_k >= 0 && forced_split <= 0) {
       const int64_t units = tiles * k_tiles, per_block = (units + sms - 1) / sms;
       const int64_t spans = (k_tiles + per_block - 1) / per_block + 1;  // blocks a tile reaches, at most
@@ -924,7 +825,7 @@ Choice choose(const Params& p, int forced_split) {
       }
     }
   }
-  return forced_rows == 192 && rows192.tokens ? rows192 : best;
+  return best;
 }
 
 template <typename T>
@@ -935,14 +836,7 @@ void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t strea
     case 16: launch_nested<T, 16>(p, nested, c.split_k, false, 0, stream); return;
     case 32: launch_nested<T, 32>(p, nested, c.split_k, false, 0, stream); return;
     case 64: launch_nested<T, 64>(p, nested, c.split_k, c.stream_k, 0, stream); return;
-    case 128:
-      if (c.rows == 192) {
-        if (nested) launch<T, Config<128, 192>, true, false, 0, false>(p, c.split_k, stream);
-        else launch<T, Config<128, 192>, false, false, 0, false>(p, c.split_k, stream);
-        return;
-      }
-      launch_nested<T, 128>(p, nested, c.split_k, c.stream_k, 0, stream);
-      return;
+    case 128: launch_nested<T, 128>(p, nested, c.split_k, c.stream_k, 0, stream); return;
     default: launch_nested<T, 256>(p, nested, c.split_k, c.stream_k, c.fused_split, stream); return;
   }
 }
@@ -952,7 +846,6 @@ void launch_choice(const Params& p, bool nested, int split_k, cudaStream_t strea
 void set_wgmma_tokens(int tokens) { forced_tokens = tokens; }
 void set_wgmma_stream_k(int mode) { forced_stream_k = mode; }
 void set_wgmma_fused_split(int mode) { forced_fused_split = mode; }
-void set_wgmma_rows(int rows) { forced_rows = rows; }
 
 bool wgmma_supported(DType dtype, const Packed4bit& w, int64_t m, const void* x) {
   return layout_supported(dtype, w, x) && m >= 1 && m < (int64_t(1) << 31) && w.k >= kStageK &&
@@ -966,8 +859,7 @@ bool wgmma_swiglu_supported(DType dtype, const Packed4bit& w, int64_t m, const v
 
 std::string wgmma_choice(const Packed4bit& w, int64_t m, void* out) {
   const Choice c = choose(make_params(w, nullptr, m, nullptr, out), 0);
-  return std::to_string(c.tokens) + " tokens" + (c.rows != 128 ? " x " + std::to_string(c.rows) + " rows" : "") +
-         (c.stream_k ? ", stream-K" : "") +
+  return std::to_string(c.tokens) + " tokens" + (c.stream_k ? ", stream-K" : "") +
          (c.fused_split > 1 ? ", split " + std::to_string(c.fused_split) + " summed in the kernel"
           : c.split_k > 1   ? ", split " + std::to_string(c.split_k)
                             : "");
