@@ -21,6 +21,11 @@ class PerDevice {
   T get(Make&& make) {
     int device = 0;
     LOWBIT_CUDA_CHECK(cudaGetDevice(&device));
+    return get(device, static_cast<Make&&>(make));
+  }
+  // The same for `device`, the current device, where the caller knows it.
+  template <typename Make>
+  T get(int device, Make&& make) {
     if (device < 0 || device >= kMaxDevices) return make();
     std::call_once(once_[device], [&] { values_[device] = make(); });
     return values_[device];

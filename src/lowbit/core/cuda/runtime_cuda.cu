@@ -23,7 +23,7 @@ __global__ void probe_kernel() {}
 // `device` is current.
 void require_cuda_kernels(int device) {
   static PerDevice<bool> checked;
-  checked.get([device] {
+  checked.get(device, [device] {
     cudaFuncAttributes attributes{};
     const cudaError_t err = cudaFuncGetAttributes(&attributes, probe_kernel);
     if (err == cudaSuccess) return true;

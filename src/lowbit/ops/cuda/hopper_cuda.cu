@@ -35,7 +35,7 @@ bool device_is_sm90() {
     return false;
   }
   static ::lowbit::detail::PerDevice<bool> is_sm90;
-  return is_sm90.get([device] {
+  return is_sm90.get(device, [device] {
     int major = 0, minor = 0;
     LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
     LOWBIT_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
