@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lowbit/core/cuda_check.h"
+#include "lowbit/core/stream.h"
 #include "lowbit/io/safetensors.h"
 #include "lowbit/ops/linear.h"
 #include "lowbit/quant/blockwise.h"
@@ -372,6 +373,52 @@ TEST(Linear4bitCuda, WgmmaFusedSplitMatchesCpu) {
                       ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1400 + uint32_t(split));
   }
   ops::cuda::fused4::set_wgmma_fused_split(0);
+}
+
+// The wgmma GEMM's tiles shared by blocks (stream-K, and a k split of 2
+// summed in the kernel) on two streams at once, 12 calls each, queued
+// without waiting: the GEMMs' blocks hold SMs while the other's wait for
+// theirs (plain programmatic launches; stream-K blocks wait only for blocks
+// that started before them, a split's blocks only within their cluster),
+// and every call gives the bits of the call made alone.
+TEST(Linear4bitCuda, WgmmaSharedTilesOnTwoStreams) {
+  LOWBIT_REQUIRE_CUDA();
+  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  uint32_t seed = 1500;
+  const Shape4 shape{256, 4096, 4096, 64};
+  const KernelCase kc(shape, DType::BF16, false, seed);
+  const auto bytes_of = [](const Tensor& t) {
+    const Tensor c = t.to(Device::cpu());
+    const auto* b = static_cast<const uint8_t*>(c.raw_data());
+    return std::vector<uint8_t>(b, b + c.nbytes());
+  };
+  cudaStream_t streams[2];
+  for (auto& s : streams) ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+  for (bool stream_k : {true, false}) {
+    ops::cuda::fused4::set_wgmma_tokens(256);
+    if (stream_k) ops::cuda::fused4::set_wgmma_stream_k(1);
+    else ops::cuda::fused4::set_wgmma_fused_split(2);
+    const Tensor alone = kc.run_forced(DType::BF16, shape.m, ops::cuda::Gemm4bitPath::kWgmma);
+    ASSERT_TRUE(alone.defined()) << (stream_k ? "stream-K" : "split of 2") << " did not take the case";
+    EXPECT_LE(error_in_ulps(alone, kc.want), 4.0);
+    const std::vector<uint8_t> want = bytes_of(alone);
+    std::vector<Tensor> outs;
+    for (int i = 0; i < 24; ++i) outs.push_back(Tensor::empty({shape.m, shape.n}, DType::BF16, kGpu));
+    ops::cuda::set_gemm_4bit_path(ops::cuda::Gemm4bitPath::kWgmma);
+    for (size_t i = 0; i < outs.size(); ++i) {
+      CudaStreamScope scope(streams[i % 2]);
+      ops::cuda::gemm_4bit(DType::BF16, kc.xg.raw_data(), shape.m, kc.p, kc.bg.defined() ? kc.bg.raw_data() : nullptr,
+                           outs[i].raw_data());
+    }
+    for (auto& s : streams) ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+    ops::cuda::set_gemm_4bit_path(ops::cuda::Gemm4bitPath::kAuto);
+    ops::cuda::fused4::set_wgmma_stream_k(0);
+    ops::cuda::fused4::set_wgmma_fused_split(0);
+    ops::cuda::fused4::set_wgmma_tokens(0);
+    for (size_t i = 0; i < outs.size(); ++i)
+      EXPECT_TRUE(bytes_of(outs[i]) == want) << (stream_k ? "stream-K" : "split of 2") << ", call " << i;
+  }
+  for (auto& s : streams) ASSERT_EQ(cudaStreamDestroy(s), cudaSuccess);
 }
 
 // The kernels picked by rows on Llama shapes: the GEMV at one row, on Hopper

@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -119,6 +120,29 @@ void launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, size_t
   launch_with(attr, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
 }
 
+// A programmatic dependent (launch_dependent) in thread-block clusters of
+// `cluster_blocks` blocks along x: the blocks of a cluster are resident
+// together, so they may wait for one another whatever else holds the GPU.
+template <typename... Params, typename... Args>
+void launch_cluster_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                              cudaStream_t stream, int cluster_blocks, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = shared_bytes;
+  cfg.stream = stream;
+  cudaLaunchAttribute attrs[2]{};
+  attrs[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attrs[0].val.programmaticStreamSerializationAllowed = 1;
+  attrs[1].id = cudaLaunchAttributeClusterDimension;
+  attrs[1].val.clusterDim.x = unsigned(cluster_blocks);
+  attrs[1].val.clusterDim.y = 1;
+  attrs[1].val.clusterDim.z = 1;
+  cfg.attrs = attrs;
+  cfg.numAttrs = 2;
+  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
 // Streaming multiprocessors of the current device.
 inline int multiprocessors() { return ::lowbit::detail::cuda_multiprocessors(); }
 
@@ -133,6 +157,38 @@ void allow_shared_memory(int bytes) {
     LOWBIT_CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
     return true;
   });
+}
+
+// Clusters of `cluster_blocks` (1, 2, 4 or 8) blocks of kKernel that the
+// current device holds at once, with `threads` threads and `smem` bytes of
+// shared memory a block (the same at every call for a kernel): a cluster
+// takes SMs of one GPC, so this can be fewer than the SMs / cluster_blocks.
+// Asked once a device for every size.
+template <auto kKernel>
+int max_active_clusters(int cluster_blocks, int threads, int smem) {
+  allow_shared_memory<kKernel>(smem);
+  static PerDevice<std::array<int, 9>> per_device;
+  const auto counts = per_device.get([&] {
+    std::array<int, 9> c{};
+    for (int size = 1; size <= 8; size *= 2) {
+      cudaLaunchConfig_t cfg{};
+      cfg.gridDim = dim3(unsigned(size), unsigned(multiprocessors()));
+      cfg.blockDim = dim3(unsigned(threads));
+      cfg.dynamicSmemBytes = size_t(smem);
+      cudaLaunchAttribute attr{};
+      attr.id = cudaLaunchAttributeClusterDimension;
+      attr.val.clusterDim.x = unsigned(size);
+      attr.val.clusterDim.y = 1;
+      attr.val.clusterDim.z = 1;
+      cfg.attrs = &attr;
+      cfg.numAttrs = 1;
+      int clusters = 0;
+      LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kKernel, &cfg));
+      c[size] = clusters;
+    }
+    return c;
+  });
+  return cluster_blocks >= 1 && cluster_blocks <= 8 ? counts[cluster_blocks] : 0;
 }
 
 // One cuBLAS handle per host thread and device, created on first use.

@@ -43,7 +43,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <array>
 
 #include "lowbit/core/cuda_check.h"
 #include "ops/cuda/cuda_common.h"
@@ -292,36 +291,12 @@ size_t smem_for(int slice_rounds, int rows_stride) {
          size_t(kTokens) * rows_stride * 4;
 }
 
-// Clusters of `ks` blocks the GPU holds at once (one block an SM), asked
-// once a kernel for every cluster size (a function-local static: callers on
-// several threads see it made once).
+// Clusters of `ks` blocks the GPU holds at once (one block an SM; at least
+// one, so that a plan always has a grid).
 template <auto kKernel>
 int max_clusters(int ks) {
   allow_shared_memory<kKernel>(int(kSmemLimit));
-  static PerDevice<std::array<int, kMaxClusterBlocks + 1>> per_device;
-  const auto counts = per_device.get([] {
-    std::array<int, kMaxClusterBlocks + 1> c{};
-    const int sms = multiprocessors();
-    c[1] = sms;
-    for (int size = 2; size <= kMaxClusterBlocks; size *= 2) {
-      cudaLaunchConfig_t cfg{};
-      cfg.gridDim = dim3(unsigned(size), unsigned(sms));
-      cfg.blockDim = dim3(kThreads);
-      cfg.dynamicSmemBytes = kSmemLimit;
-      cudaLaunchAttribute attr{};
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = unsigned(size);
-      attr.val.clusterDim.y = 1;
-      attr.val.clusterDim.z = 1;
-      cfg.attrs = &attr;
-      cfg.numAttrs = 1;
-      int clusters = 0;
-      LOWBIT_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kKernel, &cfg));
-      c[size] = std::max(clusters, 1);
-    }
-    return c;
-  });
-  return counts[ks];
+  return ks == 1 ? multiprocessors() : std::max(max_active_clusters<kKernel>(ks, kThreads, int(kSmemLimit)), 1);
 }
 
 int g_forced_ks = 0;     // set_cluster_k_slices
@@ -368,21 +343,8 @@ void launch(const Params& p, const Plan& plan, cudaStream_t stream) {
   if (plan.ks == 0)
     throw_error("gemm_4bit_cluster: no cut of k = " + std::to_string(p.k) + " and n = " + std::to_string(p.n) +
                 " fits shared memory (forced k slices " + std::to_string(g_forced_ks) + ")");
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(unsigned(plan.ks), unsigned(plan.clusters));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = plan.smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attrs[2]{};
-  attrs[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[0].val.programmaticStreamSerializationAllowed = 1;
-  attrs[1].id = cudaLaunchAttributeClusterDimension;
-  attrs[1].val.clusterDim.x = unsigned(plan.ks);
-  attrs[1].val.clusterDim.y = 1;
-  attrs[1].val.clusterDim.z = 1;
-  cfg.attrs = attrs;
-  cfg.numAttrs = 2;
-  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, p, plan));
+  launch_cluster_dependent(kernel, dim3(unsigned(plan.ks), unsigned(plan.clusters)), dim3(kThreads), plan.smem, stream,
+                           plan.ks, p, plan);
 }
 
 // Units of 4 or 3 tiles, whichever plan costs less (3 on a tie: fewer

@@ -143,7 +143,8 @@ struct Config {
   static constexpr int kPassTokens = BN / 2;
   static constexpr int kTablesOffset = kStages * kStageBytes;
   static constexpr int kBarriersOffset = kTablesOffset + (kTableWords + 256) * 4;
-  static constexpr size_t kSmemBytes = size_t(kBarriersOffset) + 2 * kStages * 8 + 1024;
+  static constexpr int kTicketOffset = kBarriersOffset + 2 * kStages * 8;  // a stream-K block's ticket
+  static constexpr size_t kSmemBytes = size_t(kTicketOffset) + 16 + 1024;
   static_assert(kStageBytes % 1024 == 0, "stage slots keep the 1024-byte swizzle alignment");
   static_assert(!kTmaEpilogue || (kPassTokens * 128) % 1024 == 0, "staging halves keep the swizzle alignment");
   static_assert(kBlocksPerSM * (kSmemBytes + 1024) <= 228 * 1024, "kBlocksPerSM blocks' shared memory fits an SM");
@@ -174,21 +175,27 @@ int64_t weight_tiles(const Params& p) {
 // Stream-K (shapes whose tiles leave SMs idle in the last wave): the units
 // (tile, stage), tile by tile and stage by stage within a tile, are cut in
 // equal ranges, block b taking [b U / G, (b + 1) U / G) of U units over G
-// blocks (all resident). A block's range starts inside a tile at most once
-// (its first segment): that segment's sums go to the block's partial slot,
-// and a flag, set once the block's next segment is computed (or at its end),
-// says they are there. The block holding a tile's first stage adds the later
-// blocks' partials to its own, in block order (the same bits from run to
-// run), and stores the tile. Those later blocks reach the tile at the start
-// of their ranges, the first block at the end of its own, so the wait is
-// short. The launch is cooperative, so every block is resident at once
-// (whatever else runs on the GPU), and a block sets its flag before it waits
-// for any: none waits forever. The flags live in the stream's zeroed buffer
-// (ZeroedStreamBuffer); each is cleared by the block that read it.
+// blocks. A block's number b is a ticket taken when it starts (an atomic
+// counter), not its index, so that every block it waits for has started.
+// It walks its range backwards, segment by segment (each segment's stages
+// forwards). A segment that ends before its tile does (at most one a block:
+// the last of its range, so computed first) writes its sums to the block's
+// partial slot, and a flag, set once the block's next segment is computed
+// (or at its end), says they are there. The block holding a tile's last
+// stage adds the earlier blocks' partials to its own, in block order (the
+// same bits from run to run), and stores the tile. Those earlier blocks
+// computed the tile first, this block computes it last, so the wait is
+// short, and it waits only for blocks with lower tickets: each of them has
+// started and waits only for lower ones, so none waits forever whatever
+// else holds the GPU, and the launch is a plain programmatic one. The flags
+// and the ticket counters live in the stream's zeroed buffer
+// (ZeroedStreamBuffer); each flag is cleared by the block that read it, the
+// counters by the last block to finish.
 struct StreamK {
   int64_t units = 0;          // 0: work items instead
-  float* partials = nullptr;  // [G][BN / 8][256] float4: a block's first-segment sums, thread-interleaved
-  uint32_t* flags = nullptr;  // [G], zero on entry and on exit: set once that block's partial is written
+  float* partials = nullptr;  // [G][BN / 8][256] float4: a block's hand-over sums, thread-interleaved
+  uint32_t* flags = nullptr;  // [G + 2], zero on entry and on exit: [b] set once block b's partial is
+                              // written; [G]: the next ticket; [G + 1]: blocks finished
 
   __device__ __forceinline__ int64_t begin(int64_t block) const { return units * block / gridDim.x; }
   // The block whose range holds unit u.
@@ -201,30 +208,41 @@ struct StreamK {
 };
 
 // A k split summed in the kernel (kFusedSplit slices, 256-token tiles, one
-// item a block, all resident): each slice's block writes its sums of the
-// tile's other token quarters, the S blocks of a tile meet at a counter, and
-// the block of slice s sums quarter s in slice order (the bits of the
-// summing kernel) and stores it. The counter counts S arrivals, then S
-// departures, and the last departure zeroes it for the next launch.
+// item a block): each slice's block writes its sums of the tile's other
+// token quarters, the S blocks of a tile meet at a counter, and the block of
+// slice s sums quarter s in slice order (the bits of the summing kernel) and
+// stores it. The counter counts S arrivals, then S departures, and the last
+// departure zeroes it for the next launch. Block b takes slice b % S of tile
+// b / S, so that a tile's S blocks can be one thread-block cluster: resident
+// together by the hardware's guarantee, they may wait for one another under
+// a plain programmatic launch whatever else holds the GPU. Where the GPU
+// cannot hold every tile's cluster at once (32 clusters of 4 on an H200: a
+// cluster's SMs share a GPC) the launch is cooperative instead.
 struct SplitSums {
   float* partials = nullptr;    // [tiles][S][BN / 8][256] float4, thread-interleaved
   uint32_t* counters = nullptr;  // [tiles], zero on entry and on exit
 };
 
-// fn(item) for each (token tile, weight tile, k range) this block computes, in order.
-template <int BN, bool kStreamK, class Fn>
-__device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, const StreamK& sk, Fn&& fn) {
+// fn(item) for each (token tile, weight tile, k range) this block computes,
+// in order; `ticket` is a stream-K block's number.
+template <int BN, bool kStreamK, int kFusedSplit, class Fn>
+__device__ __forceinline__ void for_each_item(const wgmma::WorkItems& work, const StreamK& sk, int64_t ticket,
+                                              Fn&& fn) {
+  if constexpr (kFusedSplit > 1) {  // one item a block, a tile's slices in one cluster
+    const int64_t tile = blockIdx.x / kFusedSplit, slice = blockIdx.x % kFusedSplit;
+    fn(work.at<BN, kBlockRows>(tile + work.items / kFusedSplit * slice));
+    return;
+  }
   if constexpr (!kStreamK) {
     for (int64_t item = blockIdx.x; item < work.items; item += gridDim.x) fn(work.at<BN, kBlockRows>(item));
     return;
   }
-  const int64_t end = sk.begin(blockIdx.x + 1);
-  for (int64_t u = sk.begin(blockIdx.x); u < end;) {
-    const int64_t tile = u / work.k_tiles;
-    const int kt0 = int(u - tile * work.k_tiles);
-    const int kt1 = int(min(int64_t(work.k_tiles), kt0 + (end - u)));
-    fn(wgmma::WorkItems::Item{(tile % work.m_tiles) * BN, (tile / work.m_tiles) * kBlockRows, 0, kt0, kt1});
-    u += kt1 - kt0;
+  const int64_t begin = sk.begin(ticket);
+  for (int64_t end = sk.begin(ticket + 1); end > begin;) {  // the range's segments, last first
+    const int64_t tile = (end - 1) / work.k_tiles, start = max(begin, tile * work.k_tiles);
+    fn(wgmma::WorkItems::Item{(tile % work.m_tiles) * BN, (tile / work.m_tiles) * kBlockRows, 0,
+                              int(start - tile * work.k_tiles), int(end - tile * work.k_tiles)});
+    end = start;
   }
 }
 
@@ -271,6 +289,15 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
   // The grid is persistent, so the next kernel may prepare meanwhile.
   allow_dependent_launch();
   wait_for_previous_grid();
+  // A stream-K block's ticket (after the wait: the previous launch on the
+  // stream leaves the counter zeroed when it ends).
+  int64_t ticket = blockIdx.x;
+  if constexpr (kStreamK) {
+    uint32_t* const taken = reinterpret_cast<uint32_t*>(smem + C::kTicketOffset);
+    if (tid == 0) *taken = atomicAdd(sk.flags + gridDim.x, 1u);
+    __syncthreads();
+    ticket = *taken;
+  }
 
   // The producer, the last warp: it fills the slots in order, stage after
   // stage of this block's items, each slot once every consumer warp has
@@ -281,7 +308,7 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(kProducerRegisters));
     if (warp != kConsumerWarps) return;
     wgmma::StageRing<C::kStages> ring{full_bar, empty_bar};
-    for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
+    for_each_item<C::BN, kStreamK, kFusedSplit>(work, sk, ticket, [&](const wgmma::WorkItems::Item& it) {
       int64_t rowk[kBlockRows / 32];
 #pragma unroll
       for (int r = 0; r < kBlockRows / 32; ++r) rowk[r] = weight_row<kSwiGLU>(p, it.n0, lane + 32 * r) * p.k;
@@ -324,10 +351,10 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
   bool flag_pending = false;
   const auto set_flag = [&] {
     consumer_sync();  // orders every consumer's stores before thread 0's (cumulative) release
-    if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + blockIdx.x), "r"(1u) : "memory");
+    if (tid == 0) asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(sk.flags + ticket), "r"(1u) : "memory");
     flag_pending = false;
   };
-  for_each_item<C::BN, kStreamK>(work, sk, [&](const wgmma::WorkItems::Item& it) {
+  for_each_item<C::BN, kStreamK, kFusedSplit>(work, sk, ticket, [&](const wgmma::WorkItems::Item& it) {
     const int nk = it.kt1 - it.kt0;
     const int64_t rowk0 = weight_row<kSwiGLU>(p, it.n0, row0) * p.k, rowk1 = weight_row<kSwiGLU>(p, it.n0, row1) * p.k;
     // A double-quantized row's offset: its part's (parts are whole rows), once
@@ -539,26 +566,24 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
       // (a warp's stores and loads are 512 contiguous bytes).
       constexpr int kQuads = C::BN / 8;
       constexpr int64_t kSlot = int64_t(kQuads) * kConsumerThreads;
-      if (it.kt0 > 0) {  // the tile began in an earlier block: hand the sums over
-        float4* slot = reinterpret_cast<float4*>(sk.partials) + int64_t(blockIdx.x) * kSlot + tid;
+      if (it.kt1 < work.k_tiles) {  // the tile ends in a later block: hand the sums over
+        float4* slot = reinterpret_cast<float4*>(sk.partials) + ticket * kSlot + tid;
 #pragma unroll
         for (int q = 0; q < kQuads; ++q)
           __stcg(slot + q * kConsumerThreads, make_float4(acc[4 * q], acc[4 * q + 1], acc[4 * q + 2], acc[4 * q + 3]));
         // The flag is set after this block's next segment (or at its end),
         // when the stores have drained: a release now waits ~2 us for them
-        // with the pipeline stopped. The tile's first block reads it at the
-        // end of its range, about when this block's next segment ends; a
-        // block sets its flag before it waits for any, so none waits forever.
+        // with the pipeline stopped. The tile's last block reads it at the
+        // end of its range, long after this block's next segment ends.
         flag_pending = true;
         release_last_slot();
         return;
       }
-      // The tile's first stages: the later blocks' sums added in block order.
-      // Each flag is read by this block alone, which clears it for the next
-      // launch on the stream (the flags stay zeroed between calls).
+      // The tile's last stages: the earlier blocks' sums added in block
+      // order. Each flag is read by this block alone, which clears it for
+      // the next launch on the stream (the flags stay zeroed between calls).
       const int64_t tile = (it.n0 / kBlockRows) * work.m_tiles + it.m0 / C::BN;
-      const int64_t last = sk.owner((tile + 1) * work.k_tiles - 1);
-      for (int64_t b = int64_t(blockIdx.x) + 1; b <= last; ++b) {
+      for (int64_t b = sk.owner(tile * work.k_tiles); b < ticket; ++b) {
         if (tid == 0) {
           uint32_t ready = 0;
           do {
@@ -613,12 +638,32 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
       if (token < p.m && row < p.n) out[token * p.n + row] = from_float<T>(acc[j] + ((j & 2) ? b1 : b0));
     }
   });
-  if (kStreamK && flag_pending) set_flag();
+  if constexpr (kStreamK) {
+    if (flag_pending) set_flag();
+    if (tid == 0) {  // the last block to finish zeroes the ticket counters for the next launch
+      uint32_t before = 0;
+      asm volatile("atom.add.acq_rel.gpu.global.u32 %0, [%1], 1;" : "=r"(before) : "l"(sk.flags + gridDim.x + 1) : "memory");
+      if (before == gridDim.x - 1) {
+        sk.flags[gridDim.x] = 0u;
+        sk.flags[gridDim.x + 1] = 0u;
+      }
+    }
+  }
   // The output's TMA stores are written before the block exits.
   if (tma_out && (tid & 127) == 0) wgmma::tma_store_wait_all();
 #endif
 }
 
+// Clusters of `split` blocks of the 256-token kernel that the GPU holds at
+// once (every instantiation has the same threads and shared memory).
+int fused_split_clusters(int split) {
+  constexpr int kSmem = Config<256>::kSmemBytes;
+  if (split == 2)
+    return max_active_clusters<gemm_4bit_wgmma_kernel<__nv_bfloat16, Config<256>, false, false, 2, false>>(2, kThreads,
+                                                                                                          kSmem);
+  return max_active_clusters<gemm_4bit_wgmma_kernel<__nv_bfloat16, Config<256>, false, false, 4, false>>(4, kThreads,
+                                                                                                        kSmem);
+}
 // The output by TMA where its rows are 16-byte aligned (else thread by
 // thread, as with 8-token tiles; split k into a summing kernel writes f32
 // partials instead).
@@ -663,7 +708,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
     sk.units = work.items * work.k_tiles;
     grid = std::min(sk.units, slots);
     sk.flags = workspace(size_t(grid) * (C::BN / 2) * kConsumerThreads * 4, ZeroedBufferUse::kStreamKFlags,
-                         size_t(grid) * 4);
+                         size_t(grid + 2) * 4);
     sk.partials = static_cast<float*>(sk_buffer);
   }
   if constexpr (kFusedSplit > 1) {
@@ -688,7 +733,15 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   const CUtensorMap out_map =
       tma_out ? wgmma::output_tensor_map<T>(p.out, p.m, p.swiglu ? p.n / 2 : p.n, kBoxTokens) : CUtensorMap{};
   const int64_t scale_blocks = (p.n * p.k + (int64_t(1) << p.block_shift) - 1) >> p.block_shift;
-  if constexpr (stream_k || kFusedSplit > 1) {
+  // A fused split's tiles as clusters where the GPU holds them all at once,
+  // else cooperatively (SplitSums); stream-K as a plain programmatic
+  // dependent (StreamK: its blocks wait only for ones that started first).
+  bool clustered = false;
+  if constexpr (kFusedSplit > 1) clustered = work.items / kFusedSplit <= fused_split_clusters(kFusedSplit);
+  if (clustered) {
+    launch_cluster_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, kFusedSplit, x_map,
+                             w_map, out_map, p, work, sk, ss, scale_blocks, partial, tma_out);
+  } else if (kFusedSplit > 1) {
     launch_cooperative(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, x_map, w_map, out_map, p,
                        work, sk, ss, scale_blocks, partial, tma_out);
   } else {
