@@ -362,7 +362,10 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
 // The wgmma GEMM's k split of 2 or 4 summed in the kernel (256-token tiles,
 // one item a block): tiles of a few hundred rows and tokens with ragged
 // edges, slices of uneven length, both dtypes, f32 and double-quantized
-// absmax, with and without bias.
+// absmax, with and without bias. A tile's slices run as one thread-block
+// cluster where the GPU holds every tile's cluster at once, else the launch
+// is cooperative: a tile for every 4 SMs (33 on an H200, which holds 30
+// clusters of 4) takes the second launch with the split of 4.
 TEST(Linear4bitCuda, WgmmaFusedSplitMatchesCpu) {
   LOWBIT_REQUIRE_CUDA();
   if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
@@ -372,6 +375,11 @@ TEST(Linear4bitCuda, WgmmaFusedSplitMatchesCpu) {
                        {{64, 264, 448, 64}, 256, 0}, {{513, 392, 1024, 64}, 256, 0}},
                       ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1400 + uint32_t(split));
   }
+  int sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  ops::cuda::fused4::set_wgmma_fused_split(4);
+  check_forced_path({{{256, int64_t(sms / 4) * 128, 1024, 64}, 256, 0}}, ops::cuda::Gemm4bitPath::kWgmma,
+                    ops::cuda::fused4::set_wgmma_tokens, 1410);
   ops::cuda::fused4::set_wgmma_fused_split(0);
 }
 
