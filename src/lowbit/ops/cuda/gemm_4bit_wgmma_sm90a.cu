@@ -654,15 +654,12 @@ __global__ void __launch_bounds__(kThreads, C::kBlocksPerSM)
 #endif
 }
 
-// Clusters of `split` blocks of the 256-token kernel that the GPU holds at
+// Clusters of kSplit blocks of the 256-token kernel that the GPU holds at
 // once (every instantiation has the same threads and shared memory).
-int fused_split_clusters(int split) {
-  constexpr int kSmem = Config<256>::kSmemBytes;
-  if (split == 2)
-    return max_active_clusters<gemm_4bit_wgmma_kernel<__nv_bfloat16, Config<256>, false, false, 2, false>>(2, kThreads,
-                                                                                                          kSmem);
-  return max_active_clusters<gemm_4bit_wgmma_kernel<__nv_bfloat16, Config<256>, false, false, 4, false>>(4, kThreads,
-                                                                                                        kSmem);
+template <int kSplit>
+int fused_split_clusters() {
+  return max_active_clusters<gemm_4bit_wgmma_kernel<__nv_bfloat16, Config<256>, false, false, kSplit, false>>(
+      kSplit, kThreads, Config<256>::kSmemBytes);
 }
 // The output by TMA where its rows are 16-byte aligned (else thread by
 // thread, as with 8-token tiles; split k into a summing kernel writes f32
@@ -737,7 +734,7 @@ void launch(const Params& p, int split_k, cudaStream_t stream) {
   // else cooperatively (SplitSums); stream-K as a plain programmatic
   // dependent (StreamK: its blocks wait only for ones that started first).
   bool clustered = false;
-  if constexpr (kFusedSplit > 1) clustered = work.items / kFusedSplit <= fused_split_clusters(kFusedSplit);
+  if constexpr (kFusedSplit > 1) clustered = work.items / kFusedSplit <= fused_split_clusters<kFusedSplit>();
   if (clustered) {
     launch_cluster_dependent(kernel, dim3(unsigned(grid)), dim3(kThreads), C::kSmemBytes, stream, kFusedSplit, x_map,
                              w_map, out_map, p, work, sk, ss, scale_blocks, partial, tma_out);
