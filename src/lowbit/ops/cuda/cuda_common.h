@@ -86,27 +86,42 @@ __device__ __forceinline__ void wait_for_previous_grid() { asm volatile("griddep
 // waiting dependents must not hold slots that this grid's later blocks need.
 __device__ __forceinline__ void allow_dependent_launch() { asm volatile("griddepcontrol.launch_dependents;"); }
 
-// A launch with one attribute (cudaLaunchKernelEx).
-template <typename... Params, typename... Args>
-void launch_with(cudaLaunchAttribute attr, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
-                 cudaStream_t stream, Args&&... args) {
+// The launch attributes the kernels use.
+inline cudaLaunchAttribute programmatic_attribute() {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  return attr;
+}
+// Thread-block clusters of `blocks` blocks along x.
+inline cudaLaunchAttribute cluster_attribute(int blocks) {
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = unsigned(blocks);
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  return attr;
+}
+
+// A launch with N attributes (cudaLaunchKernelEx).
+template <size_t N, typename... Params, typename... Args>
+void launch_with(const std::array<cudaLaunchAttribute, N>& attrs, void (*kernel)(Params...), dim3 grid, dim3 block,
+                 size_t shared_bytes, cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = shared_bytes;
   cfg.stream = stream;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
+  cfg.attrs = const_cast<cudaLaunchAttribute*>(attrs.data());
+  cfg.numAttrs = unsigned(N);
   LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
 }
 
 template <typename... Params, typename... Args>
 void launch_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
                       Args&&... args) {
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr.val.programmaticStreamSerializationAllowed = 1;
-  launch_with(attr, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
+  launch_with(std::array{programmatic_attribute()}, kernel, grid, block, shared_bytes, stream,
+              std::forward<Args>(args)...);
 }
 
 // A cooperative launch: every block of the grid resident at once (the grid
@@ -117,7 +132,7 @@ void launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, size_t
   cudaLaunchAttribute attr{};
   attr.id = cudaLaunchAttributeCooperative;
   attr.val.cooperative = 1;
-  launch_with(attr, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
+  launch_with(std::array{attr}, kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
 }
 
 // A programmatic dependent (launch_dependent) in thread-block clusters of
@@ -126,21 +141,8 @@ void launch_cooperative(void (*kernel)(Params...), dim3 grid, dim3 block, size_t
 template <typename... Params, typename... Args>
 void launch_cluster_dependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
                               cudaStream_t stream, int cluster_blocks, Args&&... args) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = shared_bytes;
-  cfg.stream = stream;
-  cudaLaunchAttribute attrs[2]{};
-  attrs[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attrs[0].val.programmaticStreamSerializationAllowed = 1;
-  attrs[1].id = cudaLaunchAttributeClusterDimension;
-  attrs[1].val.clusterDim.x = unsigned(cluster_blocks);
-  attrs[1].val.clusterDim.y = 1;
-  attrs[1].val.clusterDim.z = 1;
-  cfg.attrs = attrs;
-  cfg.numAttrs = 2;
-  LOWBIT_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+  launch_with(std::array{programmatic_attribute(), cluster_attribute(cluster_blocks)}, kernel, grid, block,
+              shared_bytes, stream, std::forward<Args>(args)...);
 }
 
 // Streaming multiprocessors of the current device.
@@ -175,11 +177,7 @@ int max_active_clusters(int cluster_blocks, int threads, int smem) {
       cfg.gridDim = dim3(unsigned(size), unsigned(multiprocessors()));
       cfg.blockDim = dim3(unsigned(threads));
       cfg.dynamicSmemBytes = size_t(smem);
-      cudaLaunchAttribute attr{};
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = unsigned(size);
-      attr.val.clusterDim.y = 1;
-      attr.val.clusterDim.z = 1;
+      cudaLaunchAttribute attr = cluster_attribute(size);
       cfg.attrs = &attr;
       cfg.numAttrs = 1;
       int clusters = 0;
