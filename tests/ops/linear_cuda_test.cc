@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -357,6 +358,54 @@ TEST(Linear4bitCuda, WgmmaStreamKMatchesCpu) {
                      {{200, 264, 2048, 64}, 128, 0}, {{130, 72, 4096, 64}, 256, 0}},
                     ops::cuda::Gemm4bitPath::kWgmma, ops::cuda::fused4::set_wgmma_tokens, 1300);
   ops::cuda::fused4::set_wgmma_stream_k(0);
+}
+
+// Stream-K hands partial sums from block to block: sums that are not finite
+// must arrive like any others. A token with an infinity and one with a NaN
+// give non-finite rows (and the call returns), every other row keeps the
+// bits of the clean call, and the call after them gives the clean bits
+// again (the flags and counters were left zeroed).
+TEST(Linear4bitCuda, WgmmaStreamKHandsOverNonFiniteSums) {
+  LOWBIT_REQUIRE_CUDA();
+  if (!wgmma_4bit_runs_here()) GTEST_SKIP() << "wgmma needs compute capability 9.0";
+  uint32_t seed = 1350;
+  const Shape4 shape{256, 1024, 4096, 64};
+  const KernelCase kc(shape, DType::BF16, false, seed);
+  const auto call = [&] {
+    ops::cuda::fused4::set_wgmma_tokens(256);
+    ops::cuda::fused4::set_wgmma_stream_k(1);
+    const Tensor got = kc.run_forced(DType::BF16, shape.m, ops::cuda::Gemm4bitPath::kWgmma);
+    ops::cuda::fused4::set_wgmma_stream_k(0);
+    ops::cuda::fused4::set_wgmma_tokens(0);
+    return got.defined() ? got.to(Device::cpu()).cast(DType::F32) : Tensor{};
+  };
+  const Tensor clean = call();
+  ASSERT_TRUE(clean.defined()) << "stream-K did not take the case";
+  EXPECT_LE(error_in_ulps(clean.cast(DType::BF16), kc.want), 4.0);
+
+  const Tensor x = kc.xg.to(Device::cpu()).cast(DType::F32);
+  Tensor poisoned_x = x.clone();
+  poisoned_x.data<float>()[7] = std::numeric_limits<float>::infinity();          // token 0
+  poisoned_x.data<float>()[shape.k + 3000] = std::numeric_limits<float>::quiet_NaN();  // token 1
+  const auto set_x = [&](const Tensor& v) {
+    const Tensor g = v.cast(DType::BF16).to(kGpu);
+    ASSERT_EQ(cudaMemcpy(kc.xg.raw_data(), g.raw_data(), g.nbytes(), cudaMemcpyDeviceToDevice), cudaSuccess);
+  };
+  set_x(poisoned_x);
+  const Tensor poisoned = call();
+  set_x(x);
+  const Tensor again = call();
+  ASSERT_TRUE(poisoned.defined() && again.defined());
+  const float* c = clean.data<float>();
+  const float* got = poisoned.data<float>();
+  int64_t finite_in_poisoned_rows = 0, changed = 0;
+  for (int64_t i = 0; i < shape.m * shape.n; ++i) {
+    if (i < 2 * shape.n) finite_in_poisoned_rows += std::isfinite(got[i]) ? 1 : 0;
+    else changed += std::memcmp(&got[i], &c[i], 4) != 0 ? 1 : 0;
+  }
+  EXPECT_EQ(finite_in_poisoned_rows, 0);
+  EXPECT_EQ(changed, 0);
+  EXPECT_EQ(std::memcmp(again.data<float>(), c, size_t(shape.m * shape.n) * 4), 0) << "the call after the poisoned one";
 }
 
 // The wgmma GEMM's k split of 2 or 4 summed in the kernel (256-token tiles,

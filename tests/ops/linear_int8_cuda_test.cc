@@ -127,6 +127,15 @@ TEST(LinearInt8CudaShapes, ManyOutlierColumns) {
               false, 7000);
 }
 
+// The same through the mma.sync GEMM forced, whose epilogue adds that
+// product too (on Hopper the wgmma GEMM is the automatic choice).
+TEST(LinearInt8CudaShapes, ManyOutlierColumnsMmaSync) {
+  LOWBIT_REQUIRE_CUDA();
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kTiled);
+  check_cases({{5, 40, 1024}, {40, 70, 1040}, {300, 129, 2048}, {130, 300, 4096}}, 3, false, 7100);
+  ops::cuda::set_gemm_int8_path(ops::cuda::GemmInt8Path::kAuto);
+}
+
 // Every row has its own outlier column: a column flagged by one row only must
 // still leave every row's int8 product (the epilogue's correction with up to
 // 64 columns, the zeroed codes beyond).
