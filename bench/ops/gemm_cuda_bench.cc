@@ -202,8 +202,13 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   void* x = random_bf16(size_t(max_m * k), rng);
   void* out = device_alloc(size_t(max_m * n) * 2);
 
-  double roofline = 0.0;  // bytes/us of cuBLAS bf16 at batch 1
-  double dense_one_us = 0.0;
+  // The roofline: bytes/us of cuBLAS bf16 at batch 1, timed first whatever
+  // the batches asked (every row's share of it needs it); a batch-1 row
+  // times it again in its place.
+  double dense_one_us = time_us(dense_copies, [&](int i) {
+    lowbit::ops::cuda::gemm_dense(DType::BF16, x, 1, dense[i], n, k, nullptr, out);
+  });
+  double roofline = (bf16_bytes + double(k + n) * 2) / dense_one_us;
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
@@ -255,8 +260,9 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   }
   // The read floor: a kernel that only reads the NF4 (and the bf16) weight's
   // bytes. What the GEMV can reach at batch 1 is bounded by it, not by the
-  // roofline alone: at 25 MB its ramp is a large share of its time.
-  if (roofline > 0.0) {
+  // roofline alone: at 25 MB its ramp is a large share of its time. (With
+  // batch 1 asked for.)
+  if (std::find(batches.begin(), batches.end(), int64_t(1)) != batches.end()) {
     auto* sink = static_cast<uint32_t*>(device_alloc(64 * 4));
     const double t_read_q = time_us(q_copies, [&](int i) {
       lowbit::bench::stream_read(q.plain[i].packed, size_t(numel) / 2, q.plain[i].absmax, size_t(blocks) * 4, sink,
