@@ -59,19 +59,34 @@ __device__ float warp_block_absmax(const T* x, int64_t lo, int64_t hi, int block
   return m;
 }
 
+// The quantization block of the calling warp (one a warp): elements
+// [lo, hi), its absmax stored by lane 0, and 1 / absmax to scale by.
+struct WarpBlock {
+  int64_t lo = 0, hi = 0;
+  float scale = 0.0f;
+};
+
+// False past the end of x (the whole warp returns together).
 template <typename T>
-__global__ void quantize_4bit_kernel(const T* x, int64_t n, bool nf4, int blocksize, uint8_t* packed, float* absmax) {
+__device__ __forceinline__ bool take_warp_block(const T* x, int64_t n, int blocksize, float* absmax, WarpBlock& b) {
   const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x & 31;
-  const int64_t lo = block * blocksize;
-  if (lo >= n) return;
-  const int64_t hi = min(n, lo + blocksize);
-  const float m = warp_block_absmax(x, lo, hi, blocksize, lane);
+  b.lo = block * blocksize;
+  if (b.lo >= n) return false;
+  b.hi = min(n, b.lo + blocksize);
+  const float m = warp_block_absmax(x, b.lo, b.hi, blocksize, lane);
   if (lane == 0) absmax[block] = m;
-  const float scale = gpu_reciprocal(m);
-  for (int64_t i = lo + 2 * lane; i < hi; i += 64) {
-    const float a = __fmul_rn(load(x[i]), scale);
-    const float b = __fmul_rn(i + 1 < hi ? load(x[i + 1]) : 0.0f, scale);
+  b.scale = gpu_reciprocal(m);
+  return true;
+}
+
+template <typename T>
+__global__ void quantize_4bit_kernel(const T* x, int64_t n, bool nf4, int blocksize, uint8_t* packed, float* absmax) {
+  WarpBlock wb;
+  if (!take_warp_block(x, n, blocksize, absmax, wb)) return;
+  for (int64_t i = wb.lo + 2 * (threadIdx.x & 31); i < wb.hi; i += 64) {
+    const float a = __fmul_rn(load(x[i]), wb.scale);
+    const float b = __fmul_rn(i + 1 < wb.hi ? load(x[i + 1]) : 0.0f, wb.scale);
     packed[i / 2] = nf4 ? uint8_t(nf4_code(a) << 4 | nf4_code(b)) : uint8_t(fp4_code(a) << 4 | fp4_code(b));
   }
 }
@@ -186,15 +201,10 @@ __global__ void quantize_dynamic8_kernel(const T* x, int64_t n, const float* cod
   __shared__ float map[256];
   for (int i = threadIdx.x; i < 256; i += blockDim.x) map[i] = code[i];
   __syncthreads();
-  const int64_t block = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x & 31;
-  const int64_t lo = block * blocksize;
-  if (lo >= n) return;
-  const int64_t hi = min(n, lo + blocksize);
-  const float m = warp_block_absmax(x, lo, hi, blocksize, lane);
-  if (lane == 0) absmax[block] = m;
-  const float scale = gpu_reciprocal(m);
-  for (int64_t i = lo + lane; i < hi; i += 32) codes[i] = quantize_dynamic(map, __fmul_rn(load(x[i]), scale));
+  WarpBlock wb;
+  if (!take_warp_block(x, n, blocksize, absmax, wb)) return;
+  for (int64_t i = wb.lo + (threadIdx.x & 31); i < wb.hi; i += 32)
+    codes[i] = quantize_dynamic(map, __fmul_rn(load(x[i]), wb.scale));
 }
 
 template <typename T>

@@ -23,6 +23,20 @@ struct TensorStep {
 
 inline constexpr int kQuantBlock = 256;
 
+// Element i's states as the update reads them: f32, or an 8-bit code times
+// its block's absmax (the CPU loops and the CUDA kernels alike).
+template <Rule R>
+LOWBIT_HD void load_states(const TensorStep& t, int64_t i, float* s) {
+  for (int k = 0; k < rule_states(R); ++k) {
+    if (t.bits == 32) {
+      s[k] = t.state32[k][i];
+    } else {
+      const CodeSearch* cs = state_signed(R, k) ? t.search_signed : t.search_unsigned;
+      s[k] = cs->code[t.codes[k][i]] * t.absmax[k][i / kQuantBlock];
+    }
+  }
+}
+
 namespace cpu {
 void update(Rule rule, const StepParams& params, const TensorStep& t);
 // Sum over elements of update_norm_term (LAMB/LARS).

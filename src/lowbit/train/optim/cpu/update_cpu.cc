@@ -97,7 +97,6 @@ void update_8bit(const StepParams& a, const TensorStep& t) {
 
 template <Rule R>
 double update_norm_rule(const StepParams& a, const TensorStep& t) {
-  constexpr int S = rule_states(R);
   std::vector<double> parts(size_t((t.n + 65535) / 65536), 0.0);
   parallel_for(0, parts.size(), 1, [&](size_t lo, size_t hi) {
     for (size_t c = lo; c < hi; ++c) {
@@ -105,14 +104,7 @@ double update_norm_rule(const StepParams& a, const TensorStep& t) {
       const int64_t end = std::min<int64_t>(t.n, int64_t(c + 1) * 65536);
       for (int64_t i = int64_t(c) * 65536; i < end; ++i) {
         float s[3];
-        for (int k = 0; k < S; ++k) {
-          if (t.bits == 32) {
-            s[k] = t.state32[k][i];
-          } else {
-            const CodeSearch* cs = state_signed(R, k) ? t.search_signed : t.search_unsigned;
-            s[k] = cs->code[t.codes[k][i]] * t.absmax[k][i / kQuantBlock];
-          }
-        }
+        load_states<R>(t, i, s);
         sum += update_norm_term<R == Rule::Adam ? Rule::Adam : Rule::Momentum>(a, t.g[i], s);
       }
       parts[c] = sum;

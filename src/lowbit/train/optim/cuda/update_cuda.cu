@@ -161,19 +161,10 @@ __global__ void __launch_bounds__(kThreads) update_32bit_kernel(StepParams a, Te
 
 template <Rule R>
 __global__ void __launch_bounds__(kThreads) update_norm_kernel(StepParams a, TensorStep t, double* out) {
-  constexpr int S = rule_states(R);
   double sum = 0;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < t.n; i += int64_t(gridDim.x) * kThreads) {
     float s[3];
-#pragma unroll
-    for (int k = 0; k < S; ++k) {
-      if (t.bits == 32) {
-        s[k] = t.state32[k][i];
-      } else {
-        const CodeSearch* cs = state_signed(R, k) ? t.search_signed : t.search_unsigned;
-        s[k] = cs->code[t.codes[k][i]] * t.absmax[k][i / kQuantBlock];
-      }
-    }
+    load_states<R>(t, i, s);
     sum += update_norm_term<R>(a, t.g[i], s);
   }
   for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
