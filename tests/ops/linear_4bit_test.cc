@@ -12,19 +12,7 @@
 namespace lowbit {
 namespace {
 
-ops::Blockwise4bitWeight quantize(const Tensor& w, quant::QuantType type, int blocksize, bool double_quant) {
-  quant::QuantState state;
-  ops::Blockwise4bitWeight q;
-  q.type = type;
-  q.packed = quant::quantize_4bit(w, type, blocksize, double_quant, state);
-  q.absmax = quant::dequantize_nested_absmax(state);
-  q.code = state.code;
-  q.blocksize = blocksize;
-  q.dtype = w.dtype();
-  q.out_features = w.dim(0);
-  q.in_features = w.dim(1);
-  return q;
-}
+using testing::quantize_4bit_weight;
 
 struct Q4Case {
   std::string type, dtype;
@@ -37,7 +25,7 @@ TEST_P(Linear4bitGolden, MatchesBitsandbytes) {
   const auto g = io::SafetensorsReader::open(testing::golden_dir() / "dev-quant.safetensors");
   const DType dtype = parse_dtype(c.dtype);
   const Tensor w = g.tensor("q4lin.W_f32").cast(dtype);
-  const auto q = quantize(w, quant::parse_quant_type(c.type), 64, true);
+  const auto q = quantize_4bit_weight(w, quant::parse_quant_type(c.type), 64, true);
   for (const char* batch : {"b1", "b8"}) {
     const std::string prefix = "q4lin." + c.type + "." + c.dtype + ".";
     const Tensor x = g.tensor(prefix + "x_" + batch);
@@ -81,7 +69,7 @@ TEST(Linear4bit, ComputeDtypeDiffersFromInput) {
   const Tensor w = Tensor::from_vector(wv, {24, 128}).cast(DType::BF16);
   const Tensor x = Tensor::from_vector(xv, {3, 128}).cast(DType::BF16);
   for (int64_t tokens : {1, 3}) {
-    auto q = quantize(w, quant::QuantType::NF4, 64, false);
+    auto q = quantize_4bit_weight(w, quant::QuantType::NF4, 64, false);
     Tensor want32 = Tensor::empty({tokens, 24}, DType::F32), got = Tensor::empty({tokens, 24}, DType::BF16);
     ops::linear_4bit(x.rows(0, tokens).cast(DType::F32), q, Tensor{}, want32);
     q.compute_dtype = DType::F32;
@@ -103,7 +91,7 @@ TEST_P(Linear4bitFused, EqualsDequantizedProduct) {
     for (auto& v : xv) v = dist(rng);
     const Tensor w = Tensor::from_vector(wv, {out_f, in_f}).cast(dtype);
     const Tensor x = Tensor::from_vector(xv, {tokens, in_f}).cast(dtype);
-    const auto q = quantize(w, type, blocksize, out_f % 2 == 1);
+    const auto q = quantize_4bit_weight(w, type, blocksize, out_f % 2 == 1);
     quant::QuantState state;
     const Tensor packed = quant::quantize_4bit(w, type, blocksize, out_f % 2 == 1, state);
     const Tensor dense = quant::dequantize_4bit(packed, state);  // [out, in] in dtype

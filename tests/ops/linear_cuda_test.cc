@@ -30,26 +30,12 @@ const Device kGpu = Device::cuda(0);
 
 Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) { return testing::random_normal(shape, dtype, seed, 1.0f); }
 
+// Double-quantized (then decoded to f32 absmax), as the loaders give it.
 ops::Blockwise4bitWeight quantize(const Tensor& w, quant::QuantType type, int blocksize) {
-  quant::QuantState state;
-  ops::Blockwise4bitWeight q;
-  q.type = type;
-  q.packed = quant::quantize_4bit(w, type, blocksize, true, state);
-  q.absmax = quant::dequantize_nested_absmax(state);
-  q.code = state.code;
-  q.blocksize = blocksize;
-  q.dtype = w.dtype();
-  q.out_features = w.dim(0);
-  q.in_features = w.dim(1);
-  return q;
+  return testing::quantize_4bit_weight(w, type, blocksize, true);
 }
 
-ops::Blockwise4bitWeight to_gpu(ops::Blockwise4bitWeight q) {
-  q.packed = q.packed.to(kGpu);
-  q.absmax = q.absmax.to(kGpu);
-  q.code = q.code.to(kGpu);
-  return q;
-}
+ops::Blockwise4bitWeight to_gpu(const ops::Blockwise4bitWeight& q) { return testing::weight_on(q, kGpu); }
 
 // Largest |got - want| over the largest |want|, in units of the dtype's ulp.
 double error_in_ulps(const Tensor& got_t, const Tensor& want_t) {
@@ -622,12 +608,7 @@ TEST(Linear4bitCuda, StackedDoubleQuantEqualsDecodedOnEveryPath) {
                                        testing::random_normal({128, 512}, dtype, 2, 3.0f),
                                        testing::random_normal({130, 512}, dtype, 3, 0.2f)};
     const auto host = testing::double_quantized_stack(parts, quant::QuantType::NF4, 64);
-    auto nested = host;
-    nested.packed = host.packed.to(kGpu);
-    nested.absmax = host.absmax.to(kGpu);
-    nested.code = host.code.to(kGpu);
-    nested.nested->nested_absmax = host.nested->nested_absmax.to(kGpu);
-    nested.nested->nested_code = host.nested->nested_code.to(kGpu);
+    const auto nested = testing::weight_on(host, kGpu);
     const auto decoded = ops::with_decoded_absmax(nested);  // decoded on the GPU
     const Tensor cpu_absmax = ops::with_decoded_absmax(host).absmax;
     ASSERT_EQ(std::memcmp(decoded.absmax.to(Device::cpu()).raw_data(), cpu_absmax.raw_data(), cpu_absmax.nbytes()),

@@ -29,16 +29,7 @@ Tensor random_tensor(Shape shape, DType dtype, uint32_t seed, float scale = 1.0f
 }
 
 ops::Blockwise4bitWeight quantize_on_gpu(const Tensor& w, int blocksize) {
-  quant::QuantState state;
-  ops::Blockwise4bitWeight q;
-  q.packed = quant::quantize_4bit(w, quant::QuantType::NF4, blocksize, false, state).to(kGpu);
-  q.absmax = quant::dequantize_nested_absmax(state).to(kGpu);
-  q.code = state.code.to(kGpu);
-  q.blocksize = blocksize;
-  q.dtype = w.dtype();
-  q.out_features = w.dim(0);
-  q.in_features = w.dim(1);
-  return q;
+  return testing::weight_on(testing::quantize_4bit_weight(w, quant::QuantType::NF4, blocksize, false), kGpu);
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
@@ -302,10 +293,7 @@ TEST(Linear4bitFusedCuda, DequantizedWeightGivesLinear4bitBits) {
       EXPECT_FALSE(ops::linear_4bit_dequantizes(1, dtype, kGpu, w));
       Tensor deq = Tensor::empty({s.n, s.k}, dtype, kGpu);
       ops::dequantize_4bit_weight(w, deq);
-      ops::Blockwise4bitWeight on_cpu = w;
-      on_cpu.packed = w.packed.to(Device::cpu());
-      on_cpu.absmax = w.absmax.to(Device::cpu());
-      on_cpu.code = w.code.to(Device::cpu());
+      const ops::Blockwise4bitWeight on_cpu = testing::weight_on(w, Device::cpu());
       Tensor deq_cpu = Tensor::empty({s.n, s.k}, dtype);
       ops::dequantize_4bit_weight(on_cpu, deq_cpu);
       // (Equal values: the CPU may write +0 where the GPU writes -0.)

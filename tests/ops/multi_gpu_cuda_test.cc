@@ -52,24 +52,7 @@ auto on_both(Op&& op) {
 }
 
 ops::Blockwise4bitWeight quantize_weight(const Tensor& w, bool nested) {
-  quant::QuantState state;
-  ops::Blockwise4bitWeight q;
-  q.type = quant::QuantType::NF4;
-  q.packed = quant::quantize_4bit(w, q.type, 64, nested, state);
-  q.absmax = quant::dequantize_nested_absmax(state);
-  q.code = state.code;
-  q.blocksize = 64;
-  q.dtype = w.dtype();
-  q.out_features = w.dim(0);
-  q.in_features = w.dim(1);
-  return q;
-}
-
-ops::Blockwise4bitWeight to_device(ops::Blockwise4bitWeight q, Device device) {
-  q.packed = q.packed.to(device);
-  q.absmax = q.absmax.to(device);
-  q.code = q.code.to(device);
-  return q;
+  return testing::quantize_4bit_weight(w, quant::QuantType::NF4, 64, nested);
 }
 
 // Rows that take each 4-bit path on Hopper: the one-row GEMV, the cluster
@@ -84,7 +67,7 @@ TEST(MultiGpu, FourBitLinearRunsWhereItsTensorsAre) {
     const Tensor x = testing::random_normal({m, k}, DType::BF16, uint32_t(10 + m), 1.0f);
     const auto [a, b] = on_both([&](Device d) {
       Tensor out = Tensor::empty({m, n}, DType::BF16, d);
-      ops::linear_4bit(x.to(d), to_device(q, d), Tensor{}, out);
+      ops::linear_4bit(x.to(d), testing::weight_on(q, d), Tensor{}, out);
       return out;
     });
     EXPECT_TRUE(same_bytes(a, b)) << m << " rows";

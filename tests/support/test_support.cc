@@ -66,6 +66,32 @@ CliRun run_lowbit(const std::string& args) {
   return r;
 }
 
+ops::Blockwise4bitWeight quantize_4bit_weight(const Tensor& w, quant::QuantType type, int blocksize,
+                                              bool double_quant) {
+  quant::QuantState state;
+  ops::Blockwise4bitWeight q;
+  q.type = type;
+  q.packed = quant::quantize_4bit(w, type, blocksize, double_quant, state);
+  q.absmax = quant::dequantize_nested_absmax(state);
+  q.code = state.code;
+  q.blocksize = blocksize;
+  q.dtype = w.dtype();
+  q.out_features = w.dim(0);
+  q.in_features = w.dim(1);
+  return q;
+}
+
+ops::Blockwise4bitWeight weight_on(ops::Blockwise4bitWeight q, Device device) {
+  q.packed = q.packed.to(device);
+  q.absmax = q.absmax.to(device);
+  q.code = q.code.to(device);
+  if (q.nested) {
+    q.nested->nested_absmax = q.nested->nested_absmax.to(device);
+    q.nested->nested_code = q.nested->nested_code.to(device);
+  }
+  return q;
+}
+
 ops::Blockwise4bitWeight double_quantized_stack(const std::vector<Tensor>& parts, quant::QuantType type,
                                                 int blocksize) {
   ops::Blockwise4bitWeight out;

@@ -31,6 +31,13 @@ std::vector<int32_t> token_ids(const Tensor& t);
 // Values ~N(0, stddev) drawn in f32 from std::mt19937(seed), then cast to dtype.
 Tensor random_normal(Shape shape, DType dtype, uint32_t seed, float stddev = 1.0f);
 
+// A weight [n, k] quantized to 4 bits on the CPU as ops::linear_4bit takes
+// it: f32 absmax (with double quantization, decoded back from its codes).
+ops::Blockwise4bitWeight quantize_4bit_weight(const Tensor& w, quant::QuantType type, int blocksize,
+                                              bool double_quant);
+// q's tensors copied to `device`.
+ops::Blockwise4bitWeight weight_on(ops::Blockwise4bitWeight q, Device device);
+
 // Weights [n_i, k] of one dtype quantized to 4 bits with double quantization
 // and stacked, rows of parts[0] first, into one weight on the CPU whose parts
 // keep their own offsets (what nn::Linear::stack makes of such layers). Each
