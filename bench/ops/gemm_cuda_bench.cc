@@ -204,11 +204,11 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
 
   // The roofline: bytes/us of cuBLAS bf16 at batch 1, timed first whatever
   // the batches asked (every row's share of it needs it); a batch-1 row
-  // times it again in its place.
-  double dense_one_us = time_us(dense_copies, [&](int i) {
+  // prints this timing.
+  const double dense_one_us = time_us(dense_copies, [&](int i) {
     lowbit::ops::cuda::gemm_dense(DType::BF16, x, 1, dense[i], n, k, nullptr, out);
   });
-  double roofline = (bf16_bytes + double(k + n) * 2) / dense_one_us;
+  const double roofline = (bf16_bytes + double(k + n) * 2) / dense_one_us;
   std::vector<double> dense_us;
   std::printf("\n%lld x %lld (in x out), NF4 blocksize %d: %d bf16 / %d NF4 weight copies rotate\n", (long long)k,
               (long long)n, bs, dense_copies, q_copies);
@@ -228,15 +228,11 @@ void bench_shape(int64_t k, int64_t n, const Options& opt, Rng& rng) {
   };
   for (int64_t m : batches) {
     const double io = double(m * k + m * n) * 2;
-    const double t_dense = time_us(dense_copies, [&](int i) {
+    const double t_dense = m == 1 ? dense_one_us : time_us(dense_copies, [&](int i) {
       lowbit::ops::cuda::gemm_dense(DType::BF16, x, m, dense[i], n, k, nullptr, out);
     });
     const double bw_dense = (bf16_bytes + io) / t_dense;
     dense_us.push_back(t_dense);
-    if (m == 1) {
-      roofline = bw_dense;
-      dense_one_us = t_dense;
-    }
     const double t_q = time_us(q_copies, [&](int i) {
       lowbit::ops::cuda::gemm_4bit(DType::BF16, x, m, q.plain[i], nullptr, out);
     });

@@ -16,9 +16,7 @@ namespace {
 
 Tensor random_tensor(Shape shape, DType dtype, uint32_t seed) { return testing::random_normal(shape, dtype, seed, 2.0f); }
 
-bool same_bytes(const Tensor& a, const Tensor& b) {
-  return a.nbytes() == b.nbytes() && std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0;
-}
+using testing::same_bytes;
 
 TEST(FusedDecoderOps, AddRmsNormAndSwiglu) {
   for (DType dtype : {DType::F32, DType::BF16, DType::F16}) {

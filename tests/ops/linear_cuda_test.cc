@@ -614,10 +614,6 @@ TEST(Linear4bitCuda, StackedDoubleQuantEqualsDecodedOnEveryPath) {
     ASSERT_EQ(std::memcmp(decoded.absmax.to(Device::cpu()).raw_data(), cpu_absmax.raw_data(), cpu_absmax.nbytes()),
               0);
     const int64_t n = host.out_features;
-    const auto same = [](const Tensor& a, const Tensor& b) {
-      const Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
-      return std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
-    };
     const std::pair<Gemm4bitPath, std::vector<int64_t>> cases[] = {
         {Gemm4bitPath::kAuto, {1, 4, 16, 100, 400}}, {Gemm4bitPath::kGemv, {1, 3}},
         {Gemm4bitPath::kMma, {1, 3, 16}},            {Gemm4bitPath::kMmaWide, {17, 33}},
@@ -630,7 +626,7 @@ TEST(Linear4bitCuda, StackedDoubleQuantEqualsDecodedOnEveryPath) {
         Tensor a = Tensor::empty({m, n}, dtype, kGpu), b = Tensor::empty({m, n}, dtype, kGpu);
         ops::linear_4bit(x, nested, Tensor{}, a);
         ops::linear_4bit(x, decoded, Tensor{}, b);
-        EXPECT_TRUE(same(a, b)) << dtype_name(dtype) << " path " << int(path) << " m " << m;
+        EXPECT_TRUE(testing::same_bytes(a, b)) << dtype_name(dtype) << " path " << int(path) << " m " << m;
       }
     }
     ops::cuda::set_gemm_4bit_path(Gemm4bitPath::kAuto);
@@ -645,11 +641,11 @@ TEST(Linear4bitCuda, StackedDoubleQuantEqualsDecodedOnEveryPath) {
     EXPECT_TRUE(ops::linear_4bit_fuses(src, nested, Tensor{}, f, a));
     ops::linear_4bit_fused(src, nested, Tensor{}, f, a);
     ops::linear_4bit_fused(src, decoded, Tensor{}, f, b);
-    EXPECT_TRUE(same(a, b)) << dtype_name(dtype) << " fused";
+    EXPECT_TRUE(testing::same_bytes(a, b)) << dtype_name(dtype) << " fused";
     Tensor wa = Tensor::empty({n, 512}, dtype, kGpu), wb = Tensor::empty({n, 512}, dtype, kGpu);
     ops::dequantize_4bit_weight(nested, wa);
     ops::dequantize_4bit_weight(decoded, wb);
-    EXPECT_TRUE(same(wa, wb)) << dtype_name(dtype) << " dequantized";
+    EXPECT_TRUE(testing::same_bytes(wa, wb)) << dtype_name(dtype) << " dequantized";
   }
 }
 

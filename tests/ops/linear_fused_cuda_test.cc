@@ -5,7 +5,6 @@
 // and without the staged row.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
@@ -32,10 +31,7 @@ ops::Blockwise4bitWeight quantize_on_gpu(const Tensor& w, int blocksize) {
   return testing::weight_on(testing::quantize_4bit_weight(w, quant::QuantType::NF4, blocksize, false), kGpu);
 }
 
-bool same_bytes(const Tensor& a, const Tensor& b) {
-  const Tensor ca = a.to(Device::cpu()), cb = b.to(Device::cpu());
-  return ca.nbytes() == cb.nbytes() && std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0;
-}
+using testing::same_bytes;
 
 // The largest |got - want| in ulps of the largest finite |want| (equal
 // values, infinities included, differ by 0; a NaN or an infinity against a

@@ -1,6 +1,7 @@
 #include "support/test_support.h"
 
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <random>
 #include <unistd.h>
@@ -64,6 +65,11 @@ CliRun run_lowbit(const std::string& args) {
   while ((n = fread(buffer, 1, sizeof buffer, pipe)) > 0) r.output.append(buffer, n);
   r.status = pclose(pipe);
   return r;
+}
+
+bool same_bytes(const Tensor& a, const Tensor& b) {
+  const Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
+  return ha.nbytes() == hb.nbytes() && std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
 }
 
 ops::Blockwise4bitWeight quantize_4bit_weight(const Tensor& w, quant::QuantType type, int blocksize,

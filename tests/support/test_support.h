@@ -22,6 +22,9 @@ std::filesystem::path models_dir();   // shared_dir()/models
 // A fresh, empty temporary directory for one test (removed at exit).
 std::filesystem::path temp_dir(const std::string& name);
 
+// Whether a and b (on any devices) hold the same bytes.
+bool same_bytes(const Tensor& a, const Tensor& b);
+
 // Host copy of a tensor as f32 (from f32, f16 or bf16).
 std::vector<float> to_floats(const Tensor& t);
 
